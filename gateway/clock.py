@@ -1,0 +1,73 @@
+"""Time sources.
+
+Every timer in Floorgate runs on the monotonic clock, so a wall clock that jumps (NTP step, a technician
+setting the date) never fires or stalls a timer. The wall clock is only read to stamp events, always in UTC.
+Tests and simulations inject a `ManualClock` and move it by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Current wall time, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps; only differences are meaningful."""
+        ...
+
+
+class SystemClock:
+    """The real clocks. `offset_s` shifts the wall clock only, to simulate a clock jump in fault tests."""
+
+    def __init__(self, offset_s: float = 0.0) -> None:
+        self.offset_s = offset_s
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset_s)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class ManualClock:
+    """A clock that moves only when told to; both its wall and monotonic time advance together."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._wall = start or datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+        self._mono = 1000.0
+
+    def now(self) -> datetime:
+        return self._wall
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._wall += timedelta(seconds=seconds)
+        self._mono += seconds
+
+    def jump_wall(self, seconds: float) -> None:
+        """Move only the wall clock, as an NTP step would."""
+        self._wall += timedelta(seconds=seconds)
+
+
+def rfc3339(dt: datetime) -> str:
+    """UTC RFC 3339 with milliseconds and `Z`, the one timestamp format of the contract."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime: Floorgate stamps only timezone-aware UTC times")
+    u = dt.astimezone(UTC)
+    return u.strftime("%Y-%m-%dT%H:%M:%S.") + f"{u.microsecond // 1000:03d}Z"
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 time with an offset or `Z`; the result is in UTC."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no UTC offset; use RFC 3339 with Z")
+    return dt.astimezone(UTC)

@@ -1,0 +1,62 @@
+"""One unit of work: the state a domain call changed plus the events it emitted.
+
+The journal commits a `Change` in one transaction (the transactional outbox). Device signals ride along and
+are executed only after that commit, so nothing shown to a person can be lost in a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Doc(Protocol):
+    def to_doc(self) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True)
+class EventDraft:
+    type: str
+    data: dict[str, Any]
+    order_id: str | None = None
+    seq: int = 0  # set when the journal sequences the change
+
+
+@dataclass(slots=True)
+class Change:
+    cmd_id: str | None = None
+    events: list[EventDraft] = field(default_factory=list)
+    docs: dict[tuple[str, str], Doc | None] = field(default_factory=dict)
+    masterdata: list[tuple[int, str, str, dict[str, Any] | None]] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    signals: list[Any] = field(default_factory=list)
+    result: tuple[str, str, dict[str, Any]] | None = None  # (cmd_id, name, result) to store for dedup
+
+    def emit(self, type: str, data: dict[str, Any], order_id: str | None = None) -> EventDraft:
+        ev = EventDraft(type, data, order_id)
+        self.events.append(ev)
+        return ev
+
+    def save(self, kind: str, key: str, doc: Doc) -> None:
+        """Mark an entity changed; it is serialized when the change is submitted, not now."""
+        self.docs[(kind, key)] = doc
+
+    def delete(self, kind: str, key: str) -> None:
+        self.docs[(kind, key)] = None
+
+    def signal(self, signal: Any) -> None:
+        self.signals.append(signal)
+
+    def sequence(self, first_seq: int) -> None:
+        """Number the events from `first_seq`; an order's `updated_seq` follows its last event."""
+        for i, ev in enumerate(self.events):
+            ev.seq = first_seq + i
+            if ev.order_id is not None:
+                order = self.docs.get(("order", ev.order_id))
+                if order is not None and hasattr(order, "updated_seq"):
+                    order.updated_seq = ev.seq
+
+    @property
+    def empty(self) -> bool:
+        return not (self.events or self.docs or self.masterdata or self.meta or self.audit or self.result)

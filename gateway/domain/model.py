@@ -1,0 +1,312 @@
+"""Entities of the floor as slotted dataclasses: small in memory (a site may hold 100,000 SKUs on a
+1 GB box) and trivially turned into the JSON documents the journal stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Order states of SPEC §1.
+RECEIVED = "received"
+ASSIGNED = "assigned"
+PICKING = "picking"
+PICKED = "picked"
+SHORT_PICKED = "short_picked"
+PACKING = "packing"
+PACKED = "packed"
+ON_HOLD = "on_hold"
+CANCELLED = "cancelled"
+ORDER_STATES = (RECEIVED, ASSIGNED, PICKING, PICKED, SHORT_PICKED, PACKING, PACKED, ON_HOLD, CANCELLED)
+FINAL_STATES = (PACKED, CANCELLED)
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(slots=True)
+class Sku:
+    sku: str
+    gtins: list[str]
+    pack_gtins: list[tuple[str, int]] = field(default_factory=list)
+    description: str = ""
+    unit_weight_g: float | None = None
+    lot_tracked: bool = False
+    expiry_tracked: bool = False
+    min_shelf_life_days: int = 0
+    serial_tracked: bool = False
+    cold_chain: bool = False
+
+    def to_doc(self) -> dict[str, Any]:
+        return _drop_none({
+            "sku": self.sku, "gtins": self.gtins,
+            "pack_gtins": [{"gtin": g, "qty": q} for g, q in self.pack_gtins],
+            "description": self.description, "unit_weight_g": self.unit_weight_g,
+            "lot_tracked": self.lot_tracked, "expiry_tracked": self.expiry_tracked,
+            "min_shelf_life_days": self.min_shelf_life_days, "serial_tracked": self.serial_tracked,
+            "cold_chain": self.cold_chain,
+        })
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Sku:
+        return cls(
+            d["sku"], list(d.get("gtins", [])), [(p["gtin"], p["qty"]) for p in d.get("pack_gtins", [])],
+            d.get("description", ""), d.get("unit_weight_g"), d.get("lot_tracked", False),
+            d.get("expiry_tracked", False), d.get("min_shelf_life_days", 0), d.get("serial_tracked", False),
+            d.get("cold_chain", False),
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Light:
+    bus: str
+    unit: int
+
+
+@dataclass(slots=True)
+class Location:
+    code: str
+    zone: str
+    sku: str | None = None
+    light: Light | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"code": self.code, "zone": self.zone}
+        if self.sku is not None:
+            d["sku"] = self.sku
+        if self.light is not None:
+            d["light"] = {"bus": self.light.bus, "unit": self.light.unit}
+        return d
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Location:
+        light = d.get("light")
+        return cls(d["code"], d["zone"], d.get("sku"), Light(light["bus"], light["unit"]) if light else None)
+
+
+@dataclass(slots=True)
+class Operator:
+    operator_id: str
+    name: str = ""
+    badge: str = ""
+    roles: list[str] = field(default_factory=list)
+    zones: list[str] = field(default_factory=list)
+    password_hash: str | None = None
+    language: str = "en"
+
+    def to_doc(self) -> dict[str, Any]:
+        return _drop_none({
+            "operator_id": self.operator_id, "name": self.name, "badge": self.badge, "roles": self.roles,
+            "zones": self.zones, "password_hash": self.password_hash, "language": self.language,
+        })
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Operator:
+        return cls(d["operator_id"], d.get("name", ""), d.get("badge", ""), list(d.get("roles", [])),
+                   list(d.get("zones", [])), d.get("password_hash"), d.get("language", "en"))
+
+
+@dataclass(slots=True)
+class Carton:
+    code: str
+    tare_g: float = 0.0
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"code": self.code, "tare_g": self.tare_g}
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Carton:
+        return cls(d["code"], d.get("tare_g", 0.0))
+
+
+@dataclass(slots=True)
+class Priority:
+    value_cents: int = 0
+    customer_level: int = 0
+    cold_chain: bool = False
+    cutoff_at: str | None = None  # RFC 3339 UTC
+
+    def to_doc(self) -> dict[str, Any]:
+        return _drop_none({"value_cents": self.value_cents, "customer_level": self.customer_level,
+                           "cold_chain": self.cold_chain, "cutoff_at": self.cutoff_at})
+
+
+@dataclass(slots=True)
+class Pick:
+    """One confirmed quantity of one lot on a line (a line picked from two lots has two picks)."""
+
+    qty: int
+    operator_id: str
+    via: str
+    at: str
+    gtin: str | None = None
+    lot: str | None = None
+    expiry: str | None = None
+    serials: list[str] = field(default_factory=list)
+    location: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return _drop_none({"qty": self.qty, "operator_id": self.operator_id, "via": self.via, "at": self.at,
+                           "gtin": self.gtin, "lot": self.lot, "expiry": self.expiry,
+                           "serials": self.serials or None, "location": self.location})
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Pick:
+        return cls(d["qty"], d["operator_id"], d["via"], d["at"], d.get("gtin"), d.get("lot"), d.get("expiry"),
+                   list(d.get("serials", [])), d.get("location"))
+
+
+@dataclass(slots=True)
+class Line:
+    line_no: int
+    sku: str
+    qty: int
+    picks: list[Pick] = field(default_factory=list)
+    short: int = 0
+    done: bool = False
+
+    @property
+    def picked(self) -> int:
+        return sum(p.qty for p in self.picks)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"line_no": self.line_no, "sku": self.sku, "qty": self.qty,
+                "picks": [p.to_doc() for p in self.picks], "short": self.short, "done": self.done}
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Line:
+        return cls(d["line_no"], d["sku"], d["qty"], [Pick.from_doc(p) for p in d.get("picks", [])],
+                   d.get("short", 0), d.get("done", False))
+
+
+@dataclass(slots=True)
+class Order:
+    order_id: str
+    channel: str
+    priority: Priority
+    lines: list[Line]
+    received_at: str
+    state: str = RECEIVED
+    resume_state: str | None = None  # the state an `on_hold` order returns to on release
+    holds: list[str] = field(default_factory=list)  # "dispatch" and/or "review"
+    updated_seq: int = 0
+    tote: str | None = None
+    cancel_reason: str | None = None
+    review: dict[str, Any] | None = None  # the pending weight review, if any
+    packing: dict[str, Any] | None = None  # station progress while `packing`
+
+    def line(self, line_no: int) -> Line | None:
+        for ln in self.lines:
+            if ln.line_no == line_no:
+                return ln
+        return None
+
+    def to_doc(self) -> dict[str, Any]:
+        return _drop_none({
+            "order_id": self.order_id, "channel": self.channel, "priority": self.priority.to_doc(),
+            "lines": [ln.to_doc() for ln in self.lines], "received_at": self.received_at, "state": self.state,
+            "resume_state": self.resume_state, "holds": self.holds or None, "updated_seq": self.updated_seq,
+            "tote": self.tote, "cancel_reason": self.cancel_reason, "review": self.review,
+            "packing": self.packing,
+        })
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Order:
+        p = d.get("priority", {})
+        return cls(
+            d["order_id"], d.get("channel", ""),
+            Priority(p.get("value_cents", 0), p.get("customer_level", 0), p.get("cold_chain", False),
+                     p.get("cutoff_at")),
+            [Line.from_doc(x) for x in d["lines"]], d["received_at"], d["state"], d.get("resume_state"),
+            list(d.get("holds", [])), d.get("updated_seq", 0), d.get("tote"), d.get("cancel_reason"),
+            d.get("review"), d.get("packing"),
+        )
+
+
+@dataclass(slots=True)
+class Hold:
+    scope: str  # "order" | "zone" | "operator" | "all"
+    id: str
+    by: str
+    at: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.scope}:{self.id}"
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"scope": self.scope, "id": self.id, "by": self.by, "at": self.at}
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Hold:
+        return cls(d["scope"], d["id"], d["by"], d["at"])
+
+
+@dataclass(slots=True)
+class Alarm:
+    alarm_id: str
+    code: str
+    severity: str  # "info" | "warning" | "critical"
+    message: str
+    raised_at: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"alarm_id": self.alarm_id, "code": self.code, "severity": self.severity,
+                "message": self.message, "raised_at": self.raised_at}
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Alarm:
+        return cls(d["alarm_id"], d["code"], d["severity"], d["message"], d["raised_at"])
+
+
+# Task states.
+TASK_OPEN = "open"  # waiting for a picker
+TASK_ASSIGNED = "assigned"
+TASK_STARTED = "started"  # first accepted scan
+TASK_COMPLETED = "completed"
+TASK_CANCELLED = "cancelled"
+TASK_ACTIVE = (TASK_OPEN, TASK_ASSIGNED, TASK_STARTED)
+
+
+@dataclass(slots=True)
+class Task:
+    """An order's lines in one zone: the unit of work one picker gets."""
+
+    task_id: str
+    order_id: str
+    zone: str
+    line_nos: list[int]
+    created_at: str
+    state: str = TASK_OPEN
+    operator_id: str | None = None
+    assigned_at: str | None = None
+    assigned_mono: float | None = None  # monotonic time of assignment: escalation timers never use the wall clock
+    started_at: str | None = None
+    completed_at: str | None = None
+    escalation: int = 0
+    reassignments: int = 0
+    strategy: str | None = None
+    tote: str | None = None
+    cold_chain: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.state in TASK_ACTIVE
+
+    def to_doc(self) -> dict[str, Any]:
+        return _drop_none({
+            "task_id": self.task_id, "order_id": self.order_id, "zone": self.zone, "line_nos": self.line_nos,
+            "created_at": self.created_at, "state": self.state, "operator_id": self.operator_id,
+            "assigned_at": self.assigned_at, "started_at": self.started_at, "completed_at": self.completed_at,
+            "escalation": self.escalation, "reassignments": self.reassignments, "strategy": self.strategy,
+            "tote": self.tote, "cold_chain": self.cold_chain,
+        })
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Task:
+        return cls(
+            d["task_id"], d["order_id"], d["zone"], list(d["line_nos"]), d["created_at"], d.get("state", TASK_OPEN),
+            d.get("operator_id"), d.get("assigned_at"), None, d.get("started_at"), d.get("completed_at"),
+            d.get("escalation", 0), d.get("reassignments", 0), d.get("strategy"), d.get("tote"),
+            d.get("cold_chain", False),
+        )

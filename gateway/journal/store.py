@@ -1,0 +1,418 @@
+"""The journal: one SQLite file, one writer connection, group commit.
+
+Every `Change` (entity documents, events, command result, audit rows) is written in one transaction; many
+changes that arrive while a commit is under way share the next one, so `synchronous=FULL` (an fsync per
+commit) costs little per event. Events are numbered here: `seq` grows by exactly one per event within a
+journal and survives crashes, because a batch either commits whole or not at all and numbering restarts
+from the last committed seq after a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gateway.clock import Clock, rfc3339
+from gateway.domain.change import Change
+from gateway.journal.schema import migrate
+
+log = logging.getLogger("floorgate.journal")
+
+PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "FULL",
+    "busy_timeout": "5000",
+    "foreign_keys": "ON",
+    "wal_autocheckpoint": "1000",
+    "journal_size_limit": str(64 * 1024 * 1024),
+    "cache_size": "-8000",
+    "temp_store": "MEMORY",
+}
+MAX_BATCH = 1024  # changes per commit; bounds the latency one batch can add
+
+
+class JournalError(Exception):
+    """A commit failed; nothing of the change was stored and the caller was shown nothing."""
+
+
+class StorageFull(JournalError):
+    """The disk (or SQLite's page limit) is full."""
+
+
+class JournalUnavailable(JournalError):
+    """The journal is recovering from a failed commit; retry shortly."""
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    seq: int
+    type: str
+    body: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    events: list[tuple[int, str, str, str, str | None, str, str]]
+    docs_put: list[tuple[str, str, str]]
+    docs_del: list[tuple[str, str]]
+    md_put: list[tuple[int, str, str, str]]
+    md_del: list[tuple[int, str, str]]
+    meta: list[tuple[str, str]]
+    result: tuple[str, str, str, str] | None
+    audit: list[tuple[str, str, str | None, str | None, str | None, str | None, str | None, str | None, str]]
+    last_seq: int
+    future: asyncio.Future[list[StoredEvent]] = field(repr=False)
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[aiosqlite.Connection], Awaitable[Any]]
+    future: asyncio.Future[Any]
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _prepare(path: str, site: str, gateway: str, now: str) -> dict[str, Any]:
+    """Open-time work in a worker thread: pragmas, migrations, quick_check, the journal identity."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        mode = conn.execute("PRAGMA journal_mode=wal").fetchone()[0]
+        if mode != "wal":
+            raise JournalError(f"{path}: cannot switch the database to WAL mode (got {mode!r})")
+        version = migrate(conn)
+        check = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if "journal_id" not in meta:
+            meta = {"journal_id": str(uuid.uuid4()), "journal_start_seq": "1", "last_seq": "0",
+                    "created_at": now, "site": site, "gateway": gateway, "md_gen": "1"}
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
+            conn.execute("COMMIT")
+        row = conn.execute("SELECT max(seq) FROM events").fetchone()
+        max_seq = int(row[0]) if row[0] is not None else 0
+        return {"version": version, "quick_check": check, "meta": meta, "max_seq": max_seq}
+    finally:
+        conn.close()
+
+
+class Journal:
+    def __init__(self, path: Path, site: str, gateway: str, clock: Clock) -> None:
+        self.path = path
+        self.site = site
+        self.gateway = gateway
+        self.clock = clock
+        self.journal_id = ""
+        self.start_seq = 1
+        self.last_seq = 0  # last committed
+        self._next_seq = 1  # next to hand out
+        self.integrity: list[str] = ["ok"]
+        self.meta: dict[str, str] = {}
+        self.schema_version = 0
+        self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Pending | _Job | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._failed: JournalError | None = None
+        self._listeners: list[Callable[[list[StoredEvent]], None]] = []
+        self._failure_listeners: list[Callable[[JournalError], None]] = []
+        self.commits = 0
+        self.events_written = 0
+        self.log_events = True
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | Path, *, site: str, gateway: str, clock: Clock,
+                   max_page_count: int | None = None) -> Journal:
+        j = cls(Path(path), site, gateway, clock)
+        j.path.parent.mkdir(parents=True, exist_ok=True)
+        info = await asyncio.to_thread(_prepare, str(j.path), site, gateway, rfc3339(clock.now()))
+        j.schema_version = info["version"]
+        j.integrity = info["quick_check"]
+        j.meta = info["meta"]
+        j.journal_id = j.meta["journal_id"]
+        j.start_seq = int(j.meta.get("journal_start_seq", "1"))
+        j.last_seq = max(int(j.meta.get("last_seq", "0")), info["max_seq"])
+        j._next_seq = j.last_seq + 1
+        j._db = await aiosqlite.connect(str(j.path), isolation_level=None)
+        for k, v in PRAGMAS.items():
+            await j._db.execute(f"PRAGMA {k}={v}")
+        if max_page_count is not None:
+            await j._db.execute(f"PRAGMA max_page_count={int(max_page_count)}")
+        j._reader = await aiosqlite.connect(str(j.path), isolation_level=None)
+        await j._reader.execute("PRAGMA busy_timeout=5000")
+        await j._reader.execute("PRAGMA query_only=1")
+        j._writer = asyncio.create_task(j._run_writer(), name="journal-writer")
+        if j.integrity != ["ok"]:
+            log.error("journal quick_check failed", extra={"fields": {"detail": j.integrity[:5]}})
+        return j
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._queue.put(None)
+            await self._writer
+            self._writer = None
+        for conn in (self._db, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._db = self._reader = None
+
+    @property
+    def integrity_ok(self) -> bool:
+        return self.integrity == ["ok"]
+
+    def on_commit(self, fn: Callable[[list[StoredEvent]], None]) -> None:
+        self._listeners.append(fn)
+
+    def on_failure(self, fn: Callable[[JournalError], None]) -> None:
+        self._failure_listeners.append(fn)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def submit(self, change: Change) -> asyncio.Future[list[StoredEvent]]:
+        """Number and serialize `change` now (a snapshot of its entities), commit it with the next batch."""
+        if self._failed is not None:
+            raise JournalUnavailable(f"journal recovering from a failed commit: {self._failed}")
+        if self._writer is None:
+            raise JournalUnavailable("journal is closed")
+        fut: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
+        first = self._next_seq
+        change.sequence(first)
+        ts = rfc3339(self.clock.now())
+        events = []
+        jid, site, gw, cmd_id = self.journal_id, self.site, self.gateway, change.cmd_id
+        for ev in change.events:
+            env: dict[str, Any] = {"v": 1, "journal": jid, "event_id": str(uuid.uuid4()), "seq": ev.seq,
+                                   "type": ev.type, "ts": ts, "site": site, "gateway": gw}
+            if ev.order_id is not None:
+                env["order_id"] = ev.order_id
+            if cmd_id is not None:
+                env["cmd_id"] = cmd_id
+            env["data"] = ev.data
+            events.append((ev.seq, env["event_id"], ev.type, ts, ev.order_id, jid, _dumps(env)))
+        self._next_seq = first + len(events)
+        docs_put, docs_del = [], []
+        for (kind, key), doc in change.docs.items():
+            if doc is None:
+                docs_del.append((kind, key))
+            else:
+                docs_put.append((kind, key, _dumps(doc.to_doc())))
+        md_put = [(g, k, i, _dumps(d)) for g, k, i, d in change.masterdata if d is not None]
+        md_del = [(g, k, i) for g, k, i, d in change.masterdata if d is None]
+        result = None
+        if change.result is not None:
+            rid, name, res = change.result
+            result = (rid, name, ts, _dumps(res))
+        audit = [(a.get("ts", ts), a["kind"], a.get("device_id"), a.get("operator_id"), a.get("order_id"),
+                  a.get("lot"), a.get("raw"), a.get("result"), _dumps(a)) for a in change.audit]
+        self._queue.put_nowait(_Pending(events, docs_put, docs_del, md_put, md_del, list(change.meta.items()),
+                                        result, audit, self._next_seq - 1, fut))
+        return fut
+
+    async def commit(self, change: Change) -> list[StoredEvent]:
+        return await self.submit(change)
+
+    async def run_job(self, fn: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
+        """Run `fn(conn)` on the writer connection between batches (maintenance, pruning, backups)."""
+        if self._writer is None:
+            raise JournalUnavailable("journal is closed")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(fn, fut))
+        return await fut
+
+    def reset_after_failure(self) -> None:
+        """Accept changes again once the owner has rebuilt its state from what is committed."""
+        self._next_seq = self.last_seq + 1
+        self._failed = None
+
+    async def _run_writer(self) -> None:
+        q = self._queue
+        while True:
+            item = await q.get()
+            if item is None:
+                return
+            if isinstance(item, _Job):
+                await self._run_one_job(item)
+                continue
+            batch = [item]
+            stop = False
+            while len(batch) < MAX_BATCH and not q.empty():
+                nxt = q.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                if isinstance(nxt, _Job):
+                    await self._write_batch(batch)
+                    batch = []
+                    await self._run_one_job(nxt)
+                    continue
+                batch.append(nxt)
+            if batch:
+                await self._write_batch(batch)
+            if stop:
+                return
+
+    async def _run_one_job(self, job: _Job) -> None:
+        try:
+            res = await job.fn(self._conn)
+        except BaseException as e:
+            if not job.future.done():
+                job.future.set_exception(e)
+        else:
+            if not job.future.done():
+                job.future.set_result(res)
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise JournalUnavailable("journal is closed")
+        return self._db
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        if self._failed is not None:
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(self._failed)
+            return
+        db = self._conn
+        events = [e for p in batch for e in p.events]
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                if events:
+                    await db.executemany("INSERT INTO events(seq, event_id, type, ts, order_id, journal, body) "
+                                         "VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+                await self._write_rows(db, batch)
+                await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_seq', ?)",
+                                 (str(batch[-1].last_seq),))
+                await db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            self._fail(batch, e)
+            return
+        self.last_seq = batch[-1].last_seq
+        self.commits += 1
+        self.events_written += len(events)
+        stored = [StoredEvent(e[0], e[2], e[6]) for e in events]
+        for p in batch:
+            if not p.future.done():
+                p.future.set_result([StoredEvent(e[0], e[2], e[6]) for e in p.events])
+        if self.log_events:
+            for e in events:
+                log.info("event", extra={"fields": {"seq": e[0], "type": e[2], "order_id": e[4]}})
+        for fn in self._listeners:
+            fn(stored)
+
+    async def _write_rows(self, db: aiosqlite.Connection, batch: Iterable[_Pending]) -> None:
+        docs_put = [r for p in batch for r in p.docs_put]
+        docs_del = [r for p in batch for r in p.docs_del]
+        md_put = [r for p in batch for r in p.md_put]
+        md_del = [r for p in batch for r in p.md_del]
+        meta = [r for p in batch for r in p.meta]
+        results = [p.result for p in batch if p.result is not None]
+        audit = [r for p in batch for r in p.audit]
+        if docs_put:
+            await db.executemany("INSERT OR REPLACE INTO docs(kind, id, body) VALUES (?, ?, ?)", docs_put)
+        if docs_del:
+            await db.executemany("DELETE FROM docs WHERE kind = ? AND id = ?", docs_del)
+        if md_put:
+            await db.executemany("INSERT OR REPLACE INTO masterdata(gen, kind, id, body) VALUES (?, ?, ?, ?)",
+                                 md_put)
+        if md_del:
+            await db.executemany("DELETE FROM masterdata WHERE gen = ? AND kind = ? AND id = ?", md_del)
+        if meta:
+            await db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta)
+        if results:
+            await db.executemany("INSERT OR IGNORE INTO commands(cmd_id, name, ts, result) VALUES (?, ?, ?, ?)",
+                                 results)
+        if audit:
+            await db.executemany("INSERT INTO audit(ts, kind, device_id, operator_id, order_id, lot, raw, result, "
+                                 "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", audit)
+
+    def _fail(self, batch: list[_Pending], e: sqlite3.Error) -> None:
+        full = "full" in str(e).lower() or getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        err: JournalError = (StorageFull(f"storage full: {e}") if full
+                             else JournalError(f"commit failed: {e}"))
+        self._failed = err
+        failed = list(batch)
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Pending):
+                failed.append(item)
+            elif isinstance(item, _Job):
+                item.future.set_exception(err)
+            else:
+                self._queue.put_nowait(None)
+                break
+        for p in failed:
+            if not p.future.done():
+                p.future.set_exception(err)
+        log.error("journal commit failed; nothing of it was stored",
+                  extra={"fields": {"error": str(e), "changes": len(failed)}})
+        for fn in self._failure_listeners:
+            fn(err)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise JournalUnavailable("journal is closed")
+        return self._reader
+
+    async def load_docs(self) -> list[tuple[str, str, dict[str, Any]]]:
+        rows = await self.reader.execute_fetchall("SELECT kind, id, body FROM docs")
+        return [(k, i, json.loads(b)) for k, i, b in rows]
+
+    async def load_masterdata(self, gen: int) -> list[tuple[str, dict[str, Any]]]:
+        rows = await self.reader.execute_fetchall("SELECT kind, body FROM masterdata WHERE gen = ?", (gen,))
+        return [(k, json.loads(b)) for k, b in rows]
+
+    async def read_meta(self) -> dict[str, str]:
+        rows = await self.reader.execute_fetchall("SELECT key, value FROM meta")
+        return {k: v for k, v in rows}
+
+    async def read_events(self, from_seq: int, to_seq: int | None = None, limit: int = 1000
+                          ) -> list[tuple[int, str]]:
+        hi = to_seq if to_seq is not None else 2**62
+        rows = await self.reader.execute_fetchall(
+            "SELECT seq, body FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?", (from_seq, hi, limit))
+        return [(int(s), b) for s, b in rows]
+
+    async def earliest_seq(self) -> int:
+        rows = list(await self.reader.execute_fetchall("SELECT min(seq) FROM events WHERE journal = ?",
+                                                       (self.journal_id,)))
+        first = rows[0][0] if rows else None
+        return int(first) if first is not None else self.last_seq + 1
+
+    async def command_result(self, cmd_id: str) -> dict[str, Any] | None:
+        rows = list(await self.reader.execute_fetchall("SELECT result FROM commands WHERE cmd_id = ?", (cmd_id,)))
+        return json.loads(rows[0][0]) if rows else None
+
+    async def size_bytes(self) -> int:
+        """(page_count - freelist_count) x page_size plus the WAL: what SPEC counts against the cap."""
+        db = self.reader
+        rows = list(await db.execute_fetchall("SELECT * FROM pragma_page_count(), pragma_freelist_count(), "
+                                              "pragma_page_size()"))
+        pages, free, size = rows[0]
+        try:
+            wal = os.stat(str(self.path) + "-wal").st_size
+        except FileNotFoundError:
+            wal = 0
+        return int((pages - free) * size + wal)

@@ -1,0 +1,220 @@
+"""The floor service: runs pure domain operations against the in-memory floor and commits what they
+changed through the journal before anyone is told.
+
+The order is always: the domain decides (synchronously, so no other operation interleaves) -> the journal
+commits the change with its events -> signals (lights, beeps, page updates) go out. If a commit fails,
+memory is rebuilt from the database, so the floor never acts on something that was not stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from gateway.clock import Clock, rfc3339
+from gateway.config import Config
+from gateway.domain.alarms import clear_alarm, raise_alarm
+from gateway.domain.change import Change
+from gateway.domain.errors import DomainError
+from gateway.domain.floor import STORAGE_FULL, STORAGE_OK, STORAGE_WARNING, Floor
+from gateway.journal import Journal, JournalError, JournalUnavailable, StorageFull
+
+log = logging.getLogger("floorgate.service")
+T = TypeVar("T")
+Op = Callable[[Floor, Change], T]
+
+DISK_RESERVE_BYTES = 32 * 1024 * 1024  # below this much free disk, only work in progress may commit
+
+
+class FloorService:
+    def __init__(self, cfg: Config, journal: Journal, clock: Clock) -> None:
+        self.cfg = cfg
+        self.journal = journal
+        self.clock = clock
+        self.floor = Floor(cfg.site, cfg.gateway)
+        self._signal_handlers: list[Callable[[Any], None]] = []
+        self._recovering: asyncio.Event | None = None
+        self._hard_full = False
+        self.storage_bytes = 0
+        journal.on_failure(self._on_journal_failure)
+
+    async def start(self) -> None:
+        await self.reload()
+        if not self.journal.integrity_ok:
+            detail = "; ".join(self.journal.integrity[:3])
+            await self.execute(lambda f, c: raise_alarm(
+                f, c, "db_integrity", "db_integrity", "critical",
+                f"database quick_check failed: {detail}. Take a backup and run `floorgate doctor`.",
+                self.clock.now()))
+
+    async def reload(self) -> None:
+        """Rebuild the floor from what is committed."""
+        meta = await self.journal.read_meta()
+        floor = Floor(self.cfg.site, self.cfg.gateway)
+        floor.md_gen = int(meta.get("md_gen", "1"))
+        floor.load_masterdata(await self.journal.load_masterdata(floor.md_gen))
+        floor.load_docs(await self.journal.load_docs())
+        floor.storage = self.floor.storage
+        self.floor = floor
+
+    def on_signal(self, fn: Callable[[Any], None]) -> None:
+        self._signal_handlers.append(fn)
+
+    # -- running operations ------------------------------------------------------------------------
+
+    async def execute(self, op: Op[T], *, cmd_id: str | None = None) -> T:
+        """Run `op` on the floor and commit its change; returns once it is durable."""
+        if self._recovering is not None:
+            await self._recovering.wait()
+        change = Change(cmd_id=cmd_id)
+        value = self._run(op, change)
+        await self._commit(change)
+        return value
+
+    async def execute_command(self, name: str, cmd_id: str, op: Op[dict[str, Any] | None]) -> dict[str, Any]:
+        """Run a hub command: its effect and its result commit together, so a repeat is answered, not applied."""
+        if self._recovering is not None:
+            await self._recovering.wait()
+        change = Change(cmd_id=cmd_id)
+        ts = rfc3339(self.clock.now())
+        try:
+            extra = self._run(op, change) or {}
+            result: dict[str, Any] = {"cmd_id": cmd_id, "ok": True, "ts": ts, **extra}
+        except DomainError as e:
+            change = Change(cmd_id=cmd_id)
+            result = {"cmd_id": cmd_id, "ok": False, "ts": ts, "error": e.as_error()}
+        change.result = (cmd_id, name, result)
+        await self._commit(change)
+        return result
+
+    def _run(self, op: Op[T], change: Change) -> T:
+        try:
+            return op(self.floor, change)
+        except DomainError:
+            if not change.empty:
+                # A refusal after a change was recorded would leave memory ahead of disk: rebuild.
+                log.error("domain refused after changing state; rebuilding from the journal")
+                self._start_recovery(None)
+            raise
+        except Exception:
+            log.exception("domain operation failed; rebuilding the floor from the journal")
+            self._start_recovery(None)
+            raise
+
+    async def _commit(self, change: Change) -> None:
+        if change.empty:
+            self._emit_signals(change)
+            return
+        try:
+            await self.journal.submit(change)
+        except StorageFull:
+            self._hard_full = True
+            self.floor.storage = STORAGE_FULL
+            raise
+        self._emit_signals(change)
+
+    def _emit_signals(self, change: Change) -> None:
+        for s in change.signals:
+            for fn in self._signal_handlers:
+                try:
+                    fn(s)
+                except Exception:
+                    log.exception("signal handler failed", extra={"fields": {"signal": repr(s)[:200]}})
+
+    # -- recovery ----------------------------------------------------------------------------------
+
+    def _on_journal_failure(self, err: JournalError) -> None:
+        if isinstance(err, StorageFull):
+            self._hard_full = True
+        self._start_recovery(err)
+
+    def _start_recovery(self, err: JournalError | None) -> None:
+        if self._recovering is not None:
+            return
+        self._recovering = asyncio.Event()
+        asyncio.get_running_loop().create_task(self._recover(), name="floor-recover")
+
+    async def _recover(self) -> None:
+        ev = self._recovering
+        try:
+            # Let the writer fail everything queued behind the broken batch before reading back.
+            await asyncio.sleep(0)
+            await self.reload()
+            if self._hard_full:
+                self.floor.storage = STORAGE_FULL
+            self.journal.reset_after_failure()
+            log.warning("floor rebuilt from the journal after a failed operation")
+        finally:
+            self._recovering = None
+            if ev is not None:
+                ev.set()
+
+    # -- storage cap ---------------------------------------------------------------------------------
+
+    async def check_storage(self) -> str:
+        """Measure the database against `sync.max_db_mb` and the disk; raise or clear alarms."""
+        cap = self.cfg.sync.max_db_mb * 1024 * 1024
+        try:
+            self.storage_bytes = await self.journal.size_bytes()
+            free = shutil.disk_usage(self.journal.path.parent).free
+        except (OSError, JournalUnavailable):
+            return self.floor.storage
+        pct = 100.0 * self.storage_bytes / cap
+        if self.storage_bytes >= cap or free < DISK_RESERVE_BYTES or self._hard_full:
+            level = STORAGE_FULL
+        elif pct >= 80 or free < 4 * DISK_RESERVE_BYTES:
+            level = STORAGE_WARNING
+        else:
+            level = STORAGE_OK
+        now = self.clock.now()
+        mb = self.storage_bytes / 1e6
+        free_mb = free / 1e6
+
+        def apply(f: Floor, c: Change) -> None:
+            f.storage = level
+            if level == STORAGE_FULL:
+                raise_alarm(f, c, "storage_full", "storage_full", "critical",
+                            f"storage full ({mb:.0f} MB of {cap / 1e6:.0f} MB, {free_mb:.0f} MB free on disk): "
+                            "new orders and tasks are refused; check the uplink so the hub can ack and events "
+                            "can be pruned, or raise sync.max_db_mb", now)
+                clear_alarm(f, c, "storage_near_full")
+            elif level == STORAGE_WARNING:
+                raise_alarm(f, c, "storage_near_full", "storage_near_full", "warning",
+                            f"storage at {pct:.0f}% of sync.max_db_mb ({mb:.0f} MB), {free_mb:.0f} MB free on disk",
+                            now)
+                clear_alarm(f, c, "storage_full")
+            else:
+                clear_alarm(f, c, "storage_near_full")
+                clear_alarm(f, c, "storage_full")
+
+        try:
+            await self.execute(apply)
+        except StorageFull:
+            return STORAGE_FULL
+        except JournalError:
+            return self.floor.storage
+        # That commit went through, so SQLite has room again; the next check decides from the sizes alone.
+        self._hard_full = False
+        return level
+
+    # -- pruning ------------------------------------------------------------------------------------
+
+    async def prune_events(self, hub_acked_seq: int, chunk: int = 5000) -> int:
+        """Delete events the hub has acked that are older than the retention, a chunk per transaction."""
+        cutoff = rfc3339(self.clock.now() - timedelta(hours=self.cfg.sync.retention_h))
+        total = 0
+        while True:
+            async def job(db: Any) -> int:
+                cur = await db.execute(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ? AND ts < ? "
+                    "ORDER BY seq LIMIT ?)", (hub_acked_seq, cutoff, chunk))
+                return int(cur.rowcount)
+            n = await self.journal.run_job(job)
+            total += n
+            if n < chunk:
+                return total
+            await asyncio.sleep(0)
