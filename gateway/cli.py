@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -22,10 +23,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     setup_logging(cfg.log_level)
     app = App(cfg)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(app.run())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -59,10 +59,11 @@ class ManualClock:
 
 def rfc3339(dt: datetime) -> str:
     """UTC RFC 3339 with milliseconds and `Z`, the one timestamp format of the contract."""
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime: Floorgate stamps only timezone-aware UTC times")
-    u = dt.astimezone(UTC)
-    return u.strftime("%Y-%m-%dT%H:%M:%S.") + f"{u.microsecond // 1000:03d}Z"
+    if dt.tzinfo is not UTC:
+        if dt.tzinfo is None:
+            raise ValueError("naive datetime: Floorgate stamps only timezone-aware UTC times")
+        dt = dt.astimezone(UTC)
+    return dt.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_rfc3339(text: str) -> datetime:

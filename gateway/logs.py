@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from gateway.clock import rfc3339
+from gateway.jsontext import json_str
 
 _SECRETS: set[str] = set()
 
@@ -56,3 +57,25 @@ def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
     root.setLevel(level.upper())
     for noisy in ("pymodbus", "uvicorn.access", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_events_logger = logging.getLogger("floorgate.events")
+
+
+def log_events(events: list[tuple[int, str, str | None, str]]) -> None:
+    """One line per committed event (seq, type, order_id, ts), formatted without the logging machinery:
+    this runs for every event on the journal's hot path, at thousands per second."""
+    if not events or not _events_logger.isEnabledFor(logging.INFO):
+        return
+    lines = []
+    for seq, typ, order_id, ts in events:
+        oid = f',"order_id":{json_str(order_id)}' if order_id is not None else ""
+
+        lines.append(f'{{"ts":"{ts}","level":"info","logger":"floorgate.events","msg":"event","seq":{seq},'
+                     f'"type":"{typ}"{oid}}}\n')
+    text = "".join(lines)
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.StreamHandler) and isinstance(h.formatter, JsonFormatter):
+            with h.lock:  # type: ignore[union-attr]
+                h.stream.write(text)
+                h.flush()

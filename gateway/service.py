@@ -213,7 +213,7 @@ class FloorService:
                     "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ? AND ts < ? "
                     "ORDER BY seq LIMIT ?)", (hub_acked_seq, cutoff, chunk))
                 return int(cur.rowcount)
-            n = await self.journal.run_job(job)
+            n = int(await self.journal.run_job(job))
             total += n
             if n < chunk:
                 return total

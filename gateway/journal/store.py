@@ -19,13 +19,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
 from gateway.clock import Clock, rfc3339
 from gateway.domain.change import Change
+from gateway.ids import uuid7
 from gateway.journal.schema import migrate
+from gateway.jsontext import dumps, json_str
+from gateway.logs import log_events
 
 log = logging.getLogger("floorgate.journal")
 
@@ -39,7 +42,7 @@ PRAGMAS = {
     "cache_size": "-8000",
     "temp_store": "MEMORY",
 }
-MAX_BATCH = 1024  # changes per commit; bounds the latency one batch can add
+MAX_BATCH = 512  # changes per commit; bounds the latency one batch can add
 
 
 class JournalError(Exception):
@@ -54,8 +57,7 @@ class JournalUnavailable(JournalError):
     """The journal is recovering from a failed commit; retry shortly."""
 
 
-@dataclass(slots=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
     seq: int
     type: str
     body: str
@@ -79,10 +81,6 @@ class _Pending:
 class _Job:
     fn: Callable[[aiosqlite.Connection], Awaitable[Any]]
     future: asyncio.Future[Any]
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def _prepare(path: str, site: str, gateway: str, now: str) -> dict[str, Any]:
@@ -193,31 +191,31 @@ class Journal:
         change.sequence(first)
         ts = rfc3339(self.clock.now())
         events = []
-        jid, site, gw, cmd_id = self.journal_id, self.site, self.gateway, change.cmd_id
+        # The envelope is assembled as text around the one json.dumps of `data`: this is the hot path.
+        head = f'{{"v":1,"journal":"{self.journal_id}","event_id":"'
+        tail = f'"ts":"{ts}","site":"{self.site}","gateway":"{self.gateway}",'
+        cmd = f'"cmd_id":{dumps(change.cmd_id)},' if change.cmd_id is not None else ""
+        jid = self.journal_id
         for ev in change.events:
-            env: dict[str, Any] = {"v": 1, "journal": jid, "event_id": str(uuid.uuid4()), "seq": ev.seq,
-                                   "type": ev.type, "ts": ts, "site": site, "gateway": gw}
-            if ev.order_id is not None:
-                env["order_id"] = ev.order_id
-            if cmd_id is not None:
-                env["cmd_id"] = cmd_id
-            env["data"] = ev.data
-            events.append((ev.seq, env["event_id"], ev.type, ts, ev.order_id, jid, _dumps(env)))
+            eid = uuid7()
+            oid = f'"order_id":{json_str(ev.order_id)},' if ev.order_id is not None else ""
+            body = (f'{head}{eid}","seq":{ev.seq},"type":"{ev.type}",{tail}{oid}{cmd}"data":{dumps(ev.data)}}}')
+            events.append((ev.seq, eid, ev.type, ts, ev.order_id, jid, body))
         self._next_seq = first + len(events)
         docs_put, docs_del = [], []
         for (kind, key), doc in change.docs.items():
             if doc is None:
                 docs_del.append((kind, key))
             else:
-                docs_put.append((kind, key, _dumps(doc.to_doc())))
-        md_put = [(g, k, i, _dumps(d)) for g, k, i, d in change.masterdata if d is not None]
+                docs_put.append((kind, key, dumps(doc.to_doc())))
+        md_put = [(g, k, i, dumps(d)) for g, k, i, d in change.masterdata if d is not None]
         md_del = [(g, k, i) for g, k, i, d in change.masterdata if d is None]
         result = None
         if change.result is not None:
             rid, name, res = change.result
-            result = (rid, name, ts, _dumps(res))
+            result = (rid, name, ts, dumps(res))
         audit = [(a.get("ts", ts), a["kind"], a.get("device_id"), a.get("operator_id"), a.get("order_id"),
-                  a.get("lot"), a.get("raw"), a.get("result"), _dumps(a)) for a in change.audit]
+                  a.get("lot"), a.get("raw"), a.get("result"), dumps(a)) for a in change.audit]
         self._queue.put_nowait(_Pending(events, docs_put, docs_del, md_put, md_del, list(change.meta.items()),
                                         result, audit, self._next_seq - 1, fut))
         return fut
@@ -310,12 +308,14 @@ class Journal:
         self.commits += 1
         self.events_written += len(events)
         stored = [StoredEvent(e[0], e[2], e[6]) for e in events]
+        i = 0
         for p in batch:
+            n = len(p.events)
             if not p.future.done():
-                p.future.set_result([StoredEvent(e[0], e[2], e[6]) for e in p.events])
+                p.future.set_result(stored[i:i + n])
+            i += n
         if self.log_events:
-            for e in events:
-                log.info("event", extra={"fields": {"seq": e[0], "type": e[2], "order_id": e[4]}})
+            log_events([(e[0], e[2], e[4], e[3]) for e in events])
         for fn in self._listeners:
             fn(stored)
 

@@ -1,0 +1,32 @@
+"""Weight reviews: a parcel whose weight deviates beyond the tolerance waits `on_hold` for a person (a
+supervisor on the page, or the hub with `pack.review`) to approve it or send it back to packing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from gateway.domain.change import Change
+from gateway.domain.errors import Conflict
+from gateway.domain.floor import Floor
+from gateway.domain.model import ON_HOLD, PACKED, PACKING
+from gateway.domain.orders import get_order, transition
+
+
+def resolve_review(floor: Floor, change: Change, order_id: str, decision: str, operator_id: str,
+                   now: datetime) -> dict[str, Any]:
+    order = get_order(floor, order_id)
+    if order.state != ON_HOLD or "review" not in order.holds or order.review is None:
+        raise Conflict(f"order {order_id} has no weight review pending (it is {order.state})", order_id=order_id,
+                       state=order.state)
+    if order.holds != ["review"]:
+        raise Conflict(f"order {order_id} is also held by dispatch; release it first", order_id=order_id)
+    change.emit("pack.review_resolved", {"decision": decision, "operator_id": operator_id}, order_id)
+    order.holds = []
+    order.review = None
+    if decision == "approve":
+        transition(change, order, PACKED)
+    else:
+        order.packing = None
+        transition(change, order, PACKING)
+    return {"order_id": order_id, "state": order.state}

@@ -1,0 +1,111 @@
+"""The storage cap (`sync.max_db_mb`): an alarm at 80%, new work refused at 100% while work in progress and
+alarms still commit, nothing corrupted, and work resumes when space returns."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import ManualClock
+from gateway.domain.api import apply_command
+from gateway.domain.change import Change
+from gateway.domain.commands import COMMANDS
+from gateway.domain.floor import STORAGE_FULL, STORAGE_OK, STORAGE_WARNING, Floor
+from gateway.journal import Journal, StorageFull
+from gateway.service import FloorService
+from tests.conftest import SKUS, make_config, order
+
+
+async def upsert(service: FloorService, clock: ManualClock, cmd_id: str, oid: str) -> dict:
+    c = COMMANDS["order.upsert"].model_validate({"cmd_id": cmd_id, "order": order(oid, lines=[(1, "SKU-1", 1)])})
+    return await service.execute_command("order.upsert", cmd_id, lambda f, ch: apply_command(f, ch, c, clock.now()))
+
+
+def fill(n_kb: int):
+    def op(floor: Floor, change: Change) -> None:
+        for _ in range(n_kb):
+            change.audit.append({"kind": "filler", "raw": "x" * 1000})
+    return op
+
+
+async def setup(tmp_path: Path, clock: ManualClock) -> tuple[Journal, FloorService]:
+    cfg = make_config(tmp_path, sync={"max_db_mb": 1})
+    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    s = FloorService(cfg, j, clock)
+    await s.start()
+    c = COMMANDS["masterdata.sync"].model_validate({"cmd_id": "md", "mode": "merge", "sync_id": "s", "part": 1,
+                                                    "parts": 1, "skus": SKUS})
+    await s.execute_command("masterdata.sync", "md", lambda f, ch: apply_command(f, ch, c, clock.now()))
+    return j, s
+
+
+async def test_cap_warns_then_refuses_new_work_then_resumes(tmp_path: Path, clock: ManualClock) -> None:
+    j, s = await setup(tmp_path, clock)
+    try:
+        assert await s.check_storage() == STORAGE_OK
+        assert (await upsert(s, clock, "c0", "O-0"))["ok"]
+        while s.storage_bytes < 0.85 * 1024 * 1024:
+            await s.execute(fill(50))
+            await s.check_storage()
+        assert s.floor.storage == STORAGE_WARNING
+        assert s.floor.alarms["storage_near_full"].severity == "warning"
+        while s.storage_bytes < 1024 * 1024:
+            await s.execute(fill(50))
+            await s.check_storage()
+        assert s.floor.storage == STORAGE_FULL
+        assert s.floor.alarms["storage_full"].severity == "critical"
+        assert "storage_near_full" not in s.floor.alarms
+        refused = await upsert(s, clock, "c1", "O-1")
+        assert refused["ok"] is False and refused["error"]["code"] == "busy"
+        assert "storage is full" in refused["error"]["message"] and "O-1" not in s.floor.orders
+        # Work in progress still commits: an update to an existing order is not new work.
+        assert (await upsert(s, clock, "c2", "O-0"))["ok"]
+        # Space returns (the hub acked and events were pruned, or the cap was raised).
+        await j.run_job(lambda db: db.execute("DELETE FROM audit WHERE kind = 'filler'"))
+        await j.run_job(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        assert await s.check_storage() == STORAGE_OK
+        assert not s.floor.alarms
+        assert (await upsert(s, clock, "c3", "O-1"))["ok"]
+        types = [r[1] for r in await j.read_events(1)]
+        assert sum('"alarm.raised"' in b for b in types) == 2 and sum('"alarm.cleared"' in b for b in types) == 2
+    finally:
+        await j.close()
+    conn = sqlite3.connect(tmp_path / "floorgate.db")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+async def test_disk_full_refuses_then_resumes(tmp_path: Path, clock: ManualClock) -> None:
+    """SQLite's page limit stands in for a full disk: the commit fails cleanly, nothing is half-written."""
+    j, s = await setup(tmp_path, clock)
+    try:
+        assert (await upsert(s, clock, "c0", "O-0"))["ok"]
+        pages = next(iter(await j.reader.execute_fetchall("PRAGMA page_count")))[0]
+        await j._conn.execute(f"PRAGMA max_page_count={pages + 2}")
+        with pytest.raises(StorageFull):
+            for _ in range(100):
+                await s.execute(fill(20))
+        assert s.floor.storage == STORAGE_FULL
+        try:
+            refused = await upsert(s, clock, "c1", "O-1")
+            assert refused["error"]["code"] == "busy"  # refused by the domain, and the refusal fit on disk
+        except StorageFull:
+            pass  # or not even the refusal fit: the hub gets no result and resends later
+        assert "O-1" not in s.floor.orders
+        await j._conn.execute("PRAGMA max_page_count=1073741823")
+        # The first check commits the alarm (proving there is room again); the next one measures afresh.
+        assert await s.check_storage() == STORAGE_FULL
+        assert await s.check_storage() == STORAGE_OK
+        assert (await upsert(s, clock, "c2", "O-1"))["ok"]
+        bodies = [b for _, b in await j.read_events(1, limit=100_000)]
+        assert any('"alarm.raised"' in b and "storage_full" in b for b in bodies)
+        assert any('"alarm.cleared"' in b and "storage_full" in b for b in bodies)
+        seqs = [r[0] for r in await j.read_events(1, limit=100_000)]
+        assert seqs == list(range(1, len(seqs) + 1))
+    finally:
+        await j.close()
+    conn = sqlite3.connect(tmp_path / "floorgate.db")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
