@@ -12,7 +12,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway import __version__
 from gateway.clock import Clock, SystemClock
@@ -20,7 +20,11 @@ from gateway.config import Config
 from gateway.journal import Journal
 from gateway.service import FloorService
 
+if TYPE_CHECKING:
+    from gateway.sync.link import HubLink
+
 log = logging.getLogger("floorgate.app")
+SHUTDOWN_PART_S = 3.0
 
 
 class Part(Protocol):
@@ -62,6 +66,7 @@ class App:
         self.journal: Journal | None = None
         self.service: FloorService | None = None
         self.parts: list[Part] = []
+        self.link: HubLink | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self.on_ready: list[Callable[[], Awaitable[None] | None]] = []
@@ -74,7 +79,14 @@ class App:
                                           clock=self.clock)
         self.service = FloorService(self.cfg, self.journal, self.clock)
         await self.service.start()
-        self.parts.append(Maintenance(self.service))
+        maintenance = Maintenance(self.service)
+        self.parts.append(maintenance)
+        if self.connect_mqtt:
+            from gateway.sync.link import HubLink
+
+            self.link = HubLink(self.cfg, self.service, self.clock)
+            maintenance.hub_acked_seq = lambda: self.link.publisher.hub_acked if self.link else 0
+            self.parts.append(self.link)
         return self.service
 
     async def close(self) -> None:
@@ -101,6 +113,13 @@ class App:
                     if r is not None:
                         await r
                 await stopper
+                for p in self.parts:
+                    shutdown = getattr(p, "shutdown", None)
+                    if shutdown is not None:
+                        try:
+                            await asyncio.wait_for(shutdown(), SHUTDOWN_PART_S)
+                        except Exception:
+                            log.exception("part did not shut down cleanly", extra={"fields": {"part": p.name}})
                 for t in tasks:
                     t.cancel()
         finally:

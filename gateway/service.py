@@ -87,7 +87,9 @@ class FloorService:
         except DomainError as e:
             change = Change(cmd_id=cmd_id)
             result = {"cmd_id": cmd_id, "ok": False, "ts": ts, "error": e.as_error()}
-        change.result = (cmd_id, name, result)
+        if result["ok"] or result["error"]["code"] != "busy":
+            # `busy` is transient (storage full): not stored, so the hub's resend is tried afresh.
+            change.result = (cmd_id, name, result)
         await self._commit(change)
         return result
 

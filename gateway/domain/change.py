@@ -32,6 +32,8 @@ class Change:
     audit: list[dict[str, Any]] = field(default_factory=list)
     signals: list[Any] = field(default_factory=list)
     result: tuple[str, str, dict[str, Any]] | None = None  # (cmd_id, name, result) to store for dedup
+    bulk_parts: list[tuple[str, str, int, int, str, int, str]] = field(default_factory=list)
+    # (sync_id, name, part, parts, cmd_id, items, payload JSON): a bulk command's part, applied later
 
     def emit(self, type: str, data: dict[str, Any], order_id: str | None = None) -> EventDraft:
         ev = EventDraft(type, data, order_id)
@@ -59,4 +61,5 @@ class Change:
 
     @property
     def empty(self) -> bool:
-        return not (self.events or self.docs or self.masterdata or self.meta or self.audit or self.result)
+        return not (self.events or self.docs or self.masterdata or self.meta or self.audit or self.result
+                    or self.bulk_parts)

@@ -46,7 +46,7 @@ CREATE INDEX audit_order ON audit(order_id) WHERE order_id IS NOT NULL;
 -- Parts of bulk commands, stored before the broker is acknowledged, applied in the background.
 CREATE TABLE bulk_parts(
     sync_id TEXT NOT NULL, name TEXT NOT NULL, part INTEGER NOT NULL, parts INTEGER NOT NULL,
-    cmd_id TEXT NOT NULL, ts TEXT NOT NULL, payload TEXT NOT NULL,
+    cmd_id TEXT NOT NULL, ts TEXT NOT NULL, items INTEGER NOT NULL, payload TEXT NOT NULL,
     PRIMARY KEY(sync_id, part)
 ) WITHOUT ROWID;
 """),

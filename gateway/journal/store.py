@@ -73,6 +73,7 @@ class _Pending:
     meta: list[tuple[str, str]]
     result: tuple[str, str, str, str] | None
     audit: list[tuple[str, str, str | None, str | None, str | None, str | None, str | None, str | None, str]]
+    bulk: list[tuple[str, str, int, int, str, str, int, str]]
     last_seq: int
     future: asyncio.Future[list[StoredEvent]] = field(repr=False)
 
@@ -216,8 +217,10 @@ class Journal:
             result = (rid, name, ts, dumps(res))
         audit = [(a.get("ts", ts), a["kind"], a.get("device_id"), a.get("operator_id"), a.get("order_id"),
                   a.get("lot"), a.get("raw"), a.get("result"), dumps(a)) for a in change.audit]
+        bulk = [(sid, name, part, parts, cid, ts, items, payload)
+                for sid, name, part, parts, cid, items, payload in change.bulk_parts]
         self._queue.put_nowait(_Pending(events, docs_put, docs_del, md_put, md_del, list(change.meta.items()),
-                                        result, audit, self._next_seq - 1, fut))
+                                        result, audit, bulk, self._next_seq - 1, fut))
         return fut
 
     async def commit(self, change: Change) -> list[StoredEvent]:
@@ -327,6 +330,10 @@ class Journal:
         meta = [r for p in batch for r in p.meta]
         results = [p.result for p in batch if p.result is not None]
         audit = [r for p in batch for r in p.audit]
+        bulk = [r for p in batch for r in p.bulk]
+        if bulk:
+            await db.executemany("INSERT OR REPLACE INTO bulk_parts(sync_id, name, part, parts, cmd_id, ts, items, "
+                                 "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", bulk)
         if docs_put:
             await db.executemany("INSERT OR REPLACE INTO docs(kind, id, body) VALUES (?, ?, ?)", docs_put)
         if docs_del:
@@ -389,11 +396,24 @@ class Journal:
         return {k: v for k, v in rows}
 
     async def read_events(self, from_seq: int, to_seq: int | None = None, limit: int = 1000
-                          ) -> list[tuple[int, str]]:
+                          ) -> list[StoredEvent]:
         hi = to_seq if to_seq is not None else 2**62
         rows = await self.reader.execute_fetchall(
-            "SELECT seq, body FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?", (from_seq, hi, limit))
-        return [(int(s), b) for s, b in rows]
+            "SELECT seq, type, body FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (from_seq, hi, limit))
+        return [StoredEvent(int(s), t, b) for s, t, b in rows]
+
+    async def barrier(self) -> None:
+        """Wait until everything submitted so far is committed (or failed)."""
+        async def nothing(db: aiosqlite.Connection) -> None:
+            return None
+        await self.run_job(nothing)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Write one meta value outside any change (bookkeeping that needs no event)."""
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        await self.run_job(job)
 
     async def earliest_seq(self) -> int:
         rows = list(await self.reader.execute_fetchall("SELECT min(seq) FROM events WHERE journal = ?",

@@ -1,0 +1,208 @@
+"""Bulk commands (`masterdata.sync`, `order.upsert_batch`): parts are stored as they arrive and answered
+`accepted` at once; when a set is complete it is applied in the background, in small chunks, so scans and
+lights never wait behind 100,000 SKUs. A bad item is skipped and reported, never the whole set. A master
+data `replace` is staged as a new generation and swapped in with one commit: the floor sees the old master
+data or the new, never half of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.clock import Clock, rfc3339
+from gateway.domain.change import Change
+from gateway.domain.commands import BulkPart, OrderIn
+from gateway.domain.errors import DomainError
+from gateway.domain.floor import Floor, MasterData
+from gateway.domain.masterdata import LIST_ORDER, Outcome, apply_items, swap_generation
+from gateway.domain.orders import upsert_order
+from gateway.jsontext import dumps
+from gateway.service import FloorService
+
+log = logging.getLogger("floorgate.bulk")
+
+CHUNK = 250  # items per transaction: small enough that a scan never waits long behind one
+
+
+@dataclass
+class _Run:
+    sync_id: str
+    name: str
+    cmd_id: str
+    total: int
+    done: int = 0
+    outcome: Outcome = field(default_factory=Outcome)
+    started: float = field(default_factory=time.monotonic)
+    next_progress: int = 0
+
+
+def count_items(name: str, payload: dict[str, Any]) -> int:
+    if name == "order.upsert_batch":
+        return len(payload.get("orders") or [])
+    return sum(len(payload.get(k) or []) for k in LIST_ORDER)
+
+
+class BulkApplier:
+    def __init__(self, service: FloorService, clock: Clock, publish_result: Callable[[dict[str, Any]], None],
+                 chunk: int = CHUNK) -> None:
+        self.service = service
+        self.journal = service.journal
+        self.clock = clock
+        self.publish_result = publish_result
+        self.chunk = chunk
+        self._received: dict[str, set[int]] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self.running: _Run | None = None
+
+    async def start(self) -> None:
+        rows = await self.journal.reader.execute_fetchall("SELECT sync_id, part, parts FROM bulk_parts")
+        parts: dict[str, int] = {}
+        for sync_id, part, n in rows:
+            self._received.setdefault(sync_id, set()).add(int(part))
+            parts[sync_id] = int(n)
+        for sync_id, got in self._received.items():
+            if len(got) >= parts[sync_id]:
+                self._queue.put_nowait(sync_id)  # complete before a restart: apply again (idempotent)
+
+    def accept(self, change: Change, name: str, cmd: BulkPart, payload: dict[str, Any]) -> dict[str, Any]:
+        """Record one part (inside the command's own commit); returns the `accepted` result fields."""
+        items = count_items(name, payload)
+        change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, items, dumps(payload)))
+        got = self._received.setdefault(cmd.sync_id, set())
+        complete = cmd.part not in got and len(got) + 1 >= cmd.parts
+        got.add(cmd.part)
+        if complete:
+            change.meta[f"bulk:{cmd.sync_id}:completed_by"] = cmd.cmd_id
+        return {"status": "accepted", "sync_id": cmd.sync_id, "part": cmd.part, "parts": cmd.parts,
+                "items": items, "complete": complete}
+
+    def kick(self, sync_id: str) -> None:
+        self._queue.put_nowait(sync_id)
+
+    async def done_result(self, sync_id: str) -> dict[str, Any] | None:
+        meta = await self.journal.read_meta()
+        raw = meta.get(f"bulk:{sync_id}:result")
+        return json.loads(raw) if raw else None
+
+    async def run(self) -> None:
+        while True:
+            sync_id = await self._queue.get()
+            try:
+                await self._apply(sync_id)
+            except Exception:
+                log.exception("bulk set failed", extra={"fields": {"sync_id": sync_id}})
+            finally:
+                self.running = None
+
+    async def _apply(self, sync_id: str) -> None:
+        reader = self.journal.reader
+        rows = list(await reader.execute_fetchall(
+            "SELECT name, part, parts, cmd_id, items FROM bulk_parts WHERE sync_id = ? ORDER BY part", (sync_id,)))
+        if not rows or len(rows) < int(rows[0][2]):
+            return
+        meta = await self.journal.read_meta()
+        name = rows[0][0]
+        completed_by = meta.get(f"bulk:{sync_id}:completed_by", rows[-1][3])
+        run = _Run(sync_id, name, completed_by, sum(int(r[4]) for r in rows))
+        self.running = run
+        log.info("bulk set started", extra={"fields": {"sync_id": sync_id, "name": name, "items": run.total}})
+        staging: tuple[MasterData, int] | None = None
+        mode = "merge"
+        for _, part, _, _, _ in rows:
+            prow = list(await reader.execute_fetchall(
+                "SELECT payload FROM bulk_parts WHERE sync_id = ? AND part = ?", (sync_id, part)))
+            payload = json.loads(prow[0][0])
+            if name == "masterdata.sync":
+                if part == rows[0][1]:
+                    mode = payload.get("mode", "merge")
+                    if mode == "replace":
+                        staging = (MasterData(), self.service.floor.md_gen + 1)
+                for list_name in LIST_ORDER:
+                    items = payload.get(list_name) or []
+                    for start in range(0, len(items), self.chunk):
+                        await self._masterdata_chunk(run, staging, list_name, items[start:start + self.chunk],
+                                                     int(part), start)
+            else:
+                orders = payload.get("orders") or []
+                for start in range(0, len(orders), self.chunk):
+                    await self._orders_chunk(run, orders[start:start + self.chunk], int(part), start)
+            del payload
+        await self._finish(run, staging)
+
+    def _progress(self, run: _Run, change: Change, final: bool = False) -> None:
+        if not final and run.done < run.next_progress:
+            return
+        run.next_progress = run.done + max(run.total // 10, 1)
+        elapsed = time.monotonic() - run.started
+        rate = run.done / elapsed if elapsed > 0 else 0.0
+        eta = round((run.total - run.done) / rate, 1) if rate > 0 else None
+        data: dict[str, Any] = {"sync_id": run.sync_id, "done": run.done, "total": run.total,
+                                "failed": len(run.outcome.rejected), "eta_s": 0.0 if final else eta}
+        change.emit("bulk.progress", data)
+
+    async def _masterdata_chunk(self, run: _Run, staging: tuple[MasterData, int] | None, list_name: str,
+                                items: list[Any], part: int, start: int) -> None:
+        def op(floor: Floor, change: Change) -> None:
+            md, gen = staging if staging is not None else (floor.md, floor.md_gen)
+            apply_items(md, gen, change, list_name, items, part, start, run.outcome)
+            run.done += len(items)
+            if run.done < run.total:
+                self._progress(run, change)
+        await self.service.execute(op, cmd_id=run.cmd_id)
+
+    async def _orders_chunk(self, run: _Run, orders: list[Any], part: int, start: int) -> None:
+        now = self.clock.now()
+
+        def op(floor: Floor, change: Change) -> None:
+            for i, raw in enumerate(orders):
+                try:
+                    order = OrderIn.model_validate(raw)
+                    sub = Change(cmd_id=change.cmd_id)
+                    upsert_order(floor, sub, order, now)
+                except ValidationError as e:
+                    err = e.errors()[0]
+                    where = ".".join(str(x) for x in err["loc"])
+                    reason = f"{where}: {err['msg']}" if where else str(err["msg"])
+                    run.outcome.rejected.append({"list": "orders", "part": part, "index": start + i,
+                                                 "reason": reason})
+                    continue
+                except DomainError as e:
+                    run.outcome.rejected.append({"list": "orders", "part": part, "index": start + i,
+                                                 "reason": f"{e.code}: {e.message}"})
+                    continue
+                change.events.extend(sub.events)
+                change.docs.update(sub.docs)
+                run.outcome.applied += 1
+            run.done += len(orders)
+            if run.done < run.total:
+                self._progress(run, change)
+        await self.service.execute(op, cmd_id=run.cmd_id)
+
+    async def _finish(self, run: _Run, staging: tuple[MasterData, int] | None) -> None:
+        result: dict[str, Any] = {"cmd_id": run.cmd_id, "ok": True, "ts": rfc3339(self.clock.now()),
+                                  "status": "done", "sync_id": run.sync_id, "applied": run.outcome.applied,
+                                  "rejected": run.outcome.rejected}
+
+        def op(floor: Floor, change: Change) -> None:
+            if staging is not None:
+                swap_generation(floor, change, staging[0], staging[1])
+            self._progress(run, change, final=True)
+            change.meta[f"bulk:{run.sync_id}:result"] = dumps(result)
+        await self.service.execute(op, cmd_id=run.cmd_id)
+
+        async def cleanup(db: Any) -> None:
+            await db.execute("DELETE FROM bulk_parts WHERE sync_id = ?", (run.sync_id,))
+            await db.execute("DELETE FROM meta WHERE key = ?", (f"bulk:{run.sync_id}:completed_by",))
+        await self.journal.run_job(cleanup)
+        self._received.pop(run.sync_id, None)
+        log.info("bulk set done", extra={"fields": {"sync_id": run.sync_id, "applied": run.outcome.applied,
+                                                     "rejected": len(run.outcome.rejected)}})
+        self.publish_result(result)

@@ -1,0 +1,671 @@
+"""The dispatch engine: who gets which task, when a task is moved, when a picker is rested.
+
+The gateway tells the engine what happens on the floor (pickers logging in, taking breaks, first scans,
+lines done, rejected scans) and calls `tick(t, now)`; `tick` returns the decisions to apply, in order.
+Every decision is final inside the engine the moment it is returned: the gateway applies it and emits
+its SPEC event (`decision.to_event()`), or, if it cannot, tells the engine (`on_task_removed`).
+
+Waiting tasks queue per zone, ordered by cutoff (earliest first; none last), then cold chain first, then
+order value and customer level (highest first), then arrival. Tasks of one order in several zones are
+independent: each zone's task is queued, assigned, moved and escalated on its own, and the order is done
+when the gateway has all of them done (the engine does not wait for one zone before releasing the next).
+
+Holds (`set_hold`) stop assignment within their scope: a held task or order is not assigned and never
+escalated (its escalation timer restarts when the hold ends); a held zone or "all" stops assignment
+and escalation in that scope; a held operator gets no new tasks (their unstarted tasks still escalate,
+since the work must get done).
+
+Speed: choosing a picker looks only at the task's zone's logged-in pickers (load is a counter per
+picker), queues are heaps, timers are a heap; nothing scans the open tasks.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from gateway.domain.dispatch.breaker import STATE_HALF_OPEN, STATE_OPEN, Breaker
+from gateway.domain.dispatch.escalation import EscalationSchedule, LearnedThresholds
+from gateway.domain.dispatch.index import IndexBook, IntervalStats
+from gateway.domain.dispatch.settings import DispatchSettings
+from gateway.domain.dispatch.strategy import Figures, StrategyTable
+from gateway.domain.dispatch.types import (
+    CLOSED,
+    HALF_OPEN,
+    HEALTH,
+    OPENED,
+    ROUND_ROBIN,
+    STRATEGIES,
+    Assign,
+    BreakerChange,
+    Candidate,
+    Choice,
+    Decision,
+    Escalate,
+    PickerStatus,
+    PickerView,
+    Reassign,
+    Requeue,
+    StrategyFigures,
+    TaskView,
+)
+
+QUEUED, ASSIGNED, STARTED = "queued", "assigned", "started"
+HOLD_SCOPES = ("task", "order", "zone", "operator", "all")
+_INF = float("inf")
+
+
+class DispatchError(ValueError):
+    """A call the engine cannot honour (unknown scope, a task added twice); nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    task_id: str
+    state: str  # queued | assigned | started
+    operator_id: str | None
+    strategy: str
+    escalation: int
+    reassignments: int
+    deadline: float | None  # monotonic time of the next escalation step, if armed
+    threshold_s: float | None
+
+
+@dataclass(slots=True)
+class _Task:
+    view: TaskView
+    strategy: str
+    key: tuple[float, int, int, int, int]
+    created: float
+    state: str = QUEUED
+    operator_id: str | None = None
+    prev_operator: str | None = None
+    assigned_at: float = 0.0
+    gen: int = 0  # bumped on every state change: stale heap entries are recognised by it
+    ladder: int = 0  # the next escalation step: 0 reassign, 1 backup (level 1), 2 supervisor (level 2), 3 done
+    escalation: int = 0
+    reassignments: int = 0
+    threshold_s: float = 0.0
+    threshold_src: str = ""
+    deadline: float | None = None
+    held_seen: bool = False
+    parked: bool = False
+
+
+@dataclass(slots=True)
+class _Picker:
+    view: PickerView
+    breaker: Breaker
+    index: float = 100.0
+    load: int = 0
+    last_assigned: float = -_INF
+    tasks: dict[str, None] = field(default_factory=dict)  # in hand, in order of assignment
+
+    @property
+    def available(self) -> bool:
+        return self.view.logged_in and not self.view.on_break
+
+
+class DispatchEngine:
+    def __init__(self, settings: DispatchSettings | None = None, *, strategies: StrategyTable | None = None,
+                 schedule: EscalationSchedule | None = None, learned: LearnedThresholds | None = None,
+                 start: float = 0.0) -> None:
+        s = self.settings = settings or DispatchSettings()
+        self.book = IndexBook(s.index_interval_s, s.index_window, s.ref_line_s, s.ref_first_scan_s, start)
+        self.strategies = strategies or StrategyTable()
+        self.schedule = schedule or EscalationSchedule(s.escalate_after_min, s.escalate_cold_chain_after_min)
+        self.learned = learned
+        self.figures = Figures(start)
+        self._now = start
+        self._pickers: dict[str, _Picker] = {}
+        self._zone_pickers: dict[str, list[str]] = {}  # logged-in pickers per zone, sorted
+        self._tasks: dict[str, _Task] = {}
+        self._order_tasks: dict[str, set[str]] = {}
+        self._queues: dict[tuple[str, str], list[tuple[float, int, int, int, int, int, str]]] = {}
+        self._parked: dict[str, _Task] = {}
+        self._timers: list[tuple[float, int, str]] = []
+        self._to_arm: list[_Task] = []
+        self._dirty: set[str] = set()
+        self._pending: list[Decision] = []
+        self._open: set[str] = set()
+        self._rr: dict[str, int] = {}
+        self._seq = itertools.count()
+        self._held_tasks: set[str] = set()
+        self._held_orders: set[str] = set()
+        self._held_zones: set[str] = set()
+        self._held_ops: set[str] = set()
+        self._hold_all = False
+
+    # -- pickers ------------------------------------------------------------------------------------
+    def set_picker(self, view: PickerView, t: float) -> None:
+        """The picker's current state (login, zones, break, operator hold). Taking a picker off the floor
+        (break, logout) gives their unstarted tasks back to the queue (see the settings)."""
+        t = self._time(t)
+        op = view.operator_id
+        p = self._pickers.get(op)
+        old = p.view if p is not None else PickerView(op, frozenset(), logged_in=False)
+        if p is None:
+            s = self.settings
+            p = self._pickers[op] = _Picker(view, Breaker(s.breaker_threshold, s.breaker_consecutive,
+                                                          s.breaker_cooldown_s))
+        p.view = view
+        for z in old.zones if old.logged_in else ():
+            if not view.logged_in or z not in view.zones:
+                self._zone_pickers[z].remove(op)
+                self._dirty.add(z)
+        for z in view.zones if view.logged_in else ():
+            lst = self._zone_pickers.setdefault(z, [])
+            if op not in lst:
+                lst.append(op)
+                lst.sort()
+            self._dirty.add(z)
+        if view.logged_in != old.logged_in:
+            (self.book.on_login if view.logged_in else self.book.on_logout)(op, t)
+        if view.on_break != old.on_break:
+            (self.book.on_break_start if view.on_break else self.book.on_break_end)(op, t)
+        if view.held:
+            self._held_ops.add(op)
+        else:
+            self._held_ops.discard(op)
+        s = self.settings
+        was = old.logged_in and not old.on_break
+        if was and not view.logged_in and s.requeue_on_logout:
+            self._requeue_picker(p, t, "picker logged out")
+        elif was and view.logged_in and view.on_break and s.requeue_on_break:
+            self._requeue_picker(p, t, "picker on break")
+
+    def on_login(self, operator_id: str, zones: frozenset[str] | set[str] | list[str], t: float) -> None:
+        p = self._pickers.get(operator_id)
+        base = p.view if p is not None else PickerView(operator_id, frozenset())
+        self.set_picker(replace(base, zones=frozenset(zones), logged_in=True), t)
+
+    def on_logout(self, operator_id: str, t: float) -> None:
+        p = self._pickers.get(operator_id)
+        if p is not None:
+            self.set_picker(replace(p.view, logged_in=False, on_break=False), t)
+
+    def on_break_start(self, operator_id: str, t: float) -> None:
+        p = self._pickers.get(operator_id)
+        if p is not None:
+            self.set_picker(replace(p.view, on_break=True), t)
+
+    def on_break_end(self, operator_id: str, t: float) -> None:
+        p = self._pickers.get(operator_id)
+        if p is not None:
+            self.set_picker(replace(p.view, on_break=False), t)
+
+    # -- tasks --------------------------------------------------------------------------------------
+    def add_task(self, view: TaskView, t: float, *, operator_id: str | None = None,
+                 assigned_at: float | None = None, started: bool = False) -> None:
+        """A new task waits for a picker. With `operator_id` it is an existing assignment restored after a
+        restart (its escalation timer restarts from `assigned_at`, default now)."""
+        t = self._time(t)
+        if view.task_id in self._tasks:
+            raise DispatchError(f"task {view.task_id} is already known to dispatch; remove it first")
+        strategy = self.strategies.for_task(view.task_id, view.zone)
+        cutoff = view.cutoff_at.timestamp() if view.cutoff_at is not None else _INF
+        key = (cutoff, 0 if view.cold_chain else 1, -view.value_cents, -view.customer_level, next(self._seq))
+        ts = _Task(view, strategy, key, t)
+        self._tasks[view.task_id] = ts
+        self._order_tasks.setdefault(view.order_id, set()).add(view.task_id)
+        if view.held:
+            self._held_tasks.add(view.task_id)
+        if operator_id is None:
+            self._push(ts)
+            return
+        p = self._picker(operator_id, t)
+        ts.state, ts.operator_id = (STARTED if started else ASSIGNED), operator_id
+        ts.assigned_at = assigned_at if assigned_at is not None else t
+        p.load += 1
+        p.tasks[view.task_id] = None
+        self.book.on_assigned(operator_id, t)
+        if started:
+            self.book.on_first_scan(operator_id, t)
+        elif strategy == HEALTH:
+            self._to_arm.append(ts)
+        self.figures.assigned(strategy)
+
+    def on_first_scan(self, task_id: str, t: float) -> bool:
+        """The task's first accepted scan: it has started and will not be escalated. False if unknown."""
+        t = self._time(t)
+        ts = self._tasks.get(task_id)
+        if ts is None or ts.operator_id is None:
+            return False
+        if ts.state == ASSIGNED:
+            ts.state, ts.deadline = STARTED, None
+            ts.gen += 1
+            self.book.on_first_scan(ts.operator_id, t)
+            if self.learned is not None:
+                self.learned.record(ts.view.group, t - ts.assigned_at)
+            self.figures.started(ts.strategy, t - ts.created, t)
+        return True
+
+    def on_line_done(self, task_id: str, t: float, lines: int = 1) -> bool:
+        t = self._time(t)
+        ts = self._tasks.get(task_id)
+        if ts is None or ts.operator_id is None:
+            return False
+        if ts.state == ASSIGNED:
+            self.on_first_scan(task_id, t)
+        self.book.on_line_done(ts.operator_id, t, lines)
+        self.figures.lines(ts.strategy, lines, t)
+        return True
+
+    def on_task_completed(self, task_id: str, t: float) -> bool:
+        return self._drop(task_id, self._time(t))
+
+    def on_task_removed(self, task_id: str, t: float) -> bool:
+        """Cancelled, or taken out of dispatch (a supervisor took it over): forget it."""
+        return self._drop(task_id, self._time(t))
+
+    def on_reject(self, operator_id: str, t: float) -> None:
+        self.book.on_reject(operator_id, self._time(t))
+
+    def on_short(self, operator_id: str, t: float) -> None:
+        self.book.on_short(operator_id, self._time(t))
+
+    # -- holds --------------------------------------------------------------------------------------
+    def set_hold(self, scope: str, target: str, held: bool) -> None:
+        """scope: task | order | zone | operator | all (target ignored for all)."""
+        if scope not in HOLD_SCOPES:
+            raise DispatchError(f"hold scope: expected one of {', '.join(HOLD_SCOPES)}; got {scope!r}")
+        if scope == "all":
+            self._hold_all = held
+            self._dirty.update(self._zone_pickers)
+            return
+        sets = {"task": self._held_tasks, "order": self._held_orders, "zone": self._held_zones,
+                "operator": self._held_ops}
+        chosen = sets[scope]
+        if held:
+            chosen.add(target)
+            return
+        chosen.discard(target)
+        if scope == "zone":
+            self._dirty.add(target)
+        elif scope == "operator":
+            p = self._pickers.get(target)
+            if p is not None:
+                p.view = replace(p.view, held=False)
+                self._dirty.update(p.view.zones)
+        else:
+            ids = [target] if scope == "task" else list(self._order_tasks.get(target, ()))
+            for tid in ids:
+                ts = self._parked.get(tid)
+                if ts is not None and not self._task_held(ts):
+                    del self._parked[tid]
+                    ts.parked = False
+                    self._push(ts)
+
+    # -- decisions ----------------------------------------------------------------------------------
+    def tick(self, t: float, now: datetime) -> list[Decision]:
+        """Everything due by monotonic time `t` (`now` is the UTC wall time, for time-of-day thresholds):
+        closed index intervals and breaker changes, moves, escalations, then assignments of waiting tasks."""
+        t = self._time(t)
+        self._close_intervals()
+        out, self._pending = self._pending, []
+        for op in sorted(self._open):
+            p = self._pickers[op]
+            if p.breaker.poll(t) == HALF_OPEN:
+                self._open.discard(op)
+                self.book.reset(op)
+                p.index = 100.0
+                out.append(BreakerChange(op, HALF_OPEN, p.breaker.last_scores,
+                                         f"cool-down of {self.settings.breaker_cooldown_s:g} s over: one trial task"))
+                self._dirty.update(p.view.zones)
+        arm, self._to_arm = self._to_arm, []
+        for ts in arm:
+            if ts.state == ASSIGNED:
+                self._arm(ts, now, ts.assigned_at)
+        self._escalate_due(t, now, out)
+        self._assign_waiting(t, now, out)
+        return out
+
+    def choose(self, task_id: str, t: float) -> Choice:
+        """Who would get this task now, and why; changes nothing (for the supervisor page and benchmarks)."""
+        ts = self._tasks.get(task_id)
+        if ts is None:
+            raise DispatchError(f"task {task_id} is not known to dispatch")
+        if ts.strategy == ROUND_ROBIN:
+            return self._rr_choice(ts)[0]
+        return self._rank(ts, exclude=ts.operator_id)
+
+    def next_due(self) -> float:
+        """The monotonic time by which `tick` should be called again even if nothing happens."""
+        due = self.book.next_boundary
+        if self._timers:
+            due = min(due, self._timers[0][0])
+        for op in self._open:
+            d = self._pickers[op].breaker.due
+            if d is not None:
+                due = min(due, d)
+        if self._dirty or self._pending or self._to_arm:
+            due = min(due, self._now)
+        return due
+
+    # -- reading ------------------------------------------------------------------------------------
+    def pickers(self) -> list[PickerStatus]:
+        return [PickerStatus(op, round(p.index, 1), p.breaker.state, p.load, p.available)
+                for op, p in sorted(self._pickers.items())]
+
+    def picker_stats(self, operator_id: str) -> IntervalStats | None:
+        """The picker's figures of the last closed interval."""
+        return self.book.last_stats(operator_id)
+
+    def task_status(self, task_id: str) -> TaskStatus | None:
+        ts = self._tasks.get(task_id)
+        if ts is None:
+            return None
+        return TaskStatus(task_id, ts.state, ts.operator_id, ts.strategy, ts.escalation, ts.reassignments,
+                          ts.deadline, ts.threshold_s or None)
+
+    def queued(self, zone: str | None = None) -> int:
+        return sum(1 for ts in self._tasks.values() if ts.state == QUEUED and (zone is None or ts.view.zone == zone))
+
+    def strategy_figures(self, t: float | None = None) -> dict[str, StrategyFigures]:
+        return self.figures.report(t)
+
+    # -- internals: time and index ------------------------------------------------------------------
+    def _time(self, t: float) -> float:
+        if t > self._now:
+            self._now = t
+        return self._now
+
+    def _close_intervals(self) -> None:
+        for sample in self.book.advance(self._now):
+            p = self._pickers.get(sample.operator_id)
+            if p is None:
+                continue
+            p.index = sample.index
+            if not sample.evidence:
+                continue
+            change = p.breaker.observe(sample.index, sample.t)
+            scores = p.breaker.last_scores
+            shown = ", ".join(f"{s:.0f}" for s in scores)
+            thr = self.settings.breaker_threshold
+            if change == OPENED:
+                self._open.add(sample.operator_id)
+                self._pending.append(BreakerChange(sample.operator_id, OPENED, scores,
+                                                   f"index {shown} below {thr:g}"))
+                if self.settings.requeue_on_breaker_open:
+                    self._requeue_picker(p, self._now, "breaker open")
+            elif change == CLOSED:
+                self._pending.append(BreakerChange(sample.operator_id, CLOSED, scores,
+                                                   f"trial interval index {shown} at or above {thr:g}"))
+                self._dirty.update(p.view.zones)
+
+    # -- internals: tasks ---------------------------------------------------------------------------
+    def _picker(self, op: str, t: float) -> _Picker:
+        p = self._pickers.get(op)
+        if p is None:  # a restored task of someone not (yet) on the floor
+            self.set_picker(PickerView(op, frozenset(), logged_in=False), t)
+            p = self._pickers[op]
+        return p
+
+    def _push(self, ts: _Task) -> None:
+        ts.state, ts.operator_id, ts.deadline = QUEUED, None, None
+        ts.gen += 1
+        q = self._queues.setdefault((ts.view.zone, ts.strategy), [])
+        heapq.heappush(q, (*ts.key, ts.gen, ts.view.task_id))
+        self._dirty.add(ts.view.zone)
+
+    def _drop(self, task_id: str, t: float) -> bool:
+        ts = self._tasks.pop(task_id, None)
+        if ts is None:
+            return False
+        ts.gen += 1
+        self._parked.pop(task_id, None)
+        self._held_tasks.discard(task_id)
+        tids = self._order_tasks.get(ts.view.order_id)
+        if tids is not None:
+            tids.discard(task_id)
+            if not tids:
+                del self._order_tasks[ts.view.order_id]
+        if ts.operator_id is not None:
+            self._release(ts, t)
+        return True
+
+    def _release(self, ts: _Task, t: float) -> None:
+        """Take the task out of its picker's hands (bookkeeping only)."""
+        op = ts.operator_id
+        assert op is not None
+        p = self._pickers[op]
+        p.load -= 1
+        p.tasks.pop(ts.view.task_id, None)
+        if ts.state == STARTED:
+            self.book.on_task_done(op, t)
+        else:
+            self.book.on_unassigned(op, t)
+        self._dirty.update(p.view.zones)
+
+    def _take(self, ts: _Task, op: str, t: float, now: datetime) -> None:
+        p = self._pickers[op]
+        ts.state, ts.operator_id, ts.assigned_at = ASSIGNED, op, t
+        p.load += 1
+        p.last_assigned = t
+        p.tasks[ts.view.task_id] = None
+        if p.breaker.state == STATE_HALF_OPEN:
+            p.breaker.trial_used = True
+        self.book.on_assigned(op, t)
+        if ts.strategy == HEALTH:
+            self._arm(ts, now, t)
+        else:
+            ts.gen += 1
+
+    def _requeue_picker(self, p: _Picker, t: float, why: str) -> None:
+        for tid in list(p.tasks):
+            ts = self._tasks[tid]
+            if ts.state != ASSIGNED or ts.strategy != HEALTH:
+                continue  # started work stays with the picker; static routing never moves a task
+            self._release(ts, t)
+            ts.prev_operator = p.view.operator_id
+            if self._task_held(ts):
+                ts.state, ts.operator_id, ts.parked = QUEUED, None, True
+                ts.gen += 1
+                self._parked[tid] = ts
+            else:
+                self._push(ts)
+            self._pending.append(Requeue(tid, ts.view.order_id, p.view.operator_id, ts.view.zone, why))
+
+    def _task_held(self, ts: _Task) -> bool:
+        v = ts.view
+        return (self._hold_all or v.zone in self._held_zones or v.task_id in self._held_tasks
+                or v.order_id in self._held_orders)
+
+    # -- internals: escalation ----------------------------------------------------------------------
+    def _arm(self, ts: _Task, now: datetime, since: float) -> None:
+        base, src = self.schedule.base_s(now, ts.view.cold_chain)
+        if self.learned is not None:
+            learned = self.learned.threshold_s(ts.view.group, base)
+            if learned is not None:
+                base, src = learned
+        ts.threshold_s, ts.threshold_src = base, src
+        self._set_timer(ts, since + base)
+
+    def _set_timer(self, ts: _Task, deadline: float) -> None:
+        ts.gen += 1
+        ts.deadline = deadline
+        heapq.heappush(self._timers, (deadline, ts.gen, ts.view.task_id))
+
+    def _escalate_due(self, t: float, now: datetime, out: list[Decision]) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= t:
+            _, gen, tid = heapq.heappop(timers)
+            ts = self._tasks.get(tid)
+            if ts is None or ts.gen != gen or ts.state != ASSIGNED:
+                continue
+            if self._task_held(ts):
+                ts.held_seen = True
+                self._set_timer(ts, t + self.settings.index_interval_s)
+                continue
+            if ts.held_seen:  # the hold ended: a fresh period, as if just assigned
+                ts.held_seen = False
+                self._set_timer(ts, t + ts.threshold_s)
+                continue
+            self._escalate(ts, t, now, out)
+
+    def _escalate(self, ts: _Task, t: float, now: datetime, out: list[Decision]) -> None:
+        op = ts.operator_id
+        assert op is not None
+        v = ts.view
+        why = f"not started within {ts.threshold_s / 60:g} min ({ts.threshold_src})"
+        self.book.on_timeout(op, t)
+        ts.deadline = None
+        if ts.ladder == 0:
+            ts.ladder = 1
+            choice = self._rank(ts, exclude=op)
+            if choice.operator_id is not None:
+                self._move(ts, choice, t, now, f"{why}; {choice.reason}", 0, out)
+                return
+        if ts.ladder == 1:
+            ts.ladder = 2
+            choice = self._rank(ts, exclude=op, backup=True)
+            if choice.operator_id is not None:
+                ts.escalation = 1
+                out.append(Escalate(v.task_id, v.order_id, v.zone, 1, op, f"{why}; backup picker"))
+                self._move(ts, choice, t, now, f"level 1: {choice.reason}", 1, out)
+                return
+            why += "; no backup picker available"
+        ts.ladder = 3
+        ts.escalation = 2
+        out.append(Escalate(v.task_id, v.order_id, v.zone, 2, op, f"{why}; supervisor needed"))
+
+    def _move(self, ts: _Task, choice: Choice, t: float, now: datetime, reason: str, level: int,
+              out: list[Decision]) -> None:
+        old = ts.operator_id
+        assert old is not None and choice.operator_id is not None
+        self._release(ts, t)
+        self._take(ts, choice.operator_id, t, now)
+        ts.reassignments += 1
+        v = ts.view
+        out.append(Reassign(v.task_id, v.order_id, old, choice.operator_id, v.zone, v.line_nos, choice.score,
+                            reason, ts.strategy, level, choice.candidates))
+
+    # -- internals: assignment ----------------------------------------------------------------------
+    def _assign_waiting(self, t: float, now: datetime, out: list[Decision]) -> None:
+        if not self._dirty:
+            return
+        zones, self._dirty = sorted(self._dirty), set()
+        if self._hold_all:
+            return
+        for zone in zones:
+            if zone in self._held_zones:
+                continue
+            for strategy in STRATEGIES:
+                q = self._queues.get((zone, strategy))
+                while q:
+                    entry = q[0]
+                    ts = self._tasks.get(entry[-1])
+                    if ts is None or ts.gen != entry[-2] or ts.state != QUEUED or ts.parked:
+                        heapq.heappop(q)
+                        continue
+                    if self._task_held(ts):
+                        heapq.heappop(q)
+                        ts.parked = True
+                        self._parked[ts.view.task_id] = ts
+                        continue
+                    if strategy == ROUND_ROBIN:
+                        choice, pos = self._rr_choice(ts)
+                    else:
+                        choice, pos = self._rank(ts), -1
+                    if choice.operator_id is None:
+                        break
+                    heapq.heappop(q)
+                    if pos >= 0:
+                        self._rr[zone] = pos
+                    self._assign(ts, choice, t, now, out)
+
+    def _assign(self, ts: _Task, choice: Choice, t: float, now: datetime, out: list[Decision]) -> None:
+        assert choice.operator_id is not None
+        self._take(ts, choice.operator_id, t, now)
+        v = ts.view
+        if ts.prev_operator is None:
+            self.figures.assigned(ts.strategy)
+            out.append(Assign(v.task_id, v.order_id, choice.operator_id, v.zone, v.line_nos, choice.score,
+                              choice.reason, ts.strategy, choice.candidates))
+        else:
+            ts.reassignments += 1
+            out.append(Reassign(v.task_id, v.order_id, ts.prev_operator, choice.operator_id, v.zone, v.line_nos,
+                                choice.score, f"back from the queue; {choice.reason}", ts.strategy, 0,
+                                choice.candidates))
+
+    def _why_not(self, op: str, p: _Picker, cap: int) -> str | None:
+        if p.view.on_break:
+            return "on break"
+        if op in self._held_ops:
+            return "held"
+        b = p.breaker
+        if b.state == STATE_OPEN:
+            return f"breaker open (index {', '.join(f'{s:.0f}' for s in b.last_scores)})"
+        if b.state == STATE_HALF_OPEN and b.trial_used:
+            return "breaker half-open: trial task already given"
+        if p.load >= cap:
+            return f"at cap ({p.load}/{cap} open tasks)"
+        return None
+
+    def _rank(self, ts: _Task, *, exclude: str | None = None, backup: bool = False) -> Choice:
+        """Health strategy: among eligible pickers of the zone, highest index minus `load_weight` per open
+        task (a backup ignores load and may go one over the cap); ties go to the one idle longest."""
+        s = self.settings
+        cap = s.task_cap + (1 if backup else 0)
+        weight = 0.0 if backup else s.load_weight
+        pickers = self._pickers
+        rejected: list[Candidate] = []
+        eligible: list[tuple[float, float, int, float, str]] = []
+        for op in self._zone_pickers.get(ts.view.zone, ()):
+            p = pickers[op]
+            why = "holds the task now" if op == exclude else self._why_not(op, p, cap)
+            if why is not None:
+                rejected.append(Candidate(op, False, None, p.index, p.load, why))
+                continue
+            score = p.index - weight * p.load
+            eligible.append((score if score > 0.0 else 0.0, p.index, -p.load, -p.last_assigned, op))
+        if not eligible:
+            reason = "no eligible picker in zone " + ts.view.zone
+            return Choice(ts.view.task_id, HEALTH, None, 0.0, reason, tuple(rejected))
+        best = max(eligible)
+        score, index, neg_load, _, chosen = best
+        if backup:
+            reason = (f"backup: highest index {index:.0f} ignoring load ({-neg_load} open tasks, "
+                      f"cap {s.task_cap}+1)")
+        else:
+            reason = (f"health: score {score:.0f} = index {index:.0f} - {weight:g} x {-neg_load} open tasks; "
+                      f"best of {len(eligible)} eligible")
+        notes = [Candidate(chosen, True, score, index, -neg_load, "chosen")]
+        for e in eligible:
+            if e[4] == chosen:
+                continue
+            note = (f"score {e[0]:.0f} below {score:.0f}" if e[0] < score
+                    else "same score, assigned more recently" if e[:3] == best[:3]
+                    else f"score {e[0]:.0f} ties, lower index or more load")
+            notes.append(Candidate(e[4], True, e[0], e[1], -e[2], note))
+        return Choice(ts.view.task_id, HEALTH, chosen, score, reason, (*notes, *rejected))
+
+    def _rr_choice(self, ts: _Task) -> tuple[Choice, int]:
+        """Static routing: the next picker of the zone in turn who is logged in, not on break and not held,
+        whatever their load or health. Returns the choice and the rotation position after it."""
+        lst = self._zone_pickers.get(ts.view.zone, [])
+        n = len(lst)
+        start = self._rr.get(ts.view.zone, 0) % n if n else 0
+        notes: list[Candidate] = []
+        chosen: str | None = None
+        pos = -1
+        for i in range(n):
+            op = lst[(start + i) % n]
+            p = self._pickers[op]
+            if chosen is not None:
+                notes.append(Candidate(op, True, None, p.index, p.load, "not next in rotation"))
+                continue
+            why = "on break" if p.view.on_break else "held" if op in self._held_ops else None
+            if why is not None:
+                notes.append(Candidate(op, False, None, p.index, p.load, why))
+                continue
+            chosen, pos = op, (start + i + 1) % n
+            notes.insert(0, Candidate(op, True, p.index, p.index, p.load, "chosen: next in rotation"))
+        if chosen is None:
+            return Choice(ts.view.task_id, ROUND_ROBIN, None, 0.0,
+                          "no available picker in zone " + ts.view.zone, tuple(notes)), -1
+        p = self._pickers[chosen]
+        return Choice(ts.view.task_id, ROUND_ROBIN, chosen, p.index,
+                      f"round robin: next in rotation of zone {ts.view.zone}", tuple(notes)), pos

@@ -1,0 +1,1 @@
+"""MQTT sync with the hub: publishing the outbox, taking commands, results, snapshots, telemetry."""

@@ -1,0 +1,188 @@
+"""Command intake: hub commands from `P/cmd/{name}`, one at a time, in arrival order.
+
+Each command is parsed and validated into a typed command, applied through the domain, and its effect and
+result are committed together; only then is the result published and the message acknowledged to the
+broker (paho manual ack). A crash in between loses nothing: the broker redelivers, and the stored result
+answers the repeat without applying it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.bulk import BulkApplier
+from gateway.clock import Clock, rfc3339
+from gateway.domain.api import apply_command
+from gateway.domain.commands import BULK_COMMANDS, COMMANDS, BulkPart, Command, SyncAck, SyncReplay, SyncSnapshot
+from gateway.journal import JournalError
+from gateway.jsontext import dumps
+from gateway.service import FloorService
+from gateway.sync.mqtt import AsyncMqtt, Message
+from gateway.sync.publisher import OutboxPublisher
+
+log = logging.getLogger("floorgate.intake")
+
+_CMD_ID = re.compile(rb'"cmd_id"\s*:\s*"((?:[^"\\]|\\.){1,128})"')
+RETRY_S = 1.0
+
+
+def _validation_message(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:3]:
+        where = ".".join(str(x) for x in err["loc"]) or "payload"
+        parts.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
+    more = f" (and {e.error_count() - 3} more)" if e.error_count() > 3 else ""
+    return "; ".join(parts) + more
+
+
+class CommandIntake:
+    def __init__(self, service: FloorService, mqtt: AsyncMqtt, publisher: OutboxPublisher, bulk: BulkApplier,
+                 prefix: str, max_payload_bytes: int, clock: Clock,
+                 snapshot: Callable[[], Awaitable[None]]) -> None:
+        self.service = service
+        self.journal = service.journal
+        self.mqtt = mqtt
+        self.publisher = publisher
+        self.bulk = bulk
+        self.prefix = prefix
+        self.cmd_prefix = f"{prefix}/cmd/"
+        self.max_payload = max_payload_bytes
+        self.clock = clock
+        self.snapshot = snapshot
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.handled = 0
+        self.rejected = 0
+
+    def on_message(self, msg: Message) -> None:
+        if msg.topic.startswith(self.cmd_prefix):
+            self._queue.put_nowait(msg)
+
+    async def run(self) -> None:
+        while True:
+            msg = await self._queue.get()
+            while True:
+                try:
+                    await self.handle(msg)
+                    break
+                except JournalError as e:
+                    # Not stored, not answered, not acked: try again (in order) when the journal is back.
+                    log.warning("command waits for the journal", extra={"fields": {"topic": msg.topic,
+                                                                                     "error": str(e)}})
+                    await asyncio.sleep(RETRY_S)
+
+    def _error(self, cmd_id: str | None, code: str, message: str, **extra: Any) -> dict[str, Any]:
+        return {"cmd_id": cmd_id, "ok": False, "ts": rfc3339(self.clock.now()),
+                "error": {"code": code, "message": message, **extra}}
+
+    def publish_result(self, result: dict[str, Any]) -> None:
+        self.mqtt.publish(f"{self.prefix}/cmd_result", dumps(result), qos=1)
+
+    async def handle(self, msg: Message) -> None:
+        name = msg.topic[len(self.cmd_prefix):]
+        results = await self._process(name, msg.payload)
+        for r in results:
+            if not r.get("ok"):
+                self.rejected += 1
+                log.warning("command refused", extra={"fields": {
+                    "command": name, "cmd_id": r.get("cmd_id"), "code": r["error"]["code"],
+                    "reason": r["error"]["message"][:300]}})
+            self.publish_result(r)
+        self.handled += 1
+        self.mqtt.ack(msg)
+
+    async def _process(self, name: str, payload: bytes) -> list[dict[str, Any]]:
+        if len(payload) > self.max_payload:
+            m = _CMD_ID.search(payload[:4096])
+            cmd_id = json.loads(b'"' + m.group(1) + b'"') if m else None
+            return [self._error(cmd_id, "too_large", f"payload of {len(payload)} bytes is over "
+                                f"mqtt.max_payload_bytes ({self.max_payload}); split it into parts")]
+        try:
+            data = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            return [self._error(None, "invalid_payload", f"not JSON: {e}")]
+        if not isinstance(data, dict):
+            return [self._error(None, "invalid_payload", "the payload must be a JSON object")]
+        cmd_id = data.get("cmd_id")
+        if not isinstance(cmd_id, str) or not cmd_id or len(cmd_id) > 128:
+            return [self._error(None, "invalid_payload", "cmd_id is missing or not a string of 1-128 characters")]
+        if name == "sync.ack":
+            await self._sync_ack(data)
+            return []
+        previous = await self.journal.command_result(cmd_id)
+        if previous is not None:
+            out = [previous]
+            if name in BULK_COMMANDS and isinstance(data.get("sync_id"), str):
+                done = await self.bulk.done_result(data["sync_id"])
+                if done is not None and done.get("cmd_id") == cmd_id:
+                    out.append(done)
+            return out
+        model = COMMANDS.get(name)
+        if model is None:
+            result = self._error(cmd_id, "unknown_command", f"unknown command {name!r}; known: "
+                                 + ", ".join(sorted(COMMANDS)))
+            return [await self._store(name, cmd_id, result)]
+        try:
+            cmd = model.model_validate(data)
+        except ValidationError as e:
+            return [await self._store(name, cmd_id, self._error(cmd_id, "invalid_payload", _validation_message(e)))]
+        return [await self._apply(name, cmd, data)]
+
+    async def _store(self, name: str, cmd_id: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Record a refusal under its cmd_id so a repeat gets the same answer."""
+        def op(floor: Any, change: Any) -> None:
+            change.result = (cmd_id, name, result)
+        await self.service.execute(op)
+        return result
+
+    async def _apply(self, name: str, cmd: Command, data: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(cmd, SyncReplay):
+            return await self._replay(name, cmd)
+        if isinstance(cmd, SyncSnapshot):
+            result = await self.service.execute_command(name, cmd.cmd_id, lambda f, c: {})
+            await self.snapshot()
+            return result
+        if isinstance(cmd, BulkPart):
+            result = await self.service.execute_command(
+                name, cmd.cmd_id, lambda f, c: self.bulk.accept(c, name, cmd, data))
+            if result.get("ok") and result.get("complete"):
+                self.bulk.kick(cmd.sync_id)
+            return result
+        now = self.clock.now()
+        return await self.service.execute_command(name, cmd.cmd_id, lambda f, c: apply_command(f, c, cmd, now))
+
+    async def _replay(self, name: str, cmd: SyncReplay) -> dict[str, Any]:
+        j = self.journal
+        earliest = await j.earliest_seq()
+        if cmd.journal != j.journal_id:
+            result = self._error(cmd.cmd_id, "replay_unavailable",
+                                 f"journal {cmd.journal} is not this gateway's journal ({j.journal_id})",
+                                 earliest_seq=earliest, journal=j.journal_id)
+        elif cmd.from_seq < earliest:
+            result = self._error(cmd.cmd_id, "replay_unavailable",
+                                 f"events before seq {earliest} are no longer stored", earliest_seq=earliest)
+        else:
+            to = min(cmd.to_seq or j.last_seq, j.last_seq)
+            result = {"cmd_id": cmd.cmd_id, "ok": True, "ts": rfc3339(self.clock.now()), "from_seq": cmd.from_seq,
+                      "to_seq": to, "count": max(to - cmd.from_seq + 1, 0)}
+            if to >= cmd.from_seq:
+                self.publisher.replay(cmd.from_seq, to)
+        return await self._store(name, cmd.cmd_id, result)
+
+    async def _sync_ack(self, data: dict[str, Any]) -> None:
+        try:
+            ack = SyncAck.model_validate(data)
+        except ValidationError as e:
+            log.warning("sync.ack ignored", extra={"fields": {"reason": _validation_message(e)}})
+            return
+        if ack.journal != self.journal.journal_id:
+            log.warning("sync.ack for another journal ignored", extra={"fields": {"journal": ack.journal}})
+            return
+        if self.publisher.hub_ack(ack.up_to_seq):
+            await self.journal.set_meta("hub_acked_seq", str(self.publisher.hub_acked))

@@ -1,0 +1,133 @@
+"""The link to the hub: one MQTT client carrying the outbox, commands and results, status (with its Last
+Will), snapshots and telemetry. A part of the app (`run()` until cancelled)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from gateway import __version__
+from gateway.bulk import BulkApplier
+from gateway.clock import Clock, rfc3339
+from gateway.config import Config, secret_from_file
+from gateway.domain.model import FINAL_STATES
+from gateway.jsontext import dumps
+from gateway.service import FloorService
+from gateway.sync.intake import CommandIntake
+from gateway.sync.mqtt import AsyncMqtt, MqttSettings
+from gateway.sync.publisher import OutboxPublisher
+
+log = logging.getLogger("floorgate.sync")
+
+SAVE_PROGRESS_S = 1.0
+
+
+def settings_from_config(cfg: Config) -> MqttSettings:
+    m = cfg.mqtt
+    return MqttSettings(
+        host=m.host, port=m.port, client_id=cfg.client_id, username=m.username,
+        password=secret_from_file(m.password_file), tls=m.tls, ca_file=m.ca_file, cert_file=m.cert_file,
+        key_file=m.key_file, keepalive_s=m.keepalive_s, inflight=m.inflight, reconnect_max_s=m.reconnect_max_s,
+        clean_session=False, manual_ack=True)
+
+
+class HubLink:
+    name = "hub-link"
+
+    def __init__(self, cfg: Config, service: FloorService, clock: Clock) -> None:
+        self.cfg = cfg
+        self.service = service
+        self.journal = service.journal
+        self.clock = clock
+        self.prefix = cfg.topic_prefix
+        offline = dumps({"state": "offline", "site": cfg.site, "gateway": cfg.gateway,
+                         "journal": self.journal.journal_id})
+        self.mqtt = AsyncMqtt(settings_from_config(cfg), will=(f"{self.prefix}/status", offline.encode(), 1, True),
+                              subscriptions=[(f"{self.prefix}/cmd/#", 1)], name="hub")
+        self.publisher = OutboxPublisher(self.journal, self.mqtt, self.prefix, cfg.mqtt.inflight)
+        self.bulk = BulkApplier(service, clock, self._publish_result)
+        self.intake = CommandIntake(service, self.mqtt, self.publisher, self.bulk, self.prefix,
+                                    cfg.mqtt.max_payload_bytes, clock, self.publish_snapshot)
+        self.mqtt.on_message = self.intake.on_message
+        self.mqtt.on_connect.append(lambda present: self.publish_status())
+        self.telemetry_sources: list[Callable[[], dict[str, Any]]] = []
+        self._status_seq = -1
+
+    def _publish_result(self, result: dict[str, Any]) -> None:
+        self.intake.publish_result(result)
+
+    # -- status, snapshot, telemetry -------------------------------------------------------------------
+
+    def publish_status(self) -> None:
+        j = self.journal
+        status = {"state": "online", "site": self.cfg.site, "gateway": self.cfg.gateway, "version": __version__,
+                  "journal": j.journal_id, "ts": rfc3339(self.clock.now()), "last_seq": j.last_seq}
+        self.mqtt.publish(f"{self.prefix}/status", dumps(status), qos=1, retain=True)
+        self._status_seq = j.last_seq
+
+    async def publish_snapshot(self) -> None:
+        await self.journal.barrier()
+        floor = self.service.floor
+        orders = [{"order_id": o.order_id, "state": o.state, "updated_seq": o.updated_seq}
+                  for o in floor.orders.values() if o.state not in FINAL_STATES]
+        snap = {"ts": rfc3339(self.clock.now()), "journal": self.journal.journal_id,
+                "last_seq": self.journal.last_seq, "orders": orders}
+        self.mqtt.publish(f"{self.prefix}/snapshot", dumps(snap), qos=1)
+
+    def telemetry(self) -> dict[str, Any]:
+        devices: list[dict[str, Any]] = []
+        pickers: list[dict[str, Any]] = []
+        for source in self.telemetry_sources:
+            part = source()
+            devices.extend(part.get("devices", []))
+            pickers.extend(part.get("pickers", []))
+        return {"ts": rfc3339(self.clock.now()), "devices": devices, "pickers": pickers,
+                "sync": {"pending": self.publisher.pending, "acked_seq": self.publisher.hub_acked}}
+
+    async def _periodic(self) -> None:
+        clock = self.clock
+        snap_every = self.cfg.sync.snapshot_interval_s
+        tele_every = self.cfg.sync.telemetry_interval_s
+        next_snap = clock.monotonic() + snap_every
+        next_tele = clock.monotonic() + tele_every
+        while True:
+            await asyncio.sleep(SAVE_PROGRESS_S)
+            await self.publisher.save_progress()
+            if not self.mqtt.connected.is_set():
+                continue
+            now = clock.monotonic()
+            if now >= next_tele:
+                next_tele = now + tele_every
+                self.mqtt.publish(f"{self.prefix}/telemetry", dumps(self.telemetry()), qos=0)
+                if self.journal.last_seq != self._status_seq:
+                    self.publish_status()  # a fresh last_seq lets the hub see a gap at the tail
+            if now >= next_snap:
+                next_snap = now + snap_every
+                await self.publish_snapshot()
+
+    # -- life cycle -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.publisher.start()
+        await self.bulk.start()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.mqtt.run(), name="mqtt")
+            tg.create_task(self.publisher.run(), name="outbox-publisher")
+            tg.create_task(self.intake.run(), name="command-intake")
+            tg.create_task(self.bulk.run(), name="bulk-applier")
+            tg.create_task(self._periodic(), name="sync-periodic")
+
+    async def shutdown(self) -> None:
+        """On a clean stop, before the tasks are cancelled: say `offline` ourselves (retained, since a clean
+        DISCONNECT suppresses the Last Will) and disconnect."""
+        with contextlib.suppress(Exception):
+            await self.publisher.save_progress()
+        if self.mqtt.connected.is_set():
+            offline = {"state": "offline", "site": self.cfg.site, "gateway": self.cfg.gateway,
+                       "journal": self.journal.journal_id}
+            self.mqtt.publish(f"{self.prefix}/status", dumps(offline), qos=1, retain=True)
+            await asyncio.sleep(0.05)
+            await self.mqtt.disconnect()

@@ -1,0 +1,282 @@
+"""paho-mqtt 2.x driven by the asyncio loop (the shape of aiomqtt's bridge, without its message iterator).
+
+paho's socket is registered with the loop, so reads, writes and callbacks all run on the loop's thread:
+publishing from that thread is an order of magnitude faster than from a second thread, and no lock is
+needed around our state. Only the blocking TCP/TLS connect runs in an executor; its socket callbacks are
+handed back to the loop.
+
+Reconnects are ours, not paho's: capped exponential backoff (default cap 1 s), so the client is back
+within a second of the broker returning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from gateway.logs import redact
+
+log = logging.getLogger("floorgate.mqtt")
+
+
+@dataclass(slots=True, frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    keepalive_s: int = 30
+    inflight: int = 200
+    reconnect_min_s: float = 0.05
+    reconnect_max_s: float = 1.0
+    clean_session: bool = False
+    manual_ack: bool = False
+    connect_timeout_s: float = 5.0
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+    connection: int  # which connection delivered it: an ack on a later connection would ack the wrong message
+
+
+class AsyncMqtt:
+    def __init__(self, settings: MqttSettings, *, will: tuple[str, bytes, int, bool] | None = None,
+                 subscriptions: list[tuple[str, int]] | None = None, name: str = "mqtt") -> None:
+        self.settings = settings
+        self.name = name
+        self.subscriptions = list(subscriptions or [])
+        self.connected = asyncio.Event()
+        self.connection = 0  # increments on every successful connect
+        self.session_present = False
+        self.on_message: Callable[[Message], None] = lambda m: None
+        self.on_puback: Callable[[int], None] = lambda mid: None
+        self.on_connect: list[Callable[[bool], None]] = []
+        self.on_disconnect: list[Callable[[], None]] = []
+        self.last_error = ""
+        self.connects = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._disconnected = asyncio.Event()
+        self._sock: socket.socket | None = None
+        self._loop_thread: int | None = None
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                        clean_session=settings.clean_session, protocol=paho.MQTTv311,
+                        manual_ack=settings.manual_ack)
+        c.max_inflight_messages_set(settings.inflight)
+        c.max_queued_messages_set(0)
+        c.connect_timeout = settings.connect_timeout_s
+        if settings.username:
+            redact(settings.password)
+            c.username_pw_set(settings.username, settings.password or None)
+        if settings.tls:
+            ctx = ssl.create_default_context(cafile=settings.ca_file or None)
+            if settings.cert_file:
+                ctx.load_cert_chain(settings.cert_file, settings.key_file or None)
+            c.tls_set_context(ctx)
+        if will is not None:
+            c.will_set(will[0], will[1], qos=will[2], retain=will[3])
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_socket_register_write
+        c.on_socket_unregister_write = self._on_socket_unregister_write
+        self.client = c
+
+    # -- the loop bridge -----------------------------------------------------------------------------
+
+    def _in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        assert self._loop is not None
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._register_reader, sock)
+
+    def _register_reader(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        self._sock = sock
+        self._loop.add_reader(sock, self._read)
+
+    def _read(self) -> None:
+        self.client.loop_read()
+
+    def _write(self) -> None:
+        self.client.loop_write()
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._unregister, sock)
+
+    def _unregister(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(sock)
+        with contextlib.suppress(Exception):
+            self._loop.remove_writer(sock)
+        if self._sock is sock:
+            self._sock = None
+
+    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._add_writer, sock)
+
+    def _add_writer(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(Exception):
+            self._loop.add_writer(sock, self._write)
+
+    def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._remove_writer, sock)
+
+    def _remove_writer(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(Exception):
+            self._loop.remove_writer(sock)
+
+    # -- callbacks (on the loop's thread) ---------------------------------------------------------------
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            msg = f"broker refused the connection: {reason}"
+            if msg != self.last_error:
+                log.error(msg, extra={"fields": {"client": self.name, "host": self.settings.host}})
+            self.last_error = msg
+            return
+        self.connection += 1
+        self.connects += 1
+        self.session_present = bool(getattr(flags, "session_present", False))
+        self.last_error = ""
+        for topic, qos in self.subscriptions:  # always: a restarted broker may have lost the session
+            client.subscribe(topic, qos)
+        self._disconnected.clear()
+        self.connected.set()
+        log.info("connected to broker", extra={"fields": {
+            "client": self.name, "host": self.settings.host, "port": self.settings.port,
+            "session_present": self.session_present}})
+        for fn in self.on_connect:
+            fn(self.session_present)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        self._disconnected.set()
+        if was:
+            log.warning("disconnected from broker", extra={"fields": {"client": self.name, "reason": str(reason)}})
+            for fn in self.on_disconnect:
+                fn()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self.on_message(Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain), self.connection))
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self.on_puback(mid)
+
+    # -- public API -------------------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> int | None:
+        """Queue a message; returns its mid (PUBACK arrives via `on_puback`), or None if paho refused it."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            return None
+        return int(info.mid)
+
+    def ack(self, msg: Message) -> bool:
+        """Acknowledge a received message, only on the connection that delivered it (else the broker
+        redelivers it, which is what we want)."""
+        if msg.qos == 0 or msg.connection != self.connection or not self.connected.is_set():
+            return False
+        return self.client.ack(msg.mid, msg.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        self.subscriptions.append((topic, qos))
+        if self.connected.is_set():
+            self.client.subscribe(topic, qos)
+
+    async def run(self) -> None:
+        """Connect, stay connected, reconnect with capped backoff; runs until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        s = self.settings
+        delay = s.reconnect_min_s
+        misc = asyncio.create_task(self._misc(), name=f"{self.name}-misc")
+        try:
+            while True:
+                self._disconnected.clear()
+                try:
+                    await asyncio.wait_for(self._loop.run_in_executor(None, self._connect_blocking),
+                                           timeout=s.connect_timeout_s + 1)
+                except (OSError, TimeoutError, ssl.SSLError, ValueError) as e:
+                    msg = f"cannot reach broker {s.host}:{s.port}: {e}"
+                    if msg != self.last_error:
+                        log.warning(msg, extra={"fields": {"client": self.name}})
+                    self.last_error = msg
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, s.reconnect_max_s)
+                    continue
+                try:
+                    await asyncio.wait_for(self.connected.wait(), timeout=s.connect_timeout_s + 5)
+                except TimeoutError:
+                    self.client.disconnect()
+                    self._force_close()
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, s.reconnect_max_s)
+                    continue
+                delay = s.reconnect_min_s
+                await self._disconnected.wait()
+                self._force_close()
+                await asyncio.sleep(delay)
+        finally:
+            misc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await misc
+            self._force_close()
+
+    def _connect_blocking(self) -> None:
+        self.client.connect(self.settings.host, self.settings.port, self.settings.keepalive_s)
+
+    def _force_close(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            self._unregister(sock)
+        # paho forgets its socket and keeps its queue of unacknowledged messages for the next connection.
+        with contextlib.suppress(Exception):
+            self.client._sock_close()  # paho has no public "drop the socket, keep the session"
+        self.connected.clear()
+
+    async def _misc(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if self.connected.is_set():
+                rc = self.client.loop_misc()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and self.connected.is_set():
+                    self.connected.clear()
+                    self._disconnected.set()
+
+    async def disconnect(self) -> None:
+        """A clean DISCONNECT (the broker then does not publish the Last Will)."""
+        if self.connected.is_set():
+            self.client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._disconnected.wait(), 2)

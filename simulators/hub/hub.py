@@ -1,0 +1,264 @@
+"""A hub simulator that checks everything a gateway sends.
+
+It subscribes to a gateway's topics with a persistent session, stores every event by (journal, seq),
+counts duplicates (same event_id again) and conflicts (same seq, different event_id: a real bug), closes
+gaps with `sync.replay` (also a gap at the tail, seen from the status' `last_seq`), confirms what it holds
+with `sync.ack`, can send any command (resending with the same cmd_id until answered), and reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.sync.mqtt import AsyncMqtt, Message, MqttSettings
+
+log = logging.getLogger("floorgate.hubsim")
+
+
+@dataclass
+class JournalView:
+    journal: str
+    events: dict[int, dict[str, Any]] = field(default_factory=dict)
+    watermark: int = 0  # every seq <= this is held
+    max_seen: int = 0
+    unavailable_below: int = 0  # the gateway said these are gone (replay_unavailable)
+
+    def advance(self) -> None:
+        ev = self.events
+        w = self.watermark
+        while w + 1 in ev:
+            w += 1
+        self.watermark = w
+
+
+class HubSim:
+    def __init__(self, settings: MqttSettings, site: str, gateway: str, *, ack_every_s: float = 0.5,
+                 gap_grace_s: float = 0.3, replay_retry_s: float = 3.0, auto_replay: bool = True,
+                 auto_ack: bool = True, keep_events: bool = True) -> None:
+        self.prefix = f"floorgate/v1/{site}/{gateway}"
+        self.mqtt = AsyncMqtt(settings, subscriptions=[(f"{self.prefix}/#", 1)], name="hubsim")
+        self.mqtt.on_message = self._on_message
+        self.ack_every_s = ack_every_s
+        self.gap_grace_s = gap_grace_s
+        self.replay_retry_s = replay_retry_s
+        self.auto_replay = auto_replay
+        self.auto_ack = auto_ack
+        self.keep_events = keep_events
+        self.journals: dict[str, JournalView] = {}
+        self.current: str | None = None
+        self.received = 0
+        self.duplicates = 0
+        self.conflicts: list[tuple[str, int]] = []
+        self.out_of_order = 0
+        self.types: Counter[str] = Counter()
+        self.results: dict[str, list[dict[str, Any]]] = {}
+        self.status: dict[str, Any] | None = None
+        self.snapshots: list[dict[str, Any]] = []
+        self.telemetry: list[dict[str, Any]] = []
+        self.replays_sent = 0
+        self.acks_sent = 0
+        self.invalid: list[str] = []
+        self.first_event_at: float | None = None
+        self._changed = asyncio.Event()
+        self._result_waiters: dict[str, asyncio.Event] = {}
+        self._last_replay: tuple[float, int, int] | None = None
+        self._acked: dict[str, int] = {}
+
+    # -- receiving ------------------------------------------------------------------------------------------
+
+    def _on_message(self, msg: Message) -> None:
+        sub = msg.topic[len(self.prefix) + 1:]
+        try:
+            data = json.loads(msg.payload)
+        except (ValueError, UnicodeDecodeError):
+            self.invalid.append(f"{msg.topic}: not JSON")
+            return
+        if sub.startswith("events/"):
+            self._on_event(data)
+        elif sub == "cmd_result":
+            cmd_id = data.get("cmd_id")
+            key = cmd_id if isinstance(cmd_id, str) else "null"
+            self.results.setdefault(key, []).append(data)
+            waiter = self._result_waiters.get(key)
+            if waiter is not None:
+                waiter.set()
+        elif sub == "status":
+            self.status = data
+            if data.get("journal"):
+                self.current = data["journal"]
+                view = self.journals.setdefault(data["journal"], JournalView(data["journal"]))
+                view.max_seen = max(view.max_seen, int(data.get("last_seq") or 0))
+        elif sub == "snapshot":
+            self.snapshots.append(data)
+        elif sub == "telemetry":
+            self.telemetry.append(data)
+        self._changed.set()
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        try:
+            jid, seq, eid = ev["journal"], int(ev["seq"]), ev["event_id"]
+        except (KeyError, TypeError, ValueError):
+            self.invalid.append(f"event without journal/seq/event_id: {str(ev)[:200]}")
+            return
+        if self.first_event_at is None:
+            self.first_event_at = asyncio.get_running_loop().time()
+        view = self.journals.get(jid)
+        if view is None:
+            view = self.journals[jid] = JournalView(jid)
+        self.current = self.current or jid
+        have = view.events.get(seq)
+        if have is not None:
+            if have.get("event_id") != eid:
+                self.conflicts.append((jid, seq))
+            self.duplicates += 1
+            return
+        if seq < view.max_seen:
+            self.out_of_order += 1
+        view.events[seq] = ev if self.keep_events else {"event_id": eid}
+        view.max_seen = max(view.max_seen, seq)
+        self.received += 1
+        self.types[ev.get("type", "?")] += 1
+        if seq == view.watermark + 1:
+            view.advance()
+
+    def final_order_states(self) -> dict[str, str]:
+        """Order states from every event held, applied in seq order."""
+        states: dict[str, str] = {}
+        for view in self.journals.values():
+            for seq in sorted(view.events):
+                ev = view.events[seq]
+                oid = ev.get("order_id")
+                if not oid:
+                    continue
+                if ev.get("type") == "order.received":
+                    states[oid] = "received"
+                elif ev.get("type") == "order.state_changed":
+                    states[oid] = ev["data"]["to"]
+        return states
+
+    # -- gap closing and acks --------------------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        loop = asyncio.get_running_loop()
+        gap_since: float | None = None
+        next_ack = loop.time() + self.ack_every_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 0.1)
+            self._changed.clear()
+            if not self.mqtt.connected.is_set():
+                continue
+            now = loop.time()
+            view = self.journals.get(self.current) if self.current else None
+            if view is None:
+                continue
+            if self.auto_replay:
+                if view.max_seen > view.watermark:
+                    gap_since = gap_since if gap_since is not None else now
+                    if now - gap_since >= self.gap_grace_s:
+                        self._request_replay(view, now)
+                else:
+                    gap_since = None
+            if self.auto_ack and now >= next_ack:
+                next_ack = now + self.ack_every_s
+                if view.watermark > self._acked.get(view.journal, 0):
+                    self._acked[view.journal] = view.watermark
+                    self.send("sync.ack", {"up_to_seq": view.watermark, "journal": view.journal})
+                    self.acks_sent += 1
+
+    def _request_replay(self, view: JournalView, now: float) -> None:
+        lo, hi = view.watermark + 1, view.max_seen
+        last = self._last_replay
+        if last is not None and now - last[0] < self.replay_retry_s and last[1] <= lo and hi <= last[2] + 1000:
+            return
+        self._last_replay = (now, lo, hi)
+        cmd_id = f"replay-{uuid.uuid4()}"
+        self.send("sync.replay", {"journal": view.journal, "from_seq": lo, "to_seq": hi}, cmd_id=cmd_id)
+        self.replays_sent += 1
+        asyncio.get_running_loop().create_task(self._watch_replay(view, cmd_id), name="hubsim-replay-watch")
+
+    async def _watch_replay(self, view: JournalView, cmd_id: str) -> None:
+        with contextlib.suppress(TimeoutError):
+            res = await self.wait_result(cmd_id, timeout=30)
+            if not res.get("ok") and res.get("error", {}).get("code") == "replay_unavailable":
+                earliest = int(res["error"].get("earliest_seq", 1))
+                view.unavailable_below = max(view.unavailable_below, earliest)
+                if view.watermark < earliest - 1:
+                    view.watermark = earliest - 1
+                    view.advance()
+
+    # -- sending ---------------------------------------------------------------------------------------------
+
+    def send(self, name: str, payload: dict[str, Any], cmd_id: str | None = None) -> str:
+        body = dict(payload)
+        body.setdefault("cmd_id", cmd_id or str(uuid.uuid4()))
+        self.mqtt.publish(f"{self.prefix}/cmd/{name}", json.dumps(body), qos=1)
+        return str(body["cmd_id"])
+
+    def send_raw(self, name: str, payload: bytes) -> None:
+        self.mqtt.publish(f"{self.prefix}/cmd/{name}", payload, qos=1)
+
+    async def wait_result(self, cmd_id: str, timeout: float = 30.0, count: int = 1) -> dict[str, Any]:
+        ev = self._result_waiters.setdefault(cmd_id, asyncio.Event())
+
+        async def wait() -> dict[str, Any]:
+            while len(self.results.get(cmd_id, [])) < count:
+                ev.clear()
+                await ev.wait()
+            return self.results[cmd_id][count - 1]
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        finally:
+            self._result_waiters.pop(cmd_id, None)
+
+    async def command(self, name: str, payload: dict[str, Any], *, cmd_id: str | None = None,
+                      timeout: float = 60.0, resend_after: float = 5.0) -> dict[str, Any]:
+        """Send a command and wait for its result, resending it with the same cmd_id until answered."""
+        cid = cmd_id or str(uuid.uuid4())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self.send(name, payload, cmd_id=cid)
+            try:
+                return await self.wait_result(cid, timeout=min(resend_after, max(deadline - loop.time(), 0.01)))
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise
+
+    async def wait_until(self, predicate: Any, timeout: float = 60.0) -> None:
+        async def loop_() -> None:
+            while not predicate():
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.2)
+        await asyncio.wait_for(loop_(), timeout)
+
+    def holds(self, last_seq: int, journal: str | None = None) -> bool:
+        view = self.journals.get(journal or self.current or "")
+        return view is not None and view.watermark >= last_seq
+
+    # -- running and reporting ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.mqtt.run(), name="hubsim-mqtt")
+            tg.create_task(self._maintain(), name="hubsim-maintain")
+
+    def report(self) -> dict[str, Any]:
+        views = {}
+        for jid, v in self.journals.items():
+            seqs = v.events.keys()
+            lo = min(seqs) if seqs else 0
+            missing = [s for s in range(max(lo, 1), v.max_seen + 1) if s not in v.events and s >= v.unavailable_below]
+            views[jid] = {"events": len(v.events), "contiguous_to": v.watermark, "max_seen": v.max_seen,
+                          "gaps": len(missing), "first_missing": missing[:5]}
+        return {"received": self.received, "duplicates": self.duplicates, "conflicts": len(self.conflicts),
+                "out_of_order": self.out_of_order, "replays_sent": self.replays_sent, "acks_sent": self.acks_sent,
+                "journals": views, "types": dict(self.types.most_common()), "invalid": self.invalid[:5]}
