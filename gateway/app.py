@@ -117,7 +117,8 @@ class App:
                     shutdown = getattr(p, "shutdown", None)
                     if shutdown is not None:
                         try:
-                            await asyncio.wait_for(shutdown(), SHUTDOWN_PART_S)
+                            async with asyncio.timeout(SHUTDOWN_PART_S):
+                                await shutdown()
                         except Exception:
                             log.exception("part did not shut down cleanly", extra={"fields": {"part": p.name}})
                 for t in tasks:

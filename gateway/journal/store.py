@@ -317,10 +317,16 @@ class Journal:
             if not p.future.done():
                 p.future.set_result(stored[i:i + n])
             i += n
-        if self.log_events:
-            log_events([(e[0], e[2], e[4], e[3]) for e in events])
+        try:
+            if self.log_events:
+                log_events([(e[0], e[2], e[4], e[3]) for e in events])
+        except Exception:  # a broken stdout must never stop the journal
+            log.exception("could not write event log lines")
         for fn in self._listeners:
-            fn(stored)
+            try:
+                fn(stored)
+            except Exception:
+                log.exception("commit listener failed", extra={"fields": {"listener": repr(fn)}})
 
     async def _write_rows(self, db: aiosqlite.Connection, batch: Iterable[_Pending]) -> None:
         docs_put = [r for p in batch for r in p.docs_put]

@@ -225,8 +225,9 @@ class AsyncMqtt:
             while True:
                 self._disconnected.clear()
                 try:
-                    await asyncio.wait_for(self._loop.run_in_executor(None, self._connect_blocking),
-                                           timeout=s.connect_timeout_s + 1)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+                    async with asyncio.timeout(s.connect_timeout_s + 1):
+                        await self._loop.run_in_executor(None, self._connect_blocking)
                 except (OSError, TimeoutError, ssl.SSLError, ValueError) as e:
                     msg = f"cannot reach broker {s.host}:{s.port}: {e}"
                     if msg != self.last_error:
@@ -236,7 +237,8 @@ class AsyncMqtt:
                     delay = min(delay * 2, s.reconnect_max_s)
                     continue
                 try:
-                    await asyncio.wait_for(self.connected.wait(), timeout=s.connect_timeout_s + 5)
+                    async with asyncio.timeout(s.connect_timeout_s + 5):
+                        await self.connected.wait()
                 except TimeoutError:
                     self.client.disconnect()
                     self._force_close()
@@ -279,4 +281,5 @@ class AsyncMqtt:
         if self.connected.is_set():
             self.client.disconnect()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._disconnected.wait(), 2)
+                async with asyncio.timeout(2):
+                    await self._disconnected.wait()

@@ -151,7 +151,8 @@ class HubSim:
         next_ack = loop.time() + self.ack_every_s
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), 0.1)
+                async with asyncio.timeout(0.1):  # not wait_for: 3.11's can swallow a cancellation
+                    await self._changed.wait()
             self._changed.clear()
             if not self.mqtt.connected.is_set():
                 continue
@@ -214,7 +215,8 @@ class HubSim:
                 await ev.wait()
             return self.results[cmd_id][count - 1]
         try:
-            return await asyncio.wait_for(wait(), timeout)
+            async with asyncio.timeout(timeout):
+                return await wait()
         finally:
             self._result_waiters.pop(cmd_id, None)
 
@@ -237,8 +239,10 @@ class HubSim:
             while not predicate():
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 0.2)
-        await asyncio.wait_for(loop_(), timeout)
+                    async with asyncio.timeout(0.2):
+                        await self._changed.wait()
+        async with asyncio.timeout(timeout):
+            await loop_()
 
     def holds(self, last_seq: int, journal: str | None = None) -> bool:
         view = self.journals.get(journal or self.current or "")

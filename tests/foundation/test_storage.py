@@ -68,7 +68,7 @@ async def test_cap_warns_then_refuses_new_work_then_resumes(tmp_path: Path, cloc
         assert await s.check_storage() == STORAGE_OK
         assert not s.floor.alarms
         assert (await upsert(s, clock, "c3", "O-1"))["ok"]
-        types = [r[1] for r in await j.read_events(1)]
+        types = [r.body for r in await j.read_events(1)]
         assert sum('"alarm.raised"' in b for b in types) == 2 and sum('"alarm.cleared"' in b for b in types) == 2
     finally:
         await j.close()
@@ -99,7 +99,7 @@ async def test_disk_full_refuses_then_resumes(tmp_path: Path, clock: ManualClock
         assert await s.check_storage() == STORAGE_FULL
         assert await s.check_storage() == STORAGE_OK
         assert (await upsert(s, clock, "c2", "O-1"))["ok"]
-        bodies = [b for _, b in await j.read_events(1, limit=100_000)]
+        bodies = [r.body for r in await j.read_events(1, limit=100_000)]
         assert any('"alarm.raised"' in b and "storage_full" in b for b in bodies)
         assert any('"alarm.cleared"' in b and "storage_full" in b for b in bodies)
         seqs = [r[0] for r in await j.read_events(1, limit=100_000)]

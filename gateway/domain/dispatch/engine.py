@@ -83,6 +83,7 @@ class _Task:
     operator_id: str | None = None
     prev_operator: str | None = None
     assigned_at: float = 0.0
+    started_at: float = 0.0
     gen: int = 0  # bumped on every state change: stale heap entries are recognised by it
     ladder: int = 0  # the next escalation step: 0 reassign, 1 backup (level 1), 2 supervisor (level 2), 3 done
     escalation: int = 0
@@ -117,7 +118,7 @@ class DispatchEngine:
         self.strategies = strategies or StrategyTable()
         self.schedule = schedule or EscalationSchedule(s.escalate_after_min, s.escalate_cold_chain_after_min)
         self.learned = learned
-        self.figures = Figures(start)
+        self.figures = Figures()
         self._now = start
         self._pickers: dict[str, _Picker] = {}
         self._zone_pickers: dict[str, list[str]] = {}  # logged-in pickers per zone, sorted
@@ -137,6 +138,7 @@ class DispatchEngine:
         self._held_zones: set[str] = set()
         self._held_ops: set[str] = set()
         self._hold_all = False
+        self._cap_notes: dict[tuple[int, int], str] = {}
 
     # -- pickers ------------------------------------------------------------------------------------
     def set_picker(self, view: PickerView, t: float) -> None:
@@ -153,7 +155,9 @@ class DispatchEngine:
         p.view = view
         for z in old.zones if old.logged_in else ():
             if not view.logged_in or z not in view.zones:
-                self._zone_pickers[z].remove(op)
+                lst = self._zone_pickers.get(z, [])
+                if op in lst:
+                    lst.remove(op)
                 self._dirty.add(z)
         for z in view.zones if view.logged_in else ():
             lst = self._zone_pickers.setdefault(z, [])
@@ -198,13 +202,16 @@ class DispatchEngine:
 
     # -- tasks --------------------------------------------------------------------------------------
     def add_task(self, view: TaskView, t: float, *, operator_id: str | None = None,
-                 assigned_at: float | None = None, started: bool = False) -> None:
+                 assigned_at: float | None = None, started: bool = False, strategy: str | None = None) -> None:
         """A new task waits for a picker. With `operator_id` it is an existing assignment restored after a
-        restart (its escalation timer restarts from `assigned_at`, default now)."""
+        restart (its escalation timer restarts from `assigned_at`, default now); `strategy` restores the
+        arm it was dispatched through (default: the zone's strategy or the A/B split)."""
         t = self._time(t)
         if view.task_id in self._tasks:
             raise DispatchError(f"task {view.task_id} is already known to dispatch; remove it first")
-        strategy = self.strategies.for_task(view.task_id, view.zone)
+        if strategy is not None and strategy not in STRATEGIES:
+            raise DispatchError(f"strategy: expected one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        strategy = strategy or self.strategies.for_task(view.task_id, view.zone)
         cutoff = view.cutoff_at.timestamp() if view.cutoff_at is not None else _INF
         key = (cutoff, 0 if view.cold_chain else 1, -view.value_cents, -view.customer_level, next(self._seq))
         ts = _Task(view, strategy, key, t)
@@ -218,6 +225,7 @@ class DispatchEngine:
         p = self._picker(operator_id, t)
         ts.state, ts.operator_id = (STARTED if started else ASSIGNED), operator_id
         ts.assigned_at = assigned_at if assigned_at is not None else t
+        ts.started_at = t
         p.load += 1
         p.tasks[view.task_id] = None
         self.book.on_assigned(operator_id, t)
@@ -234,15 +242,17 @@ class DispatchEngine:
         if ts is None or ts.operator_id is None:
             return False
         if ts.state == ASSIGNED:
-            ts.state, ts.deadline = STARTED, None
+            ts.state, ts.deadline, ts.started_at = STARTED, None, t
             ts.gen += 1
             self.book.on_first_scan(ts.operator_id, t)
             if self.learned is not None:
                 self.learned.record(ts.view.group, t - ts.assigned_at)
-            self.figures.started(ts.strategy, t - ts.created, t)
+            self.figures.started(ts.strategy, t - ts.created)
         return True
 
     def on_line_done(self, task_id: str, t: float, lines: int = 1) -> bool:
+        if lines < 1:
+            raise DispatchError(f"lines done: expected a count >= 1; got {lines!r}")
         t = self._time(t)
         ts = self._tasks.get(task_id)
         if ts is None or ts.operator_id is None:
@@ -250,11 +260,15 @@ class DispatchEngine:
         if ts.state == ASSIGNED:
             self.on_first_scan(task_id, t)
         self.book.on_line_done(ts.operator_id, t, lines)
-        self.figures.lines(ts.strategy, lines, t)
+        self.figures.lines(ts.strategy, lines)
         return True
 
     def on_task_completed(self, task_id: str, t: float) -> bool:
-        return self._drop(task_id, self._time(t))
+        t = self._time(t)
+        ts = self._tasks.get(task_id)
+        if ts is not None and ts.state == STARTED:
+            self.figures.completed(ts.strategy, ts.view.lines, t - ts.started_at)
+        return self._drop(task_id, t)
 
     def on_task_removed(self, task_id: str, t: float) -> bool:
         """Cancelled, or taken out of dispatch (a supervisor took it over): forget it."""
@@ -278,22 +292,22 @@ class DispatchEngine:
         sets = {"task": self._held_tasks, "order": self._held_orders, "zone": self._held_zones,
                 "operator": self._held_ops}
         chosen = sets[scope]
+        if scope == "operator":
+            p = self._pickers.get(target)
+            if p is not None:  # the view and the hold set say the same thing
+                p.view = replace(p.view, held=held)
+                self._dirty.update(p.view.zones)
         if held:
             chosen.add(target)
             return
         chosen.discard(target)
         if scope == "zone":
             self._dirty.add(target)
-        elif scope == "operator":
-            p = self._pickers.get(target)
-            if p is not None:
-                p.view = replace(p.view, held=False)
-                self._dirty.update(p.view.zones)
-        else:
+        elif scope in ("task", "order"):
             ids = [target] if scope == "task" else list(self._order_tasks.get(target, ()))
             for tid in ids:
                 ts = self._parked.get(tid)
-                if ts is not None and not self._task_held(ts):
+                if ts is not None and not self._own_hold(ts):
                     del self._parked[tid]
                     ts.parked = False
                     self._push(ts)
@@ -363,8 +377,8 @@ class DispatchEngine:
     def queued(self, zone: str | None = None) -> int:
         return sum(1 for ts in self._tasks.values() if ts.state == QUEUED and (zone is None or ts.view.zone == zone))
 
-    def strategy_figures(self, t: float | None = None) -> dict[str, StrategyFigures]:
-        return self.figures.report(t)
+    def strategy_figures(self) -> dict[str, StrategyFigures]:
+        return self.figures.report()
 
     # -- internals: time and index ------------------------------------------------------------------
     def _time(self, t: float) -> float:
@@ -460,7 +474,7 @@ class DispatchEngine:
                 continue  # started work stays with the picker; static routing never moves a task
             self._release(ts, t)
             ts.prev_operator = p.view.operator_id
-            if self._task_held(ts):
+            if self._own_hold(ts):
                 ts.state, ts.operator_id, ts.parked = QUEUED, None, True
                 ts.gen += 1
                 self._parked[tid] = ts
@@ -469,9 +483,12 @@ class DispatchEngine:
             self._pending.append(Requeue(tid, ts.view.order_id, p.view.operator_id, ts.view.zone, why))
 
     def _task_held(self, ts: _Task) -> bool:
-        v = ts.view
-        return (self._hold_all or v.zone in self._held_zones or v.task_id in self._held_tasks
-                or v.order_id in self._held_orders)
+        """Held in any scope that covers the task (not the operator scope: that only stops new work)."""
+        return self._hold_all or ts.view.zone in self._held_zones or self._own_hold(ts)
+
+    def _own_hold(self, ts: _Task) -> bool:
+        """Held as a task or through its order: such tasks wait aside ("parked") until released."""
+        return ts.view.task_id in self._held_tasks or ts.view.order_id in self._held_orders
 
     # -- internals: escalation ----------------------------------------------------------------------
     def _arm(self, ts: _Task, now: datetime, since: float) -> None:
@@ -560,7 +577,7 @@ class DispatchEngine:
                     if ts is None or ts.gen != entry[-2] or ts.state != QUEUED or ts.parked:
                         heapq.heappop(q)
                         continue
-                    if self._task_held(ts):
+                    if self._own_hold(ts):
                         heapq.heappop(q)
                         ts.parked = True
                         self._parked[ts.view.task_id] = ts
@@ -580,13 +597,15 @@ class DispatchEngine:
         assert choice.operator_id is not None
         self._take(ts, choice.operator_id, t, now)
         v = ts.view
-        if ts.prev_operator is None:
-            self.figures.assigned(ts.strategy)
+        prev, ts.prev_operator = ts.prev_operator, None
+        if prev is None or prev == choice.operator_id:  # back to the same picker: assigned again
+            if prev is None:
+                self.figures.assigned(ts.strategy)
             out.append(Assign(v.task_id, v.order_id, choice.operator_id, v.zone, v.line_nos, choice.score,
                               choice.reason, ts.strategy, choice.candidates))
         else:
             ts.reassignments += 1
-            out.append(Reassign(v.task_id, v.order_id, ts.prev_operator, choice.operator_id, v.zone, v.line_nos,
+            out.append(Reassign(v.task_id, v.order_id, prev, choice.operator_id, v.zone, v.line_nos,
                                 choice.score, f"back from the queue; {choice.reason}", ts.strategy, 0,
                                 choice.candidates))
 
@@ -597,35 +616,38 @@ class DispatchEngine:
             return "held"
         b = p.breaker
         if b.state == STATE_OPEN:
-            return f"breaker open (index {', '.join(f'{s:.0f}' for s in b.last_scores)})"
+            return "breaker open"
         if b.state == STATE_HALF_OPEN and b.trial_used:
             return "breaker half-open: trial task already given"
         if p.load >= cap:
-            return f"at cap ({p.load}/{cap} open tasks)"
+            note = self._cap_notes.get((p.load, cap))
+            if note is None:
+                note = self._cap_notes[(p.load, cap)] = f"at cap ({p.load}/{cap} open tasks)"
+            return note
         return None
 
     def _rank(self, ts: _Task, *, exclude: str | None = None, backup: bool = False) -> Choice:
         """Health strategy: among eligible pickers of the zone, highest index minus `load_weight` per open
-        task (a backup ignores load and may go one over the cap); ties go to the one idle longest."""
+        task (a backup ignores load and may go one over the cap); ties go to the higher index, then the
+        lower load, then the one who got a task least recently."""
         s = self.settings
         cap = s.task_cap + (1 if backup else 0)
         weight = 0.0 if backup else s.load_weight
         pickers = self._pickers
         rejected: list[Candidate] = []
-        eligible: list[tuple[float, float, int, float, str]] = []
-        for op in self._zone_pickers.get(ts.view.zone, ()):
+        eligible: list[tuple[float, float, int, float, int, str]] = []
+        for pos, op in enumerate(self._zone_pickers.get(ts.view.zone, ())):
             p = pickers[op]
             why = "holds the task now" if op == exclude else self._why_not(op, p, cap)
             if why is not None:
                 rejected.append(Candidate(op, False, None, p.index, p.load, why))
                 continue
-            score = p.index - weight * p.load
-            eligible.append((score if score > 0.0 else 0.0, p.index, -p.load, -p.last_assigned, op))
+            eligible.append((p.index - weight * p.load, p.index, -p.load, -p.last_assigned, -pos, op))
         if not eligible:
             reason = "no eligible picker in zone " + ts.view.zone
             return Choice(ts.view.task_id, HEALTH, None, 0.0, reason, tuple(rejected))
         best = max(eligible)
-        score, index, neg_load, _, chosen = best
+        score, index, neg_load, _, _, chosen = best
         if backup:
             reason = (f"backup: highest index {index:.0f} ignoring load ({-neg_load} open tasks, "
                       f"cap {s.task_cap}+1)")
@@ -633,14 +655,16 @@ class DispatchEngine:
             reason = (f"health: score {score:.0f} = index {index:.0f} - {weight:g} x {-neg_load} open tasks; "
                       f"best of {len(eligible)} eligible")
         notes = [Candidate(chosen, True, score, index, -neg_load, "chosen")]
-        for e in eligible:
-            if e[4] == chosen:
+        for e in eligible:  # fixed notes: the numbers are in the candidate, and this runs per decision
+            if e[5] == chosen:
                 continue
-            note = (f"score {e[0]:.0f} below {score:.0f}" if e[0] < score
-                    else "same score, assigned more recently" if e[:3] == best[:3]
-                    else f"score {e[0]:.0f} ties, lower index or more load")
-            notes.append(Candidate(e[4], True, e[0], e[1], -e[2], note))
-        return Choice(ts.view.task_id, HEALTH, chosen, score, reason, (*notes, *rejected))
+            note = ("lower score" if e[0] < score
+                    else "same score, lower index or more load" if e[:3] != best[:3]
+                    else "same score, had a task more recently" if e[3] != best[3]
+                    else "same score, later in the zone's list")
+            notes.append(Candidate(e[5], True, e[0], e[1], -e[2], note))
+        # The ranking uses the raw score; the decision carries it clamped to the 0-100 of SPEC's `score`.
+        return Choice(ts.view.task_id, HEALTH, chosen, min(100.0, max(0.0, score)), reason, (*notes, *rejected))
 
     def _rr_choice(self, ts: _Task) -> tuple[Choice, int]:
         """Static routing: the next picker of the zone in turn who is logged in, not on break and not held,

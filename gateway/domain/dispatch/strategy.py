@@ -58,32 +58,35 @@ class StrategyTable:
 class Figures:
     """Running per-strategy counts for the A/B report."""
 
-    def __init__(self, start: float, names: Iterable[str] = STRATEGIES) -> None:
-        self.start = start
+    def __init__(self, names: Iterable[str] = STRATEGIES) -> None:
         self._tasks = dict.fromkeys(names, 0)
         self._started = dict.fromkeys(names, 0)
         self._tts = dict.fromkeys(names, 0.0)
         self._lines = dict.fromkeys(names, 0)
-        self._last = start
+        self._done_lines = dict.fromkeys(names, 0)
+        self._work_s = dict.fromkeys(names, 0.0)
 
     def assigned(self, strategy: str) -> None:
         self._tasks[strategy] = self._tasks.get(strategy, 0) + 1
 
-    def started(self, strategy: str, time_to_start_s: float, t: float) -> None:
+    def started(self, strategy: str, time_to_start_s: float) -> None:
         self._started[strategy] = self._started.get(strategy, 0) + 1
         self._tts[strategy] = self._tts.get(strategy, 0.0) + time_to_start_s
-        self._last = max(self._last, t)
 
-    def lines(self, strategy: str, n: int, t: float) -> None:
+    def lines(self, strategy: str, n: int) -> None:
         self._lines[strategy] = self._lines.get(strategy, 0) + n
-        self._last = max(self._last, t)
 
-    def report(self, t: float | None = None) -> dict[str, StrategyFigures]:
-        minutes = max((t if t is not None else self._last) - self.start, 1e-9) / 60.0
+    def completed(self, strategy: str, lines: int, work_s: float) -> None:
+        """A started task completed: its lines over its first-scan-to-completion time."""
+        self._done_lines[strategy] = self._done_lines.get(strategy, 0) + lines
+        self._work_s[strategy] = self._work_s.get(strategy, 0.0) + max(0.0, work_s)
+
+    def report(self) -> dict[str, StrategyFigures]:
         out = {}
         for name in self._tasks:
-            started = self._started.get(name, 0)
+            started, work = self._started.get(name, 0), self._work_s.get(name, 0.0)
             out[name] = StrategyFigures(name, self._tasks[name], started,
                                         self._tts.get(name, 0.0) / started if started else 0.0,
-                                        self._lines.get(name, 0), self._lines.get(name, 0) / minutes)
+                                        self._lines.get(name, 0),
+                                        self._done_lines.get(name, 0) / (work / 60.0) if work > 0 else 0.0)
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from gateway.clock import parse_rfc3339
 from gateway.domain.model import Priority, Task
@@ -64,14 +64,14 @@ def task_view(task: Task, priority: Priority, *, held: bool = False) -> TaskView
                     task.cold_chain or priority.cold_chain, priority.value_cents, priority.customer_level, held)
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One picker considered for a task and why they were or were not chosen."""
+class Candidate(NamedTuple):
+    """One picker considered for a task and why they were or were not chosen. (A named tuple: one is made
+    per picker per decision, and a frozen dataclass costs several times more to build.)"""
 
     operator_id: str
     eligible: bool
     score: float | None  # None when not eligible
-    index: float
+    picker_index: float  # the availability index (`index` would shadow tuple.index)
     load: int
     note: str
 
@@ -193,7 +193,8 @@ class PickerStatus:
 @dataclass(frozen=True, slots=True)
 class StrategyFigures:
     """Per-strategy figures of the live A/B: tasks assigned, mean time from task creation to first scan,
-    lines done per minute since the engine started counting."""
+    lines done, and lines per minute of picking time (first scan to completion) of its completed tasks,
+    i.e. how fast the pickers it chose worked (a raw lines/min would only mirror the share)."""
 
     strategy: str
     tasks: int
