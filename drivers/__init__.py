@@ -1,0 +1,1 @@
+"""Device drivers: bytes and registers only, no orders, no MQTT."""

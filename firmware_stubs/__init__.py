@@ -1,0 +1,1 @@
+"""Reference firmware for devices Floorgate talks to."""

@@ -1,0 +1,1 @@
+"""Simulators of the devices and peers around a Floorgate gateway."""

@@ -1,0 +1,8 @@
+"""The A/B floor simulation: the production dispatch engine against static round-robin routing on one
+simulated peak (`floorgate sim ab`)."""
+
+from simulators.ab.cli import add_parser, run_ab, summary, table, verdicts
+from simulators.ab.scenario import Scenario, build
+from simulators.ab.sim import Floor, RunResult
+
+__all__ = ["Floor", "RunResult", "Scenario", "add_parser", "build", "run_ab", "summary", "table", "verdicts"]

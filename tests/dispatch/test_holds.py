@@ -1,0 +1,101 @@
+"""Holds stop assignment within their scope; a held task is never escalated."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.domain.dispatch import Assign, DispatchError, DispatchSettings, Escalate, Reassign
+from tests.dispatch.conftest import Rig, given
+
+NO_BREAKER = DispatchSettings(breaker_threshold=0)
+
+
+def test_held_order_is_not_assigned_until_released(rig: Rig) -> None:
+    rig.picker("p1")
+    rig.engine.set_hold("order", "O-1", True)
+    rig.task("T1", order_id="O-1")
+    rig.task("T2", order_id="O-2")
+    assert given(rig.tick()) == [("T2", "p1")]
+    rig.engine.on_first_scan("T2", rig.t)
+    rig.engine.on_task_completed("T2", rig.t)
+    assert given(rig.advance(600)) == []
+    rig.engine.set_hold("order", "O-1", False)
+    assert given(rig.tick()) == [("T1", "p1")]
+
+
+def test_task_held_by_its_view(rig: Rig) -> None:
+    rig.picker("p1")
+    rig.task("T1", held=True)
+    assert given(rig.tick()) == []
+    rig.engine.set_hold("task", "T1", False)
+    assert given(rig.tick()) == [("T1", "p1")]
+
+
+def test_held_task_is_never_escalated_and_gets_a_fresh_period_after() -> None:
+    rig = Rig(NO_BREAKER)
+    rig.picker("p1")
+    rig.picker("p2")
+    rig.task("T1", order_id="O-1")
+    assert given(rig.tick()) == [("T1", "p1")]
+    rig.engine.set_hold("order", "O-1", True)
+    out = rig.advance(4 * 3600, step=60)
+    assert not [d for d in out if isinstance(d, Reassign | Escalate)]
+    rig.engine.set_hold("order", "O-1", False)
+    assert rig.advance(29 * 60, step=60) == []
+    out = rig.advance(3 * 60, step=60)
+    assert given(out) == [("T1", "p2")]
+
+
+def test_zone_and_all_holds(rig: Rig) -> None:
+    rig.picker("p1", zones=("a", "b"))
+    rig.engine.set_hold("zone", "a", True)
+    rig.task("A1", zone="a")
+    rig.task("B1", zone="b")
+    assert given(rig.tick()) == [("B1", "p1")]
+    rig.engine.set_hold("all", "", True)
+    rig.engine.set_hold("zone", "a", False)
+    rig.task("B2", zone="b")
+    assert given(rig.tick()) == []
+    rig.engine.set_hold("all", "", False)
+    assert sorted(given(rig.tick())) == [("A1", "p1"), ("B2", "p1")]
+
+
+def test_held_zone_is_not_escalated() -> None:
+    rig = Rig(NO_BREAKER)
+    rig.picker("p1")
+    rig.picker("p2")
+    rig.task("T1")
+    rig.tick()
+    rig.engine.set_hold("zone", "a", True)
+    assert rig.advance(2 * 3600, step=60) == []
+
+
+def test_operator_hold_stops_new_work_for_that_picker(rig: Rig) -> None:
+    rig.picker("p1")
+    rig.picker("p2", held=True)
+    for i in range(2):
+        rig.task(f"T{i}")
+    assert given(rig.tick()) == [("T0", "p1"), ("T1", "p1")]
+    choice = rig.engine.choose("T1", rig.t)
+    assert {c.operator_id: c.note for c in choice.candidates}["p2"] == "held"
+    rig.engine.set_hold("operator", "p2", False)
+    rig.task("T2")
+    assert given(rig.tick()) == [("T2", "p2")]
+
+
+def test_held_task_requeued_from_a_break_waits_aside(rig: Rig) -> None:
+    rig.picker("p1")
+    rig.task("T1", order_id="O-1")
+    rig.tick()
+    rig.engine.set_hold("order", "O-1", True)
+    rig.engine.on_break_start("p1", rig.t)
+    rig.engine.on_break_end("p1", rig.t + 1)
+    assert given(rig.advance(60)) == []
+    rig.engine.set_hold("order", "O-1", False)
+    out = rig.tick()
+    assert given(out) == [("T1", "p1")] and isinstance(out[0], Assign)  # back to the same picker: assigned again
+
+
+def test_unknown_scope_is_a_clear_error(rig: Rig) -> None:
+    with pytest.raises(DispatchError, match="hold scope: expected one of task, order, zone, operator, all"):
+        rig.engine.set_hold("site", "dc1", True)
