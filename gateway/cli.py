@@ -1,4 +1,5 @@
-"""The `floorgate` command (SPEC §5)."""
+"""The `floorgate` command (SPEC §5). Subcommands import their modules lazily, so `floorgate run` does not
+pay for the simulators and `floorgate --version` starts instantly."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from gateway import __version__
 
@@ -28,18 +30,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from gateway.contract import write_schemas
+
+    for p in write_schemas(Path(args.out)):
+        print(p)
+    return 0
+
+
+def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from simulators.ab.cli import add_parser as add_ab
+    from simulators.hub.cli import add_parser as add_hub
+    from simulators.printer.cli import add_parser as add_printer
+    from simulators.ptl.cli import add_parser as add_ptl
+    from simulators.scale.cli import add_parser as add_scale
+    from simulators.scanner.cli import add_parser as add_scanner
+
+    sim = sub.add_parser("sim", help="device, hub and floor simulators")
+    simsub = sim.add_subparsers(dest="sim", required=True)
+    for add in (add_hub, add_ptl, add_scanner, add_scale, add_printer, add_ab):
+        add(simsub)
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="floorgate", description="Floorgate warehouse floor gateway")
     p.add_argument("--version", action="version", version=f"floorgate {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("--config", required=True, help="path of the TOML config")
     run.set_defaults(func=_cmd_run)
+    schemas = sub.add_parser("schemas", help="write the JSON Schemas of the MQTT contract")
+    schemas.add_argument("--out", default="schemas")
+    schemas.set_defaults(func=_cmd_schemas)
+    first = next((a for a in argv if not a.startswith("-")), "")
+    # Only the subcommand asked for (or all, for --help) pulls in its modules.
+    if first in ("sim", ""):
+        _add_sim(sub)
+    if first in ("ptl", ""):
+        from drivers.ptl.cli import add_parser as add_ptl_tools
+
+        add_ptl_tools(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(args_in).parse_args(args_in)
     return int(args.func(args))
 
 

@@ -23,22 +23,29 @@ def free_port() -> int:
 
 class Broker:
     def __init__(self, workdir: Path, *, port: int | None = None, persistence: bool = False,
-                 extra: str = "", tls: dict[str, str] | None = None) -> None:
+                 extra: str = "", tls: dict[str, str] | None = None, password_file: Path | None = None) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.persistence = persistence
         self.extra = extra
         self.tls = tls
+        self.password_file = password_file
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.workdir / f"mosquitto-{self.port}.log"
 
     def _conf(self) -> Path:
         lines = [f"listener {self.port} 127.0.0.1"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else mosquitto drops to its own user and cannot read the test's files
         if self.tls:
             lines += [f"cafile {self.tls['ca']}", f"certfile {self.tls['cert']}", f"keyfile {self.tls['key']}",
                       "require_certificate true", "use_identity_as_username false"]
-        lines += ["allow_anonymous true", f"persistence {'true' if self.persistence else 'false'}",
+        if self.password_file is not None:
+            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
+        else:
+            lines += ["allow_anonymous true"]
+        lines += [f"persistence {'true' if self.persistence else 'false'}",
                   f"persistence_location {self.workdir}/", "max_queued_messages 1000000", "max_inflight_messages 0",
                   "max_packet_size 20000000", "log_type error", "log_type warning", "log_dest stderr",
                   "autosave_interval 1", self.extra]

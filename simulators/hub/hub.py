@@ -17,6 +17,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from gateway.contract import validate_event
 from gateway.sync.mqtt import AsyncMqtt, Message, MqttSettings
 
 log = logging.getLogger("floorgate.hubsim")
@@ -41,7 +44,7 @@ class JournalView:
 class HubSim:
     def __init__(self, settings: MqttSettings, site: str, gateway: str, *, ack_every_s: float = 0.5,
                  gap_grace_s: float = 0.3, replay_retry_s: float = 3.0, auto_replay: bool = True,
-                 auto_ack: bool = True, keep_events: bool = True) -> None:
+                 auto_ack: bool = True, keep_events: bool = True, validate: bool = True) -> None:
         self.prefix = f"floorgate/v1/{site}/{gateway}"
         self.mqtt = AsyncMqtt(settings, subscriptions=[(f"{self.prefix}/#", 1)], name="hubsim")
         self.mqtt.on_message = self._on_message
@@ -51,6 +54,7 @@ class HubSim:
         self.auto_replay = auto_replay
         self.auto_ack = auto_ack
         self.keep_events = keep_events
+        self.validate = validate  # check every event against the contract models
         self.journals: dict[str, JournalView] = {}
         self.current: str | None = None
         self.received = 0
@@ -109,6 +113,11 @@ class HubSim:
             return
         if self.first_event_at is None:
             self.first_event_at = asyncio.get_running_loop().time()
+        if self.validate:
+            try:
+                validate_event(ev)
+            except ValidationError as e:
+                self.invalid.append(f"seq {seq} {ev.get('type')}: {e.errors()[0]['loc']} {e.errors()[0]['msg']}")
         view = self.journals.get(jid)
         if view is None:
             view = self.journals[jid] = JournalView(jid)

@@ -143,7 +143,7 @@ async def test_quick_check_failure_raises_an_alarm(tmp_path: Path, clock: Manual
     root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'audit_lot'").fetchone()[0]
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.close()
-    with open(cfg.db_path, "r+b") as f:  # noqa: ASYNC230 - scribble over the index's root page, as a bad SD card would
+    with open(cfg.db_path, "r+b") as f:
         f.seek((root - 1) * page_size + 8)
         f.write(b"\xff" * 64)
     j2 = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)

@@ -30,7 +30,7 @@ SAFE = 10.0  # seconds: only a safety limit for reads that must succeed
 async def wait_until(cond: Callable[[], object], timeout_s: float = SAFE) -> None:
     """Poll a condition the code under test offers no event for (test helper only)."""
     async with asyncio.timeout(timeout_s):
-        while not cond():  # noqa: ASYNC110
+        while not cond():
             await asyncio.sleep(0.01)
 
 

@@ -44,7 +44,7 @@ def settings_for(sim: PtlSimulator, bus_id: str = "bus-a", **overrides: Any) -> 
 async def until(predicate: Callable[[], bool], limit: float = LIMIT) -> None:
     """Wait for a condition that other tasks will make true; fails the test after the safety limit."""
     async with asyncio.timeout(limit):
-        while not predicate():  # noqa: ASYNC110 (conditions span simulator and bus; no single event to await)
+        while not predicate():
             await asyncio.sleep(0.002)
 
 

@@ -32,3 +32,4 @@ async def test_status_commands_results_and_events(tmp_path: Path, broker: Broker
         assert ev["order_id"] == "O-1" and ev["cmd_id"] == r["cmd_id"] and ev["data"] == {"lines": 2}
         assert ev["site"] == "dc1" and ev["gateway"] == "zone-a" and ev["ts"].endswith("Z") and ev["v"] == 1
         await hub.wait_until(lambda: app.link is not None and app.link.publisher.hub_acked >= last, 30)
+        assert hub.invalid == []

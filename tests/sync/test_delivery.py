@@ -31,6 +31,7 @@ def assert_complete(hub: HubSim, journal: str, last_seq: int) -> None:
     assert view.watermark >= last_seq, hub.report()
     assert sorted(view.events)[:last_seq] == list(range(1, last_seq + 1))
     assert hub.conflicts == []
+    assert hub.invalid == []  # every event follows the contract models
 
 
 async def test_broker_killed_three_times_during_a_5000_event_burst(tmp_path: Path, broker: Broker) -> None:

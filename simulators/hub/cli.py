@@ -1,0 +1,117 @@
+"""`floorgate sim hub`: the hub simulator for integrators, tests and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from gateway.sync.mqtt import MqttSettings
+from simulators.hub.hub import HubSim
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("hub", help="hub simulator: receives and checks events, sends commands",
+                       description="Stands in for the central hub: subscribes to a gateway's topics, checks every "
+                                   "event (gaps, duplicates, order, contract), closes gaps with sync.replay, acks "
+                                   "with sync.ack, sends commands and prints a report.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--site", default="dc1")
+    p.add_argument("--gateway", default="zone-a")
+    p.add_argument("--client-id", default="", help="default hubsim-{site}-{gateway}")
+    p.add_argument("--username", default="")
+    p.add_argument("--password-file", default="")
+    p.add_argument("--ca-file", default="")
+    p.add_argument("--cert-file", default="")
+    p.add_argument("--key-file", default="")
+    p.add_argument("--send", nargs=2, action="append", default=[], metavar=("NAME", "JSON"),
+                   help="send a command (repeatable), e.g. --send order.cancel '{\"order_id\":\"O-1\"}'; a JSON "
+                        "value starting with @ is read from that file")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C, or "
+                                                               "when --send results are in if --exit)")
+    p.add_argument("--exit", action="store_true", help="exit once every --send has its result(s)")
+    p.add_argument("--events", action="store_true", help="print every event as it arrives")
+    p.add_argument("--no-ack", action="store_true", help="do not send sync.ack")
+    p.set_defaults(func=_main)
+
+
+def _payload(text: str) -> dict[str, Any]:
+    raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise SystemExit("floorgate sim hub: a command payload must be a JSON object")
+    return data
+
+
+async def _run(args: argparse.Namespace, password: str) -> int:
+    settings = MqttSettings(host=args.host, port=args.port,
+                            client_id=args.client_id or f"hubsim-{args.site}-{args.gateway}",
+                            username=args.username, password=password, tls=bool(args.ca_file),
+                            ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
+    hub = HubSim(settings, args.site, args.gateway, auto_ack=not args.no_ack)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if args.events:
+        inner = hub._on_event
+
+        def show(ev: dict[str, Any]) -> None:
+            inner(ev)
+            print(f"event {ev.get('seq')} {ev.get('type')} {json.dumps(ev.get('data'), ensure_ascii=False)}",
+                  flush=True)
+        hub._on_event = show  # type: ignore[method-assign]
+    task = asyncio.create_task(hub.run(), name="hubsim")
+    try:
+        async with asyncio.timeout(30):
+            await hub.mqtt.connected.wait()
+    except TimeoutError:
+        print(f"floorgate sim hub: cannot connect to {args.host}:{args.port}: {hub.mqtt.last_error}",
+              file=sys.stderr)
+        task.cancel()
+        return 1
+    print(f"hub simulator connected to {args.host}:{args.port}, topics floorgate/v1/{args.site}/{args.gateway}/#",
+          flush=True)
+    sent = []
+    for name, text in args.send:
+        cid = hub.send(name, _payload(text), cmd_id=f"hubsim-{uuid.uuid4()}")
+        sent.append((name, cid))
+
+    async def results() -> None:
+        for name, cid in sent:
+            if name == "sync.ack":
+                continue
+            want = 2 if name in ("masterdata.sync", "order.upsert_batch") else 1
+            r = await hub.wait_result(cid, timeout=3600, count=want)
+            for res in hub.results[cid][:want]:
+                print(f"result {name}: {json.dumps(res, ensure_ascii=False)}", flush=True)
+            del r
+        if args.exit:
+            stop.set()
+
+    waiter = asyncio.create_task(results(), name="hubsim-results")
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(args.seconds or None):
+            await stop.wait()
+    waiter.cancel()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    report = hub.report()
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    bad = report["conflicts"] or report["invalid"] or any(v["gaps"] for v in report["journals"].values())
+    return 1 if bad else 0
+
+
+def _main(args: argparse.Namespace) -> int:
+    password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else ""
+    return asyncio.run(_run(args, password))

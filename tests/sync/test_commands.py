@@ -1,0 +1,124 @@
+"""Command intake over a real broker: every malformed command is answered `ok:false` with the right code and
+changes nothing; a repeated cmd_id is applied once and answered twice alike; replay, snapshot, ack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.brokers import Broker
+from tests.conftest import SKUS, order
+from tests.sync.conftest import gateway_config, running_gateway, running_hub
+
+
+async def test_malformed_commands_are_refused_and_change_nothing(tmp_path: Path, broker: Broker) -> None:
+    cfg = gateway_config(tmp_path, broker, mqtt={"max_payload_bytes": 4096})
+    async with running_gateway(cfg) as app, running_hub(broker.port) as hub:
+        assert app.service is not None and app.journal is not None
+        md = await hub.command("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1,
+                                                   "skus": SKUS})
+        await hub.wait_result(md["cmd_id"], count=2)
+        await app.journal.barrier()
+        before_seq = app.journal.last_seq
+        before_orders = dict(app.service.floor.orders)
+
+        async def null_result(name: str, payload: bytes) -> dict:
+            n = len(hub.results.get("null", []))
+            hub.send_raw(name, payload)
+            await hub.wait_until(lambda: len(hub.results.get("null", [])) > n, 30)
+            return hub.results["null"][-1]
+
+        cases = [("order.upsert", b"{not json"), ("order.upsert", b"[1, 2]"), ("order.upsert", b'"text"'),
+                 ("order.upsert", b'{"order": {}}'), ("order.upsert", b'{"cmd_id": 42, "order": {}}'),
+                 ("order.upsert", b'{"cmd_id": ""}'), ("order.upsert", b"\xff\xfe")]
+        for name, payload in cases:
+            r = await null_result(name, payload)
+            assert r["ok"] is False and r["cmd_id"] is None and r["error"]["code"] == "invalid_payload", payload
+            assert r["error"]["message"]
+        wrong_types = await hub.command("order.upsert", {"order": {"order_id": "O-1", "lines": [
+            {"line_no": 1, "sku": "SKU-1", "qty": "2"}]}})
+        assert wrong_types["error"]["code"] == "invalid_payload" and "qty" in wrong_types["error"]["message"]
+        no_lines = await hub.command("order.upsert", {"order": {"order_id": "O-1", "lines": []}})
+        assert no_lines["error"]["code"] == "invalid_payload"
+        unknown = await hub.command("order.explode", {"order_id": "O-1"})
+        assert unknown["error"]["code"] == "unknown_command" and "order.upsert" in unknown["error"]["message"]
+        bad_hold = await hub.command("dispatch.hold", {"scope": "order"})
+        assert bad_hold["error"]["code"] == "invalid_payload" and "needs an id" in bad_hold["error"]["message"]
+        big = {"cmd_id": "big-1", "order": order("O-BIG"), "pad": "x" * 5000}
+        hub.send_raw("order.upsert", json.dumps(big).encode())
+        too_large = await hub.wait_result("big-1")
+        assert too_large["error"]["code"] == "too_large" and "max_payload_bytes" in too_large["error"]["message"]
+        missing = await hub.command("order.cancel", {"order_id": "O-404"})
+        assert missing["error"]["code"] == "not_found"
+        await app.journal.barrier()
+        assert app.journal.last_seq == before_seq  # no event: nothing changed
+        assert app.service.floor.orders == before_orders
+        ok = await hub.command("order.upsert", {"order": order("O-2", lines=[(1, "SKU-1", 1)])})
+        assert ok["ok"]  # and the gateway keeps running
+
+
+async def test_duplicate_cmd_id_applied_once_answered_twice(tmp_path: Path, broker: Broker) -> None:
+    cfg = gateway_config(tmp_path, broker)
+    async with running_gateway(cfg) as app, running_hub(broker.port) as hub:
+        assert app.journal is not None
+        md = await hub.command("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1,
+                                                   "skus": SKUS})
+        await hub.wait_result(md["cmd_id"], count=2)
+        first = await hub.command("order.upsert", {"order": order("O-1")}, cmd_id="dup-1")
+        await app.journal.barrier()
+        seq = app.journal.last_seq
+        hub.send("order.upsert", {"order": order("O-1", lines=[(1, "SKU-1", 9)])}, cmd_id="dup-1")
+        second = await hub.wait_result("dup-1", count=2)
+        assert second == first  # the very same answer, ts included
+        await app.journal.barrier()
+        assert app.journal.last_seq == seq  # not applied again (not even as an update)
+        refused = await hub.command("order.cancel", {"order_id": "nope"}, cmd_id="dup-2")
+        hub.send("order.cancel", {"order_id": "nope"}, cmd_id="dup-2")
+        assert await hub.wait_result("dup-2", count=2) == refused
+        # A bulk part repeated after its set is done gets both of its answers again.
+        hub.send("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1, "skus": SKUS},
+                 cmd_id=md["cmd_id"])
+        again = await hub.wait_result(md["cmd_id"], count=4)
+        assert again["status"] == "done" and hub.results[md["cmd_id"]][2]["status"] == "accepted"
+
+
+async def test_replay_snapshot_ack_and_prune(tmp_path: Path, broker: Broker) -> None:
+    cfg = gateway_config(tmp_path, broker, sync={"retention_h": 0})
+    async with running_gateway(cfg) as app, running_hub(broker.port, auto_ack=False) as hub:
+        assert app.journal is not None and app.link is not None
+        md = await hub.command("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1,
+                                                   "skus": SKUS})
+        await hub.wait_result(md["cmd_id"], count=2)
+        for k in range(5):
+            await hub.command("order.upsert", {"order": order(f"O-{k}")})
+        await hub.command("order.cancel", {"order_id": "O-4"})
+        await app.journal.barrier()
+        last = app.journal.last_seq
+        jid = app.journal.journal_id
+        await hub.wait_until(lambda: hub.holds(last), 30)
+        dups = hub.duplicates
+        r = await hub.command("sync.replay", {"journal": jid, "from_seq": 2, "to_seq": 4})
+        assert r["ok"] and (r["from_seq"], r["to_seq"], r["count"]) == (2, 4, 3)
+        await hub.wait_until(lambda: hub.duplicates >= dups + 3, 30)
+        assert hub.conflicts == []
+        other = await hub.command("sync.replay", {"journal": "0000-other", "from_seq": 1})
+        assert other["error"]["code"] == "replay_unavailable" and other["error"]["earliest_seq"] == 1
+        snap_count = len(hub.snapshots)
+        s = await hub.command("sync.snapshot", {})
+        assert s["ok"]
+        await hub.wait_until(lambda: len(hub.snapshots) > snap_count, 30)
+        snap = hub.snapshots[-1]
+        assert snap["journal"] == jid and snap["last_seq"] == last
+        assert {o["order_id"]: o["state"] for o in snap["orders"]} == {f"O-{k}": "received" for k in range(4)}
+        assert all(o["updated_seq"] > 0 for o in snap["orders"])
+        # The hub confirms everything; with retention 0 the gateway may now forget it.
+        ack_id = hub.send("sync.ack", {"up_to_seq": last, "journal": jid})
+        await hub.wait_until(lambda: app.link is not None and app.link.publisher.hub_acked == last, 30)
+        assert app.service is not None
+        pruned = await app.service.prune_events(app.link.publisher.hub_acked)
+        assert pruned == last
+        gone = await hub.command("sync.replay", {"journal": jid, "from_seq": 1})
+        assert gone["error"]["code"] == "replay_unavailable" and gone["error"]["earliest_seq"] == last + 1
+        assert ack_id not in hub.results  # sync.ack is never answered
+        meta = await app.journal.read_meta()
+        assert meta["hub_acked_seq"] == str(last)
