@@ -30,26 +30,40 @@ class JournalView:
     journal: str
     events: dict[int, dict[str, Any]] = field(default_factory=dict)
     watermark: int = 0  # every seq <= this is held
-    max_seen: int = 0
+    max_seen: int = 0  # the highest seq of any event held
+    announced: int = 0  # the highest last_seq the gateway announced (status, snapshot)
     unavailable_below: int = 0  # the gateway said these are gone (replay_unavailable)
+    watermark_at: float = 0.0  # loop time the watermark last moved
+    event_at: float = 0.0  # loop time of the last new event
 
-    def advance(self) -> None:
+    def advance(self, now: float = 0.0) -> None:
         ev = self.events
         w = self.watermark
         while w + 1 in ev:
             w += 1
-        self.watermark = w
+        if w != self.watermark:
+            self.watermark = w
+            self.watermark_at = now
+
+    def hole_end(self) -> int:
+        """The last missing seq of the first hole above the watermark."""
+        s = self.watermark + 1
+        while s <= self.max_seen and s not in self.events:
+            s += 1
+        return s - 1
 
 
 class HubSim:
     def __init__(self, settings: MqttSettings, site: str, gateway: str, *, ack_every_s: float = 0.5,
-                 gap_grace_s: float = 0.3, replay_retry_s: float = 3.0, auto_replay: bool = True,
+                 gap_grace_s: float = 0.3, tail_grace_s: float = 2.0, replay_retry_s: float = 3.0,
+                 auto_replay: bool = True,
                  auto_ack: bool = True, keep_events: bool = True, validate: bool = True) -> None:
         self.prefix = f"floorgate/v1/{site}/{gateway}"
         self.mqtt = AsyncMqtt(settings, subscriptions=[(f"{self.prefix}/#", 1)], name="hubsim")
         self.mqtt.on_message = self._on_message
         self.ack_every_s = ack_every_s
         self.gap_grace_s = gap_grace_s
+        self.tail_grace_s = tail_grace_s
         self.replay_retry_s = replay_retry_s
         self.auto_replay = auto_replay
         self.auto_ack = auto_ack
@@ -98,9 +112,12 @@ class HubSim:
             if data.get("journal"):
                 self.current = data["journal"]
                 view = self.journals.setdefault(data["journal"], JournalView(data["journal"]))
-                view.max_seen = max(view.max_seen, int(data.get("last_seq") or 0))
+                view.announced = max(view.announced, int(data.get("last_seq") or 0))
         elif sub == "snapshot":
             self.snapshots.append(data)
+            snap_view = self.journals.get(str(data.get("journal")))
+            if snap_view is not None:
+                snap_view.announced = max(snap_view.announced, int(data.get("last_seq") or 0))
         elif sub == "telemetry":
             self.telemetry.append(data)
         self._changed.set()
@@ -111,8 +128,9 @@ class HubSim:
         except (KeyError, TypeError, ValueError):
             self.invalid.append(f"event without journal/seq/event_id: {str(ev)[:200]}")
             return
+        now = asyncio.get_running_loop().time()
         if self.first_event_at is None:
-            self.first_event_at = asyncio.get_running_loop().time()
+            self.first_event_at = now
         if self.validate:
             try:
                 validate_event(ev)
@@ -120,7 +138,7 @@ class HubSim:
                 self.invalid.append(f"seq {seq} {ev.get('type')}: {e.errors()[0]['loc']} {e.errors()[0]['msg']}")
         view = self.journals.get(jid)
         if view is None:
-            view = self.journals[jid] = JournalView(jid)
+            view = self.journals[jid] = JournalView(jid, watermark_at=now, event_at=now)
         self.current = self.current or jid
         have = view.events.get(seq)
         if have is not None:
@@ -132,10 +150,11 @@ class HubSim:
             self.out_of_order += 1
         view.events[seq] = ev if self.keep_events else {"event_id": eid}
         view.max_seen = max(view.max_seen, seq)
+        view.event_at = now
         self.received += 1
         self.types[ev.get("type", "?")] += 1
         if seq == view.watermark + 1:
-            view.advance()
+            view.advance(now)
 
     def final_order_states(self) -> dict[str, str]:
         """Order states from every event held, applied in seq order."""
@@ -156,7 +175,6 @@ class HubSim:
 
     async def _maintain(self) -> None:
         loop = asyncio.get_running_loop()
-        gap_since: float | None = None
         next_ack = loop.time() + self.ack_every_s
         while True:
             with contextlib.suppress(TimeoutError):
@@ -170,12 +188,12 @@ class HubSim:
             if view is None:
                 continue
             if self.auto_replay:
-                if view.max_seen > view.watermark:
-                    gap_since = gap_since if gap_since is not None else now
-                    if now - gap_since >= self.gap_grace_s:
-                        self._request_replay(view, now)
-                else:
-                    gap_since = None
+                if view.max_seen > view.watermark and now - view.watermark_at >= self.gap_grace_s:
+                    # A hole: events beyond it keep coming, the watermark does not move.
+                    self._request_replay(view, view.watermark + 1, view.hole_end(), now)
+                elif view.announced > view.max_seen and now - view.event_at >= self.tail_grace_s:
+                    # A tail: the gateway says it has more, and nothing has come for a while.
+                    self._request_replay(view, view.watermark + 1, view.announced, now)
             if self.auto_ack and now >= next_ack:
                 next_ack = now + self.ack_every_s
                 if view.watermark > self._acked.get(view.journal, 0):
@@ -183,10 +201,11 @@ class HubSim:
                     self.send("sync.ack", {"up_to_seq": view.watermark, "journal": view.journal})
                     self.acks_sent += 1
 
-    def _request_replay(self, view: JournalView, now: float) -> None:
-        lo, hi = view.watermark + 1, view.max_seen
+    def _request_replay(self, view: JournalView, lo: int, hi: int, now: float) -> None:
+        if hi < lo:
+            return
         last = self._last_replay
-        if last is not None and now - last[0] < self.replay_retry_s and last[1] <= lo and hi <= last[2] + 1000:
+        if last is not None and now - last[0] < self.replay_retry_s and last[1] <= lo and hi <= last[2]:
             return
         self._last_replay = (now, lo, hi)
         cmd_id = f"replay-{uuid.uuid4()}"
@@ -202,7 +221,7 @@ class HubSim:
                 view.unavailable_below = max(view.unavailable_below, earliest)
                 if view.watermark < earliest - 1:
                     view.watermark = earliest - 1
-                    view.advance()
+                    view.advance(asyncio.get_running_loop().time())
 
     # -- sending ---------------------------------------------------------------------------------------------
 
