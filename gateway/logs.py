@@ -24,7 +24,7 @@ def redact(secret: str) -> None:
 
 
 def scrub(text: str) -> str:
-    for s in _SECRETS:
+    for s in sorted(_SECRETS, key=len, reverse=True):  # longest first: one secret may contain another
         if s in text:
             text = text.replace(s, "***")
     return text

@@ -89,7 +89,8 @@ class AlarmNotifier:
     def __init__(self, cfg: Config, service: FloorService, clock: Clock, *,
                  channels: Sequence[Channel] | None = None, retry: RetryPolicy | None = None,
                  retention: timedelta = RETENTION, prune_every_s: float = 3600.0, smtp_timeout_s: float = 30.0,
-                 tls_context: ssl.SSLContext | None = None, rng: random.Random | None = None) -> None:
+                 tls_context: ssl.SSLContext | None = None, rng: random.Random | None = None,
+                 shutdown_wait_s: float = 2.5) -> None:
         self.cfg = cfg
         self.service = service
         self.clock = clock
@@ -99,6 +100,7 @@ class AlarmNotifier:
         self.retry = retry or RetryPolicy()
         self.retention = retention
         self.prune_every_s = prune_every_s
+        self.shutdown_wait_s = shutdown_wait_s
         self._rng = rng or random.Random()
         self._workers = [_Worker(ch, asyncio.Event(), Backoff(self.retry, self._rng)) for ch in self.channels]
         self._events: list[AlarmEvent] = []
@@ -154,12 +156,18 @@ class AlarmNotifier:
         await self._ready.wait()
 
     async def shutdown(self) -> None:
-        """Start no new send and wait for the ones under way, so a stop does not cut a send in half (which
-        would resend it after the restart)."""
+        """Start no new send and give the ones under way a moment to finish, so a stop rarely cuts a send
+        in half (which would send it again after the restart). Returns within `shutdown_wait_s`, inside
+        the composition root's own limit for a part's shutdown."""
         self._stopping = True
         for w in self._workers:
             w.wake.set()
-        await self._idle.wait()
+        try:
+            async with asyncio.timeout(self.shutdown_wait_s):
+                await self._idle.wait()
+        except TimeoutError:
+            log.info("alarm sends still under way at shutdown; they go out again after the restart",
+                     extra={"fields": {"deliveries": sorted(self._in_flight)}})
 
     def deliveries(self) -> list[Delivery]:
         """Every delivery in the journal, oldest first: for status pages and `doctor`."""
@@ -168,10 +176,10 @@ class AlarmNotifier:
     async def prune(self) -> tuple[int, int]:
         """Delete settled deliveries past the retention and give up pending ones past it."""
         now = self.clock.now()
-        busy = set(self._in_flight)
 
         def op(f: Floor, c: Change) -> tuple[int, int]:
-            return dl.prune(f, c, now, self.retention, busy, rfc3339(now))
+            # The live set: a send under way is never settled behind its worker's back.
+            return dl.prune(f, c, now, self.retention, self._in_flight, rfc3339(now))
 
         deleted, expired = await self._commit(op, "prune")
         if deleted or expired:

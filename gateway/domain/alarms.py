@@ -33,7 +33,8 @@ def clear_alarm(floor: Floor, change: Change, alarm_id: str, message: str = "") 
     if alarm is None:
         return False
     change.delete("alarm", alarm_id)
+    text = message or f"cleared: {alarm.message}"
     change.emit("alarm.cleared", {"alarm_id": alarm_id, "code": alarm.code, "severity": alarm.severity,
-                                  "message": message or f"cleared: {alarm.message}"})
-    change.signal(("alarm_cleared", alarm))
+                                  "message": text})
+    change.signal(("alarm_cleared", alarm, text))
     return True

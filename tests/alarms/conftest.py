@@ -10,7 +10,7 @@ import email.policy
 import json
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -175,7 +175,7 @@ def password_file(tmp_path: Path) -> Path:
     return p
 
 
-def alarms_config(*, webhooks: list[str] = (), smtp_port: int | None = None,  # type: ignore[assignment]
+def alarms_config(*, webhooks: Sequence[str] = (), smtp_port: int | None = None,
                   password_file: Path | None = None, **smtp: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"webhooks": [{"url": u, "timeout_s": 5} for u in webhooks]}
     if smtp_port is not None:
@@ -228,6 +228,12 @@ async def until(pred: Callable[[], bool], what: str, limit_s: float = 30.0) -> N
 
 def docs(service: FloorService) -> list[dict[str, Any]]:
     return sorted(service.floor.extra.get(KIND, {}).values(), key=lambda d: (d["n"], d["id"]))
+
+
+def attempts(service: FloorService) -> int:
+    """Attempts on the first delivery (0 until it is recorded)."""
+    ds = docs(service)
+    return int(ds[0]["attempts"]) if ds else 0
 
 
 def statuses(service: FloorService) -> list[str]:
