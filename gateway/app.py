@@ -1,7 +1,8 @@
 """The composition root: builds every part from the config and runs them under one task group.
 
-A part is anything with `name` and `async run()`; it runs until cancelled. If one part fails, the whole
-gateway stops with an error (systemd restarts it) rather than limping on without, say, its journal.
+A part is anything with `name` and `async run()`; it runs until cancelled, and may have `async shutdown()`
+for a clean stop (called before the tasks are cancelled). If one part fails, the whole gateway stops with
+an error (systemd restarts it) rather than limping on without, say, its journal.
 """
 
 from __future__ import annotations
@@ -12,15 +13,21 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import __version__
 from gateway.clock import Clock, SystemClock
-from gateway.config import Config
+from gateway.config import Config, ConfigError, load_config
+from gateway.devices.fleet import DeviceFleet
+from gateway.devices.registry import DeviceRegistry
 from gateway.journal import Journal
+from gateway.ops.lock import RunLock, acquire_run_lock
 from gateway.service import FloorService
+from gateway.ticker import FloorTicker
 
 if TYPE_CHECKING:
+    from gateway.ops.systemd import SystemdNotifier
     from gateway.sync.link import HubLink
 
 log = logging.getLogger("floorgate.app")
@@ -59,14 +66,26 @@ class Maintenance:
 
 
 class App:
-    def __init__(self, cfg: Config, clock: Clock | None = None, *, connect_mqtt: bool = True) -> None:
+    def __init__(self, cfg: Config, clock: Clock | None = None, *, connect_mqtt: bool = True,
+                 config_path: str | Path | None = None, devices: bool = True, web: bool = True,
+                 daily_checks: bool = True) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.connect_mqtt = connect_mqtt
+        self.config_path = Path(config_path) if config_path else None
+        self.with_devices = devices
+        self.with_web = web
+        self.with_daily_checks = daily_checks
         self.journal: Journal | None = None
         self.service: FloorService | None = None
-        self.parts: list[Part] = []
+        self.parts: list[Any] = []
         self.link: HubLink | None = None
+        self.fleet: DeviceFleet | None = None
+        self.ticker: FloorTicker | None = None
+        self.notifier: SystemdNotifier | None = None
+        self.registry = DeviceRegistry()
+        self.web: Any = None
+        self.lock: RunLock | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self.on_ready: list[Callable[[], Awaitable[None] | None]] = []
@@ -75,35 +94,86 @@ class App:
         self._stop.set()
 
     async def open(self) -> FloorService:
+        from gateway.alarms import AlarmNotifier
+        from gateway.ops.doctor import DailyChecks
+        from gateway.ops.systemd import SystemdNotifier
+
+        self.lock = acquire_run_lock(self.cfg.data_dir)  # before the journal is touched
         self.journal = await Journal.open(self.cfg.db_path, site=self.cfg.site, gateway=self.cfg.gateway,
                                           clock=self.clock)
-        self.service = FloorService(self.cfg, self.journal, self.clock)
-        await self.service.start()
-        maintenance = Maintenance(self.service)
+        self.service = service = FloorService(self.cfg, self.journal, self.clock)
+        await service.start()
+        maintenance = Maintenance(service)
         self.parts.append(maintenance)
+        self.ticker = FloorTicker(service)
+        self.parts.append(self.ticker)
         if self.connect_mqtt:
             from gateway.sync.link import HubLink
 
-            self.link = HubLink(self.cfg, self.service, self.clock)
-            maintenance.hub_acked_seq = lambda: self.link.publisher.hub_acked if self.link else 0
-            self.parts.append(self.link)
-        return self.service
+            self.link = link = HubLink(self.cfg, service, self.clock)
+            maintenance.hub_acked_seq = lambda: link.publisher.hub_acked
+            link.telemetry_sources.append(self.registry.telemetry)
+            link.telemetry_sources.append(self._picker_telemetry)
+            self.parts.append(link)
+        self.parts.append(AlarmNotifier(self.cfg, service, self.clock))
+        if self.with_devices:
+            self.fleet = DeviceFleet(self.cfg, service, self.registry)
+            self.parts.append(self.fleet)
+        if self.with_web:
+            from gateway.web.server import WebServer
+
+            self.web = WebServer(self)
+            self.parts.append(self.web)
+        if self.with_daily_checks:
+            self.parts.append(DailyChecks(self.cfg, service, self.clock))
+        self.notifier = SystemdNotifier(self.journal, self.clock, ready=self.ready)
+        self.parts.append(self.notifier)
+        return service
+
+    def _picker_telemetry(self) -> dict[str, Any]:
+        assert self.service is not None
+        return {"pickers": [{"operator_id": p.operator_id, "score": round(p.score, 1),
+                             "breaker": "open" if p.breaker == "opened" else p.breaker, "open_tasks": p.open_tasks}
+                            for p in self.service.floor.dispatch.pickers()]}
 
     async def close(self) -> None:
         if self.journal is not None:
             await self.journal.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; devices follow it, master data and the journal stay."""
+        if self.config_path is None or self.fleet is None:
+            log.warning("SIGHUP ignored: no config file to re-read")
+            return
+        try:
+            cfg = load_config(self.config_path)
+        except ConfigError as e:
+            log.error("SIGHUP: the new config is not valid; keeping the running one",
+                      extra={"fields": {"error": str(e)}})
+            return
+        if self.notifier is not None:
+            self.notifier.reloading()
+        self.fleet.reload(cfg)
+        if self.notifier is not None:
+            self.notifier.reloaded()
+        log.info("config re-read on SIGHUP", extra={"fields": {"scanners": len(cfg.scanners),
+                                                               "buses": len(cfg.ptl.buses)}})
 
     async def run(self, install_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        await self.open()
-        assert self.journal is not None
-        log.info("gateway started", extra={"fields": {
-            "version": __version__, "site": self.cfg.site, "gateway": self.cfg.gateway,
-            "journal": self.journal.journal_id, "last_seq": self.journal.last_seq, "db": str(self.cfg.db_path)}})
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
+            await self.open()
+            assert self.journal is not None
+            log.info("gateway started", extra={"fields": {
+                "version": __version__, "site": self.cfg.site, "gateway": self.cfg.gateway,
+                "journal": self.journal.journal_id, "last_seq": self.journal.last_seq, "db": str(self.cfg.db_path)}})
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(p.run(), name=p.name) for p in self.parts]
                 stopper = tg.create_task(self._stop.wait(), name="stop-wait")
@@ -113,7 +183,7 @@ class App:
                     if r is not None:
                         await r
                 await stopper
-                for p in self.parts:
+                for p in reversed(self.parts):
                     shutdown = getattr(p, "shutdown", None)
                     if shutdown is not None:
                         try:
@@ -125,7 +195,7 @@ class App:
                     t.cancel()
         finally:
             if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     with contextlib.suppress(Exception):
                         loop.remove_signal_handler(sig)
             await self.close()

@@ -18,12 +18,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.clock import Clock, rfc3339
+from gateway.domain.api import receive_order
 from gateway.domain.change import Change
 from gateway.domain.commands import BulkPart, OrderIn
 from gateway.domain.errors import DomainError
 from gateway.domain.floor import Floor, MasterData
 from gateway.domain.masterdata import LIST_ORDER, Outcome, apply_items, swap_generation
-from gateway.domain.orders import upsert_order
+from gateway.domain.model import At
 from gateway.jsontext import dumps
 from gateway.service import FloorService
 
@@ -159,14 +160,14 @@ class BulkApplier:
         await self.service.execute(op, cmd_id=run.cmd_id)
 
     async def _orders_chunk(self, run: _Run, orders: list[Any], part: int, start: int) -> None:
-        now = self.clock.now()
+        at = At(self.clock.now(), self.clock.monotonic())
 
         def op(floor: Floor, change: Change) -> None:
             for i, raw in enumerate(orders):
                 try:
                     order = OrderIn.model_validate(raw)
                     sub = Change(cmd_id=change.cmd_id)
-                    upsert_order(floor, sub, order, now)
+                    receive_order(floor, sub, order, at)
                 except ValidationError as e:
                     err = e.errors()[0]
                     where = ".".join(str(x) for x in err["loc"])
@@ -178,8 +179,7 @@ class BulkApplier:
                     run.outcome.rejected.append({"list": "orders", "part": part, "index": start + i,
                                                  "reason": f"{e.code}: {e.message}"})
                     continue
-                change.events.extend(sub.events)
-                change.docs.update(sub.docs)
+                change.absorb(sub)
                 run.outcome.applied += 1
             run.done += len(orders)
             if run.done < run.total:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import App
     from gateway.config import ConfigError, load_config
     from gateway.logs import setup_logging
+    from gateway.ops.lock import AlreadyRunning
 
     try:
         cfg = load_config(args.config)
@@ -24,9 +26,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"floorgate: bad config: {e}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level)
-    app = App(cfg)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(app.run())
+    faulthandler.enable()  # a watchdog abort of a hung gateway leaves every thread's stack in the log
+    app = App(cfg, config_path=args.config)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(app.run())
+    except AlreadyRunning as e:
+        print(f"floorgate: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -66,6 +73,10 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     # Only the subcommand asked for (or all, for --help) pulls in its modules.
     if first in ("sim", ""):
         _add_sim(sub)
+    if first in ("doctor", "backup", "restore", "export", "support-bundle", ""):
+        from gateway.ops.cli import add_parser as add_ops
+
+        add_ops(sub)
     if first in ("ptl", ""):
         from drivers.ptl.cli import add_parser as add_ptl_tools
 

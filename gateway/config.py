@@ -130,6 +130,8 @@ class PickingConfig(_Section):
     idle_logout_min: Positive = 30
     tote_pattern: str = r"^TOTE-[A-Z0-9]{1,16}$"
     undo_window_s: Positive = 120
+    break_code: Annotated[str, Field(min_length=1, max_length=64)] = "BREAK"
+    device_offline_alarm_min: Positive = 10
 
     @field_validator("tote_pattern")
     @classmethod

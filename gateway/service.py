@@ -19,8 +19,13 @@ from gateway.clock import Clock, rfc3339
 from gateway.config import Config
 from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
+from gateway.domain.dispatch import DispatchEngine, DispatchSettings
 from gateway.domain.errors import DomainError
 from gateway.domain.floor import STORAGE_FULL, STORAGE_OK, STORAGE_WARNING, Floor
+from gateway.domain.lights import rebuild_modules
+from gateway.domain.model import At
+from gateway.domain.rules import FloorRules
+from gateway.domain.tasks import restore_dispatch
 from gateway.journal import Journal, JournalError, JournalUnavailable, StorageFull
 
 log = logging.getLogger("floorgate.service")
@@ -35,7 +40,8 @@ class FloorService:
         self.cfg = cfg
         self.journal = journal
         self.clock = clock
-        self.floor = Floor(cfg.site, cfg.gateway)
+        self.rules = FloorRules.from_config(cfg)
+        self.floor = self._new_floor()
         self._signal_handlers: list[Callable[[Any], None]] = []
         self._recovering: asyncio.Event | None = None
         self._hard_full = False
@@ -51,18 +57,37 @@ class FloorService:
                 f"database quick_check failed: {detail}. Take a backup and run `floorgate doctor`.",
                 self.clock.now()))
 
+    def _new_floor(self) -> Floor:
+        engine = DispatchEngine(DispatchSettings.from_config(self.cfg.dispatch), start=self.clock.monotonic())
+        return Floor(self.cfg.site, self.cfg.gateway, self.rules, engine)
+
+    def at(self) -> At:
+        """Now, on both clocks."""
+        return At(self.clock.now(), self.clock.monotonic())
+
     async def reload(self) -> None:
         """Rebuild the floor from what is committed."""
         meta = await self.journal.read_meta()
-        floor = Floor(self.cfg.site, self.cfg.gateway)
+        floor = self._new_floor()
         floor.md_gen = int(meta.get("md_gen", "1"))
+        floor.sscc_last = int(meta.get("sscc_last_serial", "0"))
         floor.load_masterdata(await self.journal.load_masterdata(floor.md_gen))
         floor.load_docs(await self.journal.load_docs())
+        floor.rebuild()
+        rebuild_modules(floor)
+        at = self.at()
+        for s in floor.sessions.values():
+            s.last_mono = at.mono  # a restart counts as activity: nobody is logged out for it
+        restore_dispatch(floor, at)
         floor.storage = self.floor.storage
         self.floor = floor
 
     def on_signal(self, fn: Callable[[Any], None]) -> None:
         self._signal_handlers.append(fn)
+
+    def off_signal(self, fn: Callable[[Any], None]) -> None:
+        if fn in self._signal_handlers:
+            self._signal_handlers.remove(fn)
 
     # -- running operations ------------------------------------------------------------------------
 
@@ -121,11 +146,18 @@ class FloorService:
 
     def _emit_signals(self, change: Change) -> None:
         for s in change.signals:
-            for fn in self._signal_handlers:
-                try:
-                    fn(s)
-                except Exception:
-                    log.exception("signal handler failed", extra={"fields": {"signal": repr(s)[:200]}})
+            self._emit_signal(s)
+
+    def _emit_signal(self, s: Any) -> None:
+        for fn in self._signal_handlers:
+            try:
+                fn(s)
+            except Exception:
+                log.exception("signal handler failed", extra={"fields": {"signal": repr(s)[:200]}})
+
+    def notify(self, signal: Any) -> None:
+        """A signal with nothing to store (e.g. a device failed before the domain was asked)."""
+        self._emit_signal(signal)
 
     # -- recovery ----------------------------------------------------------------------------------
 

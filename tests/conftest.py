@@ -47,7 +47,9 @@ async def no_task_leaks() -> AsyncIterator[None]:
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:
-    data: dict[str, Any] = {"data_dir": str(data_dir)}
+    from tests.brokers import free_port
+
+    data: dict[str, Any] = {"data_dir": str(data_dir), "http": {"host": "127.0.0.1", "port": free_port()}}
     for k, v in overrides.items():
         data[k] = v
     return parse_config(data, "<test>")

@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_config(path: Path, data_dir: Path, mqtt_port: int, extra: str = "") -> Path:
-    path.write_text(f'data_dir = "{data_dir}"\n{extra}\n[mqtt]\nport = {mqtt_port}\n[http]\nport = 1\n',
-                    encoding="utf-8")
+    from tests.brokers import free_port
+
+    path.write_text(f'data_dir = "{data_dir}"\n{extra}\n[mqtt]\nport = {mqtt_port}\n'
+                    f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\n', encoding="utf-8")
     return path
 
 

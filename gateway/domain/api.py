@@ -1,12 +1,8 @@
-"""The one entry point for hub commands that change the floor (SPEC §1 command table).
-
-The MQTT intake parses JSON into typed commands and calls `apply_command`; the supervisor pages call the
-same functions underneath, so a hold from the page and a hold from the hub are the same thing.
-"""
+"""The entry points for commands that change the floor, from the hub (SPEC §1 command table) and from the
+supervisor's page: a hold from the page and a hold from the hub are the same call."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from gateway.domain.change import Change
@@ -16,30 +12,86 @@ from gateway.domain.commands import (
     DispatchRelease,
     MasterdataSync,
     OrderCancel,
+    OrderIn,
     OrderUpsert,
     PackReview,
 )
 from gateway.domain.errors import InvalidPayload
 from gateway.domain.floor import Floor
 from gateway.domain.holds import hold, release
+from gateway.domain.lights import claim, release_task
 from gateway.domain.masterdata import apply_masterdata
+from gateway.domain.model import RECEIVED, TASK_ASSIGNED, TASK_STARTED, At, Task
 from gateway.domain.orders import cancel_order, upsert_order
 from gateway.domain.review import resolve_review
+from gateway.domain.sessions import sync_picker
+from gateway.domain.tasks import plan_tasks, stop_task
 
 
-def apply_command(floor: Floor, change: Change, cmd: Command, now: datetime, by: str = "hub") -> dict[str, Any]:
+def receive_order(floor: Floor, change: Change, order_in: OrderIn, at: At) -> dict[str, Any]:
+    """A new or updated order, with its tasks planned for dispatch."""
+    result = upsert_order(floor, change, order_in, at.wall)
+    order = floor.orders[order_in.order_id]
+    if order.state == RECEIVED:
+        plan_tasks(floor, change, order, at)
+    return result
+
+
+def cancel(floor: Floor, change: Change, order_id: str, reason: str, at: At) -> dict[str, Any]:
+    """Cancel an order: its lights go off and its task stops; picked items are listed for return to stock."""
+    return cancel_order(floor, change, order_id, reason, lambda task: stop_task(floor, change, task, at))
+
+
+def _order_lights(floor: Floor, change: Change, order_id: str, on: bool) -> None:
+    lights = set()
+    for task in floor.tasks_of(order_id):
+        if task.state in (TASK_ASSIGNED, TASK_STARTED):
+            lights |= claim(floor, task) if on else release_task(floor, task)
+    if lights:
+        change.signal(("lights", frozenset(lights)))
+
+
+def set_hold(floor: Floor, change: Change, scope: str, target: str, by: str, at: At, on: bool) -> dict[str, Any]:
+    result = hold(floor, change, scope, target, by, at.wall) if on else release(floor, change, scope, target, by)
+    if result.get("changed"):
+        floor.dispatch.set_hold(scope, target, on)
+        if scope == "order":
+            _order_lights(floor, change, target, on=not on)
+        elif scope == "operator":
+            sync_picker(floor, target, at)
+        change.signal(("dispatch", "hold"))
+    return result
+
+
+def apply_command(floor: Floor, change: Change, cmd: Command, at: At, by: str = "hub") -> dict[str, Any]:
     if isinstance(cmd, OrderUpsert):
-        return upsert_order(floor, change, cmd.order, now)
+        return receive_order(floor, change, cmd.order, at)
     if isinstance(cmd, OrderCancel):
-        return cancel_order(floor, change, cmd.order_id, cmd.reason)
+        return cancel(floor, change, cmd.order_id, cmd.reason, at)
     if isinstance(cmd, DispatchHold):
-        return hold(floor, change, cmd.scope, cmd.target, by, now)
+        return set_hold(floor, change, cmd.scope, cmd.target, by, at, on=True)
     if isinstance(cmd, DispatchRelease):
-        return release(floor, change, cmd.scope, cmd.target, by)
+        return set_hold(floor, change, cmd.scope, cmd.target, by, at, on=False)
     if isinstance(cmd, PackReview):
-        return resolve_review(floor, change, cmd.order_id, cmd.decision, cmd.operator_id, now)
+        return resolve_review(floor, change, cmd.order_id, cmd.decision, cmd.operator_id, at.wall)
     if isinstance(cmd, MasterdataSync):
         lists = {"skus": cmd.skus, "locations": cmd.locations, "operators": cmd.operators, "cartons": cmd.cartons}
         out = apply_masterdata(floor, change, cmd.mode, lists, cmd.part)
         return {"applied": out.applied, "rejected": out.rejected}
     raise InvalidPayload(f"{type(cmd).__name__} is not applied through the domain API")
+
+
+def returns_to_stock(floor: Floor) -> list[dict[str, Any]]:
+    """Items picked for orders that were then cancelled: what someone must put back on the shelves."""
+    out = []
+    for order in floor.orders.values():
+        if order.state != "cancelled":
+            continue
+        for line in order.lines:
+            for p in line.picks:
+                out.append({"order_id": order.order_id, "line_no": line.line_no, "sku": line.sku, "qty": p.qty,
+                            "lot": p.lot, "location": p.location or line.location, "tote": order.tote})
+    return out
+
+
+__all__ = ["Task", "apply_command", "cancel", "receive_order", "returns_to_stock", "set_hold"]

@@ -50,6 +50,20 @@ class Change:
     def signal(self, signal: Any) -> None:
         self.signals.append(signal)
 
+    def absorb(self, other: Change) -> None:
+        """Take everything `other` recorded, after what this change already holds."""
+        self.events.extend(other.events)
+        self.docs.update(other.docs)
+        self.masterdata.extend(other.masterdata)
+        self.meta.update(other.meta)
+        self.audit.extend(other.audit)
+        self.signals.extend(other.signals)
+        self.bulk_parts.extend(other.bulk_parts)
+
+    @property
+    def changed_state(self) -> bool:
+        return bool(self.events or self.docs or self.masterdata or self.meta or self.bulk_parts)
+
     def sequence(self, first_seq: int) -> None:
         """Number the events from `first_seq`; an order's `updated_seq` follows its last event."""
         for i, ev in enumerate(self.events):

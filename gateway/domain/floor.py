@@ -10,7 +10,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.domain.model import Alarm, Carton, Hold, Location, Operator, Order, Sku, Task
+from gateway.domain.dispatch import DispatchEngine
+from gateway.domain.model import (
+    FINAL_STATES,
+    TASK_ACTIVE,
+    Alarm,
+    Carton,
+    DeviceState,
+    Hold,
+    Light,
+    Location,
+    Operator,
+    Order,
+    PickerState,
+    Session,
+    Sku,
+    Station,
+    Task,
+)
+from gateway.domain.rules import FloorRules
 
 STORAGE_OK, STORAGE_WARNING, STORAGE_FULL = "ok", "warning", "full"
 
@@ -79,20 +97,58 @@ class MasterData:
 
 
 @dataclass(slots=True)
+class ModuleSlot:
+    """One PTL module: the line it shows (one at a time) and the lines waiting for it, first come first."""
+
+    owner: tuple[str, int] | None = None
+    waiting: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Floor:
     site: str
     gateway: str
+    rules: FloorRules = field(default_factory=FloorRules)
+    dispatch: DispatchEngine = field(default_factory=DispatchEngine)
     md: MasterData = field(default_factory=MasterData)
     md_gen: int = 1
     orders: dict[str, Order] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     holds: dict[str, Hold] = field(default_factory=dict)
     alarms: dict[str, Alarm] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)  # by device id
+    pickers: dict[str, PickerState] = field(default_factory=dict)
+    stations: dict[str, Station] = field(default_factory=dict)
+    devices: dict[str, DeviceState] = field(default_factory=dict)
     extra: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # other kinds, by kind and id
     storage: str = STORAGE_OK
+    # Derived indexes, rebuilt by `rebuild()` and kept current by the operations.
+    order_tasks: dict[str, list[str]] = field(default_factory=dict)
+    totes: dict[str, str] = field(default_factory=dict)  # bound tote -> order id
+    serials: set[tuple[str, str]] = field(default_factory=set)  # (sku, serial) already picked
+    modules: dict[Light, ModuleSlot] = field(default_factory=dict)
+    sscc_last: int = 0  # the last SSCC serial issued (0: none yet)
 
     def tasks_of(self, order_id: str) -> list[Task]:
-        return [t for t in self.tasks.values() if t.order_id == order_id]
+        return [self.tasks[t] for t in self.order_tasks.get(order_id, []) if t in self.tasks]
+
+    def add_task(self, task: Task) -> None:
+        self.tasks[task.task_id] = task
+        ids = self.order_tasks.setdefault(task.order_id, [])
+        if task.task_id not in ids:
+            ids.append(task.task_id)
+
+    def picker(self, operator_id: str) -> PickerState:
+        p = self.pickers.get(operator_id)
+        if p is None:
+            p = self.pickers[operator_id] = PickerState(operator_id)
+        return p
+
+    def sessions_of(self, operator_id: str) -> list[Session]:
+        return [s for s in self.sessions.values() if s.operator_id == operator_id]
+
+    def active_tasks_of(self, operator_id: str) -> list[Task]:
+        return [t for t in self.tasks.values() if t.operator_id == operator_id and t.state in TASK_ACTIVE]
 
     def load_docs(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         for kind, key, doc in rows:
@@ -104,9 +160,25 @@ class Floor:
                 self.holds[key] = Hold.from_doc(doc)
             elif kind == "alarm":
                 self.alarms[key] = Alarm.from_doc(doc)
+            elif kind == "session":
+                self.sessions[key] = Session.from_doc(doc)
+            elif kind == "picker":
+                self.pickers[key] = PickerState.from_doc(doc)
+            elif kind == "station":
+                self.stations[key] = Station.from_doc(doc)
             else:
                 self.extra.setdefault(kind, {})[key] = doc
 
     def load_masterdata(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
         for kind, doc in rows:
             self.md.add(kind, doc)
+
+    def rebuild(self) -> None:
+        """Recompute what is derived from the stored entities (after loading them)."""
+        self.order_tasks = {}
+        for t in self.tasks.values():
+            self.order_tasks.setdefault(t.order_id, []).append(t.task_id)
+        self.totes = {o.tote: o.order_id for o in self.orders.values()
+                      if o.tote is not None and o.state not in FINAL_STATES}
+        self.serials = {(ln.sku, s) for o in self.orders.values() if o.state != "cancelled"
+                        for ln in o.lines for p in ln.picks for s in p.serials}

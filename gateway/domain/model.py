@@ -164,19 +164,31 @@ class Line:
     picks: list[Pick] = field(default_factory=list)
     short: int = 0
     done: bool = False
+    location: str | None = None  # where it is picked from (set when its task is planned)
+    item: dict[str, Any] | None = None  # the item in hand: last accepted scan (gtin, lot, expiry, serial)
+    located: bool = False  # its location was scanned
+    done_at: str | None = None
+    done_mono: float | None = None  # for the undo window (not persisted: after a restart, the wall clock)
 
     @property
     def picked(self) -> int:
         return sum(p.qty for p in self.picks)
 
+    @property
+    def remaining(self) -> int:
+        return max(self.qty - self.picked - self.short, 0) if not self.done else 0
+
     def to_doc(self) -> dict[str, Any]:
-        return {"line_no": self.line_no, "sku": self.sku, "qty": self.qty,
-                "picks": [p.to_doc() for p in self.picks], "short": self.short, "done": self.done}
+        return _drop_none({"line_no": self.line_no, "sku": self.sku, "qty": self.qty,
+                           "picks": [p.to_doc() for p in self.picks], "short": self.short, "done": self.done,
+                           "location": self.location, "item": self.item, "located": self.located or None,
+                           "done_at": self.done_at})
 
     @classmethod
     def from_doc(cls, d: dict[str, Any]) -> Line:
         return cls(d["line_no"], d["sku"], d["qty"], [Pick.from_doc(p) for p in d.get("picks", [])],
-                   d.get("short", 0), d.get("done", False))
+                   d.get("short", 0), d.get("done", False), d.get("location"), d.get("item"),
+                   bool(d.get("located", False)), d.get("done_at"))
 
 
 @dataclass(slots=True)
@@ -310,3 +322,92 @@ class Task:
             d.get("escalation", 0), d.get("reassignments", 0), d.get("strategy"), d.get("tote"),
             d.get("cold_chain", False),
         )
+
+
+@dataclass(slots=True, frozen=True)
+class At:
+    """One reading of both clocks: `wall` (UTC) stamps what happened, `mono` drives timers."""
+
+    wall: Any  # datetime; Any keeps this module free of the datetime import cycle in type checkers
+    mono: float
+
+    @property
+    def ts(self) -> str:
+        from gateway.clock import rfc3339
+
+        return rfc3339(self.wall)
+
+
+@dataclass(slots=True)
+class Session:
+    """An operator logged in on one device (a scanner, or the PDA / packing page)."""
+
+    device_id: str
+    operator_id: str
+    station: str  # "pick" or a packing station id
+    since: str
+    kind: str = "scanner"  # "scanner" | "page"
+    last_mono: float = 0.0  # last activity, for the idle logout (not persisted: restarts count as activity)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"device_id": self.device_id, "operator_id": self.operator_id, "station": self.station,
+                "since": self.since, "kind": self.kind}
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Session:
+        return cls(d["device_id"], d["operator_id"], d["station"], d["since"], d.get("kind", "scanner"))
+
+
+@dataclass(slots=True)
+class PickerState:
+    """What the floor remembers of a picker between scans."""
+
+    operator_id: str
+    on_break: bool = False
+    slots: dict[str, int] = field(default_factory=dict)  # zone -> light slot (colour and pattern)
+    in_hand: tuple[str, int] | None = None  # (task_id, line_no) whose location was scanned last
+
+    def to_doc(self) -> dict[str, Any]:
+        return _drop_none({"operator_id": self.operator_id, "on_break": self.on_break, "slots": self.slots,
+                           "in_hand": list(self.in_hand) if self.in_hand else None})
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> PickerState:
+        ih = d.get("in_hand")
+        return cls(d["operator_id"], d.get("on_break", False), dict(d.get("slots", {})),
+                   (ih[0], int(ih[1])) if ih else None)
+
+
+@dataclass(slots=True)
+class Station:
+    """A packing station's work in progress: the order being verified and what has been scanned."""
+
+    station: str
+    order_id: str | None = None
+    operator_id: str | None = None
+    tote: str | None = None
+    carton: str | None = None
+    scanned: dict[str, int] = field(default_factory=dict)  # item key -> units scanned
+    items: list[dict[str, Any]] = field(default_factory=list)  # what was scanned, for pack.verified
+    awaiting_weight: bool = False
+
+    def to_doc(self) -> dict[str, Any]:
+        return _drop_none({"station": self.station, "order_id": self.order_id, "operator_id": self.operator_id,
+                           "tote": self.tote, "carton": self.carton, "scanned": self.scanned, "items": self.items,
+                           "awaiting_weight": self.awaiting_weight})
+
+    @classmethod
+    def from_doc(cls, d: dict[str, Any]) -> Station:
+        return cls(d["station"], d.get("order_id"), d.get("operator_id"), d.get("tote"), d.get("carton"),
+                   dict(d.get("scanned", {})), list(d.get("items", [])), d.get("awaiting_weight", False))
+
+
+@dataclass(slots=True)
+class DeviceState:
+    device_id: str
+    kind: str
+    online: bool
+    detail: str = ""
+    since_mono: float = 0.0
+    errors: int = 0
+    alarmed: bool = False

@@ -6,6 +6,7 @@ Every operation checks everything first and changes state only when it cannot fa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from gateway.domain.model import (
     Line,
     Order,
     Priority,
+    Task,
 )
 
 # The forward flow, plus reopening a completed pick after an undo.
@@ -126,7 +128,8 @@ def get_order(floor: Floor, order_id: str) -> Order:
     return order
 
 
-def cancel_order(floor: Floor, change: Change, order_id: str, reason: str) -> dict[str, Any]:
+def cancel_order(floor: Floor, change: Change, order_id: str, reason: str,
+                 on_task_stopped: Callable[[Task], None] | None = None) -> dict[str, Any]:
     """Cancel an order before `packed`: `order.cancelled`, then `task.cancelled`, then the state change."""
     order = get_order(floor, order_id)
     if order.state == CANCELLED:
@@ -145,7 +148,8 @@ def cancel_order(floor: Floor, change: Change, order_id: str, reason: str) -> di
             if operator:
                 data["operator_id"] = operator
             change.emit("task.cancelled", data, order_id)
-            change.signal(("task_stopped", task.task_id))
+            if on_task_stopped is not None:
+                on_task_stopped(task)
     order.holds = []
     # An order hold ends with the order; the hub learns it from `order.cancelled`.
     if floor.holds.pop(f"order:{order_id}", None) is not None:

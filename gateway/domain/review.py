@@ -9,8 +9,9 @@ from typing import Any
 from gateway.domain.change import Change
 from gateway.domain.errors import Conflict
 from gateway.domain.floor import Floor
-from gateway.domain.model import ON_HOLD, PACKED, PACKING
+from gateway.domain.model import ON_HOLD, PACKING, At
 from gateway.domain.orders import get_order, transition
+from gateway.domain.packing import approve
 
 
 def resolve_review(floor: Floor, change: Change, order_id: str, decision: str, operator_id: str,
@@ -22,11 +23,11 @@ def resolve_review(floor: Floor, change: Change, order_id: str, decision: str, o
     if order.holds != ["review"]:
         raise Conflict(f"order {order_id} is also held by dispatch; release it first", order_id=order_id)
     change.emit("pack.review_resolved", {"decision": decision, "operator_id": operator_id}, order_id)
-    order.holds = []
-    order.review = None
     if decision == "approve":
-        transition(change, order, PACKED)
+        approve(floor, change, order, At(now, 0.0))  # pack.verified, then -> packed
     else:
-        order.packing = None
-        transition(change, order, PACKING)
+        order.review = None
+        transition(change, order, PACKING)  # the packer scans the order again and every item
+    order.holds = []
+    change.save("order", order_id, order)
     return {"order_id": order_id, "state": order.state}

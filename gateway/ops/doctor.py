@@ -18,6 +18,7 @@ import re
 import secrets
 import shutil
 import socket
+import sqlite3
 import ssl
 import stat
 import subprocess
@@ -159,7 +160,6 @@ class Options:
     timeout_s: float = 5.0
     run: Callable[[Sequence[str], float], tuple[int, str]] = run_command
     timesync_flag: str = TIMESYNC_FLAG
-    config_file: str = ""  # named in fixes
     in_gateway: bool = False  # DailyChecks: skip what only makes sense from outside
 
 
@@ -206,7 +206,20 @@ def check_data_dir(cfg: Config, o: Options) -> list[Check]:
                              f"{_group_name(st.st_gid)}, mode {stat.S_IMODE(st.st_mode):04o})",
                              f"sudo chown -R {o.who.name}: {d}", "data_dir_access"))
         else:
-            out.append(Check("data_dir", "data directory", OK, f"{d} is writable for {o.who.name}"))
+            # A `sqlite3 floorgate.db` run as root leaves root-owned -wal/-shm files behind: the gateway then
+            # fails with "attempt to write a readonly database".
+            stuck = []
+            for suffix in ("", "-wal", "-shm"):
+                f = Path(str(cfg.db_path) + suffix)
+                with contextlib.suppress(FileNotFoundError):
+                    if not can_access(f.stat(), o.who, True, True):
+                        stuck.append(f.name)
+            if stuck:
+                out.append(Check("data_dir", "data directory", FAIL,
+                                 f"{o.who.name} cannot write {', '.join(stuck)} in {d}",
+                                 f"sudo chown {o.who.name}: {d}/floorgate.db*", "data_dir_access"))
+            else:
+                out.append(Check("data_dir", "data directory", OK, f"{d} is writable for {o.who.name}"))
     try:
         usage = shutil.disk_usage(_existing_ancestor(d))
     except OSError as e:
@@ -247,9 +260,11 @@ def check_database(cfg: Config, o: Options) -> list[Check]:
                           "install the Floorgate version that wrote it, or restore a backup", "db_version")]
         result = dbinfo.integrity(conn)
         meta = dbinfo.read_meta(conn)
-    except Exception as e:
+    except sqlite3.OperationalError as e:  # busy, locked, I/O: not proof of damage
         return [Check("database", "database", WARN, f"could not check {path}: {e}",
                       "run doctor again; if it persists, look at `journalctl -u floorgate`", "db_check")]
+    except sqlite3.DatabaseError as e:
+        result, meta = [str(e)], {}
     finally:
         conn.close()
     if result != ["ok"]:
@@ -597,7 +612,6 @@ def doctor(config_path: str, o: Options) -> list[Check]:
     cfg, row = check_config(config_path)
     if cfg is None:
         return [row, *check_clock(o)]
-    o.config_file = config_path
     return [row, *run_checks(cfg, o)]
 
 
@@ -615,9 +629,10 @@ def render_table(checks: Sequence[Check], width: int | None = None) -> str:
     head = f"{'CHECK':<{name_w}}  {'STATUS':<{status_w}}  {'WHAT':<{what_w}}  FIX"
     lines = [head, "-" * min(width, len(head) + fix_w)]
     for c in checks:
-        name = textwrap.wrap(c.name, name_w) or [""]
-        what = textwrap.wrap(c.what, what_w) or [""]
-        fix = textwrap.wrap(c.fix, fix_w) or [""]
+        # Paths and commands must stay whole to be copied: wrap only at spaces.
+        name = textwrap.wrap(c.name, name_w, break_on_hyphens=False, break_long_words=False) or [""]
+        what = textwrap.wrap(c.what, what_w, break_on_hyphens=False, break_long_words=False) or [""]
+        fix = textwrap.wrap(c.fix, fix_w, break_on_hyphens=False, break_long_words=False) or [""]
         n = max(len(name), len(what), len(fix))
         for i in range(n):
             cells = (name[i] if i < len(name) else "", c.status.upper() if i == 0 else "",

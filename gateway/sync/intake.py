@@ -154,8 +154,8 @@ class CommandIntake:
             if result.get("ok") and result.get("complete"):
                 self.bulk.kick(cmd.sync_id)
             return result
-        now = self.clock.now()
-        return await self.service.execute_command(name, cmd.cmd_id, lambda f, c: apply_command(f, c, cmd, now))
+        at = self.service.at()
+        return await self.service.execute_command(name, cmd.cmd_id, lambda f, c: apply_command(f, c, cmd, at))
 
     async def _replay(self, name: str, cmd: SyncReplay) -> dict[str, Any]:
         j = self.journal

@@ -88,6 +88,7 @@ class HubSim:
         self._result_waiters: dict[str, asyncio.Event] = {}
         self._last_replay: tuple[float, int, int] | None = None
         self._acked: dict[str, int] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
 
     # -- receiving ------------------------------------------------------------------------------------------
 
@@ -211,7 +212,9 @@ class HubSim:
         cmd_id = f"replay-{uuid.uuid4()}"
         self.send("sync.replay", {"journal": view.journal, "from_seq": lo, "to_seq": hi}, cmd_id=cmd_id)
         self.replays_sent += 1
-        asyncio.get_running_loop().create_task(self._watch_replay(view, cmd_id), name="hubsim-replay-watch")
+        task = asyncio.get_running_loop().create_task(self._watch_replay(view, cmd_id), name="hubsim-replay-watch")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     async def _watch_replay(self, view: JournalView, cmd_id: str) -> None:
         with contextlib.suppress(TimeoutError):
@@ -279,9 +282,13 @@ class HubSim:
     # -- running and reporting ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.mqtt.run(), name="hubsim-mqtt")
-            tg.create_task(self._maintain(), name="hubsim-maintain")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.mqtt.run(), name="hubsim-mqtt")
+                tg.create_task(self._maintain(), name="hubsim-maintain")
+        finally:
+            for t in list(self._watchers):
+                t.cancel()
 
     def report(self) -> dict[str, Any]:
         views = {}

@@ -16,7 +16,7 @@ from tests.conftest import CARTONS, LOCATIONS, OPERATORS, SKUS, order
 async def cmd(service: FloorService, name: str, payload: dict[str, Any], clock: ManualClock) -> dict[str, Any]:
     command = COMMANDS[name].model_validate(payload)
     return await service.execute_command(name, command.cmd_id,
-                                         lambda f, c: apply_command(f, c, command, clock.now()))
+                                         lambda f, c: apply_command(f, c, command, service.at()))
 
 
 async def load_md(service: FloorService, clock: ManualClock) -> None:
@@ -65,10 +65,11 @@ async def test_cancel_emits_cause_then_consequences(service: FloorService, clock
     await cmd(service, "order.upsert", {"cmd_id": "c1", "order": order()}, clock)
     r = await cmd(service, "order.cancel", {"cmd_id": "c2", "order_id": "O-1", "reason": "customer"}, clock)
     assert r["ok"] and r["state"] == "cancelled"
-    assert [t for _, t, _, _ in events(service)] == ["order.received", "order.cancelled", "order.state_changed"]
+    assert [t for _, t, _, _ in events(service)] == ["order.received", "order.cancelled", "task.cancelled",
+                                                   "order.state_changed"]
     again = await cmd(service, "order.cancel", {"cmd_id": "c3", "order_id": "O-1"}, clock)
     assert again["ok"] and again["changed"] is False
-    assert len(events(service)) == 3
+    assert len(events(service)) == 4
     missing = await cmd(service, "order.cancel", {"cmd_id": "c4", "order_id": "O-404"}, clock)
     assert missing["error"]["code"] == "not_found"
 

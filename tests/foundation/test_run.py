@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.brokers import free_port
+
 
 def test_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
     cfg = tmp_path / "floorgate.toml"
-    cfg.write_text(f'data_dir = "{tmp_path}"\n[mqtt]\nport = 1\n', encoding="utf-8")
+    cfg.write_text(f'data_dir = "{tmp_path}"\n[mqtt]\nport = 1\n[http]\nhost = "127.0.0.1"\n'
+                   f'port = {free_port()}\n', encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None

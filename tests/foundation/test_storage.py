@@ -20,7 +20,7 @@ from tests.conftest import SKUS, make_config, order
 
 async def upsert(service: FloorService, clock: ManualClock, cmd_id: str, oid: str) -> dict:
     c = COMMANDS["order.upsert"].model_validate({"cmd_id": cmd_id, "order": order(oid, lines=[(1, "SKU-1", 1)])})
-    return await service.execute_command("order.upsert", cmd_id, lambda f, ch: apply_command(f, ch, c, clock.now()))
+    return await service.execute_command("order.upsert", cmd_id, lambda f, ch: apply_command(f, ch, c, service.at()))
 
 
 def fill(n_kb: int):
@@ -37,7 +37,7 @@ async def setup(tmp_path: Path, clock: ManualClock) -> tuple[Journal, FloorServi
     await s.start()
     c = COMMANDS["masterdata.sync"].model_validate({"cmd_id": "md", "mode": "merge", "sync_id": "s", "part": 1,
                                                     "parts": 1, "skus": SKUS})
-    await s.execute_command("masterdata.sync", "md", lambda f, ch: apply_command(f, ch, c, clock.now()))
+    await s.execute_command("masterdata.sync", "md", lambda f, ch: apply_command(f, ch, c, s.at()))
     return j, s
 
 

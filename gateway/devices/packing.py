@@ -1,0 +1,144 @@
+"""Packing stations' devices: the scale that weighs a verified parcel, and the label printer that prints
+its SSCC as a GS1-128 label once the parcel is packed (after the commit that issued the SSCC)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from drivers.printer import PrinterError, RawTcpPrinter
+from drivers.scale import ScaleError, SerialScale
+from gateway.config import Config, PrinterConfig, ScaleConfig
+from gateway.devices.registry import DeviceRegistry
+from gateway.domain.alarms import clear_alarm, raise_alarm
+from gateway.domain.change import Change
+from gateway.domain.devices import device_status
+from gateway.domain.floor import Floor
+from gateway.domain.label import ShippingLabel, render_zpl
+from gateway.domain.outcome import Outcome, attempt
+from gateway.domain.packing import pack_weight
+from gateway.journal import JournalError
+from gateway.service import FloorService
+
+log = logging.getLogger("floorgate.packing")
+
+WEIGH_TIMEOUT_S = 10.0
+
+
+class ScaleDevice:
+    def __init__(self, cfg: ScaleConfig, service: FloorService, registry: DeviceRegistry) -> None:
+        self.cfg = cfg
+        self.name = f"scale-{cfg.id}"
+        self.service = service
+        self.registry = registry
+        registry.add(cfg.id, "scale")
+        self._requests: asyncio.Queue[str] = asyncio.Queue()
+        self._status: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
+        self.scale = SerialScale(cfg.port, baudrate=cfg.baudrate, mode=cfg.mode, name=cfg.id,
+                                 on_status=lambda online, detail: self._status.put_nowait((online, detail)))
+        self.outcomes: list[Outcome] = []
+        service.on_signal(self._on_signal)
+
+    def _on_signal(self, signal: Any) -> None:
+        if isinstance(signal, tuple) and signal[0] == "weigh" and signal[1] == self.cfg.station:
+            self._requests.put_nowait(signal[2])
+
+    async def run(self) -> None:
+        await self.scale.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._report_status(), name=f"{self.name}-status")
+                while True:
+                    order_id = await self._requests.get()
+                    await self.weigh(order_id)
+        finally:
+            await self.scale.close()
+
+    async def _report_status(self) -> None:
+        while True:
+            online, detail = await self._status.get()
+            await self._record_status(online, detail)
+
+    async def _record_status(self, online: bool, detail: str) -> None:
+        self.registry.status(self.cfg.id, "scale", online, detail)
+        at = self.service.at()
+        with contextlib.suppress(JournalError):
+            await self.service.execute(lambda f, c: device_status(f, c, self.cfg.id, "scale", online, detail, at))
+
+    async def weigh(self, order_id: str) -> Outcome:
+        station = self.cfg.station
+        try:
+            w = await self.scale.read_stable(timeout_s=WEIGH_TIMEOUT_S)
+        except ScaleError as e:
+            out = Outcome.bad("not_allowed", f"scale {self.cfg.id}: {e}; scan the order again to re-weigh")
+            self.outcomes.append(out)
+            self.service.notify(("station_feedback", station, False, out.message))
+            return out
+        at = self.service.at()
+
+        def op(floor: Floor, change: Change) -> Outcome:
+            out = attempt(change, lambda eff: pack_weight(floor, eff, station, round(w.grams, 1), at))
+            change.audit.append({"ts": at.ts, "kind": "weight", "device_id": self.cfg.id, "order_id": order_id,
+                                 "raw": w.raw.decode("ascii", "replace") if isinstance(w.raw, bytes) else str(w.raw),
+                                 "result": "ok" if out.ok else (out.code or "review"), "message": out.message,
+                                 "grams": w.grams})
+            change.signal(("station_feedback", station, out.ok, out.message))
+            return out
+        out = await self.service.execute(op)
+        self.outcomes.append(out)
+        return out
+
+
+class PrinterDevice:
+    def __init__(self, cfg: PrinterConfig, gw: Config, service: FloorService, registry: DeviceRegistry) -> None:
+        self.cfg = cfg
+        self.gw = gw
+        self.name = f"printer-{cfg.id}"
+        self.service = service
+        self.registry = registry
+        registry.add(cfg.id, "printer")
+        self.printer = RawTcpPrinter(cfg.host, cfg.port)
+        self._jobs: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.printed: list[str] = []
+        service.on_signal(self._on_signal)
+
+    def _on_signal(self, signal: Any) -> None:
+        if isinstance(signal, tuple) and signal[0] == "label" and signal[1] == self.cfg.station:
+            self._jobs.put_nowait(signal[2])
+
+    def reprint(self, parcel: dict[str, Any]) -> None:
+        self._jobs.put_nowait(parcel)
+
+    async def run(self) -> None:
+        while True:
+            parcel = await self._jobs.get()
+            await self.print(parcel)
+
+    async def print(self, parcel: dict[str, Any]) -> bool:
+        label = ShippingLabel(parcel["sscc"], parcel["order_id"], self.cfg.station, int(parcel.get("items") or 0),
+                              parcel.get("carton"), parcel.get("weight_g"),
+                              len(self.gw.packing.company_prefix), f"{self.gw.site} / {self.gw.gateway}",
+                              self.service.clock.now())
+        alarm_id = f"printer:{self.cfg.id}"
+        at = self.service.at()
+        try:
+            await self.printer.send(render_zpl(label))
+        except PrinterError as e:
+            err = str(e)
+            self.registry.status(self.cfg.id, "printer", False, err)
+            with contextlib.suppress(JournalError):
+                await self.service.execute(lambda f, c: (
+                    device_status(f, c, self.cfg.id, "printer", False, err, at),
+                    raise_alarm(f, c, alarm_id, "printer_failed", "warning",
+                                f"label for {parcel['order_id']} (SSCC {parcel['sscc']}) not printed on "
+                                f"{self.cfg.id}: {err}; reprint it from the packing page", at.wall)))
+            return False
+        self.registry.status(self.cfg.id, "printer", True, "printed")
+        self.printed.append(parcel["sscc"])
+        with contextlib.suppress(JournalError):
+            await self.service.execute(lambda f, c: (
+                device_status(f, c, self.cfg.id, "printer", True, "printed", at),
+                clear_alarm(f, c, alarm_id, f"{self.cfg.id} printing again")))
+        return True

@@ -1,0 +1,198 @@
+"""The PTL coordinator: what the domain wants each module to show, turned into module states on the right
+bus; key presses turned into domain confirms; module health into device events.
+
+Job tokens are allocated here: every change of what a module shows (another line, another quantity, another
+colour) gets a new token, so a press made on the old display is recognised as stale by the driver and never
+confirms the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from drivers.ptl import BusSettings, Colour, KeyPress, ModuleOffline, ModuleOnline, ModuleState, Pattern, PtlBus
+from gateway.config import Config
+from gateway.devices.registry import DeviceRegistry
+from gateway.domain.change import Change
+from gateway.domain.devices import device_status
+from gateway.domain.floor import Floor
+from gateway.domain.lights import LightJob, desired
+from gateway.domain.model import Light
+from gateway.domain.picking import key_press
+from gateway.journal import JournalError
+from gateway.service import FloorService
+
+log = logging.getLogger("floorgate.ptl.coordinator")
+
+COLOURS = {"green": Colour.GREEN, "blue": Colour.BLUE, "yellow": Colour.YELLOW, "magenta": Colour.MAGENTA,
+           "cyan": Colour.CYAN}
+PATTERNS = {"steady": Pattern.STEADY, "blink": Pattern.BLINK_1HZ}
+DONE_S = 1.5  # the module turns itself off after `done`; leave it alone meanwhile
+
+
+def module_id(light: Light) -> str:
+    return f"{light.bus}-u{light.unit:03d}"
+
+
+class PtlDevices:
+    name = "ptl"
+
+    def __init__(self, cfg: Config, service: FloorService, registry: DeviceRegistry) -> None:
+        self.cfg = cfg
+        self.service = service
+        self.registry = registry
+        self.error_s = cfg.picking.error_signal_ms / 1000.0
+        self.buses: dict[str, PtlBus] = {}
+        for b in cfg.ptl.buses:
+            self.buses[b.id] = PtlBus(BusSettings.from_config(b), on_key=self._on_key, on_health=self._on_health)
+            registry.add(b.id, "bus")
+        self.shown: dict[Light, tuple[int, tuple[Any, ...]]] = {}  # token and what it shows
+        self._tokens: dict[Light, int] = {}
+        self._done_at: dict[Light, float] = {}
+        self._error_until: dict[Light, float] = {}
+        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.presses = 0
+        service.on_signal(self._on_signal)
+
+    # -- domain -> modules --------------------------------------------------------------------------------
+
+    def _on_signal(self, signal: Any) -> None:
+        if not isinstance(signal, tuple) or not signal:
+            return
+        kind = signal[0]
+        if kind == "lights":
+            for light in signal[1]:
+                self.refresh(light)
+        elif kind == "light_error":
+            for light in signal[1]:
+                self.error(light)
+        elif kind == "light_done":
+            self.done(signal[1])
+        elif kind == "masterdata_replaced":
+            self.watch_all()
+
+    def _loop_time(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def refresh(self, light: Light) -> None:
+        bus = self.buses.get(light.bus)
+        if bus is None:
+            return
+        if self._error_until.get(light, 0.0) > self._loop_time():
+            return  # the error signal is showing; the job comes back when it ends
+        job = desired(self.service.floor, light)
+        if job is None:
+            self.shown.pop(light, None)
+            if self._done_at.get(light, -1e9) + DONE_S > self._loop_time():
+                return
+            bus.set_state(light.unit, ModuleState.off())
+            return
+        key = (job.task_id, job.line_no, job.qty, job.colour, job.pattern)
+        current = self.shown.get(light)
+        if current is not None and current[1] == key:
+            token = current[0]
+        else:
+            token = self._next_token(light)
+            self.shown[light] = (token, key)
+        bus.set_state(light.unit, self._job_state(job, token))
+
+    def _job_state(self, job: LightJob, token: int) -> ModuleState:
+        return ModuleState.job(min(job.qty, 9999), COLOURS.get(job.colour, Colour.GREEN),
+                               PATTERNS.get(job.pattern, Pattern.STEADY), token)
+
+    def _next_token(self, light: Light) -> int:
+        t = self._tokens.get(light, 0) % 65535 + 1
+        self._tokens[light] = t
+        return t
+
+    def error(self, light: Light) -> None:
+        bus = self.buses.get(light.bus)
+        if bus is None:
+            return
+        current = self.shown.get(light)
+        token = current[0] if current is not None else self._next_token(light)
+        qty = current[1][2] if current is not None else 0
+        bus.set_state(light.unit, ModuleState.error(token, qty=min(qty, 9999)))
+        self._error_until[light] = self._loop_time() + self.error_s
+        asyncio.get_running_loop().call_later(self.error_s, self._end_error, light)
+
+    def _end_error(self, light: Light) -> None:
+        self._error_until.pop(light, None)
+        self.refresh(light)
+
+    def done(self, light: Light) -> None:
+        bus = self.buses.get(light.bus)
+        if bus is None:
+            return
+        self.shown.pop(light, None)
+        self._done_at[light] = self._loop_time()
+        bus.set_state(light.unit, ModuleState.done())
+
+    def watch_all(self) -> None:
+        """Watch every module master data puts on our buses, and show what it should."""
+        lights = {loc.light for loc in self.service.floor.md.locations.values() if loc.light is not None}
+        for light in lights:
+            bus = self.buses.get(light.bus)
+            if bus is not None:
+                bus.watch(light.unit)
+                self.registry.add(module_id(light), "ptl")
+        for light in lights | set(self.service.floor.modules):
+            self.refresh(light)
+
+    # -- modules -> domain ----------------------------------------------------------------------------
+
+    def _on_key(self, press: KeyPress) -> None:
+        self._events.put_nowait(("key", press))
+
+    def _on_health(self, event: ModuleOnline | ModuleOffline) -> None:
+        self._events.put_nowait(("health", event))
+
+    async def _handle(self, kind: str, ev: Any) -> None:
+        at = self.service.at()
+        if kind == "key":
+            press: KeyPress = ev
+            light = Light(press.bus_id, press.unit)
+            current = self.shown.get(light)
+            if current is None or current[0] != press.token:
+                log.info("stale key press ignored", extra={"fields": {"module": module_id(light),
+                                                                        "token": press.token}})
+                return
+            task_id, line_no = current[1][0], current[1][1]
+            self.presses += 1
+
+            def op(floor: Floor, change: Change) -> object:
+                return key_press(floor, change, task_id, line_no, press.kind, press.qty, press.adjusted,
+                                 "ptl_button", at, module_id(light))
+            await self.service.execute(op)
+        else:
+            online = isinstance(ev, ModuleOnline)
+            light = Light(ev.bus_id, ev.unit)
+            detail = "answering" if online else getattr(ev, "detail", "no answer")
+            self.registry.status(module_id(light), "ptl", online, detail)
+            await self.service.execute(lambda f, c: device_status(f, c, module_id(light), "ptl", online, detail, at))
+            if online:
+                self.refresh(light)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for bus in self.buses.values():
+                tg.create_task(bus.run(), name=f"ptl-bus-{bus.settings.id}")
+            self.watch_all()
+            while True:
+                kind, ev = await self._events.get()
+                try:
+                    await self._handle(kind, ev)
+                except JournalError as e:
+                    log.warning("PTL event not stored", extra={"fields": {"error": str(e)}})
+
+    async def shutdown(self) -> None:
+        """Lights off on a clean stop (nothing is left lit for a job the gateway no longer drives)."""
+        for light in list(self.shown):
+            bus = self.buses.get(light.bus)
+            if bus is not None:
+                bus.set_state(light.unit, ModuleState.off())
+        with contextlib.suppress(Exception):
+            await asyncio.sleep(0.2)

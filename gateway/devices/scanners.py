@@ -1,0 +1,97 @@
+"""A scanner's coordinator: raw scans from its driver, in arrival order, through the domain's one scan
+pipeline; the answer back to the scanner (good or bad beep bytes) once the scan is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from drivers.scanner import RawScan, make_reader
+from gateway.config import ScannerConfig
+from gateway.devices.registry import DeviceRegistry
+from gateway.domain.barcode import escape_raw
+from gateway.domain.change import Change
+from gateway.domain.devices import device_status
+from gateway.domain.floor import Floor
+from gateway.domain.outcome import Outcome
+from gateway.domain.scanning import ScanInput, handle_scan
+from gateway.journal import JournalError
+from gateway.service import FloorService
+
+log = logging.getLogger("floorgate.scanner")
+
+
+class ScannerDevice:
+    def __init__(self, cfg: ScannerConfig, service: FloorService, registry: DeviceRegistry,
+                 has_scale: Callable[[str], bool]) -> None:
+        self.cfg = cfg
+        self.name = f"scanner-{cfg.id}"
+        self.service = service
+        self.registry = registry
+        self.has_scale = has_scale
+        self.info = registry.add(cfg.id, "scanner")
+        self.good = bytes.fromhex(cfg.good_feedback) if cfg.good_feedback else b""
+        self.bad = bytes.fromhex(cfg.bad_feedback) if cfg.bad_feedback else b""
+        self._queue: asyncio.Queue[RawScan | tuple[bool, str]] = asyncio.Queue()
+        self.reader = make_reader(cfg, self._queue.put_nowait, lambda online, detail: self._queue.put_nowait(
+            (online, detail)), clock=time.monotonic)
+        self.outcomes: list[Outcome] = []  # the latest answers, for tests and the technician page
+        service.on_signal(self._on_signal)
+
+    def _on_signal(self, signal: Any) -> None:
+        # A packing result decided later (the weight) is answered on the station's scanners too.
+        if isinstance(signal, tuple) and signal[0] == "station_feedback" and signal[1] == self.cfg.station:
+            self._beep(bool(signal[2]))
+
+    def _beep(self, ok: bool) -> None:
+        data = self.good if ok else self.bad
+        if data:
+            self.reader.write(data)
+
+    async def run(self) -> None:
+        await self.reader.start()
+        try:
+            while True:
+                item = await self._queue.get()
+                if isinstance(item, tuple):
+                    await self._status(*item)
+                else:
+                    await self.handle(item)
+        finally:
+            await self.reader.stop()
+
+    async def _status(self, online: bool, detail: str) -> None:
+        self.registry.status(self.cfg.id, "scanner", online, detail)
+        at = self.service.at()
+        try:
+            await self.service.execute(lambda f, c: device_status(f, c, self.cfg.id, "scanner", online, detail, at))
+        except JournalError:
+            log.warning("device status not stored", extra={"fields": {"device": self.cfg.id}})
+
+    async def handle(self, raw: RawScan) -> Outcome:
+        scan = ScanInput(self.cfg.id, self.cfg.station, raw.text, raw.symbology, escape_raw(raw.raw), raw.too_long)
+        at = self.service.at()
+        scale = self.has_scale(self.cfg.station)
+
+        def op(floor: Floor, change: Change) -> Outcome:
+            return handle_scan(floor, change, scan, at, scale)
+        try:
+            outcome = await self.service.execute(op)
+        except JournalError as e:
+            outcome = Outcome.bad("not_allowed", f"not stored ({e}): scan again")
+        except Exception:
+            log.exception("scan failed", extra={"fields": {"device": self.cfg.id}})
+            outcome = Outcome.bad("not_allowed", "internal error: scan again")
+        self.registry.latencies.append(time.monotonic() - raw.t)
+        self.info.scans += 1
+        if not outcome.ok:
+            self.info.rejects += 1
+        self.info.last_scans.append({"ts": at.ts, "raw": scan.raw[:200], "ok": outcome.ok, "code": outcome.code,
+                                     "message": outcome.message})
+        self.outcomes.append(outcome)
+        del self.outcomes[:-50]
+        self._beep(outcome.ok)
+        return outcome

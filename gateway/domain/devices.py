@@ -1,0 +1,42 @@
+"""Device health as the domain records it: `device.online` / `device.offline` once per change, and an alarm
+for a device that stays offline too long (a scanner left unplugged, a module gone from the bus)."""
+
+from __future__ import annotations
+
+from gateway.domain.alarms import clear_alarm, raise_alarm
+from gateway.domain.change import Change
+from gateway.domain.floor import Floor
+from gateway.domain.model import At, DeviceState
+
+KINDS = ("scanner", "ptl", "scale", "bus", "broker", "printer")
+
+
+def device_status(floor: Floor, change: Change, device_id: str, kind: str, online: bool, detail: str,
+                  at: At) -> bool:
+    st = floor.devices.get(device_id)
+    if st is not None and st.online == online:
+        st.detail = detail
+        return False
+    if st is None:
+        st = floor.devices[device_id] = DeviceState(device_id, kind, online, detail, at.mono)
+    else:
+        st.online, st.detail, st.since_mono = online, detail, at.mono
+        if not online:
+            st.errors += 1
+    change.emit("device.online" if online else "device.offline",
+                {"device_id": device_id, "kind": kind, "detail": detail})
+    if online and st.alarmed:
+        st.alarmed = False
+        clear_alarm(floor, change, f"device_offline:{device_id}", f"{device_id} is back")
+    return True
+
+
+def offline_alarms(floor: Floor, change: Change, at: At) -> None:
+    limit = floor.rules.device_offline_alarm_s
+    for st in floor.devices.values():
+        if not st.online and not st.alarmed and at.mono - st.since_mono >= limit:
+            st.alarmed = True
+            minutes = (at.mono - st.since_mono) / 60
+            raise_alarm(floor, change, f"device_offline:{st.device_id}", "device_offline", "warning",
+                        f"{st.kind} {st.device_id} has been offline for {minutes:.0f} min ({st.detail}); "
+                        "check its cable and power", at.wall)

@@ -1,0 +1,268 @@
+"""Pick-and-pack double verification (SPEC §6): the packer scans the order (or its tote) at a station,
+then every item again. The station expects exactly what was picked (GTIN's SKU, lot, serial, quantity):
+an item not in the order, one too many, or a different lot is refused and nothing is counted. When all
+is there, the parcel is weighed where the station has a scale (sum of unit weights + carton tare, within
+`packing.weight_tolerance_pct`); a larger deviation holds the order for a review. Otherwise the parcel
+gets its SSCC (serial from the journal, so it never repeats) and the order is `packed`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.domain.barcode import Barcode
+from gateway.domain.change import Change
+from gateway.domain.floor import Floor
+from gateway.domain.model import ON_HOLD, PACKED, PACKING, PICKED, SHORT_PICKED, At, Order, Session, Station
+from gateway.domain.orders import transition
+from gateway.domain.outcome import Outcome, Refused
+from gateway.domain.sscc import SsccError, SsccSeries
+
+SEP = "\x1f"
+
+
+def item_key(sku: str, lot: str | None, serial: str | None) -> str:
+    return f"{sku}{SEP}{lot or ''}{SEP}{serial or ''}"
+
+
+def expected_items(order: Order) -> dict[str, int]:
+    """What was picked for the order, unit by unit, keyed by SKU, lot and serial."""
+    out: dict[str, int] = {}
+    for line in order.lines:
+        for p in line.picks:
+            if p.serials:
+                for s in p.serials:
+                    k = item_key(line.sku, p.lot, s)
+                    out[k] = out.get(k, 0) + 1
+                rest = p.qty - len(p.serials)
+            else:
+                rest = p.qty
+            if rest > 0:
+                k = item_key(line.sku, p.lot, None)
+                out[k] = out.get(k, 0) + rest
+    return out
+
+
+def remaining_items(order: Order, station: Station) -> dict[str, int]:
+    exp = expected_items(order)
+    return {k: n - station.scanned.get(k, 0) for k, n in exp.items() if n - station.scanned.get(k, 0) > 0}
+
+
+def expected_weight(floor: Floor, order: Order, carton: str | None) -> float:
+    grams = 0.0
+    for line in order.lines:
+        sku = floor.md.skus.get(line.sku)
+        if sku is not None and sku.unit_weight_g is not None:
+            grams += sku.unit_weight_g * line.picked
+    c = floor.md.cartons.get(carton) if carton else None
+    return round(grams + (c.tare_g if c is not None else 0.0), 1)
+
+
+def _station(floor: Floor, station_id: str) -> Station:
+    st = floor.stations.get(station_id)
+    if st is None:
+        st = floor.stations[station_id] = Station(station_id)
+    return st
+
+
+def _holder(floor: Floor, order_id: str) -> str | None:
+    for st in floor.stations.values():
+        if st.order_id == order_id:
+            return st.station
+    return None
+
+
+def _take_order(floor: Floor, change: Change, st: Station, session: Session, order: Order, at: At) -> Outcome:
+    if st.order_id == order.order_id:
+        if st.awaiting_weight:
+            change.signal(("weigh", st.station, order.order_id))
+            return Outcome.good(f"weighing order {order.order_id} again", "order", order_id=order.order_id)
+        return Outcome.good(f"order {order.order_id}: continue", "order", order_id=order.order_id)
+    if st.order_id is not None:
+        raise Refused("not_allowed", f"this station is verifying order {st.order_id}; finish it first")
+    holder = _holder(floor, order.order_id)
+    if holder is not None:
+        raise Refused("not_allowed", f"order {order.order_id} is being verified at {holder}")
+    if order.state in (PICKED, SHORT_PICKED):
+        transition(change, order, PACKING)
+    elif order.state != PACKING:
+        raise Refused("order_not_ready", f"order {order.order_id} is {order.state.replace('_', ' ')}, not picked")
+    st.order_id = order.order_id
+    st.operator_id = session.operator_id
+    st.tote = order.tote
+    st.carton = None
+    st.scanned = {}
+    st.items = []
+    st.awaiting_weight = False
+    change.save("station", st.station, st)
+    units = sum(expected_items(order).values())
+    return Outcome.good(f"order {order.order_id}: scan its {units} item(s)", "order", order_id=order.order_id,
+                        units=units)
+
+
+def pack_scan(floor: Floor, change: Change, session: Session, bc: Barcode, at: At, has_scale: bool) -> Outcome:
+    st = _station(floor, session.station)
+    if bc.kind in ("order", "tote"):
+        order_id = bc.order_id or (floor.totes.get(str(bc.code)) if bc.code else None)
+        order = floor.orders.get(order_id) if order_id else None
+        if order is None:
+            raise Refused("not_expected", f"tote {bc.code} is not bound to an open order")
+        return _take_order(floor, change, st, session, order, at)
+    if st.order_id is None:
+        raise Refused("no_task", "scan the order or its tote first")
+    order = floor.orders[st.order_id]
+    if st.awaiting_weight:
+        raise Refused("not_allowed", "everything is scanned: put the parcel on the scale")
+    if bc.kind == "carton":
+        st.carton = bc.code
+        change.save("station", st.station, st)
+        tare = floor.md.cartons[str(bc.code)].tare_g
+        return Outcome.good(f"carton {bc.code} ({tare:g} g)", "carton", carton=bc.code)
+    if bc.kind != "item":
+        raise Refused("not_allowed", f"a {bc.kind} cannot be scanned while packing")
+    if bc.sku is None:
+        raise Refused("unknown_barcode", f"GTIN {bc.gtin} is not in master data")
+    exp = expected_items(order)
+    skus = {k.split(SEP)[0] for k in exp}
+    if bc.sku not in skus:
+        raise Refused("not_expected", f"{bc.sku} is not in order {order.order_id}: put it aside")
+    key = item_key(bc.sku, bc.lot, bc.serial)
+    if key not in exp:
+        lots = {k.split(SEP)[1] for k in exp if k.startswith(bc.sku + SEP)}
+        if (bc.lot or "") not in lots:
+            raise Refused("wrong_lot", f"lot {bc.lot or '(none)'} of {bc.sku} was not picked for this order "
+                                       f"(picked: {', '.join(sorted(x or '(none)' for x in lots))})")
+        raise Refused("not_expected", f"serial {bc.serial or '(none)'} of {bc.sku} was not picked for this order")
+    units = bc.units or 1
+    left = exp[key] - st.scanned.get(key, 0)
+    if units > left:
+        raise Refused("over_scan", f"one too many: {bc.sku} lot {bc.lot or '-'} is complete")
+    st.scanned[key] = st.scanned.get(key, 0) + units
+    st.items.append({k: v for k, v in (("gtin", bc.gtin), ("lot", bc.lot), ("serial", bc.serial),
+                                       ("qty", units)) if v is not None})
+    change.save("station", st.station, st)
+    missing = sum(remaining_items(order, st).values())
+    if missing:
+        return Outcome.good(f"{bc.sku} ok, {missing} to go", "item", missing=missing)
+    if has_scale:
+        st.awaiting_weight = True
+        change.save("station", st.station, st)
+        change.signal(("weigh", st.station, order.order_id))
+        return Outcome.good("all items match: weighing", "item", missing=0, weighing=True)
+    return verify(floor, change, st, order, None, at)
+
+
+def _items(station: Station) -> list[dict[str, Any]]:
+    """pack.verified items: one entry per GTIN, lot and serial with its quantity."""
+    agg: dict[tuple[Any, ...], int] = {}
+    for it in station.items:
+        k = (it.get("gtin"), it.get("lot"), it.get("serial"))
+        agg[k] = agg.get(k, 0) + int(it["qty"])
+    out = []
+    for (gtin, lot, serial), qty in agg.items():
+        d: dict[str, Any] = {"gtin": gtin, "qty": qty}
+        if lot:
+            d["lot"] = lot
+        if serial:
+            d["serial"] = serial
+        out.append(d)
+    return out
+
+
+def _issue_sscc(floor: Floor, change: Change) -> str:
+    r = floor.rules
+    series = SsccSeries(r.sscc_extension, r.sscc_company_prefix, r.sscc_serial_start, r.sscc_serial_end)
+    try:
+        serial, sscc = series.issue(floor.sscc_last or None)
+    except SsccError as e:
+        raise Refused("not_allowed", str(e)) from None
+    floor.sscc_last = serial
+    change.meta["sscc_last_serial"] = str(serial)
+    return sscc
+
+
+def verify(floor: Floor, change: Change, st: Station, order: Order, weight_g: float | None, at: At) -> Outcome:
+    expected = expected_weight(floor, order, st.carton)
+    parcel = {"station": st.station, "operator_id": st.operator_id or "", "tote": st.tote,
+              "items": _items(st), "carton": st.carton, "expected_g": expected}
+    return _packed(floor, change, order, parcel, weight_g, at, st)
+
+
+def _packed(floor: Floor, change: Change, order: Order, parcel: dict[str, Any], weight_g: float | None, at: At,
+            st: Station | None) -> Outcome:
+    sscc = _issue_sscc(floor, change)
+    data = {"station": parcel["station"], "operator_id": parcel["operator_id"], "tote": parcel.get("tote"),
+            "items": parcel["items"], "carton": parcel.get("carton"), "weight_g": weight_g,
+            "expected_g": parcel["expected_g"], "sscc": sscc}
+    change.emit("pack.verified", {k: v for k, v in data.items() if v is not None or k == "weight_g"},
+                order.order_id)
+    transition(change, order, PACKED)
+    if order.tote:
+        floor.totes.pop(order.tote, None)
+    if st is not None:
+        _clear(change, st)
+    change.signal(("label", parcel["station"], {"sscc": sscc, "order_id": order.order_id,
+                                                 "carton": parcel.get("carton"), "weight_g": weight_g,
+                                                 "items": sum(i["qty"] for i in parcel["items"])}))
+    return Outcome.good(f"order {order.order_id} packed, SSCC {sscc}", "packed", sscc=sscc, order_id=order.order_id)
+
+
+def _clear(change: Change, st: Station) -> None:
+    st.order_id = st.operator_id = st.tote = st.carton = None
+    st.scanned = {}
+    st.items = []
+    st.awaiting_weight = False
+    change.save("station", st.station, st)
+
+
+def pack_weight(floor: Floor, change: Change, station_id: str, grams: float, at: At) -> Outcome:
+    st = floor.stations.get(station_id)
+    if st is None or st.order_id is None or not st.awaiting_weight:
+        raise Refused("not_allowed", f"station {station_id} is not waiting for a weight")
+    order = floor.orders[st.order_id]
+    expected = expected_weight(floor, order, st.carton)
+    tol = floor.rules.weight_tolerance_pct
+    deviation = round((grams - expected) / expected * 100.0, 1) if expected > 0 else 0.0
+    if abs(deviation) <= tol:
+        return verify(floor, change, st, order, grams, at)
+    change.emit("pack.review_required", {"station": station_id, "reason": "weight_deviation", "expected_g": expected,
+                                         "actual_g": grams, "deviation_pct": deviation}, order.order_id)
+    order.review = {"station": station_id, "operator_id": st.operator_id or "", "tote": st.tote,
+                    "items": _items(st), "carton": st.carton, "expected_g": expected, "actual_g": grams,
+                    "deviation_pct": deviation}
+    order.holds = ["review", *[h for h in order.holds if h != "review"]]
+    order.holds.sort()
+    transition(change, order, ON_HOLD)
+    _clear(change, st)
+    change.signal(("review", order.order_id))
+    return Outcome(False, None, f"weight {grams:g} g is {deviation:+.1f}% off the expected {expected:g} g "
+                                f"(tolerance {tol:g}%): the order waits for a supervisor's review", "weight",
+                   {"order_id": order.order_id, "deviation_pct": deviation})
+
+
+def approve(floor: Floor, change: Change, order: Order, at: At) -> None:
+    """A reviewed parcel approved as it is: verified with the weight that was measured."""
+    review = order.review or {}
+    parcel = {k: review.get(k) for k in ("station", "operator_id", "tote", "items", "carton", "expected_g")}
+    parcel["items"] = parcel["items"] or []
+    parcel["expected_g"] = parcel["expected_g"] or 0.0
+    parcel["station"] = parcel["station"] or ""
+    parcel["operator_id"] = parcel["operator_id"] or ""
+    order.review = None
+    _packed(floor, change, order, parcel, review.get("actual_g"), at, None)
+
+
+def station_view(floor: Floor, station_id: str) -> dict[str, Any]:
+    """What the packing station page shows: the order, expected items ticking off, the state."""
+    st = floor.stations.get(station_id) or Station(station_id)
+    out: dict[str, Any] = {"station": station_id, "order_id": st.order_id, "tote": st.tote, "carton": st.carton,
+                           "awaiting_weight": st.awaiting_weight, "items": []}
+    if st.order_id is not None and st.order_id in floor.orders:
+        order = floor.orders[st.order_id]
+        for key, n in sorted(expected_items(order).items()):
+            sku, lot, serial = key.split(SEP)
+            out["items"].append({"sku": sku, "lot": lot or None, "serial": serial or None, "expected": n,
+                                 "scanned": st.scanned.get(key, 0)})
+        out["expected_g"] = expected_weight(floor, order, st.carton)
+        out["tolerance_pct"] = floor.rules.weight_tolerance_pct
+    return out

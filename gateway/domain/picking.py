@@ -1,0 +1,371 @@
+"""Light-guided picking with scan checks (SPEC §6).
+
+A picker's item scan is matched to their open line of that SKU (the line whose location was scanned last,
+if any, else the lowest line_no) and checked: the right item, a lot where the SKU needs one, not expired
+and with enough shelf life left, a serial not picked before, not more than the line wants. A scan counts
+its units (a pack GTIN its pack quantity); a line is confirmed when its last unit is scanned, by the PTL
+key (the quantity shown, possibly adjusted down), or from the PDA page, and every confirm needs an item
+scan first. Units of different lots give one `pick.line_confirmed` per lot. A confirm can be undone within
+`picking.undo_window_s`.
+
+Every refusal is raised (`Refused`) before anything changed.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from gateway.domain.barcode import Barcode
+from gateway.domain.change import Change
+from gateway.domain.floor import Floor
+from gateway.domain.lights import lights_of, line_module, release
+from gateway.domain.model import (
+    ON_HOLD,
+    PACKING,
+    TASK_ASSIGNED,
+    TASK_COMPLETED,
+    TASK_STARTED,
+    At,
+    Light,
+    Line,
+    Order,
+    Pick,
+    Session,
+    Sku,
+    Task,
+)
+from gateway.domain.outcome import Outcome, Refused
+from gateway.domain.tasks import complete_if_done, reopen, start
+
+
+def _signal_lights(change: Change, lights: set[Light]) -> None:
+    if lights:
+        change.signal(("lights", frozenset(lights)))
+
+
+def picker_tasks(floor: Floor, operator_id: str) -> list[Task]:
+    tasks = [t for t in floor.tasks.values()
+             if t.operator_id == operator_id and t.state in (TASK_ASSIGNED, TASK_STARTED)]
+    return sorted(tasks, key=lambda t: (t.assigned_at or "", t.task_id))
+
+
+def open_lines(floor: Floor, operator_id: str) -> list[tuple[Task, Order, Line]]:
+    out = []
+    for task in picker_tasks(floor, operator_id):
+        order = floor.orders[task.order_id]
+        for no in task.line_nos:
+            line = order.line(no)
+            if line is not None and not line.done:
+                out.append((task, order, line))
+    return out
+
+
+def _in_hand(floor: Floor, operator_id: str) -> tuple[Task, Order, Line] | None:
+    picker = floor.pickers.get(operator_id)
+    if picker is None or picker.in_hand is None:
+        return None
+    task = floor.tasks.get(picker.in_hand[0])
+    if task is None or task.operator_id != operator_id or task.state not in (TASK_ASSIGNED, TASK_STARTED):
+        return None
+    order = floor.orders[task.order_id]
+    line = order.line(picker.in_hand[1])
+    return (task, order, line) if line is not None and not line.done else None
+
+
+def _error_lights(floor: Floor, change: Change, operator_id: str, line: Line | None) -> None:
+    """The wrong-scan signal: on the line in hand, or on every module showing this picker's jobs."""
+    light = line_module(floor, line) if line is not None else None
+    lights = {light} if light is not None else lights_of(floor, operator_id)
+    if lights:
+        change.signal(("light_error", frozenset(lights)))
+
+
+def _check_item(floor: Floor, sku: Sku, bc: Barcode, line: Line, at: At) -> None:
+    if sku.lot_tracked and not bc.lot:
+        raise Refused("lot_required", f"{sku.sku} is lot-tracked: scan the GS1 code that carries the lot (10)")
+    if sku.expiry_tracked:
+        if not bc.expiry:
+            raise Refused("lot_required", f"{sku.sku} needs its expiry date: scan the GS1 code with (17)")
+        today: date = at.wall.date()
+        expiry = date.fromisoformat(bc.expiry)
+        if expiry < today:
+            raise Refused("expired", f"expired on {bc.expiry}: take another unit")
+        if sku.min_shelf_life_days and expiry < today + timedelta(days=sku.min_shelf_life_days):
+            left = (expiry - today).days
+            raise Refused("short_shelf_life", f"only {left} days of shelf life left (expires {bc.expiry}); "
+                                              f"{sku.sku} needs {sku.min_shelf_life_days}: take a fresher unit")
+    if sku.serial_tracked:
+        if not bc.serial:
+            raise Refused("not_allowed", f"{sku.sku} is serial-tracked: scan the code that carries the serial (21)")
+        if (sku.sku, bc.serial) in floor.serials:
+            raise Refused("serial_repeated", f"serial {bc.serial} has been picked already")
+    units = bc.units or 1
+    if units > line.remaining:
+        raise Refused("over_scan", f"that is {units} unit(s) but line {line.line_no} needs only {line.remaining} "
+                                   "more")
+
+
+def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Order, Line]:
+    hand = _in_hand(floor, operator_id)
+    if hand is not None:
+        if hand[2].sku == bc.sku:
+            return hand
+        raise Refused("wrong_item", f"wrong item: {bc.sku or bc.gtin} is not {hand[2].sku} "
+                                    f"(line {hand[2].line_no} at {hand[2].location or 'its location'})",
+                      line=hand[2].line_no)
+    matches = [x for x in open_lines(floor, operator_id) if x[2].sku == bc.sku]
+    if not matches:
+        raise Refused("wrong_item", f"{bc.sku or bc.gtin} is not on your pick list")
+    return min(matches, key=lambda x: (x[2].line_no, x[0].task_id))
+
+
+def add_units(floor: Floor, change: Change, task: Task, line: Line, item: dict[str, Any], units: int,
+              via: str, at: At, location: str | None) -> None:
+    """Count `units` of the item in hand on the line (one pick per lot)."""
+    if units <= 0:
+        return
+    for p in line.picks:
+        if (p.gtin, p.lot, p.expiry) == (item.get("gtin"), item.get("lot"), item.get("expiry")):
+            p.qty += units
+            if item.get("serial"):
+                p.serials.append(item["serial"])
+            break
+    else:
+        line.picks.append(Pick(units, task.operator_id or "", via, at.ts, item.get("gtin"), item.get("lot"),
+                               item.get("expiry"), [item["serial"]] if item.get("serial") else [], location))
+    if item.get("serial"):
+        floor.serials.add((line.sku, item["serial"]))
+
+
+def finish_line(floor: Floor, change: Change, task: Task, order: Order, line: Line, via: str, at: At,
+                short_reason: str | None = None) -> None:
+    """Close a line: one `pick.line_confirmed` per lot, then `pick.line_short` for what is missing, then
+    the task and order consequences; its module is freed (done acknowledgement) for the next line."""
+    missing = line.qty - line.picked
+    operator = task.operator_id or ""
+    by_lot: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for p in line.picks:
+        key = (p.lot, p.expiry)
+        d = by_lot.get(key)
+        if d is None:
+            d = by_lot[key] = {"task_id": task.task_id, "line_no": line.line_no, "sku": line.sku, "gtin": p.gtin,
+                               "lot": p.lot, "expiry": p.expiry, "serials": [], "qty": 0,
+                               "location": p.location or line.location, "operator_id": operator, "via": via}
+        d["qty"] += p.qty
+        d["serials"].extend(p.serials)
+    for d in by_lot.values():
+        change.emit("pick.line_confirmed", {k: v for k, v in d.items() if v is not None}, order.order_id)
+    if missing > 0:
+        line.short = missing
+        change.emit("pick.line_short", {"task_id": task.task_id, "line_no": line.line_no,
+                                        "qty_picked": line.picked, "qty_missing": missing, "operator_id": operator,
+                                        "reason": short_reason or "adjusted"}, order.order_id)
+        floor.dispatch.on_short(operator, at.mono)
+    line.done = True
+    line.done_at = at.ts
+    line.done_mono = at.mono
+    change.save("order", order.order_id, order)
+    picker = floor.pickers.get(operator)
+    if picker is not None and picker.in_hand == (task.task_id, line.line_no):
+        picker.in_hand = None
+        change.save("picker", operator, picker)
+    floor.dispatch.on_line_done(task.task_id, at.mono)
+    light = line_module(floor, line)
+    if light is not None:
+        change.signal(("light_done", light))
+    _signal_lights(change, release(floor, task.task_id, line.line_no, light))
+    complete_if_done(floor, change, task, at)
+
+
+def pick_scan(floor: Floor, change: Change, session: Session, bc: Barcode, at: At) -> Outcome:
+    op = session.operator_id
+    try:
+        return _pick_scan(floor, change, op, bc, at)
+    except Refused as e:
+        hand = _in_hand(floor, op)
+        _error_lights(floor, change, op, hand[2] if hand else None)
+        raise e
+
+
+def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Outcome:
+    tasks = picker_tasks(floor, op)
+    if bc.kind == "tote":
+        return bind_tote(floor, change, op, str(bc.code), tasks)
+    if bc.kind == "location":
+        if floor.rules.location_scan == "off":
+            return Outcome.good("location noted", "location")
+        lines = [x for x in open_lines(floor, op) if x[2].location == bc.code]
+        if not lines:
+            raise Refused("wrong_location", f"none of your lines is at {bc.code}")
+        task, order, line = min(lines, key=lambda x: x[2].line_no)
+        if order.state == ON_HOLD:
+            raise Refused("not_allowed", f"order {order.order_id} is on hold")
+        line.located = True
+        picker = floor.picker(op)
+        picker.in_hand = (task.task_id, line.line_no)
+        change.save("picker", op, picker)
+        change.save("order", order.order_id, order)
+        return Outcome.good(f"{bc.code}: take {line.remaining} x {line.sku}", "location",
+                            task_id=task.task_id, line_no=line.line_no)
+    if bc.kind != "item":
+        raise Refused("not_allowed", f"a {bc.kind} cannot be scanned while picking; scan an item, a location "
+                                     "or a tote")
+    if not tasks:
+        raise Refused("no_task", "you have no pick task right now")
+    if bc.sku is None:
+        raise Refused("unknown_barcode", f"GTIN {bc.gtin} is not in master data")
+    task, order, line = _choose_line(floor, op, bc)
+    if order.state == ON_HOLD:
+        raise Refused("not_allowed", f"order {order.order_id} is on hold: put the item back")
+    if floor.rules.location_scan == "required" and not line.located:
+        raise Refused("wrong_location", f"scan the location {line.location} first")
+    sku = floor.md.skus[line.sku]
+    _check_item(floor, sku, bc, line, at)
+    start(floor, change, task, at)
+    item = {k: v for k, v in (("gtin", bc.gtin), ("lot", bc.lot), ("expiry", bc.expiry),
+                              ("serial", bc.serial)) if v is not None}
+    units = bc.units or 1
+    line.item = item
+    add_units(floor, change, task, line, item, units, "scan", at, line.location)
+    picker = floor.picker(op)
+    picker.in_hand = (task.task_id, line.line_no)
+    change.save("picker", op, picker)
+    change.save("order", order.order_id, order)
+    if line.picked >= line.qty:
+        finish_line(floor, change, task, order, line, "scan", at)
+        return Outcome.good(f"line {line.line_no} complete", "item", task_id=task.task_id, line_no=line.line_no)
+    light = line_module(floor, line)
+    if light is not None:
+        _signal_lights(change, {light})  # the display shows what is left
+    return Outcome.good(f"{line.sku}: {line.picked} of {line.qty}, {line.remaining} to go", "item",
+                        task_id=task.task_id, line_no=line.line_no, remaining=line.remaining)
+
+
+def bind_tote(floor: Floor, change: Change, op: str, tote: str, tasks: list[Task]) -> Outcome:
+    if not tasks:
+        raise Refused("no_task", "you have no pick task to put this tote on")
+    hand = _in_hand(floor, op)
+    task = hand[0] if hand is not None else tasks[0]
+    other = floor.totes.get(tote)
+    if other is not None and other != task.order_id:
+        raise Refused("not_allowed", f"tote {tote} is in use for order {other}")
+    order = floor.orders[task.order_id]
+    if task.tote == tote:
+        return Outcome.good(f"tote {tote} is on task {task.task_id}", "tote")
+    task.tote = tote
+    order.tote = tote
+    floor.totes[tote] = order.order_id
+    change.save("task", task.task_id, task)
+    change.save("order", order.order_id, order)
+    change.emit("tote.bound", {"task_id": task.task_id, "tote": tote}, order.order_id)
+    return Outcome.good(f"tote {tote} bound to order {order.order_id}", "tote", task_id=task.task_id)
+
+
+def _line_for(floor: Floor, task_id: str, line_no: int) -> tuple[Task, Order, Line]:
+    task = floor.tasks.get(task_id)
+    if task is None:
+        raise Refused("no_task", f"no task {task_id}")
+    order = floor.orders[task.order_id]
+    line = order.line(line_no)
+    if line is None or line_no not in task.line_nos:
+        raise Refused("no_task", f"task {task_id} has no line {line_no}")
+    return task, order, line
+
+
+def confirm(floor: Floor, change: Change, task_id: str, line_no: int, kind: str, qty: int, adjusted: bool,
+            via: str, at: At) -> Outcome:
+    """A confirm or shortage from the PTL key (`via` = "ptl_button") or the PDA page ("pda").
+
+    confirm with Q: Q more of the item in hand were picked; below what the line wants, the rest is short
+    (`adjusted`). shortage: the adjusted quantity (or nothing) was picked, the rest is short. Both close
+    the line. Without an item scanned first, nothing is confirmed and the error signal shows.
+    """
+    task, order, line = _line_for(floor, task_id, line_no)
+    if task.state not in (TASK_ASSIGNED, TASK_STARTED) or line.done:
+        raise Refused("no_task", f"line {line_no} of task {task_id} is not open")
+    if order.state == ON_HOLD:
+        _error_lights(floor, change, task.operator_id or "", line)
+        raise Refused("not_allowed", f"order {order.order_id} is on hold")
+    if line.item is None:
+        _error_lights(floor, change, task.operator_id or "", line)
+        raise Refused("not_allowed", f"scan the item of line {line_no} first")
+    remaining = line.remaining
+    if kind == "confirm":
+        take = min(max(qty, 0), remaining)
+        reason = "adjusted" if via == "ptl_button" else "pda"
+    else:
+        take = min(max(qty, 0), remaining) if adjusted or via == "pda" else 0
+        reason = "shortage_key" if via == "ptl_button" else "pda"
+    add_units(floor, change, task, line, line.item, take, via, at, line.location)
+    finish_line(floor, change, task, order, line, via, at, short_reason=reason)
+    return Outcome.good(f"line {line_no}: {line.picked} picked" + (f", {line.short} short" if line.short else ""),
+                        "confirm", task_id=task_id, line_no=line_no)
+
+
+def undo(floor: Floor, change: Change, task_id: str, line_no: int, by: str, at: At) -> Outcome:
+    """Undo a confirmed line within the undo window: its picks go, the line is open and lit again."""
+    task, order, line = _line_for(floor, task_id, line_no)
+    if not line.done:
+        raise Refused("not_allowed", f"line {line_no} is not confirmed")
+    if order.state in (PACKING, "packed", "cancelled") or (order.state == ON_HOLD and order.resume_state == PACKING):
+        raise Refused("not_allowed", f"order {order.order_id} is {order.state}: too late to undo")
+    window = floor.rules.undo_window_s
+    if line.done_mono is not None:
+        age = at.mono - line.done_mono
+    else:
+        from gateway.clock import parse_rfc3339
+
+        age = (at.wall - parse_rfc3339(line.done_at)).total_seconds() if line.done_at else window + 1
+    if age > window:
+        raise Refused("not_allowed", f"the undo window of {window:.0f} s is over")
+    qty = line.picked
+    for p in line.picks:
+        for s in p.serials:
+            floor.serials.discard((line.sku, s))
+    line.picks = []
+    line.short = 0
+    line.done = False
+    line.done_at = None
+    line.done_mono = None
+    line.item = None
+    line.located = False
+    change.emit("pick.line_undone", {"task_id": task_id, "line_no": line_no, "qty": qty,
+                                     "operator_id": task.operator_id or "", "by": by}, order.order_id)
+    change.save("order", order.order_id, order)
+    if task.state == TASK_COMPLETED:
+        reopen(floor, change, task, at)
+    from gateway.domain.lights import claim
+
+    _signal_lights(change, claim(floor, task))
+    return Outcome.good(f"line {line_no} is open again", "undo", task_id=task_id, line_no=line_no)
+
+
+def picker_view(floor: Floor, operator_id: str) -> dict[str, Any]:
+    """What the picker's PDA shows: their lines, the next one first."""
+    hand = _in_hand(floor, operator_id)
+    lines = []
+    for task, order, line in open_lines(floor, operator_id):
+        lines.append({"task_id": task.task_id, "order_id": order.order_id, "line_no": line.line_no,
+                      "sku": line.sku, "qty": line.qty, "picked": line.picked, "remaining": line.remaining,
+                      "location": line.location, "zone": task.zone, "tote": task.tote,
+                      "cutoff_at": order.priority.cutoff_at, "in_hand": hand is not None and hand[2] is line,
+                      "item_scanned": line.item is not None, "on_hold": order.state == ON_HOLD})
+    lines.sort(key=lambda x: (not x["in_hand"], x["task_id"], x["line_no"]))
+    return {"operator_id": operator_id, "lines": lines}
+
+
+def key_press(floor: Floor, change: Change, task_id: str, line_no: int, kind: str, qty: int, adjusted: bool,
+              via: str, at: At, device_id: str = "") -> Outcome:
+    """A confirm or shortage from a PTL key or the PDA page, with its audit row; a refusal confirms nothing
+    and keeps the error signal."""
+    from gateway.domain.outcome import attempt
+
+    out = attempt(change, lambda eff: confirm(floor, eff, task_id, line_no, kind, qty, adjusted, via, at))
+    task = floor.tasks.get(task_id)
+    change.audit.append({"ts": at.ts, "kind": "key" if via == "ptl_button" else "pda", "device_id": device_id,
+                         "operator_id": task.operator_id if task else None,
+                         "order_id": task.order_id if task else None, "raw": f"{kind} {qty}",
+                         "result": "ok" if out.ok else (out.code or "refused"), "message": out.message,
+                         "task_id": task_id, "line_no": line_no, "adjusted": adjusted})
+    return out

@@ -1,0 +1,250 @@
+"""Tasks: an order's lines in one zone, planned when the order arrives, handed to pickers by the dispatch
+engine, completed line by line. The order follows its tasks: `assigned` with the first assignment,
+`picking` at the first accepted scan, `picked` / `short_picked` when every task is done."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from gateway.domain.alarms import clear_alarm, raise_alarm
+from gateway.domain.change import Change
+from gateway.domain.dispatch import (
+    Assign,
+    BreakerChange,
+    Decision,
+    DispatchError,
+    Escalate,
+    Reassign,
+    Requeue,
+    task_view,
+)
+from gateway.domain.floor import Floor
+from gateway.domain.lights import claim, colour_slot, release_task
+from gateway.domain.model import (
+    ASSIGNED,
+    FINAL_STATES,
+    ON_HOLD,
+    PICKING,
+    RECEIVED,
+    SHORT_PICKED,
+    TASK_ACTIVE,
+    TASK_ASSIGNED,
+    TASK_CANCELLED,
+    TASK_COMPLETED,
+    TASK_OPEN,
+    TASK_STARTED,
+    At,
+    Line,
+    Order,
+    Task,
+)
+from gateway.domain.orders import transition
+
+
+def held(floor: Floor, task: Task) -> bool:
+    order = floor.orders.get(task.order_id)
+    return order is not None and order.state == ON_HOLD
+
+
+def _location(floor: Floor, line: Line) -> tuple[str | None, str]:
+    """Where a line is picked from: a location of its SKU (one with a light first, then by code)."""
+    codes = floor.md.locations_by_sku.get(line.sku, [])
+    locs = sorted((floor.md.locations[c] for c in codes if c in floor.md.locations),
+                  key=lambda loc: (loc.light is None, loc.code))
+    if not locs:
+        return None, floor.rules.gateway
+    return locs[0].code, locs[0].zone
+
+
+def plan_tasks(floor: Floor, change: Change, order: Order, at: At) -> list[Task]:
+    """(Re)plan the order's tasks, one per zone; only while the order is `received`."""
+    for task in floor.tasks_of(order.order_id):
+        if task.state == TASK_OPEN:
+            floor.dispatch.on_task_removed(task.task_id, at.mono)
+            del floor.tasks[task.task_id]
+            change.delete("task", task.task_id)
+    floor.order_tasks.pop(order.order_id, None)
+    by_zone: dict[str, list[int]] = {}
+    cold = order.priority.cold_chain
+    for line in order.lines:
+        line.location, zone = _location(floor, line)
+        by_zone.setdefault(zone, []).append(line.line_no)
+        sku = floor.md.skus.get(line.sku)
+        cold = cold or bool(sku and sku.cold_chain)
+    change.save("order", order.order_id, order)
+    tasks = []
+    for zone, nos in sorted(by_zone.items()):
+        task = Task(f"{order.order_id}~{zone}", order.order_id, zone, nos, at.ts, cold_chain=cold)
+        floor.add_task(task)
+        change.save("task", task.task_id, task)
+        floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD), at.mono)
+        tasks.append(task)
+    change.signal(("dispatch", "tasks"))
+    return tasks
+
+
+def restore_dispatch(floor: Floor, at: At) -> None:
+    """After a restart: give the engine every active task and every logged-in picker again."""
+    from gateway.domain.sessions import sync_picker
+
+    for op in {s.operator_id for s in floor.sessions.values()}:
+        sync_picker(floor, op, at)
+    for key in floor.holds:
+        scope, _, target = key.partition(":")
+        floor.dispatch.set_hold(scope, target, True)
+    for task in floor.tasks.values():
+        if task.state not in TASK_ACTIVE:
+            continue
+        order = floor.orders.get(task.order_id)
+        if order is None or order.state in FINAL_STATES:
+            continue
+        try:
+            floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD), at.mono,
+                                    operator_id=task.operator_id, started=task.state == TASK_STARTED,
+                                    strategy=task.strategy)
+        except DispatchError:
+            continue
+
+
+# -- applying the engine's decisions --------------------------------------------------------------------
+
+def _lights(change: Change, lights: set[Any]) -> None:
+    if lights:
+        change.signal(("lights", frozenset(lights)))
+
+
+def _give(floor: Floor, change: Change, task: Task, operator_id: str, at: At) -> None:
+    task.operator_id = operator_id
+    task.state = TASK_ASSIGNED if task.started_at is None else TASK_STARTED
+    task.assigned_at = at.ts
+    task.assigned_mono = at.mono
+    colour_slot(floor, change, operator_id, task.zone)
+    change.save("task", task.task_id, task)
+
+
+def apply_decision(floor: Floor, change: Change, d: Decision, at: At) -> None:
+    if isinstance(d, BreakerChange):
+        ev = d.to_event()
+        if ev is not None:
+            change.emit(*ev)
+        name = floor.md.operators.get(d.operator_id)
+        who = name.name if name is not None and name.name else d.operator_id
+        if d.state == "opened":
+            raise_alarm(floor, change, f"breaker:{d.operator_id}", "breaker_opened", "warning",
+                        f"{who} gets no new work for now: availability index "
+                        f"{', '.join(f'{s:.0f}' for s in d.scores)} ({d.reason})", at.wall)
+        elif d.state == "closed":
+            clear_alarm(floor, change, f"breaker:{d.operator_id}", f"{who} is back to normal")
+        return
+    task = floor.tasks.get(d.task_id)
+    order = floor.orders.get(d.order_id)
+    if task is None or order is None or not task.active or order.state in FINAL_STATES:
+        floor.dispatch.on_task_removed(d.task_id, at.mono)
+        return
+    if isinstance(d, Assign):
+        _give(floor, change, task, d.operator_id, at)
+        task.strategy = d.strategy
+        ev = d.to_event()
+        assert ev is not None
+        change.emit(*ev, order_id=task.order_id)
+        if order.state == RECEIVED:
+            transition(change, order, ASSIGNED)
+        _lights(change, claim(floor, task))
+    elif isinstance(d, Reassign):
+        _lights(change, release_task(floor, task))
+        _give(floor, change, task, d.to_operator, at)
+        task.reassignments += 1
+        if d.level:
+            task.escalation = max(task.escalation, d.level)
+        ev = d.to_event()
+        assert ev is not None
+        change.emit(*ev, order_id=task.order_id)
+        if order.state == RECEIVED:
+            transition(change, order, ASSIGNED)
+        _lights(change, claim(floor, task))
+    elif isinstance(d, Requeue):
+        _lights(change, release_task(floor, task))
+        task.state = TASK_OPEN if task.started_at is None else task.state
+        change.save("task", task.task_id, task)
+    elif isinstance(d, Escalate):
+        task.escalation = max(task.escalation, d.level)
+        change.save("task", task.task_id, task)
+        ev = d.to_event()
+        assert ev is not None
+        change.emit(*ev, order_id=task.order_id)
+        if d.level >= 2:
+            raise_alarm(floor, change, f"escalation:{task.task_id}", "task_escalated", "warning",
+                        f"task {task.task_id} (order {task.order_id}, zone {task.zone}) has not started: "
+                        f"{d.reason}; assign it by hand or hold the order", at.wall)
+
+
+def dispatch_tick(floor: Floor, change: Change, at: At) -> int:
+    """Let the engine decide what is due and apply it; returns how many decisions there were."""
+    decisions = floor.dispatch.tick(at.mono, at.wall)
+    for d in decisions:
+        apply_decision(floor, change, d, at)
+    return len(decisions)
+
+
+# -- progress -------------------------------------------------------------------------------------------
+
+def start(floor: Floor, change: Change, task: Task, at: At) -> None:
+    """The task's first accepted scan."""
+    if task.state != TASK_ASSIGNED:
+        return
+    task.state = TASK_STARTED
+    task.started_at = at.ts
+    change.save("task", task.task_id, task)
+    floor.dispatch.on_first_scan(task.task_id, at.mono)
+    clear_alarm(floor, change, f"escalation:{task.task_id}", f"task {task.task_id} has started")
+    order = floor.orders[task.order_id]
+    if order.state == ASSIGNED:
+        transition(change, order, PICKING)
+
+
+def complete_if_done(floor: Floor, change: Change, task: Task, at: At) -> bool:
+    order = floor.orders[task.order_id]
+    lines = [order.line(n) for n in task.line_nos]
+    if not all(ln is not None and ln.done for ln in lines):
+        return False
+    task.state = TASK_COMPLETED
+    task.completed_at = at.ts
+    change.save("task", task.task_id, task)
+    data: dict[str, Any] = {"task_id": task.task_id}
+    if task.operator_id:
+        data["operator_id"] = task.operator_id
+    change.emit("task.completed", data, task.order_id)
+    floor.dispatch.on_task_completed(task.task_id, at.mono)
+    others = [t for t in floor.tasks_of(order.order_id) if t.state != TASK_CANCELLED]
+    if all(t.state == TASK_COMPLETED for t in others) and order.state == PICKING:
+        short = any(ln.short > 0 for ln in order.lines)
+        transition(change, order, SHORT_PICKED if short else "picked")
+    change.signal(("dispatch", "completed"))
+    return True
+
+
+def reopen(floor: Floor, change: Change, task: Task, at: At) -> None:
+    """An undo on a completed task: it is the picker's again, the order back to `picking`."""
+    if task.state != TASK_COMPLETED:
+        return
+    task.state = TASK_STARTED
+    task.completed_at = None
+    change.save("task", task.task_id, task)
+    data: dict[str, Any] = {"task_id": task.task_id}
+    if task.operator_id:
+        data["operator_id"] = task.operator_id
+    change.emit("task.reopened", data, task.order_id)
+    order = floor.orders[task.order_id]
+    if order.state in ("picked", SHORT_PICKED):
+        transition(change, order, PICKING)
+    with contextlib.suppress(DispatchError):
+        floor.dispatch.add_task(task_view(task, order.priority), at.mono, operator_id=task.operator_id,
+                                started=True, strategy=task.strategy)
+
+
+def stop_task(floor: Floor, change: Change, task: Task, at: At) -> None:
+    """A task stopped with its order (cancellation): lights off, dispatch forgets it."""
+    _lights(change, release_task(floor, task))
+    floor.dispatch.on_task_removed(task.task_id, at.mono)
+    clear_alarm(floor, change, f"escalation:{task.task_id}", f"task {task.task_id} was cancelled")

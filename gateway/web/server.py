@@ -1,0 +1,73 @@
+"""The web server inside the gateway process: uvicorn on the gateway's own event loop.
+
+uvicorn's own signal handling is switched off: the gateway owns SIGTERM/SIGHUP and stops the server as
+one of its parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+
+log = logging.getLogger("floorgate.web")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class WebServer:
+    name = "web"
+
+    def __init__(self, app: Any) -> None:
+        from gateway.web.api import create_app
+
+        self.gateway = app
+        http = app.cfg.http
+        self.asgi = create_app(app)
+        ssl: dict[str, Any] = {}
+        if http.tls_cert_file and http.tls_key_file:
+            ssl = {"ssl_certfile": http.tls_cert_file, "ssl_keyfile": http.tls_key_file}
+        self.config = uvicorn.Config(self.asgi, host=http.host, port=http.port, log_config=None, access_log=False,
+                                     lifespan="off", server_header=False, **ssl)
+        self.server = _Server(self.config)
+        self._served = asyncio.Event()
+
+    @property
+    def started(self) -> bool:
+        return bool(self.server.started)
+
+    @property
+    def port(self) -> int:
+        servers = getattr(self.server, "servers", [])
+        for s in servers:
+            for sock in s.sockets:
+                return int(sock.getsockname()[1])
+        return int(self.config.port)
+
+    async def run(self) -> None:
+        try:
+            await self.server.serve()
+        except SystemExit as e:  # uvicorn exits the process when it cannot bind; we report instead
+            raise RuntimeError(f"web server could not start on {self.config.host}:{self.config.port} "
+                               "(is the port in use? set [http] port)") from e
+        finally:
+            self.server.should_exit = True
+            self._served.set()
+        if not self.server.started:
+            raise RuntimeError(f"web server could not start on {self.config.host}:{self.config.port}")
+        await asyncio.Event().wait()  # stopped by shutdown(); the part stays until cancelled
+
+    async def shutdown(self) -> None:
+        """Stop accepting, close the listening socket, then let the part be cancelled."""
+        self.server.should_exit = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await self._served.wait()

@@ -1,0 +1,96 @@
+"""The gateway as `floorgate run` will be once the ops parts are wired into App (the reference wiring for
+the lead), plus an optional load part that commits alarm changes non-stop, so tests can back up a
+database that is being written to.
+
+    python -m tests.ops.gateway_main --config PATH [--load]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import faulthandler
+import sys
+
+from gateway.app import App
+from gateway.clock import Clock
+from gateway.config import Config, ConfigError, load_config
+from gateway.domain.alarms import clear_alarm, raise_alarm
+from gateway.domain.change import Change
+from gateway.domain.floor import Floor
+from gateway.logs import setup_logging
+from gateway.ops.lock import AlreadyRunning, RunLock, acquire_run_lock
+from gateway.ops.systemd import SystemdNotifier
+from gateway.service import FloorService
+
+
+class Load:
+    name = "test-load"
+
+    def __init__(self, service: FloorService, clock: Clock) -> None:
+        self.service = service
+        self.clock = clock
+
+    async def run(self) -> None:
+        n = 0
+        while True:
+            n += 1
+            alarm = f"load-{n % 50}"
+
+            def op(floor: Floor, change: Change, alarm: str = alarm, n: int = n) -> None:
+                if alarm in floor.alarms:
+                    clear_alarm(floor, change, alarm)
+                else:
+                    raise_alarm(floor, change, alarm, "test_load", "info", f"load {n}", self.clock.now())
+                change.audit.append({"kind": "test", "raw": f"scan-{n}", "result": "ok"})
+
+            await self.service.execute(op)
+            await asyncio.sleep(0.002)
+
+
+class WiredApp(App):
+    def __init__(self, cfg: Config, load: bool) -> None:
+        super().__init__(cfg)
+        self.load = load
+        self.lock: RunLock | None = None
+
+    async def open(self) -> FloorService:
+        self.lock = acquire_run_lock(self.cfg.data_dir)  # before the journal is touched
+        service = await super().open()
+        assert self.journal is not None
+        self.parts.append(SystemdNotifier(self.journal, self.clock, ready=self.ready))
+        if self.load:
+            self.parts.append(Load(service, self.clock))
+        return service
+
+    async def close(self) -> None:
+        await super().close()
+        if self.lock is not None:
+            self.lock.release()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", required=True)
+    p.add_argument("--load", action="store_true")
+    args = p.parse_args()
+    faulthandler.enable()
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        print(f"floorgate: bad config: {e}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.log_level)
+    app = WiredApp(cfg, args.load)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(app.run())
+    except AlreadyRunning as e:
+        print(f"floorgate: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Backup while the gateway runs and writes; restore only while it is stopped, with a new journal id, the
+seq continued, SSCC serials skipped and the replaced database kept."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import ManualClock
+from gateway.config import load_config, parse_config
+from gateway.domain.alarms import raise_alarm
+from gateway.domain.change import Change
+from gateway.domain.floor import Floor
+from gateway.journal import Journal
+from gateway.ops import dbinfo
+from gateway.ops.backup import BackupError, backup, restore
+from gateway.ops.lock import AlreadyRunning, acquire_run_lock, is_running
+from gateway.service import FloorService
+from tests.ops.conftest import app_wires, floorgate_run, ops_cli, wired_gateway, write_config
+
+
+def _meta(path: Path) -> dict[str, str]:
+    conn = dbinfo.connect_ro(path)
+    try:
+        return dbinfo.read_meta(conn)
+    finally:
+        conn.close()
+
+
+def _wait_seq(db: Path, above: int, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            seq = int(_meta(db).get("last_seq", "0"))
+            if seq > above:
+                return seq
+        time.sleep(0.05)
+    raise AssertionError(f"the gateway did not write past seq {above}")
+
+
+def test_backup_while_running_restore_refused_then_restored(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg_path = write_config(tmp_path / "floorgate.toml", data)
+    db = data / "floorgate.db"
+    out = tmp_path / "backup.db"
+    gw = wired_gateway(cfg_path, load=True).start()
+    try:
+        _wait_seq(db, 200)
+        r = ops_cli("backup", "--config", str(cfg_path), "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        assert "backup [" in r.stderr and "100%" in r.stderr  # progress on stderr
+        assert "backup written" in r.stdout
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        assert not Path(str(out) + "-wal").exists()
+        # Consistent: every event up to the copied last_seq is there, and nothing beyond it.
+        conn = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            last = int(meta["last_seq"])
+            n, lo, hi = conn.execute("SELECT count(*), min(seq), max(seq) FROM events").fetchone()
+        finally:
+            conn.close()
+        assert (n, lo, hi) == (last, 1, last)
+        running_id = _meta(db)["journal_id"]
+        assert meta["journal_id"] == running_id
+        _wait_seq(db, last + 100)  # the gateway kept writing during and after the backup
+
+        # Page by page, so the gateway commits between the steps: still one consistent snapshot, no restart.
+        fine = backup(db, tmp_path / "fine.db", quiet=True, pages_per_step=1)
+        assert fine.pages > 20 and fine.integrity == ["ok"] and fine.last_seq > last
+        conn = sqlite3.connect(f"file:{fine.path}?mode=ro", uri=True)
+        try:
+            assert conn.execute("SELECT count(*), max(seq) FROM events").fetchone() == (fine.last_seq, fine.last_seq)
+        finally:
+            conn.close()
+
+        # Restore is refused while the gateway runs, and nothing changes.
+        assert is_running(data)
+        r = ops_cli("restore", "--config", str(cfg_path), "--from", str(out), "--yes")
+        assert r.returncode == 1
+        assert "refused" in r.stderr and "sudo systemctl stop floorgate" in r.stderr
+        assert gw.proc is not None and f"process {gw.proc.pid}" in r.stderr
+        assert _meta(db)["journal_id"] == running_id
+    finally:
+        assert gw.terminate() == 0
+    assert not is_running(data)
+    old_last = int(_meta(db)["last_seq"])
+    assert old_last > last
+
+    r = ops_cli("restore", "--config", str(cfg_path), "--from", str(out), "--yes")
+    assert r.returncode == 0, r.stderr
+    meta = _meta(db)
+    new_id = meta["journal_id"]
+    assert new_id != running_id
+    assert meta["restored_from_journal_id"] == running_id
+    assert meta["journal_start_seq"] == str(last + 1)
+    assert meta["last_seq"] == meta["broker_acked_seq"] == meta["hub_acked_seq"] == str(last)
+    assert meta["sscc_last_serial"] == str(100_000)  # no SSCC in the backup: the gap from the range start
+    assert new_id in r.stdout and f"continue at seq {last + 1}" in r.stdout
+    replaced = [p for p in data.iterdir() if p.name.startswith("floorgate.db.replaced-")]
+    assert len(replaced) == 1 and stat.S_IMODE(replaced[0].stat().st_mode) == 0o600
+    old = _meta(replaced[0])
+    assert old["journal_id"] == running_id and int(old["last_seq"]) == old_last  # the WAL came along
+    conn = dbinfo.connect_ro(db)
+    try:
+        assert dbinfo.integrity(conn, full=True) == ["ok"]
+    finally:
+        conn.close()
+
+    # The gateway starts on the restored journal: new id, next event is last + 1.
+    gw = wired_gateway(cfg_path).start()
+    try:
+        started = gw.wait_log(lambda rec: rec.get("msg") == "gateway started")
+        assert started["journal"] == new_id and started["last_seq"] == last
+    finally:
+        assert gw.terminate() == 0
+
+
+async def _small_journal(db_dir: Path, events: int = 20) -> Path:
+    cfg = parse_config({"data_dir": str(db_dir)}, "<test>")
+    clock = ManualClock()
+    j = await Journal.open(cfg.db_path, site=cfg.site, gateway=cfg.gateway, clock=clock)
+    s = FloorService(cfg, j, clock)
+    await s.start()
+    for i in range(events):
+        def op(f: Floor, c: Change, i: int = i) -> None:
+            raise_alarm(f, c, f"a{i}", "test", "info", f"m{i}", clock.now())
+        await s.execute(op)
+    await j.close()
+    return cfg.db_path
+
+
+async def test_restored_journal_continues_with_sscc_gap(tmp_path: Path) -> None:
+    src = await _small_journal(tmp_path / "src")
+    conn = sqlite3.connect(src)
+    conn.execute("INSERT INTO meta(key, value) VALUES ('sscc_last_serial', '500')")
+    conn.commit()
+    conn.close()
+    out = tmp_path / "b.db"
+    res = backup(src, out, quiet=True)
+    assert res.last_seq == 20 and res.integrity == ["ok"]
+    cfg_path = tmp_path / "gw.toml"
+    cfg_path.write_text(f'data_dir = "{tmp_path / "gw"}"\n[packing]\nsscc_restore_gap = 1000\n')
+    cfg = load_config(cfg_path)
+    r = restore(cfg, out, quiet=True)
+    assert r.replaced is None and r.start_seq == 21 and r.sscc_last_serial == 1500
+    j = await Journal.open(cfg.db_path, site=cfg.site, gateway=cfg.gateway, clock=ManualClock())
+    try:
+        assert j.journal_id == r.new_journal_id and j.start_seq == 21 and j.last_seq == 20
+        assert await j.earliest_seq() == 21  # the old id's events cannot be replayed as the new id's
+        change = Change()
+        change.emit("alarm.raised", {"alarm_id": "x", "code": "x", "severity": "info", "message": "after restore"})
+        stored = await j.commit(change)
+        assert stored[0].seq == 21 and f'"journal":"{r.new_journal_id}"' in stored[0].body
+    finally:
+        await j.close()
+
+
+async def test_restore_refused_while_locked_in_process(tmp_path: Path) -> None:
+    src = await _small_journal(tmp_path / "src", 3)
+    out = tmp_path / "b.db"
+    backup(src, out, quiet=True)
+    cfg = parse_config({"data_dir": str(tmp_path / "gw")}, "<test>")
+    with acquire_run_lock(cfg.data_dir):
+        with pytest.raises(AlreadyRunning, match="Stop it first"):
+            restore(cfg, out, quiet=True)
+        with pytest.raises(AlreadyRunning):
+            acquire_run_lock(cfg.data_dir)  # one gateway per data directory
+    restore(cfg, out, quiet=True)
+
+
+async def test_bad_backup_files_are_refused_clearly(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "gw.toml"
+    cfg_path.write_text(f'data_dir = "{tmp_path / "gw"}"\n')
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database at all" * 100)
+    plain = tmp_path / "plain.db"
+    conn = sqlite3.connect(plain)
+    conn.execute("CREATE TABLE meta(key TEXT, value TEXT)")
+    conn.commit()
+    conn.close()
+    for path, words in ((tmp_path / "missing.db", "no such backup file"), (garbage, "not a Floorgate backup"),
+                        (plain, "no journal id")):
+        r = ops_cli("restore", "--config", str(cfg_path), "--from", str(path), "--yes")
+        assert r.returncode == 1 and words in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "gw" / "floorgate.db").exists()
+
+
+async def test_backup_refuses_to_overwrite_and_names_a_missing_database(tmp_path: Path) -> None:
+    src = await _small_journal(tmp_path / "src", 2)
+    out = tmp_path / "b.db"
+    backup(src, out, quiet=True)
+    with pytest.raises(BackupError, match="--force"):
+        backup(src, out, quiet=True)
+    backup(src, out, force=True, quiet=True)
+    with pytest.raises(BackupError, match="no database here"):
+        backup(tmp_path / "nothing" / "floorgate.db", tmp_path / "c.db", quiet=True)
+
+
+async def test_restore_over_a_damaged_database_moves_it_aside(tmp_path: Path) -> None:
+    src = await _small_journal(tmp_path / "src", 2)
+    out = tmp_path / "b.db"
+    backup(src, out, quiet=True)
+    cfg = parse_config({"data_dir": str(tmp_path / "gw")}, "<test>")
+    cfg.db_path.parent.mkdir()
+    cfg.db_path.write_bytes(b"\x00garbage" * 1000)
+    r = restore(cfg, out, quiet=True)
+    assert r.replaced is not None and r.replaced.read_bytes() == b"\x00garbage" * 1000
+    assert _meta(cfg.db_path)["journal_id"] == r.new_journal_id
+
+
+def test_restore_refused_while_floorgate_run_runs(tmp_path: Path) -> None:
+    """The real `floorgate run`: refused through the run lock once App takes it, and before that through
+    SQLite (the running gateway has the database open)."""
+    data = tmp_path / "data"
+    cfg_path = write_config(tmp_path / "floorgate.toml", data)
+    gw = floorgate_run(cfg_path).start()
+    try:
+        if app_wires("acquire_run_lock"):
+            assert is_running(data)
+        journal_id = _meta(data / "floorgate.db")["journal_id"]
+        out = tmp_path / "b.db"
+        assert ops_cli("backup", "--config", str(cfg_path), "--out", str(out), "--quiet").returncode == 0
+        r = ops_cli("restore", "--config", str(cfg_path), "--from", str(out), "--yes")
+        assert r.returncode == 1 and "refused" in r.stderr and "Stop it first" in r.stderr
+        assert _meta(data / "floorgate.db")["journal_id"] == journal_id
+    finally:
+        assert gw.terminate() == 0
+    assert not is_running(data)
