@@ -248,3 +248,37 @@ def stop_task(floor: Floor, change: Change, task: Task, at: At) -> None:
     _lights(change, release_task(floor, task))
     floor.dispatch.on_task_removed(task.task_id, at.mono)
     clear_alarm(floor, change, f"escalation:{task.task_id}", f"task {task.task_id} was cancelled")
+
+
+def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str, by: str, at: At) -> None:
+    """A supervisor moves a task to another picker by hand."""
+    from gateway.domain.errors import Conflict, NotFound
+
+    task = floor.tasks.get(task_id)
+    if task is None:
+        raise NotFound(f"no task {task_id}", task_id=task_id)
+    if not task.active:
+        raise Conflict(f"task {task_id} is {task.state}", task_id=task_id)
+    op = floor.md.operators.get(operator_id)
+    if op is None or "picker" not in op.roles:
+        raise NotFound(f"no picker {operator_id}", operator_id=operator_id)
+    order = floor.orders[task.order_id]
+    previous = task.operator_id
+    if previous == operator_id:
+        return
+    _lights(change, release_task(floor, task))
+    floor.dispatch.on_task_removed(task_id, at.mono)
+    _give(floor, change, task, operator_id, at)
+    task.reassignments += 1
+    if previous:
+        change.emit("task.reassigned", {"task_id": task_id, "from_operator": previous, "to_operator": operator_id,
+                                        "reason": f"moved by hand by {by}"}, task.order_id)
+    else:
+        change.emit("task.assigned", {"task_id": task_id, "operator_id": operator_id, "zone": task.zone,
+                                      "lines": list(task.line_nos), "score": 0.0,
+                                      "reason": f"assigned by hand by {by}"}, task.order_id)
+    if order.state == RECEIVED:
+        transition(change, order, ASSIGNED)
+    floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD), at.mono,
+                            operator_id=operator_id, started=task.state == TASK_STARTED, strategy=task.strategy)
+    _lights(change, claim(floor, task))
