@@ -1,0 +1,136 @@
+"""Pick-and-pack double verification: what was picked is scanned again; weight; reviews; SSCCs."""
+
+from __future__ import annotations
+
+from biip.sscc import Sscc
+
+from tests.floor.conftest import Harness, gs1
+
+LOT_GTIN = "09506000134352"
+
+
+async def picked(h: Harness, order_id: str = "O-1", tote: str | None = None) -> None:
+    """O-1: 2 x SKU-1, 1 x SKU-LOT (lot L1), picked by p1."""
+    await h.picker_with_task(order_id, [(1, "SKU-1", 2), (2, "SKU-LOT", 1)])
+    if tote:
+        assert (await h.scan("scan-1", tote)).ok
+    await h.item("scan-1", "4006381333931")
+    await h.item("scan-1", "4006381333931")
+    await h.item("scan-1", LOT_GTIN, lot="L1", expiry="271231")
+    assert h.floor.orders[order_id].state == "picked"
+
+
+async def test_verify_every_item_then_packed_with_an_sscc(h: Harness) -> None:
+    await picked(h)
+    assert (await h.scan("pack-scan", "BADGE-K1", station="pack-1")).ok
+    assert (await h.scan("pack-scan", "O-1", station="pack-1")).ok
+    assert h.floor.orders["O-1"].state == "packing"
+    assert (await h.item("pack-scan", "05012345678900", station="pack-1")).code == "not_expected"
+    assert (await h.item("pack-scan", LOT_GTIN, station="pack-1", lot="L2", expiry="271231")).code == "wrong_lot"
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).ok
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).ok
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).code == "over_scan"
+    assert (await h.scan("pack-scan", "BOX-S", station="pack-1")).ok
+    seq = h.seq
+    done = await h.item("pack-scan", LOT_GTIN, station="pack-1", lot="L1", expiry="271231")
+    assert done.ok and h.floor.orders["O-1"].state == "packed"
+    assert h.types(seq) == ["pack.verified", "order.state_changed"]
+    v = h.events(seq)[0][2]
+    assert v["station"] == "pack-1" and v["operator_id"] == "k1" and v["carton"] == "BOX-S"
+    assert v["weight_g"] is None and v["expected_g"] == 2 * 120 + 300 + 100
+    assert sorted((i["gtin"], i.get("lot"), i["qty"]) for i in v["items"]) == [
+        ("04006381333931", None, 2), ("09506000134352", "L1", 1)]
+    sscc = Sscc.parse(v["sscc"])  # a valid SSCC: check digit and all
+    assert v["sscc"][1:8] == "0614141"  # the company prefix (GS1's demo prefix here)
+    assert sscc.value == v["sscc"]
+    assert h.floor.stations["pack-1"].order_id is None
+    label = [s for s in h.signals if isinstance(s, tuple) and s[0] == "label"]
+    assert label and label[-1][2]["sscc"] == v["sscc"]
+
+
+async def test_order_not_ready_and_scans_before_an_order(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-1", [(1, "SKU-1", 1)])
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).code == "no_task"
+    refused = await h.scan("pack-scan", "O-1", station="pack-1")
+    assert refused.code == "order_not_ready" and "received" in refused.message
+    assert (await h.scan("pack-scan", "BADGE-P1", station="pack-1")).code == "not_allowed"  # a picker cannot pack
+
+
+async def test_pack_by_tote(h: Harness) -> None:
+    await picked(h, tote="TOTE-7")
+    assert h.floor.orders["O-1"].tote == "TOTE-7"
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    out = await h.scan("pack-scan", "TOTE-7", station="pack-1")
+    assert out.ok and h.floor.stations["pack-1"].order_id == "O-1"
+
+
+async def test_weight_within_tolerance_and_review_when_not(h: Harness) -> None:
+    await picked(h, "O-1")
+    await h.picker_with_task("O-2", [(1, "SKU-1", 1)])
+    await h.item("scan-1", "4006381333931")
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)
+    for gtin, gs in (("4006381333931", {}), ("4006381333931", {}), (LOT_GTIN, {"lot": "L1", "expiry": "271231"})):
+        if gs:
+            out = await h.scan("pack-scan", gs1(gtin, **gs), "pack-1", "]C1", has_scale=True)
+        else:
+            out = await h.scan("pack-scan", gtin, "pack-1", has_scale=True)
+        assert out.ok
+    assert out.detail.get("weighing") and h.floor.stations["pack-1"].awaiting_weight
+    assert any(s == ("weigh", "pack-1", "O-1") for s in h.signals)
+    ok = await h.weigh("pack-1", 560.0)  # expected 540 g: +3.7%
+    assert ok.ok and h.floor.orders["O-1"].state == "packed"
+    verified = [d for t, _, d in h.events() if t == "pack.verified"][-1]
+    assert verified["weight_g"] == 560.0 and verified["expected_g"] == 540.0
+    # O-2 weighs far too much: a review, and the order waits on hold.
+    await h.scan("pack-scan", "O-2", station="pack-1", has_scale=True)
+    await h.scan("pack-scan", "4006381333931", "pack-1", has_scale=True)
+    seq = h.seq
+    heavy = await h.weigh("pack-1", 200.0)  # expected 120 g
+    assert not heavy.ok and "+66.7%" in heavy.message
+    assert h.types(seq) == ["pack.review_required", "order.state_changed"]
+    assert h.events(seq)[0][2] == {"station": "pack-1", "reason": "weight_deviation", "expected_g": 120.0,
+                                   "actual_g": 200.0, "deviation_pct": 66.7}
+    assert h.floor.orders["O-2"].state == "on_hold" and h.floor.stations["pack-1"].order_id is None
+    release = await h.cmd("dispatch.release", {"scope": "order", "id": "O-2"})
+    assert h.floor.orders["O-2"].state == "on_hold", release  # only pack.review leaves a review
+    seq = h.seq
+    r = await h.cmd("pack.review", {"order_id": "O-2", "decision": "approve", "operator_id": "s1"})
+    assert r["ok"] and r["state"] == "packed"
+    assert h.types(seq) == ["pack.review_resolved", "pack.verified", "order.state_changed"]
+    assert h.events(seq)[1][2]["weight_g"] == 200.0
+
+
+async def test_repack_sends_the_order_back_to_the_station(h: Harness) -> None:
+    await h.picker_with_task("O-1", [(1, "SKU-1", 1)])
+    await h.item("scan-1", "4006381333931")
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)
+    await h.scan("pack-scan", "4006381333931", "pack-1", has_scale=True)
+    await h.weigh("pack-1", 50.0)
+    r = await h.cmd("pack.review", {"order_id": "O-1", "decision": "repack", "operator_id": "s1"})
+    assert r["ok"] and h.floor.orders["O-1"].state == "packing"
+    again = await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)
+    assert again.ok and h.floor.stations["pack-1"].scanned == {}
+    await h.scan("pack-scan", "4006381333931", "pack-1", has_scale=True)
+    assert (await h.weigh("pack-1", 118.0)).ok and h.floor.orders["O-1"].state == "packed"
+
+
+async def test_ssccs_never_repeat_across_a_restart(h: Harness) -> None:
+    ssccs = []
+    for k in range(3):
+        oid = f"O-{k}"
+        await h.picker_with_task(oid, [(1, "SKU-1", 1)])
+        await h.item("scan-1", "4006381333931")
+        if k == 0:
+            await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+        await h.scan("pack-scan", oid, station="pack-1")
+        await h.scan("pack-scan", "4006381333931", station="pack-1")
+        if k == 1:
+            await h.service.reload()
+        ssccs.append([d for t, _, d in h.events() if t == "pack.verified"][-1]["sscc"])
+    assert len(set(ssccs)) == 3
+    serials = [int(s[8:17]) for s in ssccs]
+    assert serials == [1, 2, 3]

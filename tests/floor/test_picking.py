@@ -1,0 +1,262 @@
+"""Light-guided picking with scan checks, through the real service and journal on a moved clock."""
+
+from __future__ import annotations
+
+from gateway.domain.model import Light
+from tests.floor.conftest import Harness
+
+LOT_GTIN = "09506000134352"  # SKU-LOT: lot and expiry tracked, 30 days minimum shelf life
+SER_GTIN = "04012345000016"  # SKU-SER: serial tracked
+
+
+async def test_login_assign_light_pick_and_complete(h: Harness) -> None:
+    out = await h.scan("scan-1", "BADGE-P1")
+    assert out.ok and h.floor.sessions["scan-1"].operator_id == "p1"
+    await h.order("O-1", [(1, "SKU-1", 2), (2, "SKU-2", 1)])
+    seq0 = h.seq
+    assert await h.tick() == 1
+    task = h.floor.tasks["O-1~zone-a"]
+    assert task.operator_id == "p1" and h.floor.orders["O-1"].state == "assigned"
+    assert h.types(seq0) == ["task.assigned", "order.state_changed"]
+    assigned = h.events(seq0)[0][2]
+    assert assigned["lines"] == [1, 2] and assigned["zone"] == "zone-a" and assigned["reason"]
+    # Every line lights at once, each on its module, in the picker's colour with its quantity.
+    lit = h.lit()
+    assert lit[("bus-a", 1)].qty == 2 and lit[("bus-a", 2)].qty == 1
+    assert lit[("bus-a", 1)].colour == lit[("bus-a", 2)].colour == "green"
+    # Scan one unit of line 1: it counts, the display shows what is left.
+    out = await h.item("scan-1", "4006381333931")
+    assert out.ok and h.floor.orders["O-1"].state == "picking"
+    assert h.lit()[("bus-a", 1)].qty == 1
+    # Confirm the rest with the PTL key (the display's quantity).
+    out = await h.key(task.task_id, 1, "confirm", qty=1)
+    assert out.ok
+    seq1 = h.seq
+    out = await h.item("scan-1", "05012345678900")  # line 2 wants one: scanning it confirms it
+    assert out.ok
+    # The cause first, then its consequences.
+    assert h.types(seq1) == ["pick.line_confirmed", "task.completed", "order.state_changed"]
+    assert h.events(seq1)[-1][2] == {"from": "picking", "to": "picked"}
+    confirmed = [d for t, _, d in h.events() if t == "pick.line_confirmed"]
+    assert [(d["line_no"], d["qty"], d["via"]) for d in confirmed] == [(1, 2, "ptl_button"), (2, 1, "scan")]
+    assert confirmed[0]["gtin"] == "04006381333931" and confirmed[0]["location"] == "A-01-01"
+    assert h.lit() == {}  # lights off
+    assert ("light_done", Light("bus-a", 2)) in h.signals
+
+
+async def test_wrong_item_is_rejected_with_error_signal_and_changes_nothing(h: Harness) -> None:
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 2)])
+    seq = h.seq
+    before = h.floor.orders["O-1"].to_doc()
+    h.signals.clear()
+    out = await h.item("scan-1", "05012345678900")  # SKU-2: not on the list
+    assert not out.ok and out.code == "wrong_item"
+    assert h.types(seq, skip=()) == ["scan.rejected"]
+    rej = h.events(seq)[0][2]
+    assert rej["code"] == "wrong_item" and rej["operator_id"] == "p1" and rej["device_id"] == "scan-1"
+    assert rej["raw"] == "05012345678900"
+    assert h.floor.orders["O-1"].to_doc() == before
+    assert ("light_error", frozenset({Light("bus-a", 1)})) in h.signals
+    garbled = await h.scan("scan-1", "4006381333932")  # bad check digit
+    assert garbled.code == "invalid_barcode"
+    unknown = await h.scan("scan-1", "HELLO")
+    assert unknown.code == "unknown_barcode"
+    del task
+
+
+async def test_lots_expiry_and_shelf_life(h: Harness) -> None:
+    task = await h.picker_with_task(lines=[(1, "SKU-LOT", 3)])
+    no_lot = await h.item("scan-1", LOT_GTIN)
+    assert no_lot.code == "lot_required"
+    expired = await h.item("scan-1", LOT_GTIN, lot="L1", expiry="261101")  # clock is 2026-11-23
+    assert expired.code == "expired"
+    short = await h.item("scan-1", LOT_GTIN, lot="L1", expiry="261210")  # 17 days < 30
+    assert short.code == "short_shelf_life" and "17 days" in short.message
+    day00 = await h.item("scan-1", LOT_GTIN, lot="L1", expiry="270300")  # day 00: last day of March 2027
+    assert day00.ok
+    other_lot = await h.item("scan-1", LOT_GTIN, lot="L2", expiry="270600")
+    assert other_lot.ok
+    seq = h.seq
+    done = await h.key(task, 1, "confirm", qty=1)  # the third unit, of the lot in hand (L2)
+    assert done.ok
+    confirmed = [d for t, _, d in h.events(seq) if t == "pick.line_confirmed"]
+    assert sorted((d["lot"], d["qty"], d["expiry"]) for d in confirmed) == [("L1", 1, "2027-03-31"),
+                                                                            ("L2", 2, "2027-06-30")]
+
+
+async def test_serials_may_not_repeat_and_over_scan(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-1", [(1, "SKU-SER", 2)])
+    await h.order("O-2", [(1, "SKU-SER", 1)])
+    await h.tick()
+    assert (await h.item("scan-1", SER_GTIN)).code == "not_allowed"  # serial required
+    assert (await h.item("scan-1", SER_GTIN, serial="S-1")).ok
+    assert (await h.item("scan-1", SER_GTIN, serial="S-1")).code == "serial_repeated"
+    assert (await h.item("scan-1", SER_GTIN, serial="S-2")).ok  # line 1 of O-1 done
+    out = await h.item("scan-1", SER_GTIN, serial="S-2")
+    assert out.code == "serial_repeated"  # not on another order either
+    assert (await h.item("scan-1", SER_GTIN, serial="S-3")).ok  # O-2
+    assert h.floor.orders["O-2"].state == "picked"
+
+
+async def test_pack_gtin_counts_its_pack_quantity_and_over_scan(h: Harness) -> None:
+    await h.picker_with_task(lines=[(1, "SKU-2", 8)])
+    assert (await h.item("scan-1", "15012345678907")).ok  # a pack of 6
+    assert h.floor.orders["O-1"].lines[0].picked == 6
+    over = await h.item("scan-1", "15012345678907")
+    assert over.code == "over_scan"
+    assert (await h.item("scan-1", "05012345678900")).ok
+    assert (await h.item("scan-1", "05012345678900")).ok
+    assert h.floor.orders["O-1"].state == "picked"
+
+
+async def test_key_rules_adjusted_confirm_and_shortage(h: Harness) -> None:
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 5), (2, "SKU-2", 4), (3, "SKU-LOT", 2)])
+    # A key before the item is scanned confirms nothing and shows the error signal.
+    h.signals.clear()
+    nothing = await h.key(task, 1, "confirm", qty=5)
+    assert not nothing.ok and "scan the item" in nothing.message
+    assert ("light_error", frozenset({Light("bus-a", 1)})) in h.signals
+    assert not h.floor.orders["O-1"].lines[0].done
+    # Confirm with a quantity below the job's: that much picked, the rest short (adjusted).
+    await h.item("scan-1", "4006381333931")
+    seq = h.seq
+    await h.key(task, 1, "confirm", qty=2, adjusted=True)
+    line1 = [(t, d) for t, _, d in h.events(seq) if t.startswith("pick.")]
+    assert line1 == [("pick.line_confirmed", line1[0][1]), ("pick.line_short", line1[1][1])]
+    assert line1[0][1]["qty"] == 3 and line1[1][1] == {"task_id": task, "line_no": 1, "qty_picked": 3,
+                                                       "qty_missing": 2, "operator_id": "p1", "reason": "adjusted"}
+    # Shortage key with an adjusted quantity: that much picked, the rest short.
+    await h.item("scan-1", "05012345678900")
+    seq = h.seq
+    await h.key(task, 2, "shortage", qty=2, adjusted=True)
+    got = [(t, d.get("qty"), d.get("qty_missing"), d.get("reason")) for t, _, d in h.events(seq) if t.startswith("pick.")]
+    assert got == [("pick.line_confirmed", 3, None, None), ("pick.line_short", None, 1, "shortage_key")]
+    # Shortage key without adjustment: nothing more was picked.
+    await h.item("scan-1", LOT_GTIN, lot="L9", expiry="271231")
+    seq = h.seq
+    await h.key(task, 3, "shortage", qty=1, adjusted=False)
+    got = [(t, d.get("qty"), d.get("qty_missing")) for t, _, d in h.events(seq) if t.startswith("pick.")]
+    assert got == [("pick.line_confirmed", 1, None), ("pick.line_short", None, 1)]
+    assert h.floor.orders["O-1"].state == "short_picked"
+
+
+async def test_location_scan_selects_the_line_in_hand(h: Harness) -> None:
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
+    assert (await h.scan("scan-1", "A-01-02")).ok
+    assert h.floor.pickers["p1"].in_hand == (task, 2)
+    wrong = await h.item("scan-1", "4006381333931")  # SKU-1, but line 2 (SKU-2) is in hand
+    assert wrong.code == "wrong_item"
+    assert (await h.scan("scan-1", "A-09-09")).code == "unknown_barcode"
+    assert (await h.scan("scan-1", "A-01-03")).code == "wrong_location"  # none of p1's lines is there
+    assert (await h.item("scan-1", "05012345678900")).ok
+
+
+async def test_undo_within_the_window_only(h: Harness) -> None:
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
+    await h.item("scan-1", "4006381333931")
+    await h.item("scan-1", "05012345678900")
+    assert h.floor.orders["O-1"].state == "picked"
+    seq = h.seq
+    out = await h.undo(task, 2)
+    assert out.ok
+    assert h.types(seq) == ["pick.line_undone", "task.reopened", "order.state_changed"]
+    assert h.events(seq)[0][2] == {"task_id": task, "line_no": 2, "qty": 1, "operator_id": "p1", "by": "p1"}
+    assert h.floor.orders["O-1"].state == "picking" and h.lit()[("bus-a", 2)].qty == 1
+    assert (await h.item("scan-1", "05012345678900")).ok
+    h.clock.advance(121)
+    late = await h.undo(task, 2)
+    assert not late.ok and "undo window" in late.message
+
+
+async def test_not_logged_in_badge_toggles_and_replaced(h: Harness) -> None:
+    out = await h.item("scan-1", "4006381333931")
+    assert out.code == "not_logged_in"
+    await h.scan("scan-1", "BADGE-P1")
+    seq = h.seq
+    await h.scan("scan-1", "BADGE-P2")  # another badge: the first operator is logged out
+    assert h.events(seq) == [("operator.logout", None, {"operator_id": "p1", "device_id": "scan-1",
+                                                        "reason": "replaced"}),
+                             ("operator.login", None, {"operator_id": "p2", "device_id": "scan-1"})]
+    seq = h.seq
+    await h.scan("scan-1", "BADGE-P2")  # the same badge again: logout
+    assert h.events(seq)[0][2]["reason"] == "badge" and "scan-1" not in h.floor.sessions
+    packer = await h.scan("scan-1", "BADGE-K1")
+    assert packer.code == "not_allowed" and "picker" in packer.message  # a packer cannot pick
+
+
+async def test_idle_logout_and_breaks(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    seq = h.seq
+    brk = await h.scan("scan-1", "BREAK")
+    assert brk.ok and h.floor.pickers["p1"].on_break
+    await h.order("O-1", [(1, "SKU-1", 1)])
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id is None  # no work on a break
+    await h.scan("scan-1", "BREAK")
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id == "p1"
+    assert [t for t in h.types(seq) if t.startswith("operator.break")] == ["operator.break_started",
+                                                                           "operator.break_ended"]
+    h.clock.advance(31 * 60)
+    await h.tick()  # the ticker's tick also logs out idle devices
+    from gateway.domain.sessions import idle_logouts
+
+    at = h.service.at()
+    await h.service.execute(lambda f, c: idle_logouts(f, c, at))
+    assert "scan-1" not in h.floor.sessions
+    assert any(t == "operator.logout" and d["reason"] == "idle" for t, _, d in h.events(seq))
+
+
+async def test_hold_stops_scans_and_release_resumes(h: Harness) -> None:
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 2)])
+    await h.item("scan-1", "4006381333931")
+    await h.hold("order", "O-1")
+    assert h.floor.orders["O-1"].state == "on_hold" and h.lit() == {}
+    refused = await h.item("scan-1", "4006381333931")
+    assert refused.code == "not_allowed" and "on hold" in refused.message
+    await h.hold("order", "O-1", on=False)
+    assert h.floor.orders["O-1"].state == "picking" and h.lit()[("bus-a", 1)].qty == 1
+    assert (await h.key(task, 1, "confirm", qty=1)).ok
+
+
+async def test_cancel_mid_pick_turns_lights_off_and_lists_returns(h: Harness) -> None:
+    await h.picker_with_task(lines=[(1, "SKU-1", 3), (2, "SKU-2", 1)])
+    await h.item("scan-1", "4006381333931")
+    seq = h.seq
+    r = await h.cmd("order.cancel", {"order_id": "O-1", "reason": "customer"})
+    assert r["ok"]
+    assert h.types(seq) == ["order.cancelled", "task.cancelled", "order.state_changed"]
+    assert h.lit() == {}
+    from gateway.domain.api import returns_to_stock
+
+    assert returns_to_stock(h.floor) == [{"order_id": "O-1", "line_no": 1, "sku": "SKU-1", "qty": 1, "lot": None,
+                                          "location": "A-01-01", "tote": None}]
+    assert (await h.item("scan-1", "4006381333931")).code == "no_task"
+
+
+async def test_two_pickers_share_a_module_and_a_zone(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-1", [(1, "SKU-1", 1)])
+    await h.tick()
+    await h.scan("scan-2", "BADGE-P2")
+    await h.order("O-2", [(1, "SKU-1", 2), (2, "SKU-2", 1)])
+    await h.tick()
+    t2 = h.floor.tasks["O-2~zone-a"]
+    assert t2.operator_id == "p2"
+    lit = h.lit()
+    # Module 1 shows p1's line; p2's line for the same module waits, unlit. p2's other line has its colour.
+    assert lit[("bus-a", 1)].operator_id == "p1" and lit[("bus-a", 1)].colour == "green"
+    assert lit[("bus-a", 2)].operator_id == "p2" and lit[("bus-a", 2)].colour == "blue"
+    await h.item("scan-1", "4006381333931")  # p1 completes: the module passes to p2
+    assert h.lit()[("bus-a", 1)].operator_id == "p2" and h.lit()[("bus-a", 1)].qty == 2
+
+
+async def test_state_after_restart_keeps_lights_colours_and_tasks(h: Harness) -> None:
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 2), (2, "SKU-2", 1)])
+    await h.item("scan-1", "4006381333931")
+    before = h.lit()
+    await h.service.reload()
+    assert h.lit() == before
+    assert h.floor.tasks[task].state == "started" and h.floor.sessions["scan-1"].operator_id == "p1"
+    assert (await h.key(task, 1, "confirm", qty=1)).ok
