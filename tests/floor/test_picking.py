@@ -130,7 +130,8 @@ async def test_key_rules_adjusted_confirm_and_shortage(h: Harness) -> None:
     await h.item("scan-1", "05012345678900")
     seq = h.seq
     await h.key(task, 2, "shortage", qty=2, adjusted=True)
-    got = [(t, d.get("qty"), d.get("qty_missing"), d.get("reason")) for t, _, d in h.events(seq) if t.startswith("pick.")]
+    got = [(t, d.get("qty"), d.get("qty_missing"), d.get("reason"))
+           for t, _, d in h.events(seq) if t.startswith("pick.")]
     assert got == [("pick.line_confirmed", 3, None, None), ("pick.line_short", None, 1, "shortage_key")]
     # Shortage key without adjustment: nothing more was picked.
     await h.item("scan-1", LOT_GTIN, lot="L9", expiry="271231")
