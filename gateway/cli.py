@@ -47,6 +47,7 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 
 def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from simulators.ab.cli import add_parser as add_ab
+    from simulators.floor.cli import add_parser as add_floor
     from simulators.hub.cli import add_parser as add_hub
     from simulators.printer.cli import add_parser as add_printer
     from simulators.ptl.cli import add_parser as add_ptl
@@ -55,7 +56,7 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     sim = sub.add_parser("sim", help="device, hub and floor simulators")
     simsub = sim.add_subparsers(dest="sim", required=True)
-    for add in (add_hub, add_ptl, add_scanner, add_scale, add_printer, add_ab):
+    for add in (add_hub, add_ptl, add_scanner, add_scale, add_printer, add_ab, add_floor):
         add(simsub)
 
 

@@ -112,6 +112,9 @@ def pack_scan(floor: Floor, change: Change, session: Session, bc: Barcode, at: A
         raise Refused("no_task", "scan the order or its tote first")
     order = floor.orders[st.order_id]
     if st.awaiting_weight:
+        if bc.kind == "item":
+            raise Refused("over_scan", "one too many: every item of the order is already scanned; put it aside "
+                                       "and put the parcel on the scale")
         raise Refused("not_allowed", "everything is scanned: put the parcel on the scale")
     if bc.kind == "carton":
         st.carton = bc.code
@@ -250,6 +253,21 @@ def approve(floor: Floor, change: Change, order: Order, at: At) -> None:
     parcel["operator_id"] = parcel["operator_id"] or ""
     order.review = None
     _packed(floor, change, order, parcel, review.get("actual_g"), at, None)
+
+
+def abandon(floor: Floor, change: Change, station_id: str, by: str, at: At) -> Outcome:
+    """The parcel cannot be completed here (an item is missing): the station is freed and the order put on
+    hold for a supervisor; it comes back to `packing` when released and is verified again from scratch."""
+    from gateway.domain.holds import hold
+
+    st = floor.stations.get(station_id)
+    if st is None or st.order_id is None:
+        raise Refused("not_allowed", f"station {station_id} has no order")
+    order_id = st.order_id
+    _clear(change, st)
+    hold(floor, change, "order", order_id, by, at.wall)
+    floor.dispatch.set_hold("order", order_id, True)
+    return Outcome.good(f"order {order_id} put on hold: something is missing", "abandon", order_id=order_id)
 
 
 def station_view(floor: Floor, station_id: str) -> dict[str, Any]:
