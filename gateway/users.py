@@ -11,6 +11,7 @@ Hashes are checked with maintained libraries only (argon2-cffi, bcrypt); nothing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import sqlite3
@@ -46,10 +47,8 @@ def verify_password(password: str, hashed: str | None) -> bool:
     if len(password) > MAX_PASSWORD:
         return False
     if not hashed:
-        try:
+        with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY, password + "x")
-        except VerificationError:
-            pass
         return False
     if hashed.startswith("$argon2"):
         try:

@@ -73,6 +73,12 @@ def _in_hand(floor: Floor, operator_id: str) -> tuple[Task, Order, Line] | None:
     return (task, order, line) if line is not None and not line.done else None
 
 
+def _is_lit(floor: Floor, task: Task, line: Line) -> bool:
+    light = line_module(floor, line)
+    slot = floor.modules.get(light) if light is not None else None
+    return slot is not None and slot.owner == (task.task_id, line.line_no)
+
+
 def _error_lights(floor: Floor, change: Change, operator_id: str, line: Line | None) -> None:
     """The wrong-scan signal: on the line in hand, or on every module showing this picker's jobs."""
     light = line_module(floor, line) if line is not None else None
@@ -198,7 +204,8 @@ def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Ou
         lines = [x for x in open_lines(floor, op) if x[2].location == bc.code]
         if not lines:
             raise Refused("wrong_location", f"none of your lines is at {bc.code}")
-        task, order, line = min(lines, key=lambda x: x[2].line_no)
+        # Several of the picker's lines at one shelf: the one its light shows, else the lowest line_no.
+        task, order, line = min(lines, key=lambda x: (not _is_lit(floor, x[0], x[2]), x[2].line_no, x[0].task_id))
         if order.state == ON_HOLD:
             raise Refused("not_allowed", f"order {order.order_id} is on hold")
         line.located = True
@@ -350,8 +357,9 @@ def picker_view(floor: Floor, operator_id: str) -> dict[str, Any]:
                       "sku": line.sku, "qty": line.qty, "picked": line.picked, "remaining": line.remaining,
                       "location": line.location, "zone": task.zone, "tote": task.tote,
                       "cutoff_at": order.priority.cutoff_at, "in_hand": hand is not None and hand[2] is line,
-                      "item_scanned": line.item is not None, "on_hold": order.state == ON_HOLD})
-    lines.sort(key=lambda x: (not x["in_hand"], x["task_id"], x["line_no"]))
+                      "item_scanned": line.item is not None, "on_hold": order.state == ON_HOLD,
+                      "lit": _is_lit(floor, task, line)})
+    lines.sort(key=lambda x: (not x["in_hand"], not x["lit"], x["task_id"], x["line_no"]))
     return {"operator_id": operator_id, "lines": lines}
 
 

@@ -1,7 +1,7 @@
 """The web server inside the gateway process: uvicorn on the gateway's own event loop.
 
 uvicorn's own signal handling is switched off: the gateway owns SIGTERM/SIGHUP and stops the server as
-one of its parts.
+one of its parts. Open event streams are ended first on a stop, so the server does not wait for them.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class WebServer:
         if http.tls_cert_file and http.tls_key_file:
             ssl = {"ssl_certfile": http.tls_cert_file, "ssl_keyfile": http.tls_key_file}
         self.config = uvicorn.Config(self.asgi, host=http.host, port=http.port, log_config=None, access_log=False,
-                                     lifespan="off", server_header=False, **ssl)
+                                     lifespan="off", server_header=False, timeout_graceful_shutdown=3, **ssl)
         self.server = _Server(self.config)
         self._served = asyncio.Event()
 
@@ -53,6 +53,15 @@ class WebServer:
         return int(self.config.port)
 
     async def run(self) -> None:
+        sampler = asyncio.create_task(self.asgi.state.web.live.run_sampler(), name="web-trend")
+        try:
+            await self._serve()
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+
+    async def _serve(self) -> None:
         try:
             await self.server.serve()
         except SystemExit as e:  # uvicorn exits the process when it cannot bind; we report instead
@@ -66,7 +75,8 @@ class WebServer:
         await asyncio.Event().wait()  # stopped by shutdown(); the part stays until cancelled
 
     async def shutdown(self) -> None:
-        """Stop accepting, close the listening socket, then let the part be cancelled."""
+        """End the event streams, stop accepting, close the listening socket, then let the part be cancelled."""
+        self.asgi.state.web.live.close()
         self.server.should_exit = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
