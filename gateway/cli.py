@@ -71,6 +71,10 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     schemas.add_argument("--out", default="schemas")
     schemas.set_defaults(func=_cmd_schemas)
     first = next((a for a in argv if not a.startswith("-")), "")
+    if first in ("demo", ""):
+        from simulators.demo import add_parser as add_demo
+
+        add_demo(sub)
     # Only the subcommand asked for (or all, for --help) pulls in its modules.
     if first in ("sim", ""):
         _add_sim(sub)

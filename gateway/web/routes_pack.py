@@ -59,7 +59,7 @@ async def scan(station: Station, body: ScanIn, request: Request, caller: PackCal
     count_scan(web, answer, replayed, t0)
     if not replayed:
         web.live.station_results[station] = {"ok": answer["ok"], "message": answer["message"],
-                                             "code": answer["code"], "ts": at.ts}
+                                             "code": answer["code"], "ts": at.ts, "source": "page"}
         web.live.bump()
     return {**answer, "action_id": body.action_id, "replayed": replayed}
 

@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.clock import ManualClock
 from gateway.domain.api import apply_command
@@ -88,13 +88,24 @@ class Report:
 
 
 class InProcessFloor:
-    """The gateway as the simulation drives it: the real service and domain, in this process."""
+    """The gateway as the simulation drives it: the real service and domain, in this process, on a moved
+    clock (time passes only when the simulation says so)."""
 
     def __init__(self, service: FloorService, clock: ManualClock, has_scale: bool) -> None:
         self.service = service
         self.clock = clock
         self.has_scale = has_scale
         self.n = 0
+
+    def now(self) -> float:
+        return self.clock.monotonic()
+
+    async def until(self, t: float) -> None:
+        if t > self.clock.monotonic():
+            self.clock.advance(t - self.clock.monotonic())
+
+    async def place(self, station: str, grams: float) -> None:
+        """The parcel on the scale weighs this much now (the in-process scale is `weigh`)."""
 
     @property
     def floor(self) -> Floor:
@@ -138,8 +149,27 @@ class InProcessFloor:
         await self.service.execute(op)
 
 
+class FloorGateway(Protocol):
+    """What the simulated floor needs from the gateway: in process on a moved clock (`InProcessFloor`) or
+    through the simulated devices in real time (`simulators.floor.devices.DeviceFloor`)."""
+
+    n: int
+
+    @property
+    def floor(self) -> Floor: ...
+    def now(self) -> float: ...
+    async def until(self, t: float) -> None: ...
+    async def command(self, name: str, payload: dict[str, Any]) -> dict[str, Any]: ...
+    async def scan(self, device: str, station: str, unit_or_text: Unit | str) -> Outcome: ...
+    async def key(self, task_id: str, line_no: int, kind: str, qty: int, adjusted: bool) -> Outcome: ...
+    async def place(self, station: str, grams: float) -> None: ...
+    async def weigh(self, station: str, grams: float) -> Outcome: ...
+    async def abandon(self, station: str) -> Outcome: ...
+    async def tick(self) -> None: ...
+
+
 class FloorSim:
-    def __init__(self, gw: InProcessFloor, cfg: SimConfig) -> None:
+    def __init__(self, gw: FloorGateway, cfg: SimConfig) -> None:
         self.gw = gw
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
@@ -148,13 +178,13 @@ class FloorSim:
         self.report = Report(orders=cfg.orders)
         self._heap: list[tuple[float, int, Callable[[], Awaitable[float | None]]]] = []
         self._seq = itertools.count()
-        self.t0 = gw.clock.monotonic()
+        self.t0 = gw.now()
         self._tote_no = itertools.count(1)
         self.packing: set[str] = set()
         self.order_lines: dict[str, list[tuple[str, int]]] = {}
 
     def at(self, delay: float, fn: Callable[[], Awaitable[float | None]]) -> None:
-        heapq.heappush(self._heap, (self.gw.clock.monotonic() + delay, next(self._seq), fn))
+        heapq.heappush(self._heap, (self.gw.now() + delay, next(self._seq), fn))
 
     async def setup(self) -> None:
         c = self.catalog
@@ -316,6 +346,7 @@ class FloorSim:
         await gw.scan(device, station, "BOX-M")
         parcel: list[Unit] = []
         for unit in list(self.world.totes.get(order_id, [])):
+            await gw.place(station, sum(u.weight_g for u in parcel) + unit.weight_g + 150.0)
             out = await gw.scan(device, station, unit)
             if out.ok:
                 parcel.append(unit)
@@ -340,18 +371,16 @@ class FloorSim:
     async def run(self) -> Report:
         await self.setup()
         limit = self.t0 + self.cfg.max_hours * 3600
-        clock = self.gw.clock
         while self._heap:
             t, _, fn = heapq.heappop(self._heap)
             if t > limit:
                 break
-            if t > clock.monotonic():
-                clock.advance(t - clock.monotonic())
+            await self.gw.until(t)
             nxt = await fn()
             if nxt is not None:
                 if fn.__qualname__.endswith("_tick") and self._finished():
                     break
-                heapq.heappush(self._heap, (clock.monotonic() + nxt, next(self._seq), fn))
+                heapq.heappush(self._heap, (self.gw.now() + nxt, next(self._seq), fn))
         return self._finish()
 
     def _finished(self) -> bool:
@@ -362,7 +391,7 @@ class FloorSim:
     def _finish(self) -> Report:
         floor = self.gw.floor
         rep = self.report
-        rep.sim_minutes = (self.gw.clock.monotonic() - self.t0) / 60
+        rep.sim_minutes = (self.gw.now() - self.t0) / 60
         rep.commands = self.gw.n
         for oid in self.order_lines:
             order = floor.orders[oid]

@@ -160,9 +160,14 @@ const FG = (() => {
     if (sound !== false && (kind === "good" || kind === "bad")) beep(kind);
   }
 
+  function codeTitle(code) {
+    const key = "code_" + code;
+    return key in I18N.en ? t(key) : t("refused");
+  }
+
   function answerTitle(answer) {
     if (answer.ok) return t("ok");
-    return answer.code ? t("code_" + answer.code) : t("refused");
+    return answer.code ? codeTitle(answer.code) : t("refused");
   }
 
   // -- DOM helpers --------------------------------------------------------------------------------------------
@@ -293,7 +298,7 @@ const FG = (() => {
   }
 
   return {
-    state, t, applyI18n, setLang, api, ApiError, newId, Outbox, feedback, answerTitle, beep, h, me, loginBadge,
+    state, t, applyI18n, setLang, api, ApiError, newId, Outbox, feedback, answerTitle, codeTitle, beep, h, me, loginBadge,
     loginPassword, logout, logoutLocal, stream, setNow, countdown, tickCountdowns, initHeader, setConn,
     onLogout: (fn) => state.onLogout.push(fn),
   };

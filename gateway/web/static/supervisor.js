@@ -1,0 +1,218 @@
+"use strict";
+/* The supervisor's dashboard, live over server-sent events: orders by state, the backlog trend, pickers with
+   their index, breaker and load and why they got (or did not get) work, alarms, holds, weight reviews,
+   recent confirms to undo, the sync backlog, device health, returns to stock, lot recall and the CSV. */
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const { t, h } = FG;
+  let snap = null;
+  let deferred = false;
+
+  const tag = (kind, icon, text) => h("span", { class: "tag " + kind }, icon + " " + text);
+  const yesNo = (v) => (v ? tag("good", "\u2714", t("yes")) : tag("bad", "\u2716", t("no")));
+  const none = () => h("p", { class: "muted" }, t("none"));
+  const table = (heads, rows) => (rows.length ? h("table", {}, h("thead", {}, h("tr", {}, heads.map((k) => h("th", {}, t(k))))),
+    h("tbody", {}, rows)) : none());
+  const cutoff = (iso) => h("span", { class: "countdown", "data-cutoff": iso || "" });
+
+  async function act(path, body, okText) {
+    try {
+      const r = await FG.api("POST", path, Object.assign({ action_id: FG.newId() }, body));
+      const bad = r && r.ok === false;
+      FG.feedback($("feedback"), bad ? "bad" : "good", bad ? FG.answerTitle(r) : t("ok"), (r && r.message) || okText || "", false);
+    } catch (e) {
+      FG.feedback($("feedback"), "bad", FG.codeTitle(e.code), e.message, false);
+    }
+  }
+
+  function states(byState) {
+    const max = Math.max(1, ...Object.values(byState));
+    $("states").replaceChildren(...Object.entries(byState).map(([s, n]) => {
+      const bar = h("div", { class: "bar" });
+      bar.style.width = (100 * n / max).toFixed(1) + "%";
+      return h("div", { class: "row", "data-state": s }, h("span", {}, t("state_" + s)), h("div", {}, bar), h("span", { class: "n" }, n));
+    }));
+  }
+
+  function trend(points) {
+    const W = 600; const H = 120; const P = 24;
+    const svgNS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(svgNS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H + 20}`);
+    svg.setAttribute("class", "trend");
+    svg.setAttribute("role", "img");
+    const max = Math.max(1, ...points.map((p) => p[1]));
+    svg.setAttribute("aria-label", `${t("backlog")}: ${points.length ? points[points.length - 1][1] : 0}`);
+    const add = (name, attrs, text) => {
+      const el = document.createElementNS(svgNS, name);
+      for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+      if (text !== undefined) el.textContent = text;
+      svg.append(el);
+    };
+    add("line", { x1: P, y1: H, x2: W, y2: H });
+    add("line", { x1: P, y1: 4, x2: P, y2: H });
+    add("text", { x: 0, y: 12 }, max);
+    add("text", { x: 0, y: H }, 0);
+    if (points.length) {
+      const step = points.length > 1 ? (W - P) / (points.length - 1) : 0;
+      const xy = points.map((p, i) => `${(P + i * step).toFixed(1)},${(H - (H - 8) * p[1] / max).toFixed(1)}`);
+      add("polyline", { points: points.length > 1 ? xy.join(" ") : xy[0] + " " + xy[0] });
+      add("text", { x: P, y: H + 16 }, points[0][0].slice(11, 16));
+      add("text", { x: W - 40, y: H + 16 }, points[points.length - 1][0].slice(11, 16) + " · " + points[points.length - 1][1]);
+    }
+    $("trend").replaceChildren(svg);
+  }
+
+  const SEV = { info: ["info", "\u2139"], warning: ["warn", "\u26A0"], critical: ["bad", "\u2716"] };
+  function alarms(list) {
+    $("alarms").replaceChildren(...(list.length ? list.map((a) => {
+      const [cls, icon] = SEV[a.severity] || SEV.info;
+      return h("div", { class: "banner " + (cls === "bad" ? "bad" : "warn") }, tag(cls, icon, t("sev_" + a.severity)), " ", a.message,
+        h("div", { class: "muted" }, a.raised_at));
+    }) : [none()]));
+  }
+
+  function breakerTag(b) {
+    if (b === "closed") return tag("good", "\u2714", t("breaker_closed"));
+    if (b === "half_open") return tag("warn", "\u25D0", t("breaker_half_open"));
+    return tag("bad", "\u2716", t("breaker_opened"));
+  }
+
+  function pickers(list) {
+    $("pickers").replaceChildren(table(["picker", "index", "breaker", "open_tasks", "available", "logged_in", "break_start", "hold"],
+      list.map((p) => h("tr", { "data-picker": p.operator_id },
+        h("td", {}, p.name, h("div", { class: "muted" }, p.operator_id)), h("td", {}, p.score), h("td", {}, breakerTag(p.breaker)),
+        h("td", {}, p.open_tasks), h("td", {}, yesNo(p.available)), h("td", {}, yesNo(p.logged_in)),
+        h("td", {}, p.on_break ? tag("warn", "\u23F8", t("on_break")) : ""),
+        h("td", {}, h("button", { class: "small", onclick: () => act(p.held ? "/api/v1/supervisor/release" : "/api/v1/supervisor/hold",
+          { scope: "operator", id: p.operator_id }) }, p.held ? t("release") : t("hold")))))));
+  }
+
+  function why(task) {
+    const c = task.choice;
+    if (!c) return h("span", { class: "muted" }, "—");
+    const rows = c.candidates.map((x) => h("tr", {}, h("td", {}, x.name), h("td", {}, x.eligible ? "\u2714" : "\u2716"),
+      h("td", {}, x.score === null ? "—" : x.score), h("td", {}, x.index), h("td", {}, x.load), h("td", {}, x.note)));
+    return h("details", { "data-key": "why-" + task.task_id }, h("summary", {}, c.operator_id ? c.reason : "\u26A0 " + c.reason),
+      table(["picker", "available", "score", "index", "load", "note"], rows));
+  }
+
+  function tasks(list, operators) {
+    $("tasks").replaceChildren(table(["task", "order", "zone", "state", "picker", "escalation", "cutoff", "why", "reassign"],
+      list.map((task) => {
+        const sel = h("select", { "data-key": "to-" + task.task_id, "aria-label": t("reassign") },
+          operators.map((o) => h("option", { value: o.operator_id, selected: o.operator_id === task.operator_id }, o.name)));
+        return h("tr", { "data-task": task.task_id },
+          h("td", {}, task.task_id), h("td", {}, task.order_id), h("td", {}, task.zone), h("td", {}, task.state),
+          h("td", {}, task.name || "—"), h("td", {}, task.escalation ? tag("warn", "\u26A0", String(task.escalation)) : "0"),
+          h("td", {}, cutoff(task.cutoff_at)), h("td", {}, why(task)),
+          h("td", {}, sel, " ", h("button", { class: "small", onclick: () => act(`/api/v1/supervisor/tasks/${encodeURIComponent(task.task_id)}/reassign`,
+            { operator_id: sel.value }) }, t("reassign"))));
+      })));
+  }
+
+  function holds(list) {
+    $("holds").replaceChildren(...(list.length ? list.map((x) => h("div", { class: "row-form", "data-hold": x.scope + ":" + x.id },
+      tag("bad", "\u23F8", x.scope + " " + x.id), h("span", { class: "muted" }, x.by + " · " + x.at),
+      h("button", { class: "small", onclick: () => act("/api/v1/supervisor/release", { scope: x.scope, id: x.id }) }, t("release")))) : [none()]));
+  }
+
+  function reviews(list) {
+    $("reviews").replaceChildren(table(["order", "station", "expected", "actual", "deviation", ""],
+      list.map((r) => h("tr", { "data-review": r.order_id }, h("td", {}, r.order_id), h("td", {}, r.station || ""),
+        h("td", {}, r.expected_g + " g"), h("td", {}, r.actual_g + " g"), h("td", {}, tag("warn", "\u26A0", (r.deviation_pct > 0 ? "+" : "") + r.deviation_pct + "%")),
+        h("td", {}, h("button", { class: "small primary", onclick: () => act(`/api/v1/supervisor/reviews/${encodeURIComponent(r.order_id)}`, { decision: "approve" }) }, t("approve")), " ",
+          h("button", { class: "small", onclick: () => act(`/api/v1/supervisor/reviews/${encodeURIComponent(r.order_id)}`, { decision: "repack" }) }, t("repack")))))));
+  }
+
+  function undo(list) {
+    $("undo").replaceChildren(table(["picker", "order", "line", "sku", "qty", "left", ""],
+      list.map((u) => h("tr", {}, h("td", {}, u.operator_id || ""), h("td", {}, u.order_id), h("td", {}, u.line_no), h("td", {}, u.sku),
+        h("td", {}, u.picked + (u.short ? ` (−${u.short})` : "")), h("td", {}, u.seconds_left + " s"),
+        h("td", {}, h("button", { class: "small", onclick: () => act("/api/v1/supervisor/undo", { task_id: u.task_id, line_no: u.line_no }) }, t("undo")))))));
+  }
+
+  function sync(s, storage, gw) {
+    const kv = [[t("connected"), yesNo(s.connected)], [t("pending"), s.pending === undefined ? "—" : String(s.pending)],
+      [t("acked"), s.acked_seq === undefined ? "—" : String(s.acked_seq)], [t("last_seq"), String(s.last_seq)],
+      [t("storage"), storage === "ok" ? tag("good", "\u2714", "ok") : tag("bad", "\u26A0", storage)]];
+    $("sync").replaceChildren(...kv.flatMap(([k, v]) => [h("span", {}, k), h("span", {}, v)]));
+    $("gw-name").textContent = gw.site + " / " + gw.gateway;
+  }
+
+  function devices(list) {
+    $("devices").replaceChildren(table(["device", "kind", "state", "errors"], list.map((d) => h("tr", {},
+      h("td", {}, d.device_id), h("td", {}, d.kind), h("td", {}, d.online ? tag("good", "\u2714", t("online")) : tag("bad", "\u2716", t("offline")),
+        d.online ? "" : h("div", { class: "muted" }, d.detail)), h("td", {}, d.errors)))));
+  }
+
+  function returns(list) {
+    $("returns").replaceChildren(table(["order", "line", "sku", "qty", "lot", "location", "tote"], list.map((r) => h("tr", {},
+      h("td", {}, r.order_id), h("td", {}, r.line_no), h("td", {}, r.sku), h("td", {}, r.qty), h("td", {}, r.lot || "—"),
+      h("td", {}, r.location || "—"), h("td", {}, r.tote || "—")))));
+  }
+
+  function orders(o) {
+    $("orders").replaceChildren(table(["order", "state", "line", "cutoff", "holds"], o.open.map((x) => h("tr", { "data-order": x.order_id, "data-state": x.state },
+      h("td", {}, x.order_id), h("td", {}, t("state_" + x.state)), h("td", {}, `${x.lines_done} / ${x.lines}`), h("td", {}, cutoff(x.cutoff_at)),
+      h("td", {}, x.holds.length ? tag("bad", "\u23F8", x.holds.join(", ")) : "")))));
+  }
+
+  function render(s) {
+    snap = s;
+    if ($("work").contains(document.activeElement) && document.activeElement.tagName === "SELECT") { deferred = true; return; }
+    FG.setNow(s.gateway.now);
+    const open = [...document.querySelectorAll("details[open][data-key]")].map((d) => d.dataset.key);
+    states(s.orders.by_state);
+    trend(s.trend);
+    alarms(s.alarms);
+    pickers(s.pickers);
+    tasks(s.tasks, s.operators);
+    holds(s.holds);
+    reviews(s.reviews);
+    undo(s.undo);
+    sync(s.sync, s.storage, s.gateway);
+    devices(s.devices);
+    returns(s.returns);
+    orders(s.orders);
+    open.forEach((k) => { const d = document.querySelector(`details[data-key="${CSS.escape(k)}"]`); if (d) d.open = true; });
+    FG.tickCountdowns();
+  }
+
+  async function recall(lot) {
+    try {
+      const r = await FG.api("GET", "/api/v1/supervisor/recall?lot=" + encodeURIComponent(lot));
+      $("recall").replaceChildren(
+        h("p", {}, t("order") + ": " + (r.orders.join(", ") || t("none"))),
+        h("h3", {}, t("picks")), table(["when", "order", "line", "sku", "qty", "location", "picker"], r.picks.map((p) => h("tr", {},
+          h("td", {}, p.ts), h("td", {}, p.order_id), h("td", {}, p.line_no), h("td", {}, p.sku), h("td", {}, p.qty), h("td", {}, p.location || ""), h("td", {}, p.operator_id)))),
+        h("h3", {}, t("packs")), table(["when", "order", "qty", "station", "sscc"], r.packs.map((p) => h("tr", {},
+          h("td", {}, p.ts), h("td", {}, p.order_id), h("td", {}, p.qty), h("td", {}, p.station), h("td", {}, p.sscc)))),
+        h("h3", {}, t("scans")), table(["when", "device", "picker", "order", "result"], r.scans.map((p) => h("tr", {},
+          h("td", {}, p.ts), h("td", {}, p.device_id || ""), h("td", {}, p.operator_id || ""), h("td", {}, p.order_id || ""), h("td", {}, p.result || "")))));
+    } catch (e) {
+      FG.feedback($("feedback"), "bad", FG.codeTitle(e.code), e.message, false);
+    }
+  }
+
+  function start() {
+    let handle = null;
+    document.addEventListener("fg:lang", () => { if (snap) render(snap); });
+    $("work").addEventListener("focusout", () => setTimeout(() => { if (deferred && snap) { deferred = false; render(snap); } }, 50));
+    $("hold-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      act("/api/v1/supervisor/hold", { scope: $("hold-scope").value, id: $("hold-id").value.trim() || null });
+    });
+    $("recall-form").addEventListener("submit", (e) => { e.preventDefault(); recall($("recall-lot").value.trim()); });
+    const day = $("export-day");
+    day.value = new Date().toISOString().slice(0, 10);
+    const link = () => { $("export-link").href = "/api/v1/supervisor/export.csv?day=" + encodeURIComponent(day.value); };
+    day.addEventListener("change", link);
+    link();
+    PasswordLogin(["supervisor"], () => {
+      handle = FG.stream("/api/v1/supervisor/stream", render);
+    }, () => { if (handle) handle.close(); });
+  }
+
+  start();
+})();
