@@ -1,6 +1,5 @@
-"""The gateway as `floorgate run` will be once the ops parts are wired into App (the reference wiring for
-the lead), plus an optional load part that commits alarm changes non-stop, so tests can back up a
-database that is being written to.
+"""The gateway as `floorgate run` runs it, plus an optional load part that commits alarm changes non-stop,
+so tests can back up a database that is being written to.
 
     python -m tests.ops.gateway_main --config PATH [--load]
 """
@@ -20,8 +19,7 @@ from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
 from gateway.domain.floor import Floor
 from gateway.logs import setup_logging
-from gateway.ops.lock import AlreadyRunning, RunLock, acquire_run_lock
-from gateway.ops.systemd import SystemdNotifier
+from gateway.ops.lock import AlreadyRunning
 from gateway.service import FloorService
 
 
@@ -53,21 +51,13 @@ class WiredApp(App):
     def __init__(self, cfg: Config, load: bool) -> None:
         super().__init__(cfg)
         self.load = load
-        self.lock: RunLock | None = None
 
     async def open(self) -> FloorService:
-        self.lock = acquire_run_lock(self.cfg.data_dir)  # before the journal is touched
+        # App takes the run lock and adds the systemd notifier itself; this only adds the test load.
         service = await super().open()
-        assert self.journal is not None
-        self.parts.append(SystemdNotifier(self.journal, self.clock, ready=self.ready))
         if self.load:
             self.parts.append(Load(service, self.clock))
         return service
-
-    async def close(self) -> None:
-        await super().close()
-        if self.lock is not None:
-            self.lock.release()
 
 
 def main() -> int:
