@@ -165,7 +165,9 @@ def apply_decision(floor: Floor, change: Change, d: Decision, at: At) -> None:
         _lights(change, claim(floor, task))
     elif isinstance(d, Requeue):
         _lights(change, release_task(floor, task))
-        task.state = TASK_OPEN if task.started_at is None else task.state
+        if task.started_at is None:
+            task.state = TASK_OPEN
+            task.operator_id = None  # back in the queue: nobody's until dispatch gives it out again
         change.save("task", task.task_id, task)
     elif isinstance(d, Escalate):
         task.escalation = max(task.escalation, d.level)

@@ -26,7 +26,7 @@ CSV_COLUMNS = ("ts", "type", "order_id", "task_id", "line_no", "sku", "gtin", "l
 
 def _day_bounds(day: date) -> tuple[str, str]:
     start = day.strftime("%Y-%m-%dT00:00:00.000Z")
-    end = (day + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00.000Z")
+    end = (day + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00.000Z") if day < date.max else "9999-12-32"
     return start, end
 
 

@@ -105,7 +105,9 @@ async def password_login(body: PasswordLogin, request: Request, response: Respon
     ok = await asyncio.to_thread(verify_password, body.password, hashed)
     if not ok or op is None:
         web.limiter.failed(ip, account)
-        log.info("page login refused", extra={"fields": {"operator_id": body.operator_id[:64], "ip": ip}})
+        # the typed id is logged only when it is a real one: people type passwords into the wrong field
+        who_tried = body.operator_id if op is not None else "(unknown id)"
+        log.info("page login refused", extra={"fields": {"operator_id": who_tried, "ip": ip}})
         raise ApiError(401, "unauthenticated", "wrong operator id or password")
     if not set(op.roles) & set(PASSWORD_ROLES):
         raise ApiError(403, "forbidden", f"{who(op)} has no supervisor or technician role: use your badge on "

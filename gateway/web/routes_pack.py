@@ -55,7 +55,7 @@ async def scan(station: Station, body: ScanIn, request: Request, caller: PackCal
 
     def fn(floor: Floor, change: Change) -> dict[str, Any]:
         return outcome_answer(handle_scan(floor, change, s, at, scale))
-    answer, replayed = await web.actions.run(caller.operator_id, body.action_id, fn)
+    answer, replayed = await web.actions.run(caller.operator_id, request.url.path, body, fn)
     count_scan(web, answer, replayed, t0)
     if not replayed:
         web.live.station_results[station] = {"ok": answer["ok"], "message": answer["message"],

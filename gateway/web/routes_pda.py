@@ -15,7 +15,7 @@ from gateway.domain.barcode import escape_raw
 from gateway.domain.change import Change
 from gateway.domain.floor import Floor
 from gateway.domain.scanning import ScanInput, handle_scan
-from gateway.domain.sessions import set_break
+from gateway.domain.sessions import set_break, touch
 from gateway.web.auth import PDA_ROLES, Caller, Require, check
 from gateway.web.errors import ApiError
 from gateway.web.models import BreakIn, ConfirmIn, LineRef, ScanIn, ShortIn
@@ -78,7 +78,7 @@ async def scan(body: ScanIn, request: Request, caller: PdaCaller) -> dict[str, A
 
     def fn(floor: Floor, change: Change) -> dict[str, Any]:
         return outcome_answer(handle_scan(floor, change, s, at, False))
-    answer, replayed = await web.actions.run(caller.operator_id, body.action_id, fn)
+    answer, replayed = await web.actions.run(caller.operator_id, request.url.path, body, fn)
     count_scan(web, answer, replayed, t0)
     out = _reply(answer, body.action_id, replayed)
     if answer["kind"] == "badge" and answer["detail"].get("login") is False:
@@ -86,26 +86,27 @@ async def scan(body: ScanIn, request: Request, caller: PdaCaller) -> dict[str, A
     return out
 
 
-async def _key(request: Request, caller: Caller, action_id: str, task_id: str, line_no: int, kind: str,
-               qty: int) -> dict[str, Any]:
+async def _key(request: Request, caller: Caller, body: ConfirmIn | ShortIn, kind: str, qty: int) -> dict[str, Any]:
     web = web_state(request)
     at = web.service.at()
     device = caller.session.device_id or ""
 
     def fn(floor: Floor, change: Change) -> dict[str, Any]:
-        return outcome_answer(pda_key(floor, change, caller.operator_id, device, task_id, line_no, kind, qty, at))
-    answer, replayed = await web.actions.run(caller.operator_id, action_id, fn)
-    return _reply(answer, action_id, replayed)
+        touch(floor, device, at)  # a button press is activity, like a scan (idle logout)
+        return outcome_answer(pda_key(floor, change, caller.operator_id, device, body.task_id, body.line_no, kind,
+                                      qty, at))
+    answer, replayed = await web.actions.run(caller.operator_id, request.url.path, body, fn)
+    return _reply(answer, body.action_id, replayed)
 
 
 @router.post("/confirm", summary="Confirm a line from the PDA (qty below the remaining: the rest is short)")
 async def confirm(body: ConfirmIn, request: Request, caller: PdaCaller) -> dict[str, Any]:
-    return await _key(request, caller, body.action_id, body.task_id, body.line_no, "confirm", body.qty)
+    return await _key(request, caller, body, "confirm", body.qty)
 
 
 @router.post("/short", summary="Short-pick a line: qty_picked were picked, the rest is missing")
 async def short(body: ShortIn, request: Request, caller: PdaCaller) -> dict[str, Any]:
-    return await _key(request, caller, body.action_id, body.task_id, body.line_no, "shortage", body.qty_picked)
+    return await _key(request, caller, body, "shortage", body.qty_picked)
 
 
 @router.post("/undo", summary="Undo a confirmed line of one's own task within the undo window")
@@ -116,8 +117,9 @@ async def undo(body: LineRef, request: Request, caller: PdaCaller) -> dict[str, 
     op_id = caller.operator_id
 
     def fn(floor: Floor, change: Change) -> dict[str, Any]:
+        touch(floor, device, at)
         return outcome_answer(undo_line(floor, change, op_id, device, body.task_id, body.line_no, at, owner=op_id))
-    answer, replayed = await web.actions.run(op_id, body.action_id, fn)
+    answer, replayed = await web.actions.run(op_id, request.url.path, body, fn)
     return _reply(answer, body.action_id, replayed)
 
 
@@ -126,8 +128,10 @@ async def set_on_break(body: BreakIn, request: Request, caller: PdaCaller) -> di
     web = web_state(request)
     at = web.service.at()
     op_id = caller.operator_id
+    device = caller.session.device_id or ""
 
     def fn(floor: Floor, change: Change) -> dict[str, Any]:
+        touch(floor, device, at)
         return outcome_answer(set_break(floor, change, op_id, body.on, at))
-    answer, replayed = await web.actions.run(op_id, body.action_id, fn)
+    answer, replayed = await web.actions.run(op_id, request.url.path, body, fn)
     return _reply(answer, body.action_id, replayed)

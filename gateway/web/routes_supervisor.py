@@ -70,7 +70,7 @@ async def _hold(request: Request, caller: Caller, body: HoldIn, on: bool) -> dic
         if body.scope == "zone" and not re.match(ID_PATTERN, body.target):
             raise InvalidPayload(f"{body.target!r} is not a zone id")
         return {"ok": True, **set_hold(floor, change, body.scope, body.target, caller.operator_id, at, on)}
-    answer, replayed = await web.actions.run(caller.operator_id, body.action_id, fn)
+    answer, replayed = await web.actions.run(caller.operator_id, request.url.path, body, fn)
     return {**answer, "replayed": replayed}
 
 
@@ -92,7 +92,7 @@ async def review(order_id: OrderId, body: ReviewIn, request: Request,
 
     def fn(floor: Floor, change: Change) -> dict[str, Any]:
         return {"ok": True, **resolve_review(floor, change, order_id, body.decision, caller.operator_id, at.wall)}
-    answer, replayed = await web.actions.run(caller.operator_id, body.action_id, fn)
+    answer, replayed = await web.actions.run(caller.operator_id, request.url.path, body, fn)
     return {**answer, "replayed": replayed}
 
 
@@ -105,7 +105,7 @@ async def reassign(task_id: TaskId, body: ReassignIn, request: Request,
     def fn(floor: Floor, change: Change) -> dict[str, Any]:
         manual_reassign(floor, change, task_id, body.operator_id, caller.operator_id, at)
         return {"ok": True, "task_id": task_id, "operator_id": body.operator_id}
-    answer, replayed = await web.actions.run(caller.operator_id, body.action_id, fn)
+    answer, replayed = await web.actions.run(caller.operator_id, request.url.path, body, fn)
     return {**answer, "replayed": replayed}
 
 
@@ -117,7 +117,7 @@ async def undo(body: LineRef, request: Request, caller: SupCaller) -> dict[str, 
     def fn(floor: Floor, change: Change) -> dict[str, Any]:
         return outcome_answer(undo_line(floor, change, caller.operator_id, "supervisor-page", body.task_id,
                                         body.line_no, at))
-    answer, replayed = await web.actions.run(caller.operator_id, body.action_id, fn)
+    answer, replayed = await web.actions.run(caller.operator_id, request.url.path, body, fn)
     return {**answer, "replayed": replayed}
 
 
@@ -135,10 +135,14 @@ async def returns(request: Request, caller: SupCaller) -> list[dict[str, Any]]:
 @router.get("/export.csv", summary="The day's picks and packs as CSV (UTF-8 with BOM; the day is UTC)",
             response_class=Response, responses={200: {"content": {"text/csv": {}}}})
 async def export_csv(request: Request, caller: SupCaller,
-                     day: Annotated[date | None, Query(description="YYYY-MM-DD (UTC), default today")] = None
+                     day: Annotated[str | None, Query(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                                                      description="YYYY-MM-DD (UTC), default today")] = None
                      ) -> Response:
     web = web_state(request)
-    d = day or web.clock.now().date()
+    try:
+        d = date.fromisoformat(day) if day else web.clock.now().date()
+    except ValueError:
+        raise ApiError(422, "invalid_payload", f"day: {day} is not a date (YYYY-MM-DD)") from None
     text = await day_csv(web.service.journal.reader, d)
     return Response(text.encode("utf-8"), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="floorgate-{d.isoformat()}.csv"',

@@ -49,6 +49,14 @@ def devices(web: WebState) -> list[dict[str, Any]]:
     for d in web.gw.registry.devices.values():
         out[d.device_id] = {"device_id": d.device_id, "kind": d.kind, "online": d.online, "detail": d.detail,
                             "errors": d.errors, "scans": d.scans, "rejects": d.rejects}
+    fleet = web.gw.fleet
+    if fleet is not None and fleet.ptl is not None:  # a bus's state is its link's
+        for bus_id, bus in fleet.ptl.buses.items():
+            entry = out.setdefault(bus_id, {"device_id": bus_id, "kind": "bus", "errors": 0, "scans": 0,
+                                            "rejects": 0})
+            snap = bus.snapshot()
+            entry.update(online=bool(snap["link_up"]), detail=snap["link_error"] or ("link up" if snap["link_up"]
+                                                                                     else "connecting"))
     for st in floor.devices.values():
         entry = out.setdefault(st.device_id, {"device_id": st.device_id, "kind": st.kind, "online": st.online,
                                               "detail": st.detail, "errors": st.errors, "scans": 0, "rejects": 0})
@@ -140,6 +148,7 @@ def supervisor(web: WebState) -> dict[str, Any]:
         tasks.append({"task_id": task.task_id, "order_id": task.order_id, "zone": task.zone, "state": task.state,
                       "operator_id": task.operator_id, "name": _name(web, task.operator_id),
                       "escalation": task.escalation, "lines": len(task.line_nos),
+                      "held": order is not None and order.state == "on_hold",
                       "cutoff_at": order.priority.cutoff_at if order else None,
                       "choice": choice_of(web, task.task_id, at.mono)})
     reviews = [{"order_id": o.order_id, **{k: o.review.get(k) for k in ("station", "operator_id", "expected_g",

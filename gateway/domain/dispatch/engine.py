@@ -93,6 +93,9 @@ class _Task:
     deadline: float | None = None
     held_seen: bool = False
     parked: bool = False
+    # When the current wait for a first scan began. A task handed back and forth (a picker's breaker opened,
+    # they went on break) keeps its clock: work that does not move escalates however often it moved.
+    unstarted_since: float | None = None
 
 
 @dataclass(slots=True)
@@ -128,6 +131,7 @@ class DispatchEngine:
         self._parked: dict[str, _Task] = {}
         self._timers: list[tuple[float, int, str]] = []
         self._to_arm: list[_Task] = []
+        self._arm_queued: list[_Task] = []  # waiting tasks whose wait for a picker is timed too
         self._dirty: set[str] = set()
         self._pending: list[Decision] = []
         self._open: set[str] = set()
@@ -243,6 +247,7 @@ class DispatchEngine:
             return False
         if ts.state == ASSIGNED:
             ts.state, ts.deadline, ts.started_at = STARTED, None, t
+            ts.unstarted_since = None
             ts.gen += 1
             self.book.on_first_scan(ts.operator_id, t)
             if self.learned is not None:
@@ -317,8 +322,12 @@ class DispatchEngine:
         """Everything due by monotonic time `t` (`now` is the UTC wall time, for time-of-day thresholds):
         closed index intervals and breaker changes, moves, escalations, then assignments of waiting tasks."""
         t = self._time(t)
+        # Overdue work first: the breaker changes below may hand a task back, and a task handed back and forth
+        # must still reach the end of its escalation ladder.
+        early: list[Decision] = []
+        self._escalate_due(t, now, early)
         self._close_intervals()
-        out, self._pending = self._pending, []
+        out, self._pending = early + self._pending, []
         for op in sorted(self._open):
             p = self._pickers[op]
             if p.breaker.poll(t) == HALF_OPEN:
@@ -334,6 +343,13 @@ class DispatchEngine:
                 self._arm(ts, now, ts.assigned_at)
         self._escalate_due(t, now, out)
         self._assign_waiting(t, now, out)
+        queued, self._arm_queued = self._arm_queued, []
+        for ts in queued:
+            if ts.state == QUEUED and ts.view.task_id in self._tasks:
+                base, src = self.schedule.base_s(now, ts.view.cold_chain)
+                ts.threshold_s, ts.threshold_src = base, src
+                since = ts.unstarted_since if ts.unstarted_since is not None else ts.created
+                heapq.heappush(self._timers, (since + base, ts.gen, ts.view.task_id))
         return out
 
     def choose(self, task_id: str, t: float) -> Choice:
@@ -420,6 +436,8 @@ class DispatchEngine:
     def _push(self, ts: _Task) -> None:
         ts.state, ts.operator_id, ts.deadline = QUEUED, None, None
         ts.gen += 1
+        if ts.strategy == HEALTH and ts.ladder < 3:
+            self._arm_queued.append(ts)
         q = self._queues.setdefault((ts.view.zone, ts.strategy), [])
         heapq.heappush(q, (*ts.key, ts.gen, ts.view.task_id))
         self._dirty.add(ts.view.zone)
@@ -453,9 +471,13 @@ class DispatchEngine:
             self.book.on_unassigned(op, t)
         self._dirty.update(p.view.zones)
 
-    def _take(self, ts: _Task, op: str, t: float, now: datetime) -> None:
+    def _take(self, ts: _Task, op: str, t: float, now: datetime, fresh_period: bool = False) -> None:
+        """Give the task to `op`. Its escalation clock runs on from when it first waited, unless this is a
+        step of the escalation ladder itself (`fresh_period`: the next picker gets a full period)."""
         p = self._pickers[op]
         ts.state, ts.operator_id, ts.assigned_at = ASSIGNED, op, t
+        if ts.unstarted_since is None or fresh_period:
+            ts.unstarted_since = t
         p.load += 1
         p.last_assigned = t
         p.tasks[ts.view.task_id] = None
@@ -463,7 +485,7 @@ class DispatchEngine:
             p.breaker.trial_used = True
         self.book.on_assigned(op, t)
         if ts.strategy == HEALTH:
-            self._arm(ts, now, t)
+            self._arm(ts, now, ts.unstarted_since)
         else:
             ts.gen += 1
 
@@ -510,7 +532,18 @@ class DispatchEngine:
         while timers and timers[0][0] <= t:
             _, gen, tid = heapq.heappop(timers)
             ts = self._tasks.get(tid)
-            if ts is None or ts.gen != gen or ts.state != ASSIGNED:
+            if ts is None or ts.gen != gen:
+                continue
+            if ts.state == QUEUED:
+                # Nobody could take it in time (everyone busy, away, or their breakers open): a supervisor.
+                if not self._task_held(ts) and not ts.parked and ts.ladder < 3:
+                    ts.ladder, ts.escalation = 3, 2
+                    v = ts.view
+                    out.append(Escalate(v.task_id, v.order_id, v.zone, 2, None,
+                                        f"no picker could take it within {ts.threshold_s / 60:g} min "
+                                        f"({ts.threshold_src}); supervisor needed"))
+                continue
+            if ts.state != ASSIGNED:
                 continue
             if self._task_held(ts):
                 ts.held_seen = True
@@ -553,7 +586,7 @@ class DispatchEngine:
         old = ts.operator_id
         assert old is not None and choice.operator_id is not None
         self._release(ts, t)
-        self._take(ts, choice.operator_id, t, now)
+        self._take(ts, choice.operator_id, t, now, fresh_period=True)
         ts.reassignments += 1
         v = ts.view
         out.append(Reassign(v.task_id, v.order_id, old, choice.operator_id, v.zone, v.line_nos, choice.score,

@@ -271,7 +271,7 @@ const FG = (() => {
     const ms = Date.parse(cutoff) - (Date.now() + state.offset);
     if (ms < 0) return { cls: "late", text: "\u2716 " + t("late_by", { t: hms(ms) }) };
     if (ms < 30 * 60 * 1000) return { cls: "soon", text: "\u26A0 " + t("cutoff_in", { t: hms(ms) }) };
-    return { cls: "ok", text: "\u23F1 " + t("cutoff_in", { t: hms(ms) }) };
+    return { cls: "ok", text: "\u25F7 " + t("cutoff_in", { t: hms(ms) }) };
   }
 
   function tickCountdowns() {

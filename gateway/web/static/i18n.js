@@ -51,7 +51,7 @@ const I18N = {
     tech_title: "Technician", buses: "PTL buses", modules: "Modules", identify: "Light it",
     identity: "Read identity", self_test: "Self-test", last_scans: "Last raw scans", kind: "Kind",
     detail: "Detail", errors: "Errors", rejects: "Rejects", transactions: "Transactions", misses: "Misses",
-    link: "Link", device: "Device", mode: "Mode", home_title: "Floorgate",
+    link: "Link", device: "Device", mode: "Mode", home_title: "Floorgate", raw: "Raw scan", if_moved: "if moved",
   },
   zh: {
     ok: "成功", refused: "被拒绝", online: "在线", offline: "离线", offline_retry: "无连接：正在重试",
@@ -101,6 +101,6 @@ const I18N = {
     tech_title: "技术员", buses: "亮灯总线", modules: "亮灯模块", identify: "点亮",
     identity: "读取信息", self_test: "自检", last_scans: "最近原始扫描", kind: "类型",
     detail: "详情", errors: "错误", rejects: "拒绝", transactions: "通信次数", misses: "未应答",
-    link: "链路", device: "设备", mode: "模式", home_title: "Floorgate",
+    link: "链路", device: "设备", mode: "模式", home_title: "Floorgate", raw: "原始扫描", if_moved: "若改派",
   },
 };

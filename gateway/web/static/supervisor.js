@@ -83,7 +83,7 @@
       list.map((p) => h("tr", { "data-picker": p.operator_id },
         h("td", {}, p.name, h("div", { class: "muted" }, p.operator_id)), h("td", {}, p.score), h("td", {}, breakerTag(p.breaker)),
         h("td", {}, p.open_tasks), h("td", {}, yesNo(p.available)), h("td", {}, yesNo(p.logged_in)),
-        h("td", {}, p.on_break ? tag("warn", "\u23F8", t("on_break")) : ""),
+        h("td", {}, p.on_break ? tag("warn", "\u2016", t("on_break")) : ""),
         h("td", {}, h("button", { class: "small", onclick: () => act(p.held ? "/api/v1/supervisor/release" : "/api/v1/supervisor/hold",
           { scope: "operator", id: p.operator_id }) }, p.held ? t("release") : t("hold")))))));
   }
@@ -93,7 +93,9 @@
     if (!c) return h("span", { class: "muted" }, "—");
     const rows = c.candidates.map((x) => h("tr", {}, h("td", {}, x.name), h("td", {}, x.eligible ? "\u2714" : "\u2716"),
       h("td", {}, x.score === null ? "—" : x.score), h("td", {}, x.index), h("td", {}, x.load), h("td", {}, x.note)));
-    return h("details", { "data-key": "why-" + task.task_id }, h("summary", {}, c.operator_id ? c.reason : "\u26A0 " + c.reason),
+    const summary = task.operator_id ? `\u2714 ${task.name} · ${t("if_moved")}: ${c.reason}`
+      : (c.operator_id ? c.reason : "\u26A0 " + c.reason);
+    return h("details", { "data-key": "why-" + task.task_id }, h("summary", {}, summary),
       table(["picker", "available", "score", "index", "load", "note"], rows));
   }
 
@@ -103,7 +105,8 @@
         const sel = h("select", { "data-key": "to-" + task.task_id, "aria-label": t("reassign") },
           operators.map((o) => h("option", { value: o.operator_id, selected: o.operator_id === task.operator_id }, o.name)));
         return h("tr", { "data-task": task.task_id },
-          h("td", {}, task.task_id), h("td", {}, task.order_id), h("td", {}, task.zone), h("td", {}, task.state),
+          h("td", {}, task.task_id), h("td", {}, task.order_id), h("td", {}, task.zone),
+          h("td", {}, task.state, task.held ? [" ", tag("bad", "\u2016", t("held"))] : null),
           h("td", {}, task.name || "—"), h("td", {}, task.escalation ? tag("warn", "\u26A0", String(task.escalation)) : "0"),
           h("td", {}, cutoff(task.cutoff_at)), h("td", {}, why(task)),
           h("td", {}, sel, " ", h("button", { class: "small", onclick: () => act(`/api/v1/supervisor/tasks/${encodeURIComponent(task.task_id)}/reassign`,
@@ -113,7 +116,7 @@
 
   function holds(list) {
     $("holds").replaceChildren(...(list.length ? list.map((x) => h("div", { class: "row-form", "data-hold": x.scope + ":" + x.id },
-      tag("bad", "\u23F8", x.scope + " " + x.id), h("span", { class: "muted" }, x.by + " · " + x.at),
+      tag("bad", "\u2016", x.scope + " " + x.id), h("span", { class: "muted" }, x.by + " · " + x.at),
       h("button", { class: "small", onclick: () => act("/api/v1/supervisor/release", { scope: x.scope, id: x.id }) }, t("release")))) : [none()]));
   }
 
@@ -155,7 +158,7 @@
   function orders(o) {
     $("orders").replaceChildren(table(["order", "state", "line", "cutoff", "holds"], o.open.map((x) => h("tr", { "data-order": x.order_id, "data-state": x.state },
       h("td", {}, x.order_id), h("td", {}, t("state_" + x.state)), h("td", {}, `${x.lines_done} / ${x.lines}`), h("td", {}, cutoff(x.cutoff_at)),
-      h("td", {}, x.holds.length ? tag("bad", "\u23F8", x.holds.join(", ")) : "")))));
+      h("td", {}, x.holds.length ? tag("bad", "\u2016", x.holds.join(", ")) : "")))));
   }
 
   function render(s) {

@@ -38,7 +38,7 @@
           h("button", { class: "small", onclick: () => drive("POST", m.module_id, "self-test") }, t("self_test")))))))) : [h("p", { class: "muted" }, t("none"))]));
     $("scanners").replaceChildren(...(d.scanners.length ? d.scanners.map((s) => h("div", {},
       h("h3", {}, s.device_id, " ", state(s.online)),
-      table(["when", "scans", "result", "message"], s.last_scans.map((x) => h("tr", {}, h("td", {}, x.ts), h("td", {}, h("code", {}, x.raw)),
+      table(["when", "raw", "result", "message"], s.last_scans.map((x) => h("tr", {}, h("td", {}, x.ts), h("td", {}, h("code", {}, x.raw)),
         h("td", {}, x.ok ? tag("good", "\u2714", t("ok")) : tag("bad", "\u2716", FG.codeTitle(x.code))), h("td", {}, x.message)))))) : [h("p", { class: "muted" }, t("none"))]));
   }
 

@@ -1,0 +1,124 @@
+"""The dispatch engine wired to real tasks on the real service (moved clock): breaker events and alarms,
+the escalation ladder, holds, ten pickers sharing a zone's lights."""
+
+from __future__ import annotations
+
+from tests.floor.conftest import Harness
+
+
+async def minutes(h: Harness, n: int, each: float = 60.0) -> None:
+    for _ in range(n):
+        h.clock.advance(each)
+        await h.tick()
+
+
+async def test_breaker_opens_on_a_failing_picker_and_closes_again(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    await h.scan("scan-2", "BADGE-P2")
+    for k in range(6):
+        await h.order(f"O-{k}", [(1, "SKU-1", 1)])
+    await h.tick()
+    seq = h.seq
+    for _ in range(4):  # p1's scanner is broken: every scan is rejected; p2 works normally
+        for _ in range(3):
+            await h.scan("scan-1", "4006381333932")
+        if any(t.operator_id == "p2" and t.active for t in h.floor.tasks.values()):
+            await h.item("scan-2", "4006381333931")
+        await minutes(h, 1)
+    opened = [d for t, _, d in h.events(seq) if t == "dispatch.breaker_opened"]
+    assert [d["operator_id"] for d in opened] == ["p1"] and all(s < 60 for s in opened[0]["scores"])
+    assert "breaker:p1" in h.floor.alarms
+    assert any(t == "alarm.raised" and d["alarm_id"] == "breaker:p1" for t, _, d in h.events(seq))
+    status = {p.operator_id: p for p in h.floor.dispatch.pickers()}
+    assert status["p1"].breaker == "open" and status["p2"].breaker == "closed"
+    assert not any(t.operator_id == "p1" and t.active for t in h.floor.tasks.values())  # no work for p1
+    # After the cool-down, one trial task; good work closes the breaker.
+    for k in range(6, 9):
+        await h.order(f"O-{k}", [(1, "SKU-1", 1)])
+    await minutes(h, 6)
+    seq = h.seq
+    for _ in range(8):
+        task = next((t for t in h.floor.tasks.values() if t.operator_id == "p1" and t.active), None)
+        if task is not None:
+            await h.item("scan-1", "4006381333931")
+        await minutes(h, 1)
+        if "breaker:p1" not in h.floor.alarms:
+            break
+    assert any(t == "dispatch.breaker_closed" for t, _, _ in h.events(seq))
+    assert any(t == "alarm.cleared" and d["alarm_id"] == "breaker:p1" for t, _, d in h.events(seq))
+
+
+async def test_a_task_not_started_is_moved_then_escalated(h: Harness) -> None:
+    """Nobody starts the task: it moves to another picker, and however often it moves, it reaches a
+    supervisor (level 2) when it has waited too long."""
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-1", [(1, "SKU-1", 1)])
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id == "p1"
+    await h.scan("scan-2", "BADGE-P2")
+    seq = h.seq
+    await minutes(h, 31)
+    moved = [(t, d) for t, _, d in h.events(seq) if t in ("task.reassigned", "task.assigned")]
+    assert any(d.get("to_operator", d.get("operator_id")) == "p2" for _, d in moved)
+    await minutes(h, 120)
+    escalated = [d for t, _, d in h.events(seq) if t == "task.escalated"]
+    assert escalated and max(d["level"] for d in escalated) == 2 and "not started" in escalated[-1]["reason"]
+    assert any(a.startswith("escalation:") for a in h.floor.alarms)
+    # The first scan ends it: the alarm clears.
+    for _ in range(20):
+        holder = h.floor.tasks["O-1~zone-a"].operator_id
+        if holder is not None:
+            break
+        await minutes(h, 1)
+    out = await h.item("scan-1" if holder == "p1" else "scan-2", "4006381333931")
+    assert out.ok, (holder, out)
+    assert h.floor.orders["O-1"].state == "picked"
+    assert not any(a.startswith("escalation:") for a in h.floor.alarms)
+
+
+async def test_cold_chain_escalates_sooner_and_a_held_order_never(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("COLD", [(1, "SKU-1", 1)], cold_chain=True)
+    await h.order("WARM", [(1, "SKU-LOT", 1)])
+    await h.order("HELD", [(1, "SKU-2", 1)])
+    await h.tick()
+    await h.hold("order", "HELD")
+    seq = h.seq
+    await minutes(h, 20)
+    escalated = {d["task_id"] for t, _, d in h.events(seq) if t == "task.escalated"}
+    assert "COLD~zone-a" in escalated and "WARM~zone-a" not in escalated and "HELD~zone-a" not in escalated
+    await minutes(h, 60)
+    escalated = {d["task_id"] for t, _, d in h.events(seq) if t == "task.escalated"}
+    assert "WARM~zone-a" in escalated and "HELD~zone-a" not in escalated
+
+
+async def test_zone_hold_stops_assignment_until_released(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    await h.hold("zone", "zone-a")
+    await h.order("O-1", [(1, "SKU-1", 1)])
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id is None
+    await h.hold("zone", "zone-a", on=False)
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id == "p1"
+
+
+async def test_ten_pickers_share_a_zone_each_in_their_own_colour(h: Harness) -> None:
+    ops = [{"operator_id": f"x{k}", "name": f"X{k}", "badge": f"B-X{k}", "roles": ["picker"], "zones": ["zone-a"]}
+           for k in range(10)]
+    from simulators.floor.world import make_gtin
+
+    skus = [{"sku": f"S{k}", "gtins": [make_gtin(900 + k)]} for k in range(10)]
+    locs = [{"code": f"Z-{k}", "zone": "zone-a", "sku": f"S{k}", "light": {"bus": "bus-a", "unit": 20 + k}}
+            for k in range(10)]
+    r = await h.cmd("masterdata.sync", {"mode": "merge", "sync_id": "m2", "part": 1, "parts": 1, "skus": skus,
+                                        "locations": locs, "operators": ops})
+    assert r["ok"] and not r["rejected"], r
+    for k in range(10):
+        await h.scan(f"dev-{k}", f"B-X{k}")
+        await h.order(f"T-{k}", [(1, f"S{k}", 1)])
+        await h.tick()
+    jobs = [j for j in h.lit().values() if j is not None and j.operator_id.startswith("x")]
+    assert len(jobs) == 10
+    assert len({(j.colour, j.pattern) for j in jobs}) == 10
+    assert all(j.colour not in ("red", "white") for j in jobs)
