@@ -1,0 +1,138 @@
+"""The gateway's PTL coordinator over real Modbus frames to the PTL simulator (TCP and RTU on a pty): jobs
+light the right module in the picker's colour with the quantity and a token; a wrong scan shows the error
+signal, then the job again; the last unit gives the done acknowledgement; a press confirms exactly once; a
+module that vanishes goes offline and comes back with its light restored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import App
+from gateway.clock import SystemClock
+from gateway.domain.api import apply_command
+from gateway.domain.commands import COMMANDS
+from gateway.domain.scanning import ScanInput, handle_scan
+from simulators.ptl.sim import PtlSimulator
+from tests.conftest import LOCATIONS, OPERATORS, SKUS, make_config
+
+
+async def until(pred: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not pred():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+class Floor:
+    def __init__(self, app: App, sim: PtlSimulator) -> None:
+        self.app, self.sim = app, sim
+        assert app.service is not None
+        self.service = app.service
+        self.n = 0
+
+    async def cmd(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.n += 1
+        c = COMMANDS[name].model_validate({"cmd_id": f"c{self.n}", **payload})
+        at = self.service.at()
+        return await self.service.execute_command(name, c.cmd_id, lambda f, ch: apply_command(f, ch, c, at))
+
+    async def scan(self, text: str) -> Any:
+        at = self.service.at()
+        s = ScanInput("pda-1", "pick", text, None, text)
+        return await self.service.execute(lambda f, c: handle_scan(f, c, s, at, False))
+
+    def events(self, typ: str) -> list[dict[str, Any]]:
+        conn = sqlite3.connect(self.service.journal.path)
+        try:
+            rows = [json.loads(b) for (b,) in conn.execute("SELECT body FROM events ORDER BY seq")]
+        finally:
+            conn.close()
+        return [r["data"] for r in rows if r["type"] == typ]
+
+
+@contextlib.asynccontextmanager
+async def floor(tmp_path: Path, transport: str) -> AsyncIterator[Floor]:
+    async with PtlSimulator(range(1, 9), transport=transport) as sim:  # type: ignore[arg-type]
+        bus: dict[str, Any] = {"id": "bus-a", "transport": transport, "poll_ms": 20, "timeout_ms": 100}
+        if transport == "tcp":
+            bus.update(host="127.0.0.1", port=sim.port)
+        else:
+            bus.update(port=sim.path, baudrate=115200)
+        cfg = make_config(tmp_path, ptl={"buses": [bus]}, picking={"error_signal_ms": 300})
+        app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
+        task = asyncio.create_task(app.run(install_signals=False), name="ptl-test-gateway")
+        try:
+            await until(app.ready.is_set, "the gateway")
+            f = Floor(app, sim)
+            r = await f.cmd("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1,
+                                                "skus": SKUS, "locations": LOCATIONS, "operators": OPERATORS})
+            assert r["ok"]
+            yield f
+        finally:
+            app.stop()
+            await asyncio.wait_for(task, 30)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+async def test_job_error_signal_press_and_done(tmp_path: Path, transport: str) -> None:
+    async with floor(tmp_path, transport) as f:
+        node = f.sim.module(1)
+        assert (await f.scan("BADGE-P1")).ok
+        await f.cmd("order.upsert", {"order": {"order_id": "O-1", "lines": [{"line_no": 1, "sku": "SKU-1",
+                                                                               "qty": 3}]}})
+        assert f.app.ticker is not None
+        f.app.ticker.poke()
+        await until(lambda: node.mode == 1, "the job on module 1")
+        assert (node.quantity, node.colour, node.pattern) == (3, 2, 0) and node.token > 0  # 3, green, steady
+        assert f.sim.module(2).mode == 0  # the other modules stay dark
+        # A wrong scan: the error signal (mode 3, red, token kept), then the job again.
+        token = node.token
+        assert not (await f.scan("05012345678900")).ok
+        await until(lambda: node.mode == 3, "the error signal")
+        assert node.colour == 1 and node.token == token
+        await until(lambda: node.mode == 1, "the job back after the error signal")
+        # One unit scanned: the display shows two more, under a new token.
+        assert (await f.scan("4006381333931")).ok
+        await until(lambda: node.mode == 1 and node.quantity == 2, "the count down")
+        assert node.token != token
+        # The key: exactly one confirm, the done acknowledgement, then the module goes dark by itself.
+        assert f.sim.press(1, "confirm")
+        await until(lambda: f.service.floor.orders["O-1"].state == "picked", "the order picked")
+        await f.service.journal.barrier()
+        assert [(d["qty"], d["via"]) for d in f.events("pick.line_confirmed")] == [(3, "ptl_button")]
+        await until(lambda: node.mode in (4, 0), "the done acknowledgement")
+        await until(lambda: node.mode == 0, "the module to turn itself off")
+        await asyncio.sleep(0.3)  # a few more polls: still one confirm, no phantom press
+        await f.service.journal.barrier()
+        assert len(f.events("pick.line_confirmed")) == 1
+
+
+async def test_module_vanishes_others_keep_being_served_and_light_comes_back(tmp_path: Path) -> None:
+    async with floor(tmp_path, "tcp") as f:
+        assert (await f.scan("BADGE-P1")).ok
+        await f.cmd("order.upsert", {"order": {"order_id": "O-1", "lines": [
+            {"line_no": 1, "sku": "SKU-1", "qty": 2}, {"line_no": 2, "sku": "SKU-2", "qty": 1}]}})
+        assert f.app.ticker is not None
+        f.app.ticker.poke()
+        m1, m2 = f.sim.module(1), f.sim.module(2)
+        await until(lambda: m1.mode == 1 and m2.mode == 1, "both jobs lit")
+        f.sim.set_gone(1)
+        await until(lambda: any(d["device_id"] == "bus-a-u001" for d in f.events("device.offline")),
+                    "module 1 offline")
+        served = f.sim.served[2]
+        await until(lambda: f.sim.served[2] > served + 20, "module 2 still served")
+        f.sim.reboot(1)  # it comes back with its state lost
+        f.sim.set_gone(1, False)
+        await until(lambda: any(d["device_id"] == "bus-a-u001" for d in f.events("device.online")
+                                if d["detail"] == "answering"), "module 1 online again")
+        await until(lambda: m1.mode == 1 and m1.quantity == 2, "its light restored")
