@@ -65,6 +65,22 @@ class Maintenance:
             await asyncio.sleep(self.storage_every_s)
 
 
+@dataclass
+class JournalWatch:
+    """The journal's writer must never stop while the gateway runs: if it does, the gateway stops with an
+    error (and systemd restarts it) instead of accepting work it can no longer store."""
+
+    journal: Journal
+    name: str = "journal-watch"
+
+    async def run(self) -> None:
+        writer = self.journal.writer_task
+        if writer is None:
+            raise RuntimeError("the journal is not open")
+        await asyncio.shield(writer)
+        raise RuntimeError("the journal writer stopped while the gateway was running")
+
+
 class App:
     def __init__(self, cfg: Config, clock: Clock | None = None, *, connect_mqtt: bool = True,
                  config_path: str | Path | None = None, devices: bool = True, web: bool = True,
@@ -104,6 +120,7 @@ class App:
         self.service = service = FloorService(self.cfg, self.journal, self.clock)
         await service.start()
         maintenance = Maintenance(service)
+        self.parts.append(JournalWatch(self.journal))
         self.parts.append(maintenance)
         self.ticker = FloorTicker(service)
         self.parts.append(self.ticker)

@@ -73,10 +73,12 @@ class BulkApplier:
             if len(got) >= parts[sync_id]:
                 self._queue.put_nowait(sync_id)  # complete before a restart: apply again (idempotent)
 
-    def accept(self, change: Change, name: str, cmd: BulkPart, payload: dict[str, Any]) -> dict[str, Any]:
-        """Record one part (inside the command's own commit); returns the `accepted` result fields."""
+    def accept(self, change: Change, name: str, cmd: BulkPart, payload: dict[str, Any],
+               raw: str | None = None) -> dict[str, Any]:
+        """Record one part (inside the command's own commit), as received; returns the `accepted` fields."""
         items = count_items(name, payload)
-        change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, items, dumps(payload)))
+        text = raw if raw is not None else dumps(payload)
+        change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, items, text))
         got = self._received.setdefault(cmd.sync_id, set())
         complete = cmd.part not in got and len(got) + 1 >= cmd.parts
         got.add(cmd.part)
@@ -116,26 +118,27 @@ class BulkApplier:
         self.running = run
         log.info("bulk set started", extra={"fields": {"sync_id": sync_id, "name": name, "items": run.total}})
         staging: tuple[MasterData, int] | None = None
-        mode = "merge"
-        for _, part, _, _, _ in rows:
-            prow = list(await reader.execute_fetchall(
-                "SELECT payload FROM bulk_parts WHERE sync_id = ? AND part = ?", (sync_id, part)))
-            payload = json.loads(prow[0][0])
-            if name == "masterdata.sync":
-                if part == rows[0][1]:
-                    mode = payload.get("mode", "merge")
-                    if mode == "replace":
+        # Locations refer to SKUs, which may come in any part: SKUs, cartons and operators of every part
+        # first, then the locations (each part is parsed once per pass, off the loop, one at a time).
+        passes = (("skus", "cartons", "operators"), ("locations",)) if name == "masterdata.sync" else (("orders",),)
+        for lists in passes:
+            for _, part, _, _, _ in rows:
+                prow = list(await reader.execute_fetchall(
+                    "SELECT payload FROM bulk_parts WHERE sync_id = ? AND part = ?", (sync_id, part)))
+                payload = await asyncio.to_thread(json.loads, prow[0][0])  # megabytes: off the loop
+                if name == "masterdata.sync":
+                    if part == rows[0][1] and lists[0] == "skus" and payload.get("mode") == "replace":
                         staging = (MasterData(), self.service.floor.md_gen + 1)
-                for list_name in LIST_ORDER:
-                    items = payload.get(list_name) or []
-                    for start in range(0, len(items), self.chunk):
-                        await self._masterdata_chunk(run, staging, list_name, items[start:start + self.chunk],
-                                                     int(part), start)
-            else:
-                orders = payload.get("orders") or []
-                for start in range(0, len(orders), self.chunk):
-                    await self._orders_chunk(run, orders[start:start + self.chunk], int(part), start)
-            del payload
+                    for list_name in lists:
+                        items = payload.get(list_name) or []
+                        for start in range(0, len(items), self.chunk):
+                            await self._masterdata_chunk(run, staging, list_name, items[start:start + self.chunk],
+                                                         int(part), start)
+                else:
+                    orders = payload.get("orders") or []
+                    for start in range(0, len(orders), self.chunk):
+                        await self._orders_chunk(run, orders[start:start + self.chunk], int(part), start)
+                del payload
         await self._finish(run, staging)
 
     def _progress(self, run: _Run, change: Change, final: bool = False) -> None:

@@ -82,6 +82,10 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         from gateway.ops.cli import add_parser as add_ops
 
         add_ops(sub)
+    if first in ("user", ""):
+        from gateway.users import add_parser as add_user
+
+        add_user(sub)
     if first in ("ptl", ""):
         from drivers.ptl.cli import add_parser as add_ptl_tools
 

@@ -170,6 +170,14 @@ class Journal:
         self._db = self._reader = None
 
     @property
+    def writer_task(self) -> asyncio.Task[None] | None:
+        return self._writer
+
+    @property
+    def writer_alive(self) -> bool:
+        return self._writer is not None and not self._writer.done()
+
+    @property
     def integrity_ok(self) -> bool:
         return self.integrity == ["ok"]
 
@@ -256,8 +264,9 @@ class Journal:
                     stop = True
                     break
                 if isinstance(nxt, _Job):
-                    await self._write_batch(batch)
-                    batch = []
+                    if batch:
+                        await self._write_batch(batch)
+                        batch = []
                     await self._run_one_job(nxt)
                     continue
                 batch.append(nxt)
@@ -283,6 +292,8 @@ class Journal:
         return self._db
 
     async def _write_batch(self, batch: list[_Pending]) -> None:
+        if not batch:
+            return
         if self._failed is not None:
             for p in batch:
                 if not p.future.done():

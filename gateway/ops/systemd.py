@@ -89,9 +89,7 @@ def sd_notify(*fields: str, env: Mapping[str, str] | None = None) -> bool:
 
 
 def _writer_alive(journal: Journal) -> bool:
-    # Journal keeps its writer task private; reading it here is the cheapest honest liveness test.
-    task: asyncio.Task[None] | None = getattr(journal, "_writer", None)
-    return task is not None and not task.done()
+    return journal.writer_alive
 
 
 class SystemdNotifier:

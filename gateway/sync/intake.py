@@ -31,6 +31,7 @@ log = logging.getLogger("floorgate.intake")
 
 _CMD_ID = re.compile(rb'"cmd_id"\s*:\s*"((?:[^"\\]|\\.){1,128})"')
 RETRY_S = 1.0
+OFFLOAD_BYTES = 64 * 1024
 
 
 def _validation_message(e: ValidationError) -> str:
@@ -104,7 +105,8 @@ class CommandIntake:
             return [self._error(cmd_id, "too_large", f"payload of {len(payload)} bytes is over "
                                 f"mqtt.max_payload_bytes ({self.max_payload}); split it into parts")]
         try:
-            data = json.loads(payload)
+            # A large payload (a bulk part of megabytes) is parsed off the loop: scans never wait behind it.
+            data = await asyncio.to_thread(json.loads, payload) if len(payload) > OFFLOAD_BYTES else json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             return [self._error(None, "invalid_payload", f"not JSON: {e}")]
         if not isinstance(data, dict):
@@ -132,7 +134,7 @@ class CommandIntake:
             cmd = model.model_validate(data)
         except ValidationError as e:
             return [await self._store(name, cmd_id, self._error(cmd_id, "invalid_payload", _validation_message(e)))]
-        return [await self._apply(name, cmd, data)]
+        return [await self._apply(name, cmd, data, payload)]
 
     async def _store(self, name: str, cmd_id: str, result: dict[str, Any]) -> dict[str, Any]:
         """Record a refusal under its cmd_id so a repeat gets the same answer."""
@@ -141,7 +143,7 @@ class CommandIntake:
         await self.service.execute(op)
         return result
 
-    async def _apply(self, name: str, cmd: Command, data: dict[str, Any]) -> dict[str, Any]:
+    async def _apply(self, name: str, cmd: Command, data: dict[str, Any], raw: bytes) -> dict[str, Any]:
         if isinstance(cmd, SyncReplay):
             return await self._replay(name, cmd)
         if isinstance(cmd, SyncSnapshot):
@@ -150,7 +152,7 @@ class CommandIntake:
             return result
         if isinstance(cmd, BulkPart):
             result = await self.service.execute_command(
-                name, cmd.cmd_id, lambda f, c: self.bulk.accept(c, name, cmd, data))
+                name, cmd.cmd_id, lambda f, c: self.bulk.accept(c, name, cmd, data, raw.decode("utf-8")))
             if result.get("ok") and result.get("complete"):
                 self.bulk.kick(cmd.sync_id)
             return result

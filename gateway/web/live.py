@@ -40,6 +40,7 @@ class Live:
         self.station_results: dict[str, dict[str, Any]] = {}
         self.parcels: dict[str, dict[str, Any]] = {}
         self.streams = 0
+        self._cache: dict[str, tuple[int, float, dict[str, Any]]] = {}
         service.on_signal(self.on_signal)
 
     def on_signal(self, signal: Any) -> None:
@@ -94,6 +95,17 @@ class Live:
             await asyncio.sleep(TREND_EVERY_S)
 
     # -- streams ------------------------------------------------------------------------------------
+
+    def cached(self, key: str, build: Callable[[], dict[str, Any]], max_age_s: float = 1.0) -> dict[str, Any]:
+        """One build per floor change (and at most `max_age_s` old) shared by every stream of the same view, so
+        ten open dashboards cost one snapshot, not ten."""
+        now = self.clock.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == self.version and now - hit[1] < max_age_s:
+            return hit[2]
+        value = build()
+        self._cache[key] = (self.version, now, value)
+        return value
 
     def stream(self, build: Callable[[], dict[str, Any] | None]) -> StreamingResponse:
         """A server-sent event stream of `build()`; `build` returns None when the session has ended."""

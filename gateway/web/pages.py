@@ -47,8 +47,8 @@ async def pda_page() -> HTMLResponse:
 
 @router.get("/pack/{station}", include_in_schema=False)
 async def pack_page(station: str) -> HTMLResponse:
-    if not re.match(STATION_ID, station):
-        raise ApiError(404, "not_found", f"{station!r} is not a station id")
+    if not re.match(STATION_ID, station) or station == "pick":
+        raise ApiError(404, "not_found", f"{station!r} is not a packing station id")
     return _html("pack")
 
 

@@ -41,7 +41,7 @@ async def stream(station: Station, request: Request, caller: PackCaller) -> Stre
             check(web, request, frozenset(PACK_ROLES), "pack")
         except ApiError:
             return None
-        return pack(web, station)
+        return web.live.cached("pack:" + station, lambda: pack(web, station))
     return web.live.stream(build)
 
 

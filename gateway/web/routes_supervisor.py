@@ -47,7 +47,7 @@ async def stream(request: Request, caller: SupCaller) -> StreamingResponse:
             check(web, request, frozenset(SUPERVISOR), None)
         except ApiError:
             return None
-        return supervisor(web)
+        return web.live.cached("supervisor", lambda: supervisor(web))
     return web.live.stream(build)
 
 

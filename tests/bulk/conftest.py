@@ -1,0 +1,3 @@
+from tests.sync.conftest import broker
+
+__all__ = ["broker"]
