@@ -168,6 +168,19 @@ class PackingConfig(_Section):
         return self.sscc_company_prefix or DEMO_SSCC_PREFIX
 
 
+class EscalationEntry(_Section):
+    start: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]  # "HH:MM", local time (`timezone`)
+    after_min: Annotated[float, Field(gt=0)] = 30
+    cold_chain_after_min: Annotated[float, Field(gt=0)] = 10
+
+
+class AbConfig(_Section):
+    candidate: Literal["health", "round_robin"] = "health"
+    share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    zones: list[Id] = []  # empty: every zone
+    salt: str = ""
+
+
 class DispatchConfig(_Section):
     index_interval_s: Positive = 60
     breaker_threshold: Annotated[float, Field(ge=0, le=100)] = 60
@@ -176,6 +189,23 @@ class DispatchConfig(_Section):
     escalate_after_min: Positive = 30
     escalate_cold_chain_after_min: Positive = 10
     task_cap: Positive = 3
+    strategy: Literal["health", "round_robin"] = "health"
+    zone_strategies: dict[str, Literal["health", "round_robin"]] = {}
+    ab: AbConfig = AbConfig()
+    escalation_schedule: list[EscalationEntry] = []
+    timezone: str = "UTC"  # for the schedule's times of day
+    learned_thresholds: bool = False  # shorten thresholds to the recent p90 of time-to-start, per category
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone such as \"Europe/Berlin\"; got {v!r}") from None
+        return v
 
 
 class ScaleConfig(_Section):

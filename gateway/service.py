@@ -35,6 +35,24 @@ Op = Callable[[Floor, Change], T]
 DISK_RESERVE_BYTES = 32 * 1024 * 1024  # below this much free disk, only work in progress may commit
 
 
+def dispatch_engine(cfg: Config, start: float) -> DispatchEngine:
+    """The engine with the strategies, A/B split and escalation schedule of `[dispatch]`."""
+    from zoneinfo import ZoneInfo
+
+    from gateway.domain.dispatch import ABSplit, EscalationSchedule, LearnedThresholds, StrategyTable
+
+    d = cfg.dispatch
+    ab = None
+    if d.ab.share > 0:
+        ab = ABSplit(d.ab.candidate, d.ab.share, frozenset(d.ab.zones) if d.ab.zones else None, d.ab.salt)
+    schedule = EscalationSchedule.parse(
+        [{"from": e.start, "after_min": e.after_min, "cold_chain_after_min": e.cold_chain_after_min}
+         for e in d.escalation_schedule], d.escalate_after_min, d.escalate_cold_chain_after_min, ZoneInfo(d.timezone))
+    return DispatchEngine(DispatchSettings.from_config(d), strategies=StrategyTable(d.strategy, d.zone_strategies, ab),
+                          schedule=schedule, learned=LearnedThresholds() if d.learned_thresholds else None,
+                          start=start)
+
+
 class FloorService:
     def __init__(self, cfg: Config, journal: Journal, clock: Clock) -> None:
         self.cfg = cfg
@@ -58,8 +76,7 @@ class FloorService:
                 self.clock.now()))
 
     def _new_floor(self) -> Floor:
-        engine = DispatchEngine(DispatchSettings.from_config(self.cfg.dispatch), start=self.clock.monotonic())
-        return Floor(self.cfg.site, self.cfg.gateway, self.rules, engine)
+        return Floor(self.cfg.site, self.cfg.gateway, self.rules, dispatch_engine(self.cfg, self.clock.monotonic()))
 
     def at(self) -> At:
         """Now, on both clocks."""

@@ -3,6 +3,12 @@ the escalation ladder, holds, ten pickers sharing a zone's lights."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from gateway.clock import ManualClock
+from gateway.journal import Journal
+from gateway.service import FloorService
+from tests.conftest import make_config
 from tests.floor.conftest import Harness
 
 
@@ -122,3 +128,29 @@ async def test_ten_pickers_share_a_zone_each_in_their_own_colour(h: Harness) -> 
     assert len(jobs) == 10
     assert len({(j.colour, j.pattern) for j in jobs}) == 10
     assert all(j.colour not in ("red", "white") for j in jobs)
+
+
+async def test_strategies_per_zone_and_live_ab_split_come_from_the_config(tmp_path: Path,
+                                                                           clock: ManualClock) -> None:
+    cfg = make_config(tmp_path, dispatch={"zone_strategies": {"zone-a": "round_robin"},
+                                          "ab": {"candidate": "health", "share": 0.5}})
+    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    try:
+        s = FloorService(cfg, j, clock)
+        await s.start()
+        h = Harness(s, clock)
+        await h.load()
+        await h.scan("scan-1", "BADGE-P1")
+        for k in range(40):
+            await h.order(f"O-{k}", [(1, "SKU-1", 1)])
+        for _ in range(20):
+            await h.tick()
+            for t in list(h.floor.tasks.values()):
+                if t.operator_id == "p1" and t.active:
+                    await h.item("scan-1", "4006381333931")
+        used = {t.strategy for t in h.floor.tasks.values() if t.strategy}
+        assert used == {"round_robin", "health"}  # the zone's strategy, and the A/B candidate for about half
+        figures = h.floor.dispatch.strategy_figures()
+        assert set(figures) >= {"round_robin", "health"} and all(f.tasks > 0 for f in figures.values())
+    finally:
+        await j.close()
