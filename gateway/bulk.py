@@ -26,11 +26,12 @@ from gateway.domain.floor import Floor, MasterData
 from gateway.domain.masterdata import LIST_ORDER, Outcome, apply_items, swap_generation
 from gateway.domain.model import At
 from gateway.jsontext import dumps
-from gateway.service import FloorService
+from gateway.service import FloorService, settle_heap
+from gateway.streamjson import iter_items, scan_envelope
 
 log = logging.getLogger("floorgate.bulk")
 
-CHUNK = 250  # items per transaction: small enough that a scan never waits long behind one
+CHUNK = 50  # items per transaction: small enough that a scan never waits long behind one
 
 
 @dataclass
@@ -45,10 +46,8 @@ class _Run:
     next_progress: int = 0
 
 
-def count_items(name: str, payload: dict[str, Any]) -> int:
-    if name == "order.upsert_batch":
-        return len(payload.get("orders") or [])
-    return sum(len(payload.get(k) or []) for k in LIST_ORDER)
+def lists_of(name: str) -> tuple[str, ...]:
+    return ("orders",) if name == "order.upsert_batch" else LIST_ORDER
 
 
 class BulkApplier:
@@ -59,6 +58,7 @@ class BulkApplier:
         self.clock = clock
         self.publish_result = publish_result
         self.chunk = chunk
+        self.yield_factor = 1.0  # seconds of pause per second of bulk work
         self._received: dict[str, set[int]] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self.running: _Run | None = None
@@ -73,19 +73,17 @@ class BulkApplier:
             if len(got) >= parts[sync_id]:
                 self._queue.put_nowait(sync_id)  # complete before a restart: apply again (idempotent)
 
-    def accept(self, change: Change, name: str, cmd: BulkPart, payload: dict[str, Any],
-               raw: str | None = None) -> dict[str, Any]:
-        """Record one part (inside the command's own commit), as received; returns the `accepted` fields."""
-        items = count_items(name, payload)
-        text = raw if raw is not None else dumps(payload)
-        change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, items, text))
+    def accept(self, change: Change, name: str, cmd: BulkPart, raw: str) -> dict[str, Any]:
+        """Record one part (inside the command's own commit) as received; returns the `accepted` fields. Its
+        items are counted and validated when the set is applied."""
+        change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, 0, raw))
         got = self._received.setdefault(cmd.sync_id, set())
         complete = cmd.part not in got and len(got) + 1 >= cmd.parts
         got.add(cmd.part)
         if complete:
             change.meta[f"bulk:{cmd.sync_id}:completed_by"] = cmd.cmd_id
         return {"status": "accepted", "sync_id": cmd.sync_id, "part": cmd.part, "parts": cmd.parts,
-                "items": items, "complete": complete}
+                "complete": complete}
 
     def kick(self, sync_id: str) -> None:
         self._queue.put_nowait(sync_id)
@@ -114,31 +112,41 @@ class BulkApplier:
         meta = await self.journal.read_meta()
         name = rows[0][0]
         completed_by = meta.get(f"bulk:{sync_id}:completed_by", rows[-1][3])
-        run = _Run(sync_id, name, completed_by, sum(int(r[4]) for r in rows))
+        payloads: list[tuple[int, bytes]] = []
+        total = 0
+        for _, part, _, _, _ in rows:
+            prow = list(await reader.execute_fetchall(
+                "SELECT payload FROM bulk_parts WHERE sync_id = ? AND part = ?", (sync_id, part)))
+            body = str(prow[0][0]).encode("utf-8")
+            head, counts = await scan_envelope(body, lists_of(name))
+            total += sum(counts.values())
+            if part == rows[0][1]:
+                first_head = head
+            payloads.append((int(part), body))
+        run = _Run(sync_id, name, completed_by, total)
         self.running = run
         log.info("bulk set started", extra={"fields": {"sync_id": sync_id, "name": name, "items": run.total}})
         staging: tuple[MasterData, int] | None = None
+        if name == "masterdata.sync" and first_head.get("mode") == "replace":
+            staging = (MasterData(), self.service.floor.md_gen + 1)
         # Locations refer to SKUs, which may come in any part: SKUs, cartons and operators of every part
-        # first, then the locations (each part is parsed once per pass, off the loop, one at a time).
+        # first, then the locations. Items are read a slice at a time, applied a chunk per commit.
         passes = (("skus", "cartons", "operators"), ("locations",)) if name == "masterdata.sync" else (("orders",),)
         for lists in passes:
-            for _, part, _, _, _ in rows:
-                prow = list(await reader.execute_fetchall(
-                    "SELECT payload FROM bulk_parts WHERE sync_id = ? AND part = ?", (sync_id, part)))
-                payload = await asyncio.to_thread(json.loads, prow[0][0])  # megabytes: off the loop
-                if name == "masterdata.sync":
-                    if part == rows[0][1] and lists[0] == "skus" and payload.get("mode") == "replace":
-                        staging = (MasterData(), self.service.floor.md_gen + 1)
-                    for list_name in lists:
-                        items = payload.get(list_name) or []
-                        for start in range(0, len(items), self.chunk):
-                            await self._masterdata_chunk(run, staging, list_name, items[start:start + self.chunk],
-                                                         int(part), start)
-                else:
-                    orders = payload.get("orders") or []
-                    for start in range(0, len(orders), self.chunk):
-                        await self._orders_chunk(run, orders[start:start + self.chunk], int(part), start)
-                del payload
+            for part, body in payloads:
+                for list_name in lists:
+                    start = 0
+                    async for items in iter_items(body, list_name, self.chunk):
+                        t0 = time.monotonic()
+                        if name == "masterdata.sync":
+                            await self._masterdata_chunk(run, staging, list_name, items, part, start)
+                        else:
+                            await self._orders_chunk(run, items, part, start)
+                        start += len(items)
+                        settle_heap()  # 100,000 new entities must not cost a scan a GC pause
+                        # The floor keeps priority: bulk work takes at most half the loop (and the disk).
+                        await asyncio.sleep((time.monotonic() - t0) * self.yield_factor)
+        del payloads
         await self._finish(run, staging)
 
     def _progress(self, run: _Run, change: Change, final: bool = False) -> None:

@@ -9,6 +9,7 @@ memory is rebuilt from the database, so the floor never acts on something that w
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 from collections.abc import Callable
@@ -29,6 +30,17 @@ from gateway.domain.tasks import restore_dispatch
 from gateway.journal import Journal, JournalError, JournalUnavailable, StorageFull
 
 log = logging.getLogger("floorgate.service")
+
+
+def settle_heap() -> None:
+    """Move the long-lived objects (the floor, its master data) out of the cyclic GC's sight.
+
+    A full collection walks every tracked object: with 100,000 SKUs in memory that is a 150-350 ms pause, a
+    scan left waiting. Young garbage is collected first, then what survives is frozen (`gc.freeze`); frozen
+    objects are still freed by reference counting when the floor lets go of them (entities hold no cycles).
+    """
+    gc.collect(1)
+    gc.freeze()
 T = TypeVar("T")
 Op = Callable[[Floor, Change], T]
 
@@ -98,6 +110,7 @@ class FloorService:
         restore_dispatch(floor, at)
         floor.storage = self.floor.storage
         self.floor = floor
+        settle_heap()
 
     def on_signal(self, fn: Callable[[Any], None]) -> None:
         self._signal_handlers.append(fn)

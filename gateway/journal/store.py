@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,12 +37,14 @@ PRAGMAS = {
     "synchronous": "FULL",
     "busy_timeout": "5000",
     "foreign_keys": "ON",
-    "wal_autocheckpoint": "1000",
+    "wal_autocheckpoint": "0",  # checkpoints run beside the writer (Journal._checkpointer), never in a commit
     "journal_size_limit": str(64 * 1024 * 1024),
     "cache_size": "-8000",
     "temp_store": "MEMORY",
 }
 MAX_BATCH = 512  # changes per commit; bounds the latency one batch can add
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024  # a passive checkpoint once the WAL has grown this much
+CHECKPOINT_EVERY_S = 0.5
 
 
 class JournalError(Exception):
@@ -82,6 +84,73 @@ class _Pending:
 class _Job:
     fn: Callable[[aiosqlite.Connection], Awaitable[Any]]
     future: asyncio.Future[Any]
+
+
+def run_in_connection(db: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], Any]) -> Awaitable[Any]:
+    """Run `fn(sqlite3_connection)` in the aiosqlite connection's own thread, as one call.
+
+    aiosqlite has no public way to run several statements in one trip to its thread; its `_execute` has been
+    stable for years and a test (tests/foundation/test_journal.py) fails loudly if it ever goes.
+    """
+    execute: Callable[[Callable[[], Any]], Awaitable[Any]] = db._execute
+    return execute(lambda: fn(db._conn))
+
+
+@dataclass(slots=True)
+class _Rows:
+    """Everything one batch writes, gathered on the loop, written in the connection's thread."""
+
+    events: list[tuple[int, str, str, str, str | None, str, str]]
+    bulk: list[tuple[str, str, int, int, str, str, int, str]]
+    docs_put: list[tuple[str, str, str]]
+    docs_del: list[tuple[str, str]]
+    md_put: list[tuple[int, str, str, str]]
+    md_del: list[tuple[int, str, str]]
+    meta: list[tuple[str, str]]
+    results: list[tuple[str, str, str, str]]
+    audit: list[tuple[str, str, str | None, str | None, str | None, str | None, str | None, str | None, str]]
+    last_seq: int
+
+    @classmethod
+    def of(cls, batch: list[_Pending], events: list[tuple[int, str, str, str, str | None, str, str]]) -> _Rows:
+        return cls(events, [r for p in batch for r in p.bulk], [r for p in batch for r in p.docs_put],
+                   [r for p in batch for r in p.docs_del], [r for p in batch for r in p.md_put],
+                   [r for p in batch for r in p.md_del], [r for p in batch for r in p.meta],
+                   [p.result for p in batch if p.result is not None], [r for p in batch for r in p.audit],
+                   batch[-1].last_seq)
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.events:
+                conn.executemany("INSERT INTO events(seq, event_id, type, ts, order_id, journal, body) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", self.events)
+            if self.bulk:
+                conn.executemany("INSERT OR REPLACE INTO bulk_parts(sync_id, name, part, parts, cmd_id, ts, items, "
+                                 "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.bulk)
+            if self.docs_put:
+                conn.executemany("INSERT OR REPLACE INTO docs(kind, id, body) VALUES (?, ?, ?)", self.docs_put)
+            if self.docs_del:
+                conn.executemany("DELETE FROM docs WHERE kind = ? AND id = ?", self.docs_del)
+            if self.md_put:
+                conn.executemany("INSERT OR REPLACE INTO masterdata(gen, kind, id, body) VALUES (?, ?, ?, ?)",
+                                 self.md_put)
+            if self.md_del:
+                conn.executemany("DELETE FROM masterdata WHERE gen = ? AND kind = ? AND id = ?", self.md_del)
+            if self.meta:
+                conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", self.meta)
+            if self.results:
+                conn.executemany("INSERT OR IGNORE INTO commands(cmd_id, name, ts, result) VALUES (?, ?, ?, ?)",
+                                 self.results)
+            if self.audit:
+                conn.executemany("INSERT INTO audit(ts, kind, device_id, operator_id, order_id, lot, raw, result, "
+                                 "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.audit)
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_seq', ?)", (str(self.last_seq),))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
 
 
 def _prepare(path: str, site: str, gateway: str, now: str) -> dict[str, Any]:
@@ -124,6 +193,9 @@ class Journal:
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Pending | _Job | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._ckpt: aiosqlite.Connection | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
+        self.checkpoints = 0
         self._failed: JournalError | None = None
         self._listeners: list[Callable[[list[StoredEvent]], None]] = []
         self._failure_listeners: list[Callable[[JournalError], None]] = []
@@ -154,20 +226,49 @@ class Journal:
         j._reader = await aiosqlite.connect(str(j.path), isolation_level=None)
         await j._reader.execute("PRAGMA busy_timeout=5000")
         await j._reader.execute("PRAGMA query_only=1")
+        j._ckpt = await aiosqlite.connect(str(j.path), isolation_level=None)
+        await j._ckpt.execute("PRAGMA busy_timeout=5000")
         j._writer = asyncio.create_task(j._run_writer(), name="journal-writer")
+        j._checkpoints = asyncio.create_task(j._checkpointer(), name="journal-checkpointer")
         if j.integrity != ["ok"]:
             log.error("journal quick_check failed", extra={"fields": {"detail": j.integrity[:5]}})
         return j
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
         if self._writer is not None:
             await self._queue.put(None)
             await self._writer
             self._writer = None
-        for conn in (self._db, self._reader):
+        if self._ckpt is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await self._ckpt.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for conn in (self._db, self._reader, self._ckpt):
             if conn is not None:
                 await conn.close()
-        self._db = self._reader = None
+        self._db = self._reader = self._ckpt = None
+
+    async def _checkpointer(self) -> None:
+        """Copy the WAL into the database beside the writer (PASSIVE: never blocks a commit), so no commit
+        (and no scan waiting on it) ever pays for a checkpoint's writes and fsync."""
+        wal = str(self.path) + "-wal"
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            try:
+                size = os.stat(wal).st_size
+            except FileNotFoundError:
+                continue
+            if size < CHECKPOINT_WAL_BYTES or self._ckpt is None:
+                continue
+            try:
+                await self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.checkpoints += 1
+            except sqlite3.Error as e:
+                log.warning("checkpoint failed; will try again", extra={"fields": {"error": str(e)}})
 
     @property
     def writer_task(self) -> asyncio.Task[None] | None:
@@ -235,7 +336,8 @@ class Journal:
         return await self.submit(change)
 
     async def run_job(self, fn: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
-        """Run `fn(conn)` on the writer connection between batches (maintenance, pruning, backups)."""
+        """Run `fn(conn)` on the writer connection between batches (maintenance, pruning, backups). `fn` must
+        not leave a statement open (read rows with `execute_fetchall`), or the next commit cannot finish."""
         if self._writer is None:
             raise JournalUnavailable("journal is closed")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -301,20 +403,11 @@ class Journal:
             return
         db = self._conn
         events = [e for p in batch for e in p.events]
+        rows = _Rows.of(batch, events)
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                if events:
-                    await db.executemany("INSERT INTO events(seq, event_id, type, ts, order_id, journal, body) "
-                                         "VALUES (?, ?, ?, ?, ?, ?, ?)", events)
-                await self._write_rows(db, batch)
-                await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_seq', ?)",
-                                 (str(batch[-1].last_seq),))
-                await db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await db.execute("ROLLBACK")
-                raise
+            # The whole transaction in one trip to the connection's thread: every extra round trip would wait
+            # a full turn of a busy event loop, and a scan's commit would pay for each.
+            await run_in_connection(db, rows.write)
         except sqlite3.Error as e:
             self._fail(batch, e)
             return
@@ -338,36 +431,6 @@ class Journal:
                 fn(stored)
             except Exception:
                 log.exception("commit listener failed", extra={"fields": {"listener": repr(fn)}})
-
-    async def _write_rows(self, db: aiosqlite.Connection, batch: Iterable[_Pending]) -> None:
-        docs_put = [r for p in batch for r in p.docs_put]
-        docs_del = [r for p in batch for r in p.docs_del]
-        md_put = [r for p in batch for r in p.md_put]
-        md_del = [r for p in batch for r in p.md_del]
-        meta = [r for p in batch for r in p.meta]
-        results = [p.result for p in batch if p.result is not None]
-        audit = [r for p in batch for r in p.audit]
-        bulk = [r for p in batch for r in p.bulk]
-        if bulk:
-            await db.executemany("INSERT OR REPLACE INTO bulk_parts(sync_id, name, part, parts, cmd_id, ts, items, "
-                                 "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", bulk)
-        if docs_put:
-            await db.executemany("INSERT OR REPLACE INTO docs(kind, id, body) VALUES (?, ?, ?)", docs_put)
-        if docs_del:
-            await db.executemany("DELETE FROM docs WHERE kind = ? AND id = ?", docs_del)
-        if md_put:
-            await db.executemany("INSERT OR REPLACE INTO masterdata(gen, kind, id, body) VALUES (?, ?, ?, ?)",
-                                 md_put)
-        if md_del:
-            await db.executemany("DELETE FROM masterdata WHERE gen = ? AND kind = ? AND id = ?", md_del)
-        if meta:
-            await db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta)
-        if results:
-            await db.executemany("INSERT OR IGNORE INTO commands(cmd_id, name, ts, result) VALUES (?, ?, ?, ?)",
-                                 results)
-        if audit:
-            await db.executemany("INSERT INTO audit(ts, kind, device_id, operator_id, order_id, lot, raw, result, "
-                                 "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", audit)
 
     def _fail(self, batch: list[_Pending], e: sqlite3.Error) -> None:
         full = "full" in str(e).lower() or getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL

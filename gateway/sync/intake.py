@@ -24,6 +24,7 @@ from gateway.domain.commands import BULK_COMMANDS, COMMANDS, BulkPart, Command, 
 from gateway.journal import JournalError
 from gateway.jsontext import dumps
 from gateway.service import FloorService
+from gateway.streamjson import StreamError, scan_envelope
 from gateway.sync.mqtt import AsyncMqtt, Message
 from gateway.sync.publisher import OutboxPublisher
 
@@ -31,7 +32,8 @@ log = logging.getLogger("floorgate.intake")
 
 _CMD_ID = re.compile(rb'"cmd_id"\s*:\s*"((?:[^"\\]|\\.){1,128})"')
 RETRY_S = 1.0
-OFFLOAD_BYTES = 64 * 1024
+STREAM_BYTES = 64 * 1024
+BULK_LISTS = ("skus", "locations", "operators", "cartons", "orders")
 
 
 def _validation_message(e: ValidationError) -> str:
@@ -105,10 +107,15 @@ class CommandIntake:
             return [self._error(cmd_id, "too_large", f"payload of {len(payload)} bytes is over "
                                 f"mqtt.max_payload_bytes ({self.max_payload}); split it into parts")]
         try:
-            # A large payload (a bulk part of megabytes) is parsed off the loop: scans never wait behind it.
-            data = await asyncio.to_thread(json.loads, payload) if len(payload) > OFFLOAD_BYTES else json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            return [self._error(None, "invalid_payload", f"not JSON: {e}")]
+            if name in BULK_COMMANDS and len(payload) > STREAM_BYTES:
+                # A bulk part of megabytes is checked a slice at a time: scans never wait behind it. Its items
+                # are read again (the same way) when the set is applied.
+                data, _ = await scan_envelope(payload, BULK_LISTS)
+            else:
+                data = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError, StreamError) as e:
+            return [self._error(None, "invalid_payload", f"not JSON: {e}" if not isinstance(e, StreamError)
+                                else str(e))]
         if not isinstance(data, dict):
             return [self._error(None, "invalid_payload", "the payload must be a JSON object")]
         cmd_id = data.get("cmd_id")
@@ -152,7 +159,7 @@ class CommandIntake:
             return result
         if isinstance(cmd, BulkPart):
             result = await self.service.execute_command(
-                name, cmd.cmd_id, lambda f, c: self.bulk.accept(c, name, cmd, data, raw.decode("utf-8")))
+                name, cmd.cmd_id, lambda f, c: self.bulk.accept(c, name, cmd, raw.decode("utf-8")))
             if result.get("ok") and result.get("complete"):
                 self.bulk.kick(cmd.sync_id)
             return result

@@ -59,7 +59,9 @@ class HubSim:
                  auto_replay: bool = True,
                  auto_ack: bool = True, keep_events: bool = True, validate: bool = True) -> None:
         self.prefix = f"floorgate/v1/{site}/{gateway}"
-        self.mqtt = AsyncMqtt(settings, subscriptions=[(f"{self.prefix}/#", 1)], name="hubsim")
+        # Not `#`: the hub's own commands (megabytes, for bulk parts) must not come back to it.
+        topics = ("events/#", "status", "cmd_result", "snapshot", "telemetry")
+        self.mqtt = AsyncMqtt(settings, subscriptions=[(f"{self.prefix}/{t}", 1) for t in topics], name="hubsim")
         self.mqtt.on_message = self._on_message
         self.ack_every_s = ack_every_s
         self.gap_grace_s = gap_grace_s

@@ -163,3 +163,16 @@ async def test_closed_journal_refuses(cfg: Config, clock: ManualClock) -> None:
     await j.close()
     with pytest.raises(JournalError):
         j.submit(Change())
+
+
+async def test_aiosqlite_still_runs_a_function_in_its_thread(journal: Journal) -> None:
+    """The journal writes a whole batch in one trip to aiosqlite's thread through its `_execute`; if a new
+    aiosqlite drops it, this fails before anything else does."""
+    import threading
+
+    from gateway.journal.store import run_in_connection
+
+    main = threading.get_ident()
+    ident = await run_in_connection(journal._conn, lambda conn: (threading.get_ident(),
+                                                                conn.execute("SELECT 1").fetchone()[0]))
+    assert ident[1] == 1 and ident[0] != main

@@ -64,7 +64,7 @@ async def test_cap_warns_then_refuses_new_work_then_resumes(tmp_path: Path, cloc
         assert (await upsert(s, clock, "c2", "O-0"))["ok"]
         # Space returns (the hub acked and events were pruned, or the cap was raised).
         await j.run_job(lambda db: db.execute("DELETE FROM audit WHERE kind = 'filler'"))
-        await j.run_job(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        await j.run_job(lambda db: db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
         assert await s.check_storage() == STORAGE_OK
         assert not s.floor.alarms
         assert (await upsert(s, clock, "c3", "O-1"))["ok"]
