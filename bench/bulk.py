@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -31,7 +32,7 @@ from tests.bulk.workload import masterdata_parts
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))] if xs else float("nan")
 
 
 async def scan_once(sim: VirtualSerialScanner, code: str) -> float:
@@ -99,10 +100,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
         app.stop()
         await task
         hub_task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await hub_task
-        except asyncio.CancelledError:
-            pass
         sim.close()
         broker.stop()
     return {"apply_s": apply_s, "items": float(result["applied"]), "payload_mb": sum(map(len, bodies)) / 1e6,
