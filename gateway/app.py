@@ -60,8 +60,11 @@ class Maintenance:
                 acked = self.hub_acked_seq()
                 if acked > 0:
                     n = await self.service.prune_events(acked)
-                    if n:
-                        log.info("pruned events", extra={"fields": {"events": n, "up_to_seq": acked}})
+                    forgotten = await self.service.forget_finished_orders(acked)
+                    if n or forgotten:
+                        log.info("pruned", extra={"fields": {"events": n, "up_to_seq": acked, "orders": forgotten}})
+                await self.service.prune_commands()
+                await self.service.prune_audit()
             await asyncio.sleep(self.storage_every_s)
 
 

@@ -64,6 +64,7 @@ class SyncConfig(_Section):
     retention_h: Annotated[float, Field(ge=0)] = 72
     max_db_mb: Positive = 2048
     telemetry_interval_s: Positive = 30
+    audit_retention_days: Positive = 90
 
 
 class HttpConfig(_Section):

@@ -24,7 +24,7 @@ from gateway.domain.dispatch import DispatchEngine, DispatchSettings
 from gateway.domain.errors import DomainError
 from gateway.domain.floor import STORAGE_FULL, STORAGE_OK, STORAGE_WARNING, Floor
 from gateway.domain.lights import rebuild_modules
-from gateway.domain.model import At
+from gateway.domain.model import FINAL_STATES, At
 from gateway.domain.rules import FloorRules
 from gateway.domain.tasks import restore_dispatch
 from gateway.journal import Journal, JournalError, JournalUnavailable, StorageFull
@@ -266,6 +266,50 @@ class FloorService:
         return level
 
     # -- pruning ------------------------------------------------------------------------------------
+
+    async def forget_finished_orders(self, hub_acked_seq: int) -> int:
+        """Drop packed and cancelled orders from memory once the hub holds their last event and that event
+        is older than the retention (their events and audit rows stay until pruned on their own)."""
+        from gateway.domain.orders import forget_orders
+
+        candidates = {o.updated_seq: o.order_id for o in self.floor.orders.values()
+                      if o.state in FINAL_STATES and 0 < o.updated_seq <= hub_acked_seq}
+        if not candidates:
+            return 0
+        cutoff = rfc3339(self.clock.now() - timedelta(hours=self.cfg.sync.retention_h))
+        young: set[int] = set()
+        seqs = list(candidates)
+        for i in range(0, len(seqs), 500):
+            part = seqs[i:i + 500]
+            rows = await self.journal.reader.execute_fetchall(
+                f"SELECT seq FROM events WHERE seq IN ({','.join('?' * len(part))}) AND ts >= ?", (*part, cutoff))
+            young |= {int(r[0]) for r in rows}
+        old = [oid for seq, oid in candidates.items() if seq not in young]
+        if not old:
+            return 0
+        n = await self.execute(lambda f, c: forget_orders(f, c, old))
+        settle_heap()
+        return int(n)
+
+    async def prune_commands(self) -> int:
+        """Results kept for dedup live as long as events do: the hub resends long before that."""
+        cutoff = rfc3339(self.clock.now() - timedelta(hours=self.cfg.sync.retention_h))
+
+        async def job(db: Any) -> int:
+            cur = await db.execute("DELETE FROM commands WHERE ts < ?", (cutoff,))
+            n = int(cur.rowcount)
+            await db.execute("DELETE FROM meta WHERE key LIKE 'bulk:%:result' AND value < ?", ('{"cmd_id%',))
+            return n
+        return int(await self.journal.run_job(job))
+
+    async def prune_audit(self) -> int:
+        cutoff = rfc3339(self.clock.now() - timedelta(days=self.cfg.sync.audit_retention_days))
+
+        async def job(db: Any) -> int:
+            cur = await db.execute("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE ts < ? LIMIT 20000)",
+                                   (cutoff,))
+            return int(cur.rowcount)
+        return int(await self.journal.run_job(job))
 
     async def prune_events(self, hub_acked_seq: int, chunk: int = 5000) -> int:
         """Delete events the hub has acked that are older than the retention, a chunk per transaction."""

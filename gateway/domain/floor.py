@@ -182,3 +182,4 @@ class Floor:
                       if o.tote is not None and o.state not in FINAL_STATES}
         self.serials = {(ln.sku, s) for o in self.orders.values() if o.state != "cancelled"
                         for ln in o.lines for p in ln.picks for s in p.serials}
+        self.serials |= {(d["sku"], d["serial"]) for d in self.extra.get("serial", {}).values()}

@@ -164,3 +164,35 @@ def is_ready_for_packing(order: Order) -> bool:
 
 __all__ = ["FLOW", "HOLDABLE", "PACKING", "can_transition", "cancel_order", "get_order", "transition",
            "upsert_order"]
+
+
+def forget_orders(floor: Floor, change: Change, order_ids: list[str]) -> int:
+    """Let go of finished orders the hub holds (memory and documents); their events and audit rows stay. The
+    serials they picked are kept on their own, so a serial is never picked twice, however old its order."""
+    n = 0
+    for oid in order_ids:
+        order = floor.orders.get(oid)
+        if order is None or order.state not in FINAL_STATES:
+            continue
+        for line in order.lines:
+            for p in line.picks:
+                for serial in p.serials:
+                    change.save("serial", f"{line.sku}|{serial}", _Serial(line.sku, serial))
+        for task in floor.tasks_of(oid):
+            floor.tasks.pop(task.task_id, None)
+            change.delete("task", task.task_id)
+        floor.order_tasks.pop(oid, None)
+        if order.tote is not None and floor.totes.get(order.tote) == oid:
+            del floor.totes[order.tote]
+        del floor.orders[oid]
+        change.delete("order", oid)
+        n += 1
+    return n
+
+
+class _Serial:
+    def __init__(self, sku: str, serial: str) -> None:
+        self.sku, self.serial = sku, serial
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"sku": self.sku, "serial": self.serial}

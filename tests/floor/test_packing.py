@@ -134,3 +134,22 @@ async def test_ssccs_never_repeat_across_a_restart(h: Harness) -> None:
     assert len(set(ssccs)) == 3
     serials = [int(s[8:17]) for s in ssccs]
     assert serials == [1, 2, 3]
+
+
+async def test_finished_orders_leave_memory_but_their_serials_stay(h: Harness) -> None:
+    await h.picker_with_task("O-1", [(1, "SKU-SER", 1)])
+    assert (await h.item("scan-1", "04012345000016", serial="S-77")).ok
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    await h.scan("pack-scan", "O-1", station="pack-1")
+    assert (await h.item("pack-scan", "04012345000016", station="pack-1", serial="S-77")).ok
+    assert h.floor.orders["O-1"].state == "packed"
+    assert await h.service.forget_finished_orders(h.seq) == 0  # not older than the retention yet
+    h.clock.advance(73 * 3600)
+    assert await h.service.forget_finished_orders(h.seq - 1) == 0  # the hub does not hold its last event yet
+    assert await h.service.forget_finished_orders(h.seq) == 1
+    assert "O-1" not in h.floor.orders and not h.floor.tasks_of("O-1")
+    await h.service.reload()
+    assert "O-1" not in h.floor.orders
+    await h.picker_with_task("O-2", [(1, "SKU-SER", 1)])
+    again = await h.item("scan-1", "04012345000016", serial="S-77")
+    assert again.code == "serial_repeated"
