@@ -1,0 +1,104 @@
+"""A serial scanner through the gateway: unplugged mid-scan and plugged in again under the same path, it
+reports device.offline / device.online, the half scan is never taken, and later scans work; SIGHUP re-reads
+the config's devices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.app import App
+from gateway.clock import SystemClock
+from simulators.broker import free_port
+from simulators.scanner.serial_sim import VirtualSerialScanner
+from tests.conftest import make_config
+from tests.gateway_proc import GatewayProcess
+
+
+async def until(pred: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not pred():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def event_types(db: Path) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    conn = sqlite3.connect(db)
+    try:
+        return [(b["type"], b["data"]) for b in (json.loads(r[0]) for r in conn.execute(
+            "SELECT body FROM events ORDER BY seq"))]
+    finally:
+        conn.close()
+
+
+async def test_unplugged_mid_scan_then_replugged(tmp_path: Path) -> None:
+    link = tmp_path / "scanner-1"
+    sim = VirtualSerialScanner(link, terminator="crlf")
+    sim.plug()
+    cfg = make_config(tmp_path / "gw", scanners=[{"id": "scan-1", "port": str(link), "station": "pick",
+                                                  "good_feedback": "06", "bad_feedback": "15"}])
+    app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
+    task = asyncio.create_task(app.run(install_signals=False), name="scanner-test-gateway")
+    try:
+        await until(lambda: app.ready.is_set() and app.registry.devices["scan-1"].online, "the scanner online")
+        info = app.registry.devices["scan-1"]
+        await sim.send(b"A-01-")  # half a scan...
+        sim.unplug()  # ...and the cable is pulled
+        await until(lambda: not info.online, "the scanner offline")
+        assert info.scans == 0  # the half scan was not taken
+        await asyncio.sleep(0.3)
+        sim.plug()  # plugged in again: a new tty behind the same path
+        await until(lambda: info.online, "the scanner back online")
+        await sim.scan("HELLO")
+        await until(lambda: info.scans == 1, "the next scan")
+        assert app.fleet is not None and app.fleet.scanners["scan-1"].outcomes[-1].code == "unknown_barcode"
+        assert app.journal is not None
+        await app.journal.barrier()
+        types = [(t, d["device_id"]) for t, d in event_types(cfg.db_path) if t.startswith("device.")]
+        assert types == [("device.online", "scan-1"), ("device.offline", "scan-1"), ("device.online", "scan-1")]
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 30)
+        sim.close()
+
+
+def test_sighup_rereads_the_devices(tmp_path: Path) -> None:
+    one, two = VirtualSerialScanner(tmp_path / "s1"), VirtualSerialScanner(tmp_path / "s2")
+    one.plug()
+    two.plug()
+    try:
+        base = f'data_dir = "{tmp_path / "gw"}"\n[mqtt]\nport = {free_port()}\n[http]\nhost = "127.0.0.1"\n' \
+               f'port = {free_port()}\n'
+        cfg = tmp_path / "gw.toml"
+        cfg.write_text(base + f'[[scanners]]\nid = "scan-1"\nport = "{tmp_path / "s1"}"\n', encoding="utf-8")
+        gw = GatewayProcess(cfg).start()
+        try:
+            db = tmp_path / "gw" / "floorgate.db"
+
+            def online() -> set[str]:
+                return {d["device_id"] for t, d in event_types(db) if t == "device.online"}
+
+            asyncio.run(_wait(lambda: "scan-1" in online(), "scan-1 online"))
+            cfg.write_text(base + f'[[scanners]]\nid = "scan-1"\nport = "{tmp_path / "s1"}"\n'
+                                  f'[[scanners]]\nid = "scan-2"\nport = "{tmp_path / "s2"}"\n', encoding="utf-8")
+            assert gw.proc is not None
+            os.kill(gw.proc.pid, signal.SIGHUP)
+            asyncio.run(_wait(lambda: "scan-2" in online(), "scan-2 online after SIGHUP"))
+            assert any(rec.get("msg") == "config re-read on SIGHUP" for rec in gw.lines)
+            assert gw.terminate() == 0
+        finally:
+            gw.kill()
+    finally:
+        one.close()
+        two.close()
+
+
+async def _wait(pred: Callable[[], bool], what: str) -> None:
+    await until(pred, what, 30)
