@@ -45,6 +45,18 @@ def _validation_message(e: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
+def _cmd_id_hint(payload: bytes) -> str | None:
+    """The cmd_id of a payload that cannot be parsed whole (too large, too deep), if its start shows one."""
+    m = _CMD_ID.search(payload[:4096])
+    if m is None:
+        return None
+    try:
+        cmd_id = json.loads(b'"' + m.group(1) + b'"')  # a bad escape or bad UTF-8 in it: no cmd_id
+    except ValueError:
+        return None
+    return cmd_id if isinstance(cmd_id, str) else None
+
+
 class CommandIntake:
     def __init__(self, service: FloorService, mqtt: AsyncMqtt, publisher: OutboxPublisher, bulk: BulkApplier,
                  prefix: str, max_payload_bytes: int, clock: Clock,
@@ -102,8 +114,7 @@ class CommandIntake:
 
     async def _process(self, name: str, payload: bytes) -> list[dict[str, Any]]:
         if len(payload) > self.max_payload:
-            m = _CMD_ID.search(payload[:4096])
-            cmd_id = json.loads(b'"' + m.group(1) + b'"') if m else None
+            cmd_id = _cmd_id_hint(payload)
             return [self._error(cmd_id, "too_large", f"payload of {len(payload)} bytes is over "
                                 f"mqtt.max_payload_bytes ({self.max_payload}); split it into parts")]
         try:
@@ -116,6 +127,8 @@ class CommandIntake:
         except (UnicodeDecodeError, json.JSONDecodeError, StreamError) as e:
             return [self._error(None, "invalid_payload", f"not JSON: {e}" if not isinstance(e, StreamError)
                                 else str(e))]
+        except RecursionError:  # json.loads gives up on ~1,000 levels of nesting; no command has more than 5
+            return [self._error(_cmd_id_hint(payload), "invalid_payload", "JSON nested too deeply")]
         if not isinstance(data, dict):
             return [self._error(None, "invalid_payload", "the payload must be a JSON object")]
         cmd_id = data.get("cmd_id")

@@ -132,7 +132,7 @@ class Plan:
                 "cartons": [{"code": CARTON, "tare_g": CARTON_TARE_G}]}
 
     def badge(self, operator_id: str) -> str:
-        return next(o["badge"] for o in self.operators if o["operator_id"] == operator_id)
+        return str(next(o["badge"] for o in self.operators if o["operator_id"] == operator_id))
 
     def sku(self, sku: str) -> dict[str, Any]:
         return next(s for s in self.skus if s["sku"] == sku)
@@ -148,9 +148,15 @@ class Plan:
             expiry = when.strftime("%y%m%d")
         return Unit(sku, s["gtins"][0], lot_code, expiry, None, float(s.get("unit_weight_g") or 0.0))
 
-    def order(self, order_id: str, rng: random.Random) -> dict[str, Any]:
+    def order(self, order_id: str, rng: random.Random, *, cross_zone: bool = False) -> dict[str, Any]:
+        """1-3 lines of distinct SKUs, 1-3 units each; from one zone unless `cross_zone` (then an order may
+        need a task, and a tote, in each zone)."""
         n = rng.choice((1, 1, 2, 2, 3))
-        chosen = rng.sample([s["sku"] for s in self.skus], n)
+        pool = [s["sku"] for s in self.skus]
+        if not cross_zone:
+            zone = rng.choice(sorted(self.zone_units))
+            pool = [sku for sku in pool if self.zone_of[sku] == zone]
+        chosen = rng.sample(pool, min(n, len(pool)))
         return {"order_id": order_id, "channel": "web", "priority": {"value_cents": rng.randint(500, 50_000)},
                 "lines": [{"line_no": i + 1, "sku": sku, "qty": rng.choice((1, 2, 3))} for i, sku in enumerate(chosen)]}
 
@@ -163,7 +169,10 @@ class HubFacts:
 
     def __init__(self, hub: HubSim) -> None:
         self.hub = hub
-        self.journal: str | None = None
+        self._reset(None)
+
+    def _reset(self, journal: str | None) -> None:
+        self.journal = journal
         self.upto = 0
         self.order_state: dict[str, str] = {}
         self.order_totes: dict[str, list[str]] = {}
@@ -178,8 +187,7 @@ class HubFacts:
         if view is None:
             return
         if jid != self.journal:
-            self.__init__(self.hub)  # type: ignore[misc]  # a new journal (a restore): start over
-            self.journal = jid
+            self._reset(jid)  # a new journal (a restore): start over
         while self.upto < view.watermark:
             ev = view.events.get(self.upto + 1)
             if ev is None:
@@ -215,7 +223,7 @@ class Hand:
     for the beep. None: read, never answered (the process that read it died)."""
 
     def __init__(self, sim: VirtualSerialScanner, *, good: bytes = GOOD, bad: bytes = BAD,
-                 beep_timeout_s: float = 8.0) -> None:
+                 beep_timeout_s: float = 3.0) -> None:
         self.sim = sim
         self.good, self.bad = good, bad
         self.beep_timeout_s = beep_timeout_s
@@ -306,7 +314,7 @@ class BlackBoxFloor:
                  pick_scanners: dict[str, VirtualSerialScanner],
                  pack_scanners: dict[str, VirtualSerialScanner], scales: dict[str, ScaleSimulator], *,
                  seed: int = 1, error_rate: float = 0.05, short_rate: float = 0.05, extra_rate: float = 0.03,
-                 beep_timeout_s: float = 8.0) -> None:
+                 beep_timeout_s: float = 3.0) -> None:
         self.plan = plan
         self.hub = hub
         self.ptl = ptl
@@ -328,11 +336,15 @@ class BlackBoxFloor:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def actors(self) -> list[Picker | Packer]:
+        return [*self.pickers, *self.packers]
+
     # -- running -----------------------------------------------------------------------------------------------
 
     async def login(self) -> None:
         """Every badge once, before any fault: a badge scanned again would log its operator out."""
-        for actor in [*self.pickers, *self.packers]:
+        for actor in self.actors:
             beep = await actor.hand.scan(self.plan.badge(actor.op))
             if beep != "good":
                 raise RuntimeError(f"{actor.op} could not log in (beep {beep})")
@@ -349,7 +361,7 @@ class BlackBoxFloor:
             t.cancel()
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        for actor in [*self.pickers, *self.packers]:
+        for actor in self.actors:
             actor.hand.close()
         for r in results:
             if isinstance(r, Exception):
@@ -362,12 +374,13 @@ class BlackBoxFloor:
                 return t.exception()
         return None
 
-    async def feed(self, n: int, *, first: int = 0, every_s: float = 0.0, prefix: str = "BB") -> None:
+    async def feed(self, n: int, *, first: int = 0, every_s: float = 0.0, prefix: str = "BB",
+                   cross_zone: bool = False) -> None:
         """Send `n` orders through the hub, one `order.upsert` at a time (resent with its cmd_id until answered,
         as a hub does), `first` at once and then one every `every_s` seconds."""
         for i in range(n):
             oid = f"{prefix}{i + 1:04d}"
-            order = self.plan.order(oid, self.rng)
+            order = self.plan.order(oid, self.rng, cross_zone=cross_zone)
             self.orders[oid] = order
             r = await self.hub.command("order.upsert", {"order": order}, cmd_id=f"up-{oid}", timeout=SAFETY_S,
                                        resend_after=3.0)
@@ -475,7 +488,7 @@ class Picker:
     async def work(self, unit: int) -> None:
         node = self.node(unit)
         if not await self.ensure_tote() or node.mode != MODE_JOB:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # lights of a task the gateway no longer has: it rewrites them shortly
             return
         assert self.tote is not None
         sku = self.floor.plan.module_sku[unit]
@@ -493,18 +506,18 @@ class Picker:
         await self.confirm_rest(unit, line)
 
     async def maybe_mistake(self, unit: int, sku: str) -> None:
-        """A wrong grab, scanned and refused: the neighbour's item (from a shelf not lit for this task) or an
-        expired unit of a lot-tracked SKU. The unit goes back to the shelf; the error signal passes."""
+        """A wrong grab, scanned and refused: an item from another zone's shelf (never on this picker's task),
+        or an expired unit of a lot-tracked SKU. It goes back to the shelf; the error signal passes."""
         if self.rng.random() >= self.floor.error_rate:
             return
         plan = self.floor.plan
-        dark = [u for u in self.units if u != unit and self.node(u).mode == MODE_OFF]
-        if plan.sku(sku).get("lot_tracked") and (not dark or self.rng.random() < 0.5):
+        if plan.sku(sku).get("lot_tracked") and self.rng.random() < 0.5:
             wrong, kind = plan.unit(sku, "expired"), "expired"
-        elif dark:
-            wrong, kind = plan.unit(plan.module_sku[self.rng.choice(dark)]), "wrong_item"
         else:
-            return
+            others = [s for s, z in plan.zone_of.items() if z != self.zone]
+            if not others:
+                return
+            wrong, kind = plan.unit(self.rng.choice(others)), "wrong_item"
         self.floor.report.mistakes[kind] += 1
         beep = await self.hand.scan_unit(wrong)
         if beep == "good":
@@ -517,11 +530,12 @@ class Picker:
 
     async def first_unit(self, unit: int, line: LineState) -> bool:
         """The item scan a line needs before its key counts: one unit into the tote, scanned. True once the
-        gateway has counted it."""
+        gateway has counted it and the display shows what is left."""
         node = self.node(unit)
+        writes = self.floor.writes.count
         assert self.tote is not None
         tote = self.floor.totes[self.tote]
-        qty, token, writes = node.quantity, node.token, self.floor.writes.count[unit]
+        qty, before = node.quantity, writes[unit]
         item = self.floor.plan.unit(line.sku)
         if line.in_tote <= line.counted:  # else a unit already in the tote was never counted: scan that one
             tote.append(item)
@@ -532,22 +546,26 @@ class Picker:
             await until(lambda: node.mode != MODE_ERROR, 30)
             return False
         if beep is None:
+            # Read by a gateway that never answered: its next write to this module is the verdict.
             self.floor.report.scans_unanswered += 1
-            if not await until(lambda: self.floor.writes.count[unit] > writes):
+            if not await until(lambda: writes[unit] > before):
                 raise RuntimeError(f"module {unit} was never written again after an unanswered scan")
             if node.mode == MODE_ERROR:
                 return False
-            counted = node.mode in (MODE_DONE, MODE_OFF) or node.quantity == qty - 1
-            if node.mode == MODE_JOB and node.quantity == qty and qty == 1:
-                counted = not await self.task_still_open()  # a new task's line of 1, or ours again?
-            if not counted:
+            if node.mode == MODE_JOB and node.quantity == qty:
+                # Not counted; unless the line was the last unit and this is a new task's line of one.
+                if qty != 1 or await self.task_still_open():
+                    return False
+            elif node.mode == MODE_JOB and node.quantity != qty - 1 and qty != 1:
+                self.floor.report.anomalies.append(f"{self.op}: module {unit} shows {node.quantity} after a scan "
+                                                   f"at {qty}")
                 return False
         line.counted += 1
         if qty == 1:
             self.done(unit, line)
             return False
-        # The display counts down under a new token (or the line is done); read the rest only after that.
-        await until(lambda: node.token != token or node.mode != MODE_JOB, 30)
+        # After a good beep the display counts down with the next write; read the rest only after it.
+        await until(lambda: writes[unit] > before, 30)
         return True
 
     async def confirm_rest(self, unit: int, line: LineState) -> None:
@@ -564,7 +582,7 @@ class Picker:
             if shown >= 2 and self.rng.random() < self.floor.short_rate:
                 line.total = line.counted + self.rng.randint(1, shown - 1)
                 self.floor.report.mistakes["short_shelf"] += 1
-        want = min(line.total - line.counted, shown)
+        want = max(min(line.total - line.counted, shown), 0)
         while line.in_tote < line.counted + want:
             tote.append(self.floor.plan.unit(line.sku))
             line.in_tote += 1
@@ -573,29 +591,34 @@ class Picker:
             tote.append(self.floor.plan.unit(line.sku))  # one too many: packing must catch it
             self.floor.report.mistakes["extra_unit"] += 1
         key = "confirm" if want == shown else "shortage"
-        token = node.token
+        token, before = node.token, self.floor.writes.count[unit]
         delta = want - node.shown_quantity
         if delta:
             self.floor.ptl.adjust(unit, delta)
         if not self.floor.ptl.press(unit, key):
             return  # the module left the job meanwhile: look again
         self.floor.report.presses += 1
-        if not await until(lambda: (node.mode, node.token) != (MODE_JOB, token)):
+        # Answered by the module leaving the job (done), or by the next write (a restarted gateway's).
+        if not await until(lambda: self.floor.writes.count[unit] > before or (node.mode, node.token) != (MODE_JOB,
+                                                                                                    token)):
             raise RuntimeError(f"module {unit} never answered the {key} key")
         if node.mode == MODE_ERROR:
             self.floor.report.anomalies.append(f"{self.op}: the {key} key on module {unit} was refused")
             line.counted = 0  # the gateway has no item scan for the line: it needs one again
             await until(lambda: node.mode != MODE_ERROR, 30)
             return
-        lost = node.mode == MODE_JOB and node.quantity == shown and await self.task_still_open()
-        if lost:
+        if node.mode == MODE_JOB and node.quantity == shown and await self.task_still_open():
             self.floor.report.presses_lost += 1
             return  # the job is shown again after a restart: press again (nothing more goes in the tote)
         line.counted += want
         self.done(unit, line)
 
     def done(self, unit: int, line: LineState) -> None:
+        """The line is over: forget it, since the same tote may come back to this module for a later task (the
+        gateway rebinds an emptied tote), and that line starts from nothing in the tote."""
         self.floor.report.lines_done += 1
+        if self.tote is not None and self.lines.get((self.tote, unit)) is line:
+            del self.lines[(self.tote, unit)]
 
 
 # -- packers ------------------------------------------------------------------------------------------------------
@@ -610,6 +633,10 @@ class Packer:
         self.hand = hand
         self.scale = scale
         self.rng = random.Random(f"{floor.rng.random()}-{op}")
+
+    def state_of(self, oid: str) -> str | None:
+        self.floor.facts.update()
+        return self.floor.facts.order_state.get(oid)
 
     def next_order(self) -> str | None:
         facts = self.floor.facts
@@ -635,8 +662,9 @@ class Packer:
         floor = self.floor
         totes = list(dict.fromkeys(floor.facts.order_totes.get(oid, [])))
         bench: list[Unit] = []
-        for t in totes:
-            bench.extend(floor.totes.pop(t, []))
+        for t in totes:  # everything in them comes to the bench; the picker may reuse an emptied tote
+            bench.extend(floor.totes.get(t, []))
+            floor.totes[t] = []
         ident = self.rng.choice(totes) if totes and self.rng.random() < 0.5 else oid
         if await self.hand.scan_until_answered(ident) != "good":
             floor.report.anomalies.append(f"{self.op}: {oid} refused at {self.station} (scanned {ident})")
@@ -677,7 +705,7 @@ class Packer:
                 floor.report.reviews += 1
                 await floor.hub.command("pack.review", {"order_id": oid, "decision": "approve", "operator_id": "s1"},
                                         timeout=SAFETY_S)
-                await until(lambda: facts.update() or facts.order_state.get(oid) == "packed")
+                await until(lambda: self.state_of(oid) == "packed")
                 return
             if loop.time() >= deadline:
                 floor.report.anomalies.append(f"{self.op}: {oid} never got packed (state {state})")
