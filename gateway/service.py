@@ -108,7 +108,7 @@ class FloorService:
         for s in floor.sessions.values():
             s.last_mono = at.mono  # a restart counts as activity: nobody is logged out for it
         restore_dispatch(floor, at)
-        floor.storage = self.floor.storage
+        floor.set_storage(self.floor.storage)
         self.floor = floor
         settle_heap()
 
@@ -170,7 +170,7 @@ class FloorService:
             await self.journal.submit(change)
         except StorageFull:
             self._hard_full = True
-            self.floor.storage = STORAGE_FULL
+            self.floor.set_storage(STORAGE_FULL)
             raise
         self._emit_signals(change)
 
@@ -209,7 +209,7 @@ class FloorService:
             await asyncio.sleep(0)
             await self.reload()
             if self._hard_full:
-                self.floor.storage = STORAGE_FULL
+                self.floor.set_storage(STORAGE_FULL)
             self.journal.reset_after_failure()
             log.warning("floor rebuilt from the journal after a failed operation")
         finally:
@@ -239,7 +239,7 @@ class FloorService:
         free_mb = free / 1e6
 
         def apply(f: Floor, c: Change) -> None:
-            f.storage = level
+            f.set_storage(level)
             if level == STORAGE_FULL:
                 raise_alarm(f, c, "storage_full", "storage_full", "critical",
                             f"storage full ({mb:.0f} MB of {cap / 1e6:.0f} MB, {free_mb:.0f} MB free on disk): "

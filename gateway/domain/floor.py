@@ -129,6 +129,11 @@ class Floor:
     modules: dict[Light, ModuleSlot] = field(default_factory=dict)
     sscc_last: int = 0  # the last SSCC serial issued (0: none yet)
 
+    def set_storage(self, level: str) -> None:
+        """At the storage cap new orders are refused (see `upsert_order`) and no new task is given out."""
+        self.storage = level
+        self.dispatch.set_new_work(level != STORAGE_FULL)
+
     def tasks_of(self, order_id: str) -> list[Task]:
         return [self.tasks[t] for t in self.order_tasks.get(order_id, []) if t in self.tasks]
 

@@ -99,3 +99,22 @@ def test_held_task_requeued_from_a_break_waits_aside(rig: Rig) -> None:
 def test_unknown_scope_is_a_clear_error(rig: Rig) -> None:
     with pytest.raises(DispatchError, match="hold scope: expected one of task, order, zone, operator, all"):
         rig.engine.set_hold("site", "dc1", True)
+
+
+def test_storage_full_gives_out_no_new_task_and_keeps_a_supervisor_hold(rig: Rig) -> None:
+    """At the storage cap no queued task goes to a picker; space returning releases only that, never the
+    supervisor's `all` hold."""
+    rig.picker("p1")
+    rig.task("T1")
+    assert given(rig.tick()) == [("T1", "p1")]
+    rig.engine.set_new_work(False)
+    rig.task("T2")
+    assert given(rig.tick()) == []
+    rig.engine.on_first_scan("T1", rig.t)  # work already with a picker goes on
+    rig.engine.on_task_completed("T1", rig.t)
+    assert given(rig.tick()) == []
+    rig.engine.set_hold("all", "", True)
+    rig.engine.set_new_work(True)
+    assert given(rig.tick()) == []
+    rig.engine.set_hold("all", "", False)
+    assert given(rig.tick()) == [("T2", "p1")]

@@ -57,6 +57,7 @@ async def test_cap_warns_then_refuses_new_work_then_resumes(tmp_path: Path, cloc
         assert s.floor.storage == STORAGE_FULL
         assert s.floor.alarms["storage_full"].severity == "critical"
         assert "storage_near_full" not in s.floor.alarms
+        assert not s.floor.dispatch.new_work_allowed  # and no queued task goes to a picker
         refused = await upsert(s, clock, "c1", "O-1")
         assert refused["ok"] is False and refused["error"]["code"] == "busy"
         assert "storage is full" in refused["error"]["message"] and "O-1" not in s.floor.orders
@@ -66,7 +67,7 @@ async def test_cap_warns_then_refuses_new_work_then_resumes(tmp_path: Path, cloc
         await j.run_job(lambda db: db.execute("DELETE FROM audit WHERE kind = 'filler'"))
         await j.run_job(lambda db: db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)"))
         assert await s.check_storage() == STORAGE_OK
-        assert not s.floor.alarms
+        assert not s.floor.alarms and s.floor.dispatch.new_work_allowed
         assert (await upsert(s, clock, "c3", "O-1"))["ok"]
         types = [r.body for r in await j.read_events(1)]
         assert sum('"alarm.raised"' in b for b in types) == 2 and sum('"alarm.cleared"' in b for b in types) == 2
@@ -87,7 +88,7 @@ async def test_disk_full_refuses_then_resumes(tmp_path: Path, clock: ManualClock
         with pytest.raises(StorageFull):
             for _ in range(100):
                 await s.execute(fill(20))
-        assert s.floor.storage == STORAGE_FULL
+        assert s.floor.storage == STORAGE_FULL and not s.floor.dispatch.new_work_allowed
         try:
             refused = await upsert(s, clock, "c1", "O-1")
             assert refused["error"]["code"] == "busy"  # refused by the domain, and the refusal fit on disk

@@ -142,6 +142,7 @@ class DispatchEngine:
         self._held_zones: set[str] = set()
         self._held_ops: set[str] = set()
         self._hold_all = False
+        self._no_new_work = False
         self._cap_notes: dict[tuple[int, int], str] = {}
 
     # -- pickers ------------------------------------------------------------------------------------
@@ -286,6 +287,18 @@ class DispatchEngine:
         self.book.on_short(operator_id, self._time(t))
 
     # -- holds --------------------------------------------------------------------------------------
+    def set_new_work(self, allowed: bool) -> None:
+        """Storage full (SPEC §1): no queued task is given out, while tasks already with a picker go on. Kept apart
+        from the supervisor's `all` hold, so that space returning never releases a hold a person set."""
+        if self._no_new_work == (not allowed):
+            return
+        self._no_new_work = not allowed
+        self._dirty.update(self._zone_pickers)
+
+    @property
+    def new_work_allowed(self) -> bool:
+        return not self._no_new_work
+
     def set_hold(self, scope: str, target: str, held: bool) -> None:
         """scope: task | order | zone | operator | all (target ignored for all)."""
         if scope not in HOLD_SCOPES:
@@ -597,7 +610,7 @@ class DispatchEngine:
         if not self._dirty:
             return
         zones, self._dirty = sorted(self._dirty), set()
-        if self._hold_all:
+        if self._hold_all or self._no_new_work:
             return
         for zone in zones:
             if zone in self._held_zones:
