@@ -14,6 +14,10 @@ Order of work on a bus, first that applies:
    fair round robin;
 4. a probe of an offline module whose backoff has run out, only while probing stays within
    `probe_share` of the bus's time (a token bucket, measured in seconds of transaction time).
+A latched key counts only when its token echo is the token of the job the module should show *and* this
+bus has put a write of that token on the wire to that module: a press latched under a token some other
+process wrote (the gateway before a restart, or a coordinator rebuilt on SIGHUP, which may hand out the
+same token again) is stale, whatever its value, and is cleared like any other stale key.
 A module that misses is not retried before `max(poll_ms, timeout_ms)` has passed, so a dead module costs
 the others at most one timeout in two until it is declared offline, and a late reply cannot pass for the
 reply to the module's next request.
@@ -78,7 +82,8 @@ class _Module:
     the scheduler consults it for every module before every transaction."""
 
     __slots__ = ("_desired", "_shown", "backoff", "dirty", "dirty_since", "last_status", "misses", "next_poll",
-                 "next_probe", "not_before", "offline_since", "online", "pending_clear", "reported", "stats", "unit")
+                 "next_probe", "not_before", "offline_since", "online", "pending_clear", "reported", "sent_token",
+                 "stats", "unit")
 
     def __init__(self, unit: int, backoff: float, now: float) -> None:
         self.unit = unit
@@ -95,6 +100,7 @@ class _Module:
         self.offline_since = 0.0
         self.pending_clear: int | None = None
         self.reported: tuple[int, int] | None = None  # (token, counter) of the last KeyPress
+        self.sent_token = 0  # the last job token this bus sent to the module (0: none yet)
         self.last_status: Status | None = None
         self.stats = ModuleStats()
 
@@ -193,6 +199,7 @@ class Scheduler:
             elif m.next_poll <= now and (poll_m is None or _earlier(m.next_poll, m, poll_m.next_poll, poll_m)):
                 poll_m = m
         if write_m is not None:
+            _sending(write_m, write_m.desired)
             return Write(write_m.unit, write_m.desired)
         if poll_m is not None:
             return Poll(poll_m.unit)
@@ -242,6 +249,8 @@ class Scheduler:
         self.stats.last_ok = now
         if m is None:  # unwatched while the transaction ran
             return []
+        if isinstance(action, Write):
+            _sending(m, action.state)
         events: list[Event] = []
         m.stats.last_seen = now
         m.not_before = now
@@ -297,7 +306,7 @@ class Scheduler:
             kind = status.key_kind
             token = m.desired.job_token
             key = (status.token_echo, status.counter)
-            if token is not None and status.token_echo == token and kind is not None:
+            if token is not None and status.token_echo == token == m.sent_token and kind is not None:
                 if m.reported != key:
                     m.reported = key
                     m.stats.key_events += 1
@@ -323,6 +332,8 @@ class Scheduler:
             self.stats.errors += 1
         if m is None:
             return []
+        if isinstance(action, Write):
+            _sending(m, action.state)  # a write without a reply may still have reached the module
         m.stats.misses += 1
         if not isinstance(error, NoResponse):
             m.stats.errors += 1
@@ -364,6 +375,12 @@ class Scheduler:
                 m.next_probe = now
                 m.backoff = self.probe_min_s
         self.credit = max(self.credit, 0.0)
+
+
+def _sending(m: _Module, state: ModuleState) -> None:
+    """Note a job token as sent to the module: from then on a key latched under it may be the job's."""
+    if state.job_token is not None:
+        m.sent_token = state.job_token
 
 
 def _earlier(t: float, m: _Module, t_other: float, other: _Module) -> bool:

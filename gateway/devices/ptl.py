@@ -3,7 +3,13 @@ bus; key presses turned into domain confirms; module health into device events.
 
 Job tokens are allocated here: every change of what a module shows (another line, another quantity, another
 colour) gets a new token, so a press made on the old display is recognised as stale by the driver and never
-confirms the new one.
+confirms the new one. Each coordinator (a gateway process, or the set rebuilt on SIGHUP) starts every
+module's tokens at a random value rather than at 1, so that what a new process shows is unlikely to carry
+the token a module still has latched from the old one; and the bus driver ignores (and clears) any press
+latched under a token it has not itself written to that module, so a press latched before the new process
+wrote its job never counts, whatever the token. What is left is a press on the old display in the few
+milliseconds between the new process's first poll and its first write, which counts only if the random
+token also collides (1 in 65535).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from typing import Any
 
 from drivers.ptl import BusSettings, Colour, KeyPress, ModuleOffline, ModuleOnline, ModuleState, Pattern, PtlBus
@@ -50,7 +57,8 @@ class PtlDevices:
             self.buses[b.id] = PtlBus(BusSettings.from_config(b), on_key=self._on_key, on_health=self._on_health)
             registry.add(b.id, "bus")
         self.shown: dict[Light, tuple[int, tuple[Any, ...]]] = {}  # token and what it shows
-        self._tokens: dict[Light, int] = {}
+        self._tokens: dict[Light, int] = {}  # the last token handed out per module
+        self._random = random.SystemRandom()
         self._done_at: dict[Light, float] = {}
         self._error_until: dict[Light, float] = {}
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -104,7 +112,10 @@ class PtlDevices:
                                PATTERNS.get(job.pattern, Pattern.STEADY), token)
 
     def _next_token(self, light: Light) -> int:
-        t = self._tokens.get(light, 0) % 65535 + 1
+        last = self._tokens.get(light)
+        if last is None:
+            last = self._random.randrange(65535)  # 0-65534: the first token is 1-65535
+        t = last % 65535 + 1
         self._tokens[light] = t
         return t
 

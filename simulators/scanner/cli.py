@@ -6,6 +6,16 @@
 Barcodes come from the arguments, or, without any, one per line from stdin. `<GS>` or `\\x1d` is the
 group separator; with --gs1 a bracketed GS1 string is sent as a GS1 symbol's element string.
 The device appears first (its path is printed), then --delay passes so a reader can open it.
+
+A technician pulls the cable and plugs it back with two lines (or arguments) of their own:
+
+    <UNPLUG>   the device goes away (the pty is hung up, the pipe closed, the uinput device destroyed;
+               a --link or pipe path is removed), as when the USB cable is pulled
+    <REPLUG>   it comes back (a new pty or event node; a --link follows it), as on re-enumeration
+
+A barcode while unplugged is not sent (a scanner without its cable scans nothing) and says so on stderr.
+
+    floorgate sim scanner serial --link /tmp/scan-1 BADGE-P1 '<UNPLUG>' '<REPLUG>' A-01-01
 """
 
 from __future__ import annotations
@@ -13,10 +23,24 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from drivers.scanner.keymaps import LAYOUTS
 from simulators.scanner.encode import TERMINATOR_BYTES, barcode_text
+
+UNPLUG = "<UNPLUG>"
+REPLUG = "<REPLUG>"
+COMMANDS = (UNPLUG, REPLUG)
+
+
+class Pluggable(Protocol):
+    @property
+    def plugged(self) -> bool: ...
+
+    def unplug(self) -> None: ...
+
+    def replug(self) -> str: ...
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,13 +66,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     where.add_argument("--uinput", action="store_true", help="create a real input device through /dev/uinput")
     h.add_argument("--layout", choices=sorted(LAYOUTS), default="us")
     h.add_argument("--gs-substitute", default="", help="character to type for GS instead of Ctrl+]")
+    h.add_argument("--link", default="", help="with --uinput: stable path to create as a symlink to the event "
+                                              "node, which may change at a replug (like /dev/input/by-id)")
     h.set_defaults(func=run_hid)
 
 
 def _barcodes(args: argparse.Namespace) -> Iterator[str]:
+    """What to do next: a barcode's text, or one of COMMANDS."""
     lines = args.barcodes or (line.rstrip("\r\n") for line in sys.stdin)
     for line in lines:
-        if line:
+        command = line.strip().upper()
+        if command in COMMANDS:
+            yield command
+        elif line:
             yield args.aim + barcode_text(line, gs1=args.gs1)
 
 
@@ -61,16 +91,37 @@ def _pace(args: argparse.Namespace) -> Iterator[str]:
     time.sleep(args.hold)
 
 
+def _play(args: argparse.Namespace, sim: Pluggable, send: Callable[[str], None], where: Callable[[], str]) -> None:
+    """Scan, unplug and replug in the order given; `where` says where the device is now."""
+    for item in _pace(args):
+        if item == UNPLUG:
+            if sim.plugged:
+                sim.unplug()
+                print("unplugged", flush=True)
+            else:
+                print("already unplugged", flush=True)
+        elif item == REPLUG:
+            sim.replug()
+            print(f"plugged in again: {where()}", flush=True)
+        elif not sim.plugged:
+            print(f"not scanned (unplugged; send {REPLUG} first): {item!r}", file=sys.stderr, flush=True)
+        else:
+            send(item)
+            print(f"scanned {item!r}", flush=True)
+
+
 def run_serial(args: argparse.Namespace) -> int:
     from simulators.scanner.serial_sim import VirtualSerialScanner
 
     sim = VirtualSerialScanner(args.link or None, terminator=args.terminator)
+
+    def where() -> str:
+        return f"serial scanner on {sim.path}" + (f" -> {sim.slave_path}" if args.link else "")
+
     try:
         with sim:
-            print(f"serial scanner on {sim.path}" + (f" -> {sim.slave_path}" if args.link else ""), flush=True)
-            for text in _pace(args):
-                sim.send_blocking(sim.frame(text))
-                print(f"scanned {text!r}", flush=True)
+            print(where(), flush=True)
+            _play(args, sim, lambda text: sim.send_blocking(sim.frame(text)), where)
     except (OSError, ValueError) as e:
         print(f"floorgate sim scanner: {e}", file=sys.stderr)
         return 2
@@ -88,17 +139,25 @@ def run_hid(args: argparse.Namespace) -> int:
             if not ok:
                 print(f"floorgate sim scanner: cannot use uinput: {why}; use --path for a pipe", file=sys.stderr)
                 return 2
-            with VirtualUinputScanner(layout=args.layout, gs_substitute=args.gs_substitute) as ui:
-                print(f"HID scanner on {ui.path} (uinput, layout {args.layout})", flush=True)
-                for text in _pace(args):
-                    ui.scan_blocking(text)
-                    print(f"scanned {text!r}", flush=True)
+            with VirtualUinputScanner(layout=args.layout, gs_substitute=args.gs_substitute,
+                                      link=args.link or None) as ui:
+                def where_ui() -> str:
+                    via = f" -> {ui.event_path}" if args.link else ""
+                    return f"HID scanner on {ui.path}{via} (uinput, layout {args.layout})"
+
+                print(where_ui(), flush=True)
+                _play(args, ui, ui.scan_blocking, where_ui)
         else:
+            if args.link:
+                print("floorgate sim scanner: --link goes with --uinput; a --path pipe keeps its path across "
+                      "a replug", file=sys.stderr)
+                return 2
             with VirtualHidFifo(args.path, layout=args.layout, gs_substitute=args.gs_substitute) as sim:
-                print(f"HID scanner on {sim.path} (pipe of input events, layout {args.layout})", flush=True)
-                for text in _pace(args):
-                    sim.send_blocking(sim.records(text))
-                    print(f"scanned {text!r}", flush=True)
+                def where_pipe() -> str:
+                    return f"HID scanner on {sim.path} (pipe of input events, layout {args.layout})"
+
+                print(where_pipe(), flush=True)
+                _play(args, sim, lambda text: sim.send_blocking(sim.records(text)), where_pipe)
     except (OSError, ValueError) as e:
         print(f"floorgate sim scanner: {e}", file=sys.stderr)
         return 2

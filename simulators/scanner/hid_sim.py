@@ -10,6 +10,10 @@ pipe at a path, which the HID reader opens like /dev/input/event*: this works on
 file, as it sees ENODEV from a real device); replug makes a new pipe at the same path.
 
 `VirtualUinputScanner` creates a real input device through /dev/uinput, where the kernel offers it.
+Unplug destroys the device (its /dev/input/event* node goes away and a reader holding it gets ENODEV, as
+when a USB scanner is pulled); replug creates it again, which, as on re-enumeration, may give another
+event node: with `link` (like /dev/input/by-id/...), a stable symlink follows it, as for the serial
+simulator.
 """
 
 from __future__ import annotations
@@ -182,21 +186,68 @@ def uinput_available() -> tuple[bool, str]:
 
 
 class VirtualUinputScanner:
-    """A real input device made through /dev/uinput; `path` is its /dev/input/event* node."""
+    """A real input device made through /dev/uinput, plugged in at once.
 
-    def __init__(self, *, layout: str = "us", gs_substitute: str = "", name: str = "Floorgate virtual scanner"):
-        from evdev import UInput, ecodes
+    `path` is what a reader should open: the stable `link` if there is one, else the device's
+    /dev/input/event* node (`event_path`), which may change at every replug.
+    """
 
+    def __init__(self, *, layout: str = "us", gs_substitute: str = "", name: str = "Floorgate virtual scanner",
+                 link: str | Path | None = None) -> None:
         self.layout = layout
         self.gs_substitute = gs_substitute
+        self.name = name
+        self.link = Path(link) if link is not None else None
+        self._ui: Any = None
+        self.event_path = ""
+        self.plug()
+
+    @property
+    def path(self) -> str:
+        return str(self.link) if self.link is not None else self.event_path
+
+    @property
+    def plugged(self) -> bool:
+        return self._ui is not None
+
+    def plug(self) -> str:
+        from evdev import UInput, ecodes
+
+        if self._ui is not None:
+            raise RuntimeError("already plugged in")
         keys = sorted(set(ecodes.KEY) & set(range(1, 128)))
-        self._ui: Any = UInput({ecodes.EV_KEY: keys}, name=name)
-        self.path: str = str(self._ui.device.path)
+        self._ui = UInput({ecodes.EV_KEY: keys}, name=self.name)
+        self.event_path = str(self._ui.device.path)
+        if self.link is not None:
+            tmp = self.link.with_name(self.link.name + ".new")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            tmp.symlink_to(self.event_path)
+            os.replace(tmp, self.link)
+        return self.path
+
+    def unplug(self) -> None:
+        """The device goes away: the link first (as udev removes it), then the device itself."""
+        if self.link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if self.link.is_symlink():
+                    self.link.unlink()
+        ui, self._ui = self._ui, None
+        if ui is not None:
+            with contextlib.suppress(OSError):
+                ui.close()
+
+    def replug(self) -> str:
+        if self.plugged:
+            self.unplug()
+        return self.plug()
 
     def close(self) -> None:
-        self._ui.close()
+        self.unplug()
 
     def __enter__(self) -> VirtualUinputScanner:
+        if not self.plugged:
+            self.plug()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -204,6 +255,8 @@ class VirtualUinputScanner:
 
     def scan_blocking(self, text: str, *, enter: bool = True) -> None:
         """Write the strokes; uinput writes are small and never wait for a reader."""
+        if self._ui is None:
+            raise RuntimeError("the virtual scanner is unplugged")
         for typ, code, value in key_events(text, self.layout, gs_substitute=self.gs_substitute, enter=enter):
             if typ == EV_SYN:
                 self._ui.syn()

@@ -124,6 +124,29 @@ async def test_stale_token_is_cleared_and_ignored(sim: PtlSimulator, rec: Record
         assert bus.stats.modules[3].stale_keys == 1
 
 
+async def test_press_latched_under_the_same_token_by_a_previous_bus_is_stale(sim: PtlSimulator, rec: Recorder) -> None:
+    """A restarted gateway may hand out the very token the module still has latched from before the
+    restart: the press was not made on anything this bus wrote, so it is cleared and never reported; a
+    press on the job this bus wrote is reported once."""
+    node = sim.module(3)
+    async with PtlBus(settings_for(sim)) as before:  # the gateway before the restart
+        before.set_state(3, JOB)
+        await shown(before, 3)
+    assert sim.press(3, "confirm")  # pressed while no gateway was reading it
+    assert (node.status() & 0x1, node.token_echo) == (1, JOB.token)
+    async with PtlBus(settings_for(sim), on_key=rec.keys.append) as bus:  # after it, the same token again
+        bus.set_state(3, JOB)
+        await shown(bus, 3)
+        await until(lambda: node.status() & 0x3 == 0)
+        await polls_after(bus, 3, 5)
+        assert rec.keys == []
+        assert bus.stats.modules[3].stale_keys == 1
+        assert sim.press(3, "confirm")
+        await until(lambda: len(rec.keys) == 1)
+        await polls_after(bus, 3, 5)
+        assert [(k.unit, k.token, k.kind) for k in rec.keys] == [(3, JOB.token, "confirm")]
+
+
 async def test_vanished_module_goes_offline_others_keep_being_served_and_it_returns_restored(
     sim: PtlSimulator, bus: PtlBus, rec: Recorder
 ) -> None:

@@ -211,6 +211,35 @@ def test_stale_token_is_cleared_not_reported_and_error_signal_keeps_the_token() 
     assert [type(e) for e in events] == [KeyPress]  # the domain decides what a key during the error means
 
 
+def test_key_latched_under_a_token_this_bus_never_sent_is_stale() -> None:
+    """The job's token, but latched before this bus wrote it (a previous gateway process used it too)."""
+    clock = ManualClock()
+    s = make(clock, 1)
+    s.set_state(1, JOB, clock.monotonic())
+    latched = Status(ST_JOB_ACTIVE | ST_CONFIRM, 4, 42, 9)
+    assert ok(s, clock, Poll(1), latched)[1:] == []  # first contact: only the ModuleOnline
+    assert s.next_action(clock.monotonic()) == Write(1, JOB)
+    ok(s, clock, Write(1, JOB))
+    assert s.next_action(clock.monotonic()) == Clear(1, 9)
+    assert s.stats.modules[1].stale_keys == 1 and s.stats.key_events == 0
+    ok(s, clock, Clear(1, 9))
+    events = ok(s, clock, Poll(1), Status(ST_JOB_ACTIVE | ST_CONFIRM, 4, 42, 10))  # pressed on our write
+    assert events == [KeyPress("bus-a", 1, 42, "confirm", 4, False, 10)]
+
+
+def test_key_on_a_job_whose_write_got_no_reply_still_counts() -> None:
+    """A write may reach the module even when its reply is lost: a press under that token is the job's."""
+    clock = ManualClock()
+    s = make(clock, 1)
+    settle(s, clock)
+    s.set_state(1, JOB, clock.monotonic())
+    assert s.next_action(clock.monotonic()) == Write(1, JOB)
+    miss(s, clock, Write(1, JOB))
+    clock.advance(1.0)
+    events = ok(s, clock, Poll(1), Status(ST_JOB_ACTIVE | ST_CONFIRM, 4, 42, 1))
+    assert events == [KeyPress("bus-a", 1, 42, "confirm", 4, False, 1)]
+
+
 def test_power_up_restores_then_clears() -> None:
     clock = ManualClock()
     s = make(clock, 1)

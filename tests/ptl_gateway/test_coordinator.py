@@ -136,3 +136,66 @@ async def test_module_vanishes_others_keep_being_served_and_light_comes_back(tmp
         await until(lambda: any(d["device_id"] == "bus-a-u001" for d in f.events("device.online")
                                 if d["detail"] == "answering"), "module 1 online again")
         await until(lambda: m1.mode == 1 and m1.quantity == 2, "its light restored")
+
+
+async def test_press_latched_before_a_restart_does_not_confirm_the_job_after_it(tmp_path: Path) -> None:
+    """A gateway restart (a new coordinator and bus driver against the same modules) must not take a key
+    press latched under the old process's token for a confirm of what the new process shows, even where
+    the new process happens to show the same line: nobody pressed on a display it wrote."""
+    async with PtlSimulator(range(1, 9), transport="tcp") as sim:
+        bus: dict[str, Any] = {"id": "bus-a", "transport": "tcp", "host": "127.0.0.1", "port": sim.port,
+                               "poll_ms": 20, "timeout_ms": 100}
+        cfg = make_config(tmp_path, ptl={"buses": [bus]})
+        node = sim.module(1)
+
+        # The old process: the job lit, then the module drops off the bus, its key is pressed (latched
+        # under the old process's token), the item is scanned, and the gateway goes away before it could
+        # read the press.
+        app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
+        task = asyncio.create_task(app.run(install_signals=False), name="ptl-gateway-before-restart")
+        try:
+            await until(app.ready.is_set, "the gateway")
+            f = Floor(app, sim)
+            assert (await f.cmd("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1,
+                                                    "skus": SKUS, "locations": LOCATIONS,
+                                                    "operators": OPERATORS}))["ok"]
+            assert (await f.scan("BADGE-P1")).ok
+            await f.cmd("order.upsert", {"order": {"order_id": "O-1", "lines": [
+                {"line_no": 1, "sku": "SKU-1", "qty": 3}]}})
+            assert app.ticker is not None
+            app.ticker.poke()
+            await until(lambda: node.mode == 1, "the job on module 1")
+            old_token = node.token
+            sim.set_gone(1)
+            assert sim.press(1, "confirm")
+            assert node.status() & 0x1 and node.token_echo == old_token
+            assert (await f.scan("4006381333931")).ok  # the item scanned: a key may now confirm the line
+        finally:
+            app.stop()
+            await asyncio.wait_for(task, 30)
+        sim.set_gone(1, False)
+        assert node.status() & 0x1, "the press is still latched on the module"
+
+        # The new process, against the same modules and the same journal.
+        app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
+        task = asyncio.create_task(app.run(install_signals=False), name="ptl-gateway-after-restart")
+        try:
+            await until(app.ready.is_set, "the gateway after the restart")
+            f = Floor(app, sim)
+            assert app.fleet is not None and app.fleet.ptl is not None
+            driver = app.fleet.ptl.buses["bus-a"]
+            await until(lambda: node.mode == 1 and node.status() & 0x3 == 0, "the job shown, the stale latch cleared")
+            polls = driver.stats.modules[1].polls
+            await until(lambda: driver.stats.modules[1].polls >= polls + 5, "a few more polls")
+            await f.service.journal.barrier()
+            assert f.events("pick.line_confirmed") == []
+            assert f.service.floor.orders["O-1"].state != "picked"
+            assert driver.stats.modules[1].stale_keys == 1 and driver.stats.modules[1].key_events == 0
+            # A press on what the new process shows confirms it, exactly once.
+            assert sim.press(1, "confirm")
+            await until(lambda: f.service.floor.orders["O-1"].state == "picked", "the order picked")
+            await f.service.journal.barrier()
+            assert [(d["qty"], d["via"]) for d in f.events("pick.line_confirmed")] == [(3, "ptl_button")]
+        finally:
+            app.stop()
+            await asyncio.wait_for(task, 30)

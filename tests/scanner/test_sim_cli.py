@@ -12,6 +12,7 @@ import pytest
 from drivers.scanner import HidScanner, SerialScanner
 from drivers.scanner.reader import ReconnectingReader
 from simulators.scanner.encode import hri_to_element_string, unescape
+from simulators.scanner.hid_sim import uinput_available
 from tests.scanner.conftest import WAIT_S, Collector, fast_backoff
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +62,98 @@ async def test_hid_simulator_cli_with_a_pipe(tmp_path: Path) -> None:
     got = await drive(proc, r, c, b"Zy-1<GS>\\x41\n")
     assert got == ["Zy-1\x1dA"]
     assert proc.returncode == 0
+
+
+async def said(proc: asyncio.subprocess.Process, text: str) -> str:
+    """Read the simulator's stdout up to the line that contains `text`."""
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), WAIT_S)).decode()
+        assert line, f"the simulator ended before saying {text!r}"
+        if text in line:
+            return line
+
+
+@pytest.mark.parametrize("kind", ["serial", "hid"])
+async def test_technician_unplugs_and_replugs_from_the_cli(tmp_path: Path, kind: str) -> None:
+    """`<UNPLUG>` and `<REPLUG>` typed into a running simulator: the real reader sees the device go away
+    and come back at the same path, a barcode "scanned" while unplugged is refused by the simulator, and
+    the scan after the replug arrives whole."""
+    path = tmp_path / "dev-1"
+    c = Collector()
+    r: ReconnectingReader
+    pace = ("--delay", "0", "--interval", "0", "--hold", "0")
+    if kind == "serial":
+        proc = await run_sim("serial", "--link", str(path), *pace)
+        r = SerialScanner("scan-1", str(path), c.on_scan, c.on_status, backoff=fast_backoff())
+    else:
+        proc = await run_sim("hid", "--path", str(path), *pace)
+        r = HidScanner("hid-1", str(path), c.on_scan, c.on_status, backoff=fast_backoff())
+    assert proc.stdin is not None
+    try:
+        await said(proc, "scanner on")
+        await r.start()
+        await c.status(True)
+
+        async def type_line(line: str) -> None:
+            assert proc.stdin is not None
+            proc.stdin.write(line.encode() + b"\n")
+            await proc.stdin.drain()
+
+        await type_line("BADGE-P1")
+        assert (await c.scan()).text == "BADGE-P1"
+        await type_line("<UNPLUG>")
+        await said(proc, "unplugged")
+        await c.status(False)
+        assert not path.exists()
+        await type_line("LOST-1")  # nothing is sent: the scanner has no cable
+        await type_line("<replug>")
+        assert "scanner on" in await said(proc, "plugged in again")
+        await c.status(True)
+        await type_line("A-01-01")
+        assert (await c.scan()).text == "A-01-01"
+        proc.stdin.close()
+        _, err = await asyncio.wait_for(proc.communicate(), WAIT_S)
+        assert proc.returncode == 0
+        assert b"not scanned" in err and b"LOST-1" in err
+        assert c.scans.empty()
+        assert r.opens == 2
+    finally:
+        await r.stop()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.skipif(not uinput_available()[0], reason=f"uinput not available: {uinput_available()[1]}")
+async def test_uinput_simulator_cli_unplug_and_replug(tmp_path: Path) -> None:
+    link = tmp_path / "by-id-kbd"
+    proc = await run_sim("hid", "--uinput", "--link", str(link), "--delay", "0", "--interval", "0", "--hold", "0")
+    c = Collector()
+    r = HidScanner("hid-u", str(link), c.on_scan, c.on_status, backoff=fast_backoff())
+    assert proc.stdin is not None
+    try:
+        await said(proc, "scanner on")
+        await r.start()
+        await c.status(True)
+        proc.stdin.write(b"<UNPLUG>\n")
+        await proc.stdin.drain()
+        await c.status(False)
+        proc.stdin.write(b"<REPLUG>\n")
+        await proc.stdin.drain()
+        await c.status(True)
+        assert r.grabbed
+        proc.stdin.write(b"A-01-01\n")
+        await proc.stdin.drain()
+        assert (await c.scan()).text == "A-01-01"
+        proc.stdin.close()
+        await asyncio.wait_for(proc.communicate(), WAIT_S)
+        assert proc.returncode == 0
+    finally:
+        await r.stop()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def test_uinput_unavailable_is_a_clear_error() -> None:
