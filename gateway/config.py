@@ -367,6 +367,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(str(p), "", "file not found (give the path of a TOML config file)") from None
     except OSError as e:
         raise ConfigError(str(p), "", f"cannot be read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(p), "", f"is not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -137,3 +137,11 @@ def test_version() -> None:
     proc = subprocess.run([sys.executable, "-m", "gateway.cli", "--version"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("floorgate ")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "floorgate.toml"
+    p.write_bytes(b"site = \"dc\xe91\"\n")
+    with pytest.raises(ConfigError) as ei:
+        load_config(p)
+    assert str(p) in str(ei.value) and "not UTF-8" in str(ei.value) and "byte 10" in str(ei.value)
