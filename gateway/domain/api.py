@@ -87,10 +87,13 @@ def returns_to_stock(floor: Floor) -> list[dict[str, Any]]:
     for order in floor.orders.values():
         if order.state != "cancelled":
             continue
+        # A line went into its zone's task's tote; an order picked in several zones has several.
+        tote_of = {n: t.tote for t in floor.tasks_of(order.order_id) if t.tote for n in t.line_nos}
         for line in order.lines:
             for p in line.picks:
                 out.append({"order_id": order.order_id, "line_no": line.line_no, "sku": line.sku, "qty": p.qty,
-                            "lot": p.lot, "location": p.location or line.location, "tote": order.tote})
+                            "lot": p.lot, "location": p.location or line.location,
+                            "tote": tote_of.get(line.line_no, order.tote)})
     return out
 
 

@@ -143,6 +143,13 @@ class Floor:
         if task.task_id not in ids:
             ids.append(task.task_id)
 
+    def free_totes(self, order: Order) -> None:
+        """The order is packed, cancelled or forgotten: every tote bound to it (one per zone's task, maybe
+        more) may be bound again. Only bindings still pointing at this order are dropped."""
+        for tote in {*order.totes, *([order.tote] if order.tote else [])}:
+            if self.totes.get(tote) == order.order_id:
+                del self.totes[tote]
+
     def picker(self, operator_id: str) -> PickerState:
         p = self.pickers.get(operator_id)
         if p is None:
@@ -183,8 +190,8 @@ class Floor:
         self.order_tasks = {}
         for t in self.tasks.values():
             self.order_tasks.setdefault(t.order_id, []).append(t.task_id)
-        self.totes = {o.tote: o.order_id for o in self.orders.values()
-                      if o.tote is not None and o.state not in FINAL_STATES}
+        self.totes = {t: o.order_id for o in self.orders.values() if o.state not in FINAL_STATES
+                      for t in {*o.totes, *([o.tote] if o.tote else [])}}
         self.serials = {(ln.sku, s) for o in self.orders.values() if o.state != "cancelled"
                         for ln in o.lines for p in ln.picks for s in p.serials}
         self.serials |= {(d["sku"], d["serial"]) for d in self.extra.get("serial", {}).values()}

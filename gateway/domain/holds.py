@@ -13,16 +13,34 @@ from gateway.domain.floor import Floor
 from gateway.domain.model import ON_HOLD, Hold, Order, Task
 from gateway.domain.orders import HOLDABLE, get_order, transition
 
+ALL_KEY = "all:*"
+
+
+def hold_key(scope: str, target: str) -> str:
+    """The key a hold is stored under. Scope `all` is one switch whatever id it came with (the id is optional
+    and names nothing), so every `all` hold shares `all:*`: a second one is a repeat, and a release of `all`
+    with any id, or none, ends it."""
+    return ALL_KEY if scope == "all" else f"{scope}:{target}"
+
+
+def _keys(floor: Floor, scope: str, target: str) -> list[str]:
+    """The stored keys a hold or release of (scope, target) is about. For `all`, any `all:` key: journals
+    written before the key was fixed hold `all:<id>`, which must still count and be releasable."""
+    if scope == "all":
+        return [k for k in floor.holds if k.partition(":")[0] == "all"]
+    key = hold_key(scope, target)
+    return [key] if key in floor.holds else []
+
 
 def hold(floor: Floor, change: Change, scope: str, target: str, by: str, now: datetime) -> dict[str, Any]:
-    key = f"{scope}:{target}"
+    key = hold_key(scope, target)
     order: Order | None = None
     if scope == "order":
         order = get_order(floor, target)
         if order.state not in HOLDABLE and order.state != ON_HOLD:
             raise Conflict(f"order {target} is {order.state} and cannot be held", order_id=target,
                            state=order.state)
-    if key in floor.holds:
+    if _keys(floor, scope, target):
         return {"scope": scope, "id": target, "changed": False}
     h = Hold(scope, target, by, rfc3339(now))
     floor.holds[key] = h
@@ -39,9 +57,8 @@ def hold(floor: Floor, change: Change, scope: str, target: str, by: str, now: da
 
 
 def release(floor: Floor, change: Change, scope: str, target: str, by: str) -> dict[str, Any]:
-    key = f"{scope}:{target}"
-    h = floor.holds.get(key)
-    if h is None:
+    keys = _keys(floor, scope, target)
+    if not keys:
         if scope == "order":
             get_order(floor, target)  # an unknown order is `not_found`, a known unheld one a no-op
         return {"scope": scope, "id": target, "changed": False}
@@ -49,8 +66,9 @@ def release(floor: Floor, change: Change, scope: str, target: str, by: str) -> d
     # Validate before changing anything: the order must be able to go back.
     if order is not None and order.state == ON_HOLD and order.holds == ["dispatch"] and order.resume_state is None:
         raise Conflict(f"order {target} has no state to return to", order_id=target)
-    del floor.holds[key]
-    change.delete("hold", key)
+    for key in keys:
+        del floor.holds[key]
+        change.delete("hold", key)
     change.emit("dispatch.released", {"scope": scope, "id": target, "by": by},
                 target if scope == "order" else None)
     if order is not None and "dispatch" in order.holds:
@@ -67,7 +85,10 @@ def is_held(floor: Floor, task: Task, operator_id: str | None = None) -> str | N
     """The hold that blocks assigning `task` (to `operator_id`), as `scope:id`, or None."""
     if not floor.holds:
         return None
-    for key in ("all:*", f"order:{task.order_id}", f"zone:{task.zone}"):
+    held_all = _keys(floor, "all", "")
+    if held_all:
+        return held_all[0]
+    for key in (f"order:{task.order_id}", f"zone:{task.zone}"):
         if key in floor.holds:
             return key
     if operator_id is not None and f"operator:{operator_id}" in floor.holds:

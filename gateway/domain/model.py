@@ -202,10 +202,13 @@ class Order:
     resume_state: str | None = None  # the state an `on_hold` order returns to on release
     holds: list[str] = field(default_factory=list)  # "dispatch" and/or "review"
     updated_seq: int = 0
-    tote: str | None = None
+    tote: str | None = None  # the tote bound last (what the packing station and `pack.verified` show)
     cancel_reason: str | None = None
     review: dict[str, Any] | None = None  # the pending weight review, if any
     packing: dict[str, Any] | None = None  # station progress while `packing`
+    # Every tote bound to the order, in binding order: one per zone's task (or more, when one filled up).
+    # All of them stay the order's until it is packed or cancelled, then all are free again.
+    totes: list[str] = field(default_factory=list)
 
     def line(self, line_no: int) -> Line | None:
         for ln in self.lines:
@@ -219,7 +222,7 @@ class Order:
             "lines": [ln.to_doc() for ln in self.lines], "received_at": self.received_at, "state": self.state,
             "resume_state": self.resume_state, "holds": self.holds or None, "updated_seq": self.updated_seq,
             "tote": self.tote, "cancel_reason": self.cancel_reason, "review": self.review,
-            "packing": self.packing,
+            "packing": self.packing, "totes": self.totes or None,
         })
 
     @classmethod
@@ -232,6 +235,8 @@ class Order:
             [Line.from_doc(x) for x in d["lines"]], d["received_at"], d["state"], d.get("resume_state"),
             list(d.get("holds", [])), d.get("updated_seq", 0), d.get("tote"), d.get("cancel_reason"),
             d.get("review"), d.get("packing"),
+            # Documents written before `totes` existed carry only the last tote.
+            list(d.get("totes") or ([d["tote"]] if d.get("tote") else [])),
         )
 
 
@@ -244,7 +249,8 @@ class Hold:
 
     @property
     def key(self) -> str:
-        return f"{self.scope}:{self.id}"
+        """Where the floor keeps it; one key for every `all` hold (see `holds.hold_key`)."""
+        return "all:*" if self.scope == "all" else f"{self.scope}:{self.id}"
 
     def to_doc(self) -> dict[str, Any]:
         return {"scope": self.scope, "id": self.id, "by": self.by, "at": self.at}

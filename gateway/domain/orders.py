@@ -155,6 +155,11 @@ def cancel_order(floor: Floor, change: Change, order_id: str, reason: str,
     if floor.holds.pop(f"order:{order_id}", None) is not None:
         change.delete("hold", f"order:{order_id}")
     transition(change, order, CANCELLED)
+    # Dispatch forgets the hold too, or the id would stay held there for good: a re-sent order of that id
+    # (once the cancelled one is forgotten) would never be assigned.
+    floor.dispatch.set_hold("order", order_id, False)
+    # Its totes are free for other orders (what was picked into them is listed by `returns_to_stock`).
+    floor.free_totes(order)
     return {"order_id": order_id, "state": CANCELLED, "changed": True}
 
 
@@ -182,8 +187,7 @@ def forget_orders(floor: Floor, change: Change, order_ids: list[str]) -> int:
             floor.tasks.pop(task.task_id, None)
             change.delete("task", task.task_id)
         floor.order_tasks.pop(oid, None)
-        if order.tote is not None and floor.totes.get(order.tote) == oid:
-            del floor.totes[order.tote]
+        floor.free_totes(order)
         del floor.orders[oid]
         change.delete("order", oid)
         n += 1

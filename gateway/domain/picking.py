@@ -5,7 +5,8 @@ if any, else the lowest line_no) and checked: the right item, a lot where the SK
 and with enough shelf life left, a serial not picked before, not more than the line wants. A scan counts
 its units (a pack GTIN its pack quantity); a line is confirmed when its last unit is scanned, by the PTL
 key (the quantity shown, possibly adjusted down), or from the PDA page, and every confirm needs an item
-scan first. Units of different lots give one `pick.line_confirmed` per lot. A confirm can be undone within
+scan first. A serial-tracked unit counts only by its own scan: a serial is never copied onto units a key
+or the PDA would count. Units of different lots give one `pick.line_confirmed` per lot. A confirm can be undone within
 `picking.undo_window_s`.
 
 Every refusal is raised (`Refused`) before anything changed.
@@ -262,6 +263,8 @@ def bind_tote(floor: Floor, change: Change, op: str, tote: str, tasks: list[Task
         return Outcome.good(f"tote {tote} is on task {task.task_id}", "tote")
     task.tote = tote
     order.tote = tote
+    if tote not in order.totes:  # each zone's task has its own tote: the order keeps them all
+        order.totes.append(tote)
     floor.totes[tote] = order.order_id
     change.save("task", task.task_id, task)
     change.save("order", order.order_id, order)
@@ -286,7 +289,9 @@ def confirm(floor: Floor, change: Change, task_id: str, line_no: int, kind: str,
 
     confirm with Q: Q more of the item in hand were picked; below what the line wants, the rest is short
     (`adjusted`). shortage: the adjusted quantity (or nothing) was picked, the rest is short. Both close
-    the line. Without an item scanned first, nothing is confirmed and the error signal shows.
+    the line. Without an item scanned first, nothing is confirmed and the error signal shows. On a
+    serial-tracked line every unit must be scanned (each carries its own serial), so a confirm that would
+    count units is refused; one that counts none (confirm 0, plain shortage) closes the line short.
     """
     task, order, line = _line_for(floor, task_id, line_no)
     if task.state not in (TASK_ASSIGNED, TASK_STARTED) or line.done:
@@ -304,6 +309,15 @@ def confirm(floor: Floor, change: Change, task_id: str, line_no: int, kind: str,
     else:
         take = min(max(qty, 0), remaining) if adjusted or via == "pda" else 0
         reason = "shortage_key" if via == "ptl_button" else "pda"
+    sku = floor.md.skus.get(line.sku)
+    if take > 0 and sku is not None and sku.serial_tracked:
+        # A key or the PDA can only repeat the serial of the unit in hand, and a serial belongs to one unit:
+        # counting units here would put a serial on several units (and into `pick.line_confirmed`). Each
+        # serial-tracked unit is counted by its own scan; the keys may only close the line with the rest short.
+        _error_lights(floor, change, task.operator_id or "", line)
+        raise Refused("not_allowed", f"{line.sku} is serial-tracked: scan each unit (its serial) instead of "
+                                     f"confirming {take} by {'key' if via == 'ptl_button' else 'the PDA'}; "
+                                     "a shortage with nothing more picked closes the line")
     add_units(floor, change, task, line, line.item, take, via, at, line.location)
     finish_line(floor, change, task, order, line, via, at, short_reason=reason)
     return Outcome.good(f"line {line_no}: {line.picked} picked" + (f", {line.short} short" if line.short else ""),

@@ -11,10 +11,13 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from gateway.app import App
+from gateway.devices.fleet import DeviceFleet
 from gateway.domain.lights import line_module
 from gateway.domain.packing import expected_weight
 from gateway.domain.picking import picker_view
@@ -40,7 +43,13 @@ LOCATIONS = [{"code": f"A-01-0{i}", "zone": "zone-a", "sku": s, "light": {"bus":
 OPERATORS = [{"operator_id": "p1", "name": "Ana", "badge": "BADGE-P1", "roles": ["picker"], "zones": ["zone-a"]},
              {"operator_id": "k1", "name": "Kai", "badge": "BADGE-K1", "roles": ["packer"], "zones": ["zone-a"]},
              {"operator_id": "s1", "name": "Sue", "badge": "BADGE-S1", "roles": ["supervisor"], "zones": ["zone-a"]}]
-GOOD_LOT = ("L100", "271231")
+Lot = tuple[str, str]  # (lot code, expiry as GS1 YYMMDD)
+
+
+def lot_expiring(code: str, now: datetime, days: int) -> Lot:
+    """A lot whose expiry is `days` from the gateway clock's `now`: the shelf-life checks (SKU-LOT needs 30
+    days left) give the same answer whatever day the test runs."""
+    return code, (now + timedelta(days=days)).strftime("%y%m%d")
 
 
 def order_lines(i: int) -> list[tuple[int, str, int]]:
@@ -49,9 +58,10 @@ def order_lines(i: int) -> list[tuple[int, str, int]]:
     return [(n + 1, sku, qty) for n, (sku, qty) in enumerate(lines)]
 
 
-def item_text(sku: str, lot: tuple[str, str] | None = None) -> tuple[str, str | None]:
+def item_text(sku: str, lot: Lot) -> tuple[str, str | None]:
+    """What the scanner sends for one unit; `lot` is used only by the lot-tracked SKU."""
     if sku == "SKU-LOT":
-        lot_code, expiry = lot or GOOD_LOT
+        lot_code, expiry = lot
         return f"01{GTIN[sku]}17{expiry}10{lot_code}", "]C1"
     return GTIN[sku], None
 
@@ -72,6 +82,24 @@ class Rig:
         assert app.service is not None
         self.service = app.service
         self.scans = 0
+        now = self.service.clock.now()
+        self.good_lot = lot_expiring("L100", now, 365)  # what the shelf holds
+        self.expired_lot = lot_expiring("L001", now, -60)  # a unit past its date: refused at picking
+        self.other_lot = lot_expiring("L200", now, 540)  # a lot never picked: refused at packing
+
+    @property
+    def fleet(self) -> DeviceFleet:
+        assert self.app.fleet is not None, "the gateway runs its devices"
+        return self.app.fleet
+
+    def line_done(self, order_id: str, line_no: int) -> bool:
+        return bool(self.floor.orders[order_id].line(line_no).done)
+
+    def order_is(self, order_id: str, state: str) -> bool:
+        return bool(self.floor.orders[order_id].state == state)
+
+    def module_mode(self, unit: int, mode: int) -> bool:
+        return bool(self.ptl.module(unit).mode == mode)
 
     @property
     def floor(self) -> Any:
@@ -88,15 +116,20 @@ class Rig:
             conn.close()
 
     async def scan(self, scanner: VirtualSerialScanner, text: str, aim: str | None = None) -> None:
-        """Type a barcode and wait until the gateway has stored it (its audit row)."""
-        before = self.audit_rows()
-        await scanner.scan(text, aim=aim or "")
-        await until(lambda: self.audit_rows() > before, f"the scan {text!r} to be stored")
+        """Type a barcode and wait until the gateway has stored it (the scanner's next scan audit row).
 
-    def audit_rows(self) -> int:
+        Only that scanner's scan rows count: the weight row of the parcel packed just before commits a moment
+        after the order shows `packed` in memory, and counting it would return before this scan is handled."""
+        device = "scan-1" if scanner is self.picker else "pack-scan"
+        before = self.scan_rows(device)
+        await scanner.scan(text, aim=aim or "")
+        await until(lambda: self.scan_rows(device) > before, f"the scan {text!r} to be stored")
+
+    def scan_rows(self, device_id: str) -> int:
         conn = sqlite3.connect(self.service.journal.path)
         try:
-            return int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+            return int(conn.execute("SELECT count(*) FROM audit WHERE kind = 'scan' AND device_id = ?",
+                                    (device_id,)).fetchone()[0])
         finally:
             conn.close()
 
@@ -104,10 +137,10 @@ class Rig:
         node = self.ptl.module(unit)
         return node.mode == 1 and node.quantity == qty
 
-    async def pick_line(self, line: dict[str, Any], *, lot: tuple[str, str] | None = None) -> None:
-        """Scan the shelf (so this line is the one in hand, SPEC §6), then the item."""
+    async def pick_line(self, line: dict[str, Any]) -> None:
+        """Scan the shelf (so this line is the one in hand, SPEC §6), then the item (of the good lot)."""
         await self.scan(self.picker, line["location"])
-        text, aim = item_text(line["sku"], lot)
+        text, aim = item_text(line["sku"], self.good_lot)
         await self.scan(self.picker, text, aim)
 
     async def press(self, unit: int, key: str = "confirm", adjust: int = 0) -> None:
@@ -174,22 +207,22 @@ async def _work_the_floor(rig: Rig, printer: PrinterSimulator) -> None:
         oid, sku, qty = line["order_id"], line["sku"], line["remaining"]
         unit = line_module(floor, floor.orders[oid].line(line["line_no"]))
         assert unit is not None
-        await until(lambda u=unit.unit, q=qty: rig.module_shows(u, q), f"module {unit.unit} to show {qty}")
+        await until(partial(rig.module_shows, unit.unit, qty), f"module {unit.unit} to show {qty}")
         if oid == "O-03" and oid not in special_done:  # the wrong item first: refused, the module signals
             special_done.add(oid)
             await rig.scan(rig.picker, GTIN["SKU-X"])
             assert rig.picker.read_feedback().endswith(b"\x15")
-            await until(lambda u=unit.unit: rig.ptl.module(u).mode == 3, "the error signal")
-            await until(lambda u=unit.unit, q=qty: rig.module_shows(u, q), "the job to come back")
+            await until(partial(rig.module_mode, unit.unit, 3), "the error signal")
+            await until(partial(rig.module_shows, unit.unit, qty), "the job to come back")
         if sku == "SKU-LOT" and "expired" not in special_done:
             special_done.add("expired")
             await rig.scan(rig.picker, line["location"])
-            await rig.scan(rig.picker, *item_text("SKU-LOT", ("L001", "261001")))
+            await rig.scan(rig.picker, *item_text("SKU-LOT", rig.expired_lot))
         await rig.pick_line(line)
         if oid == "O-08":  # cancelled mid-pick: its light goes (the module may pass to the next line waiting)
             r = await hub.command("order.cancel", {"order_id": "O-08", "reason": "customer called"})
             assert r["ok"]
-            ptl_devices = rig.app.fleet.ptl if rig.app.fleet else None
+            ptl_devices = rig.fleet.ptl
             assert ptl_devices is not None
 
             def o8_lit(devices: Any = ptl_devices) -> bool:
@@ -200,16 +233,16 @@ async def _work_the_floor(rig: Rig, printer: PrinterSimulator) -> None:
         if left > 0:
             node = rig.ptl.module(unit.unit)
             ln = floor.orders[oid].line(line["line_no"])
-            await until(lambda u=unit.unit, q=left: rig.module_shows(u, q),
+            await until(partial(rig.module_shows, unit.unit, left),
                         f"the display to count down ({oid} line {ln.line_no} {sku}: picked {ln.picked}, "
                         f"module {unit.unit} mode {node.mode} qty {node.quantity}, outcomes "
-                        f"{[o.message for o in rig.app.fleet.scanners['scan-1'].outcomes[-3:]]})")
+                        f"{[o.message for o in rig.fleet.scanners['scan-1'].outcomes[-3:]]})")
             if oid == "O-07" and "short" not in special_done:  # one unit missing on the shelf
                 special_done.add("short")
                 await rig.press(unit.unit, "shortage", adjust=-1)
             else:
                 await rig.press(unit.unit, "confirm")
-        await until(lambda o=oid, n=line["line_no"]: floor.orders[o].line(n).done, f"{oid} line done")
+        await until(partial(rig.line_done, oid, line["line_no"]), f"{oid} line done")
     assert "short" in special_done
     assert floor.orders["O-08"].state == "cancelled" and floor.orders["O-07"].state == "short_picked"
 
@@ -223,26 +256,27 @@ async def _work_the_floor(rig: Rig, printer: PrinterSimulator) -> None:
         assert floor.stations["pack-1"].order_id == oid
         if oid == "O-02":
             await rig.scan(rig.packer, "BOX-S")
-        units = [(ln.sku, p.lot, p.expiry) for ln in order.lines for p in ln.picks for _ in range(p.qty)]
+        units = [ln.sku for ln in order.lines for p in ln.picks for _ in range(p.qty)]  # every lot was good_lot
         weight = expected_weight(floor, order, floor.stations["pack-1"].carton)
         rig.scale.put(weight * (1.5 if oid == "O-06" else 1.0))
-        for k, (sku, lot, _expiry) in enumerate(units):
+        for k, sku in enumerate(units):
             if oid == "O-11" and k == 0 and sku == "SKU-LOT":
-                await rig.scan(rig.packer, *item_text(sku, ("L200", "280630")))  # a unit of another lot
+                await rig.scan(rig.packer, *item_text(sku, rig.other_lot))  # a unit of another lot
             if oid == "O-04" and k == len(units) - 1:
-                await rig.scan(rig.packer, *item_text(units[0][0], GOOD_LOT))  # one too many...
-            await rig.scan(rig.packer, *item_text(sku, GOOD_LOT if lot else None))
+                await rig.scan(rig.packer, *item_text(units[0], rig.good_lot))  # one too many...
+            await rig.scan(rig.packer, *item_text(sku, rig.good_lot))
         if oid == "O-06":
-            await until(lambda: floor.orders["O-06"].state == "on_hold", "the weight review")
+            await until(partial(rig.order_is, "O-06", "on_hold"), "the weight review")
             r = await hub.command("pack.review", {"order_id": "O-06", "decision": "approve", "operator_id": "s1"})
             assert r["ok"]
-        await until(lambda o=oid: floor.orders[o].state == "packed", f"{oid} packed")
+        await until(partial(rig.order_is, oid, "packed"), f"{oid} packed")
 
     # --- what the hub holds ---------------------------------------------------------------------------------
     states = {o: floor.orders[o].state for o in orders}
     assert states == {o: ("cancelled" if o == "O-08" else "packed") for o in orders}
-    rejected = rig.rejected()
-    assert {"wrong_item", "expired", "wrong_lot", "over_scan"} <= set(rejected), rejected
+    # Exactly the mistakes made above, each refused once: the wrong item (O-03) and the expired unit at
+    # picking, the unit of another lot (O-11) and the one too many (O-04) at packing.
+    assert rig.rejected() == Counter({"wrong_item": 1, "expired": 1, "wrong_lot": 1, "over_scan": 1})
     journal = rig._journal()
     last = journal[-1]["seq"]
     await until(lambda: hub.holds(last), "the hub to hold every event", 60)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.clock import ManualClock
+from gateway.domain.holds import is_held
+from gateway.domain.model import Hold
 from gateway.journal import Journal
 from gateway.service import FloorService
 from tests.conftest import make_config
@@ -107,6 +109,47 @@ async def test_zone_hold_stops_assignment_until_released(h: Harness) -> None:
     await h.hold("zone", "zone-a", on=False)
     await h.tick()
     assert h.floor.tasks["O-1~zone-a"].operator_id == "p1"
+
+
+async def test_an_all_hold_holds_everything_whatever_its_id_and_any_all_release_ends_it(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    held = await h.cmd("dispatch.hold", {"scope": "all", "id": "stocktake"})
+    assert held["ok"] and held["changed"]
+    assert list(h.floor.holds) == ["all:*"]
+    await h.order("O-1", [(1, "SKU-1", 1)])
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id is None
+    assert is_held(h.floor, h.floor.tasks["O-1~zone-a"], "p1") == "all:*"
+    again = await h.cmd("dispatch.hold", {"scope": "all"})  # another `all` hold: the same switch
+    assert again["ok"] and not again["changed"]
+    await h.service.reload()
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id is None
+    seq = h.seq
+    released = await h.cmd("dispatch.release", {"scope": "all"})  # no id: still that hold
+    assert released["ok"] and released["changed"]
+    assert h.events(seq) == [("dispatch.released", None, {"scope": "all", "id": "*", "by": "hub"})]
+    assert h.floor.holds == {} and is_held(h.floor, h.floor.tasks["O-1~zone-a"], "p1") is None
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id == "p1"
+    await h.service.reload()
+    assert h.floor.holds == {}
+
+
+async def test_an_all_hold_stored_under_its_id_by_an_older_version_is_still_released(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    legacy = Hold("all", "night", "hub", "2026-11-23T07:00:00.000Z")
+    await h.service.execute(lambda f, c: c.save("hold", "all:night", legacy))
+    await h.service.reload()
+    await h.order("O-1", [(1, "SKU-1", 1)])
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id is None
+    assert not (await h.cmd("dispatch.hold", {"scope": "all"}))["changed"]
+    assert (await h.cmd("dispatch.release", {"scope": "all", "id": "other"}))["changed"]
+    await h.tick()
+    assert h.floor.tasks["O-1~zone-a"].operator_id == "p1"
+    await h.service.reload()
+    assert h.floor.holds == {}
 
 
 async def test_ten_pickers_share_a_zone_each_in_their_own_colour(h: Harness) -> None:

@@ -66,6 +66,79 @@ async def test_pack_by_tote(h: Harness) -> None:
     assert out.ok and h.floor.stations["pack-1"].order_id == "O-1"
 
 
+async def test_an_order_picked_in_two_zones_keeps_every_tote_until_packed(h: Harness) -> None:
+    """Each zone's task binds its own tote: both stay the order's (also across a restart), either one finds
+    the order at packing, and packing frees both."""
+    from simulators.floor.world import make_gtin
+
+    gtin_b = make_gtin(950)
+    r = await h.cmd("masterdata.sync", {
+        "mode": "merge", "sync_id": "zone-b", "part": 1, "parts": 1,
+        "skus": [{"sku": "SKU-B", "gtins": [gtin_b], "unit_weight_g": 80.0}],
+        "locations": [{"code": "B-01-01", "zone": "zone-b", "sku": "SKU-B", "light": {"bus": "bus-a", "unit": 9}}],
+        "operators": [{"operator_id": "p3", "name": "Cy", "badge": "BADGE-P3", "roles": ["picker"],
+                       "zones": ["zone-b"]}]})
+    assert r["ok"] and not r["rejected"], r
+    await h.scan("scan-1", "BADGE-P1")
+    await h.scan("scan-3", "BADGE-P3")
+    await h.order("O-1", [(1, "SKU-1", 1), (2, "SKU-B", 1)])
+    await h.tick()
+    assert {t.task_id: t.operator_id for t in h.floor.tasks_of("O-1")} == {"O-1~zone-a": "p1", "O-1~zone-b": "p3"}
+    assert (await h.scan("scan-1", "TOTE-A")).ok
+    assert (await h.scan("scan-3", "TOTE-B")).ok
+    assert (await h.item("scan-1", "4006381333931")).ok
+    assert (await h.item("scan-3", gtin_b)).ok
+    assert h.floor.orders["O-1"].state == "picked"
+    assert h.floor.totes == {"TOTE-A": "O-1", "TOTE-B": "O-1"}
+    await h.service.reload()
+    assert h.floor.totes == {"TOTE-A": "O-1", "TOTE-B": "O-1"}
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    assert (await h.scan("pack-scan", "TOTE-A", station="pack-1")).ok  # the first zone's tote
+    assert h.floor.stations["pack-1"].order_id == "O-1" and h.floor.stations["pack-1"].tote == "TOTE-A"
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).ok
+    seq = h.seq
+    assert (await h.item("pack-scan", gtin_b, station="pack-1")).ok
+    assert h.floor.orders["O-1"].state == "packed"
+    assert [d["tote"] for t, _, d in h.events(seq) if t == "pack.verified"] == ["TOTE-A"]
+    assert h.floor.totes == {}
+    # Both totes go on the next orders' tasks.
+    await h.order("O-2", [(1, "SKU-1", 1), (2, "SKU-B", 1)])
+    await h.tick()
+    assert (await h.scan("scan-1", "TOTE-A")).ok
+    assert (await h.scan("scan-3", "TOTE-B")).ok
+    await h.service.reload()
+    assert h.floor.totes == {"TOTE-A": "O-2", "TOTE-B": "O-2"}
+
+
+async def test_weight_deviation_is_checked_before_rounding(h: Harness) -> None:
+    """15.04% is over a 15% tolerance although it rounds to 15.0; the event shows it rounded away from the
+    tolerance so that it never reads as a pass. Exactly 15% passes, float noise and all."""
+    from simulators.floor.world import make_gtin
+
+    gtin_w = make_gtin(951)
+    r = await h.cmd("masterdata.sync", {
+        "mode": "merge", "sync_id": "light", "part": 1, "parts": 1,
+        "skus": [{"sku": "SKU-W", "gtins": [gtin_w], "unit_weight_g": 22.0}],
+        "locations": [{"code": "A-02-01", "zone": "zone-a", "sku": "SKU-W", "light": {"bus": "bus-a", "unit": 10}}]})
+    assert r["ok"] and not r["rejected"], r
+    await h.picker_with_task("O-1", [(1, "SKU-1", 1)])  # 120 g
+    await h.item("scan-1", "4006381333931")
+    await h.picker_with_task("O-2", [(1, "SKU-W", 1)])  # 22 g
+    await h.item("scan-1", gtin_w)
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)
+    await h.scan("pack-scan", "4006381333931", "pack-1", has_scale=True)
+    seq = h.seq
+    over = await h.weigh("pack-1", 138.05)  # +15.04%
+    assert not over.ok and h.floor.orders["O-1"].state == "on_hold"
+    assert h.types(seq) == ["pack.review_required", "order.state_changed"]
+    assert h.events(seq)[0][2]["deviation_pct"] == 15.1 and "+15.1%" in over.message
+    await h.scan("pack-scan", "O-2", station="pack-1", has_scale=True)
+    await h.scan("pack-scan", gtin_w, "pack-1", has_scale=True)
+    exact = await h.weigh("pack-1", 25.3)  # +15% exactly, though 15.000000000000002 in floats
+    assert exact.ok and h.floor.orders["O-2"].state == "packed"
+
+
 async def test_weight_within_tolerance_and_review_when_not(h: Harness) -> None:
     await picked(h, "O-1")
     await h.picker_with_task("O-2", [(1, "SKU-1", 1)])

@@ -99,6 +99,31 @@ async def test_serials_may_not_repeat_and_over_scan(h: Harness) -> None:
     assert h.floor.orders["O-2"].state == "picked"
 
 
+async def test_serial_tracked_units_count_only_by_their_own_scan(h: Harness) -> None:
+    """A key or the PDA would count units with the serial of the unit in hand; a serial belongs to one unit,
+    so such a confirm is refused (nothing changes, the error shows) and each unit is scanned instead."""
+    task = await h.picker_with_task(lines=[(1, "SKU-SER", 3)])
+    assert (await h.item("scan-1", SER_GTIN, serial="S-1")).ok
+    before = h.floor.orders["O-1"].to_doc()
+    seq = h.seq
+    h.signals.clear()
+    for kind, qty, adjusted, via in (("confirm", 2, False, "ptl_button"), ("confirm", 1, True, "ptl_button"),
+                                     ("confirm", 2, False, "pda"), ("shortage", 1, True, "ptl_button"),
+                                     ("shortage", 1, True, "pda")):
+        out = await h.key(task, 1, kind, qty=qty, adjusted=adjusted, via=via)
+        assert not out.ok and out.code == "not_allowed" and "serial-tracked" in out.message, (kind, via, out)
+    assert h.floor.orders["O-1"].to_doc() == before and h.types(seq, skip=()) == []
+    assert ("light_error", frozenset({Light("bus-a", 4)})) in h.signals
+    assert h.floor.serials == {("SKU-SER", "S-1")}
+    assert (await h.item("scan-1", SER_GTIN, serial="S-2")).ok  # each unit by its own scan
+    # Closing the line with nothing more counted invents no serial: the rest is short.
+    seq = h.seq
+    assert (await h.key(task, 1, "shortage")).ok
+    got = [(t, d.get("qty"), d.get("serials"), d.get("qty_missing")) for t, _, d in h.events(seq)
+           if t.startswith("pick.")]
+    assert got == [("pick.line_confirmed", 2, ["S-1", "S-2"], None), ("pick.line_short", None, None, 1)]
+
+
 async def test_pack_gtin_counts_its_pack_quantity_and_over_scan(h: Harness) -> None:
     await h.picker_with_task(lines=[(1, "SKU-2", 8)])
     assert (await h.item("scan-1", "15012345678907")).ok  # a pack of 6
@@ -137,8 +162,8 @@ async def test_key_rules_adjusted_confirm_and_shortage(h: Harness) -> None:
     await h.item("scan-1", LOT_GTIN, lot="L9", expiry="271231")
     seq = h.seq
     await h.key(task, 3, "shortage", qty=1, adjusted=False)
-    got = [(t, d.get("qty"), d.get("qty_missing")) for t, _, d in h.events(seq) if t.startswith("pick.")]
-    assert got == [("pick.line_confirmed", 1, None), ("pick.line_short", None, 1)]
+    short = [(t, d.get("qty"), d.get("qty_missing")) for t, _, d in h.events(seq) if t.startswith("pick.")]
+    assert short == [("pick.line_confirmed", 1, None), ("pick.line_short", None, 1)]
     assert h.floor.orders["O-1"].state == "short_picked"
 
 
@@ -234,6 +259,35 @@ async def test_cancel_mid_pick_turns_lights_off_and_lists_returns(h: Harness) ->
     assert returns_to_stock(h.floor) == [{"order_id": "O-1", "line_no": 1, "sku": "SKU-1", "qty": 1, "lot": None,
                                           "location": "A-01-01", "tote": None}]
     assert (await h.item("scan-1", "4006381333931")).code == "no_task"
+
+
+async def test_cancel_frees_the_orders_tote(h: Harness) -> None:
+    await h.picker_with_task(lines=[(1, "SKU-1", 3)])
+    assert (await h.scan("scan-1", "TOTE-9")).ok
+    await h.item("scan-1", "4006381333931")
+    assert (await h.cmd("order.cancel", {"order_id": "O-1", "reason": "customer"}))["ok"]
+    assert "TOTE-9" not in h.floor.totes
+    await h.order("O-2", [(1, "SKU-2", 1)])
+    await h.tick()
+    again = await h.scan("scan-1", "TOTE-9")  # the tote can go on another order's task
+    assert again.ok, again
+    assert h.floor.totes == {"TOTE-9": "O-2"}
+
+
+async def test_a_cancelled_held_order_is_no_longer_held_by_dispatch(h: Harness) -> None:
+    """Cancelling a held order ends its hold in dispatch too: once the cancelled order is forgotten, an
+    order the hub sends again under that id is assigned like any other."""
+    from gateway.domain.orders import forget_orders
+
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-1", [(1, "SKU-1", 1)])
+    await h.hold("order", "O-1")
+    assert (await h.cmd("order.cancel", {"order_id": "O-1", "reason": "customer"}))["ok"]
+    assert h.floor.holds == {}
+    assert await h.service.execute(lambda f, c: forget_orders(f, c, ["O-1"])) == 1
+    await h.order("O-1", [(1, "SKU-2", 1)])
+    await h.tick()
+    assert h.floor.orders["O-1"].state == "assigned" and h.floor.tasks["O-1~zone-a"].operator_id == "p1"
 
 
 async def test_two_pickers_share_a_module_and_a_zone(h: Harness) -> None:
