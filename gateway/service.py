@@ -292,15 +292,10 @@ class FloorService:
         return int(n)
 
     async def prune_commands(self) -> int:
-        """Results kept for dedup live as long as events do: the hub resends long before that."""
+        """Results kept for dedup live as long as events do: the hub resends long before that (the rules of
+        what stays are in `Journal.prune_command_results`)."""
         cutoff = rfc3339(self.clock.now() - timedelta(hours=self.cfg.sync.retention_h))
-
-        async def job(db: Any) -> int:
-            cur = await db.execute("DELETE FROM commands WHERE ts < ?", (cutoff,))
-            n = int(cur.rowcount)
-            await db.execute("DELETE FROM meta WHERE key LIKE 'bulk:%:result' AND value < ?", ('{"cmd_id%',))
-            return n
-        return int(await self.journal.run_job(job))
+        return await self.journal.prune_command_results(cutoff)
 
     async def prune_audit(self) -> int:
         cutoff = rfc3339(self.clock.now() - timedelta(days=self.cfg.sync.audit_retention_days))

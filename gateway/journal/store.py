@@ -501,6 +501,28 @@ class Journal:
         first = rows[0][0] if rows else None
         return int(first) if first is not None else self.last_seq + 1
 
+    async def prune_command_results(self, cutoff: str) -> int:
+        """Forget the stored results of commands answered before `cutoff` (RFC 3339, as stored); returns how
+        many went. Kept whatever their age: a result as long as any event of its time is still stored (events
+        are pruned only once the hub holds them, so a command the hub may still resend is answered again,
+        never applied again), the results of a bulk set's parts until the set is applied, and a bulk set's
+        final result exactly as long as the result of the part that completed it (a repeat of that part gets
+        both answers)."""
+        async def job(db: aiosqlite.Connection) -> int:
+            oldest = list(await db.execute_fetchall("SELECT ts FROM events ORDER BY seq LIMIT 1"))
+            before = min(cutoff, str(oldest[0][0])) if oldest else cutoff
+            cur = await db.execute("DELETE FROM commands WHERE ts < ? AND cmd_id NOT IN "
+                                   "(SELECT cmd_id FROM bulk_parts)", (before,))
+            n = int(cur.rowcount)
+            await cur.close()
+            cur = await db.execute(
+                "DELETE FROM meta WHERE key GLOB 'bulk:*:result' AND NOT EXISTS (SELECT 1 FROM commands "
+                "WHERE commands.cmd_id = CASE WHEN json_valid(meta.value) THEN json_extract(meta.value, '$.cmd_id') "
+                "END)")
+            await cur.close()
+            return n
+        return int(await self.run_job(job))
+
     async def command_result(self, cmd_id: str) -> dict[str, Any] | None:
         rows = list(await self.reader.execute_fetchall("SELECT result FROM commands WHERE cmd_id = ?", (cmd_id,)))
         return json.loads(rows[0][0]) if rows else None

@@ -202,6 +202,19 @@ class AsyncMqtt:
             return None
         return int(info.mid)
 
+    def unacked_mids(self) -> set[int] | None:
+        """The mids of the QoS > 0 messages paho still holds to send (again) until their PUBACK, or None if this
+        paho does not say. paho has no public accessor; its queue is read without taking its lock, which is
+        safe here because every paho call runs on the loop's thread, except the connect in the executor, and
+        this is called from the CONNACK callback (on the loop's thread, after that connect)."""
+        out = getattr(self.client, "_out_messages", None)
+        if out is None:
+            return None
+        try:
+            return {int(mid) for mid in list(out)}
+        except (TypeError, ValueError, RuntimeError):
+            return None
+
     def ack(self, msg: Message) -> bool:
         """Acknowledge a received message, only on the connection that delivered it (else the broker
         redelivers it, which is what we want)."""
@@ -238,9 +251,12 @@ class AsyncMqtt:
                     continue
                 try:
                     async with asyncio.timeout(s.connect_timeout_s + 5):
-                        await self.connected.wait()
+                        await self._connected_or_closed()
                 except TimeoutError:
                     self.client.disconnect()
+                if not self.connected.is_set():
+                    # No CONNACK in time, a refusal, or the connection closed during the handshake (a proxy or
+                    # a broker going down): try again after the backoff, not after the whole timeout.
                     self._force_close()
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, s.reconnect_max_s)
@@ -254,6 +270,15 @@ class AsyncMqtt:
             with contextlib.suppress(asyncio.CancelledError):
                 await misc
             self._force_close()
+
+    async def _connected_or_closed(self) -> None:
+        waits = [asyncio.ensure_future(self.connected.wait()), asyncio.ensure_future(self._disconnected.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     def _connect_blocking(self) -> None:
         self.client.connect(self.settings.host, self.settings.port, self.settings.keepalive_s)

@@ -28,9 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--client-id", default="", help="default hubsim-{site}-{gateway}")
     p.add_argument("--username", default="")
     p.add_argument("--password-file", default="")
-    p.add_argument("--ca-file", default="")
-    p.add_argument("--cert-file", default="")
-    p.add_argument("--key-file", default="")
+    p.add_argument("--tls", action="store_true",
+                   help="connect with TLS (as mqtt.tls in the gateway's config); implied by any of the files below; "
+                        "without --ca-file the system's trusted CAs verify the broker")
+    p.add_argument("--ca-file", default="", help="CA certificate(s) that verify the broker (mqtt.ca_file)")
+    p.add_argument("--cert-file", default="", help="client certificate (mqtt.cert_file), with --key-file")
+    p.add_argument("--key-file", default="", help="its private key (mqtt.key_file), with --cert-file")
     p.add_argument("--send", nargs=2, action="append", default=[], metavar=("NAME", "JSON"),
                    help="send a command (repeatable), e.g. --send order.cancel '{\"order_id\":\"O-1\"}'; a JSON "
                         "value starting with @ is read from that file")
@@ -50,11 +53,21 @@ def _payload(text: str) -> dict[str, Any]:
     return data
 
 
-async def _run(args: argparse.Namespace, password: str) -> int:
-    settings = MqttSettings(host=args.host, port=args.port,
-                            client_id=args.client_id or f"hubsim-{args.site}-{args.gateway}",
-                            username=args.username, password=password, tls=bool(args.ca_file),
-                            ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
+def settings_from_args(args: argparse.Namespace, password: str) -> MqttSettings:
+    """The client settings of the command line, read like the gateway's `[mqtt]` keys: TLS when asked for with
+    --tls or when any TLS file is given (a certificate never goes over plain TCP), a client certificate only
+    with its key."""
+    if bool(args.cert_file) != bool(args.key_file):
+        raise SystemExit("floorgate sim hub: --cert-file and --key-file go together (both for a client "
+                         "certificate, or neither)")
+    tls = bool(args.tls or args.ca_file or args.cert_file or args.key_file)
+    return MqttSettings(host=args.host, port=args.port,
+                        client_id=args.client_id or f"hubsim-{args.site}-{args.gateway}",
+                        username=args.username, password=password, tls=tls,
+                        ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
+
+
+async def _run(args: argparse.Namespace, settings: MqttSettings) -> int:
     hub = HubSim(settings, args.site, args.gateway, auto_ack=not args.no_ack)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -114,4 +127,4 @@ async def _run(args: argparse.Namespace, password: str) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else ""
-    return asyncio.run(_run(args, password))
+    return asyncio.run(_run(args, settings_from_args(args, password)))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.app import App
-from gateway.clock import SystemClock
+from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.sync.mqtt import MqttSettings
 from simulators.hub import HubSim
@@ -42,8 +42,8 @@ class RunningApp:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(cfg: Config) -> AsyncIterator[App]:
-    app = App(cfg, SystemClock())
+async def running_gateway(cfg: Config, clock: Clock | None = None) -> AsyncIterator[App]:
+    app = App(cfg, clock or SystemClock())
     task = asyncio.create_task(app.run(install_signals=False), name="test-gateway")
     try:
         await asyncio.wait_for(app.ready.wait(), 30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.brokers import Broker
 from tests.conftest import SKUS, order
@@ -22,7 +23,7 @@ async def test_malformed_commands_are_refused_and_change_nothing(tmp_path: Path,
         before_seq = app.journal.last_seq
         before_orders = dict(app.service.floor.orders)
 
-        async def null_result(name: str, payload: bytes) -> dict:
+        async def null_result(name: str, payload: bytes) -> dict[str, Any]:
             n = len(hub.results.get("null", []))
             hub.send_raw(name, payload)
             await hub.wait_until(lambda: len(hub.results.get("null", [])) > n, 30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from tests.sync.conftest import gateway_config, running_gateway, running_hub
 OUTAGE_S = float(os.environ.get("FLOORGATE_OUTAGE_S", "10"))
 
 
-def burst_event(i: int):
+def burst_event(i: int) -> Callable[[Floor, Change], None]:
     def op(floor: Floor, change: Change) -> None:
         change.emit("test.burst", {"i": i})
     return op

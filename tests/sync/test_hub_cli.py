@@ -1,0 +1,67 @@
+"""`floorgate sim hub` reads its TLS options like the gateway's `[mqtt]` keys: TLS with --tls or with any TLS
+file, a client certificate only with its key; and it really connects to a TLS broker that way."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulators.hub.cli import add_parser, settings_from_args
+from tests.brokers import Broker
+from tests.sync.test_security import make_pki
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_parser(p.add_subparsers())
+    return p.parse_args(["hub", *argv])
+
+
+@pytest.mark.parametrize(("argv", "tls"), [
+    ((), False),
+    (("--tls",), True),
+    (("--ca-file", "ca.crt"), True),
+    (("--cert-file", "c.crt", "--key-file", "c.key"), True),
+    (("--tls", "--ca-file", "ca.crt", "--cert-file", "c.crt", "--key-file", "c.key"), True),
+])
+def test_tls_is_on_when_any_tls_option_is_given(argv: tuple[str, ...], tls: bool) -> None:
+    s = settings_from_args(parse(*argv), "")
+    assert s.tls is tls
+    assert (s.ca_file, s.cert_file, s.key_file) == (parse(*argv).ca_file, parse(*argv).cert_file,
+                                                    parse(*argv).key_file)
+
+
+@pytest.mark.parametrize("argv", [("--cert-file", "c.crt"), ("--key-file", "c.key")])
+def test_client_certificate_needs_its_key(argv: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit, match="--cert-file and --key-file go together"):
+        settings_from_args(parse(*argv), "")
+
+
+async def test_sim_hub_connects_to_a_tls_broker_with_a_client_certificate(tmp_path: Path) -> None:
+    """No --ca-file: the broker is verified with the default trust store (here pointed at the test CA with
+    SSL_CERT_FILE), and the client certificate alone switches TLS on."""
+    pki = make_pki(tmp_path / "pki")
+    tls = {"ca": str(pki["ca.crt"]), "cert": str(pki["server.crt"]), "key": str(pki["server.key"])}
+    with Broker(tmp_path / "broker", tls=tls) as broker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "sim", "hub", "--port", str(broker.port),
+            "--cert-file", str(pki["client.crt"]), "--key-file", str(pki["client.key"]), "--exit",
+            cwd=ROOT, env={**os.environ, "SSL_CERT_FILE": str(pki["ca.crt"])},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            async with asyncio.timeout(90):  # a safety limit: the simulator gives up connecting after 30 s
+                out, _ = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert f"hub simulator connected to 127.0.0.1:{broker.port}" in text
