@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -27,11 +28,30 @@ from gateway.service import FloorService
 from gateway.ticker import FloorTicker
 
 if TYPE_CHECKING:
+    from drivers.ptl.bus import PtlBus
     from gateway.ops.systemd import SystemdNotifier
     from gateway.sync.link import HubLink
 
 log = logging.getLogger("floorgate.app")
+# A clean stop (SIGTERM, SPEC §5: within 10 s) runs under one deadline: the parts' `shutdown()`s together
+# get SHUTDOWN_TOTAL_S, one part at most SHUTDOWN_PART_S and never so much that the parts still to come
+# (the hub link's `offline` last of all) get less than SHUTDOWN_RESERVE_S each. What is left of the 10 s
+# is for cancelling the tasks and closing the journal.
+SHUTDOWN_TOTAL_S = 7.0
 SHUTDOWN_PART_S = 3.0
+SHUTDOWN_RESERVE_S = 0.5
+
+
+# Coroutines known to lose a cancellation now and then (see App._cancel); cancelled again until they end.
+RECANCEL = frozenset({"PtlBus.run"})
+
+
+def _coro_name(task: asyncio.Task[Any]) -> str:
+    return str(getattr(task.get_coro(), "__qualname__", ""))
+
+
+def _bus_in_step(bus: PtlBus) -> bool:
+    return all(v.online is not True or v.shown == v.desired for v in bus.modules())
 
 
 class Part(Protocol):
@@ -182,6 +202,74 @@ class App:
         log.info("config re-read on SIGHUP", extra={"fields": {"scanners": len(cfg.scanners),
                                                                "buses": len(cfg.ptl.buses)}})
 
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        """The parts' clean stops, newest part first, under one deadline (see SHUTDOWN_TOTAL_S).
+
+        Before the devices turn the lights off, the floor ticker stops, so no new assignment lights a module
+        again behind them; after it, the PTL buses get the time left of the devices' share to write `off`
+        to every module that answers. The hub link comes later and says `offline` last, once the work
+        before it is committed (the journal commits each change before it is acknowledged)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_TOTAL_S
+        stopping = [(p, getattr(p, "shutdown", None)) for p in reversed(self.parts)]
+        with_shutdown = [p for p, fn in stopping if fn is not None]
+        for p, fn in stopping:
+            if p is self.fleet:
+                self._stop_part(tasks, self.ticker)
+            if fn is None:
+                continue
+            later = len(with_shutdown) - with_shutdown.index(p) - 1
+            budget = min(SHUTDOWN_PART_S, deadline - loop.time() - later * SHUTDOWN_RESERVE_S)
+            if budget <= 0:
+                log.warning("no time left for a part's clean stop", extra={"fields": {"part": p.name}})
+                continue
+            try:
+                async with asyncio.timeout(budget):
+                    await fn()
+                    if p is self.fleet:
+                        await self._lights_written()
+            except TimeoutError:
+                log.warning("part did not shut down in time", extra={"fields": {"part": p.name,
+                                                                                "budget_s": round(budget, 2)}})
+            except Exception:
+                log.exception("part did not shut down cleanly", extra={"fields": {"part": p.name}})
+
+    async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Cancel the parts' tasks and wait for them, cancelling again any PTL bus loop that swallowed its
+        cancellation: in Python 3.11 `asyncio.wait_for` (inside pymodbus's request) loses a cancellation
+        that races with the reply (gh-86296), and the bus loop then runs on under the devices' task group,
+        which waits for it for ever. `PtlBus.stop()` does the same for a bus it started itself, but the devices
+        part runs its buses in a task group of its own, and cancelling the part again does not reach them (a
+        task group cancels its children once): hence the search by coroutine."""
+        for t in tasks:
+            t.cancel()
+        pending = {t for t in tasks if not t.done()}
+        warned = False
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+            if not pending:
+                break
+            for t in asyncio.all_tasks():
+                if t.cancelling() and not t.done() and _coro_name(t) in RECANCEL:
+                    t.cancel()
+            if not warned:
+                warned = True
+                log.info("parts still stopping", extra={"fields": {"parts": sorted(t.get_name() for t in pending)}})
+
+    def _stop_part(self, tasks: list[asyncio.Task[None]], part: Any) -> None:
+        if part is None or part not in self.parts:
+            return
+        tasks[self.parts.index(part)].cancel()
+
+    async def _lights_written(self) -> None:
+        """Until every PTL module that answers shows what the gateway wants of it (after the devices'
+        shutdown: off); a module that does not answer is left to its own power-up state."""
+        ptl = self.fleet.ptl if self.fleet is not None else None
+        if ptl is None:
+            return
+        for bus in ptl.buses.values():
+            await bus.wait_until(functools.partial(_bus_in_step, bus))
+
     async def run(self, install_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -203,16 +291,8 @@ class App:
                     if r is not None:
                         await r
                 await stopper
-                for p in reversed(self.parts):
-                    shutdown = getattr(p, "shutdown", None)
-                    if shutdown is not None:
-                        try:
-                            async with asyncio.timeout(SHUTDOWN_PART_S):
-                                await shutdown()
-                        except Exception:
-                            log.exception("part did not shut down cleanly", extra={"fields": {"part": p.name}})
-                for t in tasks:
-                    t.cancel()
+                await self._shutdown(tasks)
+                await self._cancel(tasks)
         finally:
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -5,6 +5,10 @@ bus simulator on Modbus TCP, virtual serial scanners for every picker and packer
 a label printer, the hub simulator sending master data and a stream of orders and checking every event, a
 simulated floor of pickers and packers making the usual mistakes, and the gateway itself with its pages.
 It prints the URLs, shows a live summary, and stops everything cleanly on Ctrl-C.
+
+The supervisor (`s1`) and the technician (`t1`) get a fresh random password on every run: only its argon2id
+hash goes into the master data the hub sends, and the password itself appears once, in the banner printed
+on the terminal once the master data is in (never in a log line).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import signal
 import tempfile
 from collections import Counter
@@ -25,6 +30,7 @@ from gateway.clock import SystemClock
 from gateway.config import parse_config
 from gateway.logs import setup_logging
 from gateway.sync.mqtt import MqttSettings
+from gateway.users import hash_password
 from simulators.broker import Broker, available, free_port
 from simulators.floor.devices import DeviceFloor
 from simulators.floor.sim import FloorSim, SimConfig
@@ -35,6 +41,11 @@ from simulators.scale.sim import ScaleSimulator
 from simulators.scanner.serial_sim import VirtualSerialScanner
 
 log = logging.getLogger("floorgate.demo")
+ZONE = "zone-a"
+# Who logs in with a password on the demo's pages: (operator_id, name, badge, role).
+PAGE_USERS = (("s1", "Supervisor", "BADGE-S1", "supervisor"), ("t1", "Technician", "BADGE-T1", "technician"))
+API_DOCS = "/api/v1/openapi.json"  # the API's schema (public by design; the gateway serves no Swagger UI)
+MASTERDATA_WAIT_S = 120.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,6 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--data-dir", default="", help="default: a fresh temporary directory")
     p.add_argument("--headless", action="store_true", help="no live view; log lines and a final JSON report")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-broker", action="store_true",
+                   help="run as without Mosquitto: no broker and no hub simulator, orders go in directly and the "
+                        "gateway runs offline")
     p.set_defaults(func=_main)
 
 
@@ -64,10 +78,19 @@ class Demo:
         self.sim: FloorSim | None = None
         self.floor: DeviceFloor | None = None
         self.stop = asyncio.Event()
+        # One-time passwords for the supervisor and technician pages, made afresh for every run.
+        self.passwords = {op: secrets.token_urlsafe(9) for op, *_ in PAGE_USERS}
+
+    def page_users(self) -> list[dict[str, Any]]:
+        """The demo's supervisor and technician in master data form, with only the hash of their password."""
+        return [{"operator_id": op, "name": name, "badge": badge, "roles": [role], "zones": [ZONE],
+                 "password_hash": hash_password(self.passwords[op])} for op, name, badge, role in PAGE_USERS]
 
     async def run(self) -> dict[str, Any]:
         a = self.args
-        if available():
+        if a.no_broker:
+            log.warning("--no-broker: the gateway runs offline (no hub), orders are fed directly")
+        elif available():
             self.broker = Broker(self.work / "broker").start()
         else:
             log.warning("mosquitto is not installed: the gateway runs offline (no hub), orders are fed directly")
@@ -110,12 +133,16 @@ class Demo:
                 stack.push_async_callback(self._cancel, hub_task)
                 async with asyncio.timeout(30):
                     await self.hub.mqtt.connected.wait()
-            self._urls(cfg.http.port)
             self.floor = DeviceFloor(app, self.hub, ptl, scanners, scales, speed=a.speed)
             sim_cfg = SimConfig(orders=a.orders, pickers=a.pickers, packers=a.packers, error_rate=a.error_rate,
                                 seed=a.seed, arrival_min=a.orders / 6.0, has_scale=True)
             self.sim = FloorSim(self.floor, sim_cfg)
+            users = {u["operator_id"]: u for u in await asyncio.to_thread(self.page_users)}  # argon2: off the loop
+            self.sim.catalog.operators = [o for o in self.sim.catalog.operators if o["operator_id"] not in users]
+            self.sim.catalog.operators += users.values()
             sim_task = asyncio.create_task(self.sim.run(), name="demo-floor")
+            await self._masterdata_in(sim_task)
+            self._urls(cfg.http.port)
             view_task = asyncio.create_task(self._view(), name="demo-view")
             stopper = asyncio.create_task(self.stop.wait(), name="demo-stop")
             try:
@@ -130,6 +157,18 @@ class Demo:
             return await self._final_report()
         return {}
 
+    async def _masterdata_in(self, sim_task: asyncio.Task[Any]) -> None:
+        """Until the page users are in the gateway's master data (so the banner's logins work when printed)."""
+        app = self.app
+        assert app is not None and app.service is not None
+        operators = app.service.floor.md.operators
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(MASTERDATA_WAIT_S):
+                while not all(op in operators for op, *_ in PAGE_USERS) and not sim_task.done() \
+                        and not self.stop.is_set():
+                    await asyncio.sleep(0.1)
+                    operators = app.service.floor.md.operators
+
     async def _stop_task(self, task: asyncio.Task[None], app: App) -> None:
         app.stop()
         with contextlib.suppress(Exception):
@@ -142,12 +181,20 @@ class Demo:
             await task
 
     def _urls(self, port: int) -> None:
+        """The banner: the pages, and the one place the page passwords of this run are shown (a terminal
+        print, deliberately not a log line)."""
         base = f"http://127.0.0.1:{port}"
-        print(f"Floorgate demo running. Pages: {base}/pda  {base}/pack/pack-1  {base}/supervisor  "
-              f"{base}/technician  (API {base}/api/docs). Supervisor login: s1 / badge BADGE-S1. Ctrl-C stops.",
-              flush=True)
+        login = {op: f"log in: {op} / {self.passwords[op]}" for op, *_ in PAGE_USERS}
+        lines = ["Floorgate demo running. Ctrl-C stops.",
+                 f"  PDA         {base}/pda  (the simulated pickers use badges BADGE-P1...)",
+                 f"  Packing     {base}/pack/pack-1",
+                 f"  Supervisor  {base}/supervisor  {login['s1']}",
+                 f"  Technician  {base}/technician  {login['t1']}",
+                 f"  API         {base}{API_DOCS}  (OpenAPI schema of {base}/api/v1)",
+                 "  (the passwords are made afresh for this run and shown only here)"]
         if self.broker is None:
-            print("No MQTT broker (mosquitto not installed): running offline.", flush=True)
+            lines.append("No MQTT broker (mosquitto not installed, or --no-broker): running offline.")
+        print("\n".join(lines), flush=True)
 
     def summary(self) -> dict[str, Any]:
         app = self.app
@@ -203,13 +250,17 @@ class Demo:
     async def _final_report(self) -> dict[str, Any]:
         app = self.app
         assert app is not None and app.journal is not None
-        report: dict[str, Any] = {"demo": self.summary()}
-        if self.hub is not None:
-            last = app.journal.last_seq
+        journal = app.journal
+        hub = self.hub
+        if hub is not None:
+            # The gateway still runs and may still commit: the target is re-read on every check.
             with contextlib.suppress(TimeoutError):
-                await self.hub.wait_until(lambda: self.hub is not None and self.hub.holds(last), 30)
-            report["hub"] = self.hub.report()
-            report["hub_holds_all"] = self.hub.holds(last)
+                await hub.wait_until(lambda: hub.holds(journal.last_seq), 30)
+        # No await from here on: the journal's last_seq and the hub's view are taken at the same moment.
+        report: dict[str, Any] = {"demo": self.summary()}
+        if hub is not None:
+            report["hub"] = hub.report()
+            report["hub_holds_all"] = hub.holds(journal.last_seq)
         if self.sim is not None:
             report["floor"] = self.sim._finish().as_dict()
         return report

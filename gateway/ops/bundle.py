@@ -38,7 +38,12 @@ from gateway.ops.lock import holder
 SECRET_KEY = re.compile(r"pass|secret|token|credential|api_?key|private", re.I)
 PATH_KEY = re.compile(r"(_file|_path|_dir)$", re.I)
 REDACTED = "***"
-DEVICE_ENDPOINTS = ("/api/devices", "/api/status")
+# What the running gateway tells anyone on its HTTP port (docs/web.md: public by design, no session, no
+# operator id in them): health (journal integrity, last seq, MQTT link) and /metrics (per-scanner scans and
+# rejects, PTL bus and module transactions and misses, devices online by kind, sync backlog, storage).
+# The technician page's `/api/v1/technician/devices` has more, but it needs a login, and its last raw scans
+# may hold badge codes, which are credentials of a kind: it stays out of a bundle sent off site.
+GATEWAY_ENDPOINTS = (("/healthz", "gateway-healthz.json"), ("/metrics", "gateway-metrics.txt"))
 LOG_LINES = 50_000
 DEVICE_DIRS = ("/dev/floorgate", "/dev/serial/by-id", "/dev/input/by-id")
 
@@ -241,16 +246,19 @@ def _device_stats(cfg: Config, timeout: float) -> dict[str, str]:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # our own gateway on loopback, often with a self-signed certificate
     out = {}
-    for path in DEVICE_ENDPOINTS:
+    for path, name in GATEWAY_ENDPOINTS:
         try:
             with urllib.request.urlopen(base + path, timeout=timeout, context=ctx if tls else None) as r:
                 if r.status != 200:
                     continue
-                body = r.read(4 * 1024 * 1024)
-            json.loads(body)
+                text = r.read(4 * 1024 * 1024).decode("utf-8", errors="replace")
+            if name.endswith(".json"):
+                json.loads(text)
+            elif not text.startswith("# HELP"):
+                continue  # not Floorgate's Prometheus text: something else answers on that port
         except Exception:
             continue  # no gateway answering, or not this endpoint: skip quietly
-        out["gateway" + path.replace("/", "-") + ".json"] = body.decode("utf-8", errors="replace")
+        out[name] = text
     return out
 
 
@@ -291,8 +299,8 @@ def build_bundle(config_path: str, out: Path, *, unit: str = "floorgate", run_do
         manifest.append("journal statistics: journal.json (meta, counts, sizes, pending, quick_check)")
         devices = _device_stats(cfg, http_timeout_s)
         members.update(devices)
-        manifest.append("device statistics: " + (", ".join(devices) if devices
-                                                   else "no gateway answered on its HTTP API (skipped)"))
+        manifest.append("gateway and device statistics: " + (", ".join(devices) if devices else
+                                                               "no gateway answered on its HTTP port (skipped)"))
     members["system.txt"] = _system_info(cfg)
     members["MANIFEST.txt"] = "\n".join(manifest) + "\n"
     root = f"floorgate-support-{cfg.gateway if cfg else 'unknown'}-{now:%Y%m%dT%H%M%SZ}"

@@ -183,7 +183,8 @@ def add_bundle_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = sub.add_parser("support-bundle", help="collect config (secrets removed), logs and statistics",
                        description="Writes a .tar.gz for support: the config with secrets replaced, the last "
                                    "day of logs, journal statistics, doctor's table, device names and, if the "
-                                   "gateway answers on its HTTP API, device statistics. No secret goes in.")
+                                   "gateway answers on its HTTP port, its /healthz and /metrics (device statistics). "
+                                   "No secret goes in.")
     p.add_argument("--config", required=True, help="path of the TOML config")
     p.add_argument("--out", required=True, help="file to write, e.g. support.tar.gz")
     p.add_argument("--unit", default="floorgate", help="systemd unit whose logs to include (default floorgate)")

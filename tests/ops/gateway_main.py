@@ -1,7 +1,8 @@
 """The gateway as `floorgate run` runs it, plus an optional load part that commits alarm changes non-stop,
-so tests can back up a database that is being written to.
+so tests can back up a database that is being written to, and optional parts whose clean stop never
+returns (a stuck device or channel), so tests can see the stop stay within its deadline.
 
-    python -m tests.ops.gateway_main --config PATH [--load]
+    python -m tests.ops.gateway_main --config PATH [--load] [--hang-parts N]
 """
 
 from __future__ import annotations
@@ -47,16 +48,32 @@ class Load:
             await asyncio.sleep(0.002)
 
 
+class HungPart:
+    """A part whose `shutdown()` never returns."""
+
+    def __init__(self, n: int) -> None:
+        self.name = f"test-hung-{n}"
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    async def shutdown(self) -> None:
+        await asyncio.Event().wait()
+
+
 class WiredApp(App):
-    def __init__(self, cfg: Config, load: bool) -> None:
+    def __init__(self, cfg: Config, load: bool, hang_parts: int = 0) -> None:
         super().__init__(cfg)
         self.load = load
+        self.hang_parts = hang_parts
 
     async def open(self) -> FloorService:
         # App takes the run lock and adds the systemd notifier itself; this only adds the test load.
         service = await super().open()
         if self.load:
             self.parts.append(Load(service, self.clock))
+        # Last in the list, so first to be asked to stop: they eat into the time of every part after them.
+        self.parts += [HungPart(n) for n in range(1, self.hang_parts + 1)]
         return service
 
 
@@ -64,6 +81,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--config", required=True)
     p.add_argument("--load", action="store_true")
+    p.add_argument("--hang-parts", type=int, default=0)
     args = p.parse_args()
     faulthandler.enable()
     try:
@@ -72,7 +90,7 @@ def main() -> int:
         print(f"floorgate: bad config: {e}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level)
-    app = WiredApp(cfg, args.load)
+    app = WiredApp(cfg, args.load, args.hang_parts)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(app.run())

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import http.server
 import json
 import tarfile
-import threading
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from gateway.config import parse_config
 from gateway.journal import Journal
 from gateway.ops.bundle import build_bundle, redact_config_text, redact_url
 from tests.brokers import free_port
+from tests.gateway_proc import GatewayProcess, write_config
 from tests.ops.conftest import ops_cli
 
 MQTT_SECRET = "mqtt-Pa55-w0rd-xyz"
@@ -103,7 +101,7 @@ def test_bundle_has_what_support_needs_and_no_secret(tmp_path: Path, secrets_con
     assert "logs/README.txt" in logs or "logs/floorgate.log" in logs
     if "logs/README.txt" in logs:
         assert b"No logs of floorgate.service" in m["logs/README.txt"]
-    assert b"no gateway answered on its HTTP API" in m["MANIFEST.txt"]
+    assert b"no gateway answered on its HTTP port" in m["MANIFEST.txt"]
     assert b"MQTT broker" in m["doctor.txt"]
 
 
@@ -135,47 +133,34 @@ def test_redact_url() -> None:
     assert redact_url("mqtts://broker.example.invalid") == "mqtts://broker.example.invalid"
 
 
-class _Api(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path != "/api/devices":
-            self.send_error(404)
-            return
-        # A device detail that (wrongly) carries the broker password: the scrub must still catch it.
-        body = json.dumps({"devices": [{"device_id": "scan-1", "online": True, "detail": MQTT_SECRET}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def api() -> Iterator[int]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    t = threading.Thread(target=srv.serve_forever, name="fake-gateway-api")
-    t.start()
+def test_statistics_from_a_running_gateway(tmp_path: Path) -> None:
+    """A real `floorgate run` process (offline: no broker on its port; a PTL bus nobody answers on): the bundle
+    takes the gateway's /healthz and /metrics, and still no secret."""
+    pw = tmp_path / "mqtt-password"
+    pw.write_text(MQTT_SECRET + "\n")
+    pw.chmod(0o600)
+    conf = write_config(tmp_path / "floorgate.toml", tmp_path / "data", free_port(),
+                        extra='[[ptl.buses]]\nid = "bus-a"\ntransport = "tcp"\nhost = "127.0.0.1"\n'
+                              f'port = {free_port()}\n')
+    conf.write_text(conf.read_text().replace("[mqtt]\n", f'[mqtt]\nusername = "zone-a"\npassword_file = "{pw}"\n'))
+    gw = GatewayProcess(conf).start()
     try:
-        yield srv.server_address[1]
+        out = tmp_path / "b.tar.gz"
+        manifest = build_bundle(str(conf), out, run_doctor=False, http_timeout_s=10)
+        assert any("gateway-healthz.json" in line and "gateway-metrics.txt" in line for line in manifest), manifest
+        m = _members(out)
+        health = json.loads(m["gateway-healthz.json"])
+        journal = json.loads(m["journal.json"])
+        assert health["ok"] is True and health["mqtt"] is False
+        assert 0 <= health["last_seq"] <= journal["last_seq"]  # read first; the gateway may commit in between
+        assert journal["gateway_running"] is True
+        metrics = m["gateway-metrics.txt"].decode()
+        assert 'floorgate_ptl_bus_transactions_total{bus="bus-a"}' in metrics
+        assert "floorgate_journal_last_seq " in metrics
+        _assert_no_secret(out, MQTT_SECRET)
+        assert gw.terminate() == 0
     finally:
-        srv.shutdown()
-        srv.server_close()
-        t.join(10)
-
-
-def test_device_statistics_from_a_running_gateway(tmp_path: Path, secrets_config: Path, api: int,
-                                                 journal_db: Path) -> None:
-    text = secrets_config.read_text().replace("[http]\nport = 1\n", f"[http]\nhost = \"0.0.0.0\"\nport = {api}\n")
-    secrets_config.write_text(text)
-    out = tmp_path / "b.tar.gz"
-    manifest = build_bundle(str(secrets_config), out, run_doctor=False)
-    assert any("gateway-api-devices.json" in line for line in manifest)
-    m = _members(out)
-    devices = json.loads(m["gateway-api-devices.json"])
-    assert devices["devices"][0]["device_id"] == "scan-1" and devices["devices"][0]["detail"] == "***"
-    _assert_no_secret(out, MQTT_SECRET)
+        gw.kill()
 
 
 def test_bad_output_directory(tmp_path: Path, secrets_config: Path) -> None:
