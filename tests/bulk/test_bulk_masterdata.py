@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from functools import partial
 from pathlib import Path
 
+from gateway.domain.change import Change
+from gateway.domain.floor import Floor
+from gateway.domain.model import At
 from gateway.domain.scanning import ScanInput, handle_scan
 from tests.brokers import Broker
 from tests.bulk.workload import masterdata_parts
 from tests.sync.conftest import gateway_config, running_gateway, running_hub
+
+
+def scan_item(f: Floor, c: Change, at: At) -> None:
+    handle_scan(f, c, ScanInput("pda-1", "pick", "4006381333931", raw="4006381333931"), at)
 
 
 async def test_100k_skus_with_50_bad_items_while_scanning(tmp_path: Path, broker: Broker) -> None:
@@ -43,8 +51,7 @@ async def test_100k_skus_with_50_bad_items_while_scanning(tmp_path: Path, broker
             while not stop.is_set():
                 sizes.add(len(service.floor.md.skus))
                 now = service.at()
-                await service.execute(lambda f, c, a=now: handle_scan(
-                    f, c, ScanInput("pda-1", "pick", "4006381333931", raw="4006381333931"), a))
+                await service.execute(partial(scan_item, at=now))
                 scans += 1
                 await asyncio.sleep(0.005)
 

@@ -24,7 +24,7 @@ def masterdata_parts(n_skus: int, n_locations: int, parts: int, bad_every: int =
                 del item["sku"]
         skus.append(item)
     good = [i for i in range(1, n_skus) if not (bad_every and i % bad_every == 0)]
-    locations = [{"code": f"L-{i:06d}", "zone": "zone-a", "sku": f"B{good[i % len(good)]:06d}"}
+    locations: list[dict[str, object]] = [{"code": f"L-{i:06d}", "zone": "zone-a", "sku": f"B{good[i % len(good)]:06d}"}
                  for i in range(n_locations)]
     locations.append({"code": "A-01-01", "zone": "zone-a", "sku": "SKU-1", "light": {"bus": "bus-a", "unit": 1}})
     out = []

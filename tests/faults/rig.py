@@ -18,8 +18,11 @@ import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from gateway.app import App
+from gateway.clock import SystemClock
+from gateway.config import load_config
 from gateway.sync.mqtt import MqttSettings
 from simulators.broker import Broker, free_port
 from simulators.floor.blackbox import SAFETY_S, BlackBoxFloor, Plan, until
@@ -51,18 +54,21 @@ def toml_str(s: str) -> str:
     return json.dumps(s)  # a JSON string is a valid TOML basic string
 
 
-def gateway_toml(data_dir: Path, *, mqtt_port: int, http_port: int, ptl_port: int,
+def gateway_toml(data_dir: Path, *, mqtt_port: int, http_port: int, ptl: PtlSimulator,
                  scanners: dict[str, tuple[str, str]], scales: dict[str, str], printer_port: int,
                  extra: str = "") -> str:
     """`scanners`: id -> (device path, station); `scales`: station -> device path."""
+    if ptl.transport == "tcp":
+        bus = ['transport = "tcp"', 'host = "127.0.0.1"', f"port = {ptl.port}"]
+    else:
+        bus = ['transport = "rtu"', f"port = {toml_str(ptl.path)}", f"baudrate = {ptl.baudrate}"]
     out = [f"data_dir = {toml_str(str(data_dir))}", 'log_level = "info"', extra,
            "[mqtt]", f"port = {mqtt_port}", "keepalive_s = 5",
            "[sync]", "telemetry_interval_s = 2",
            "[http]", 'host = "127.0.0.1"', f"port = {http_port}",
            "[picking]", "error_signal_ms = 200",
            "[dispatch]", "task_cap = 1", "breaker_threshold = 0",
-           "[[ptl.buses]]", 'id = "bus-a"', 'transport = "tcp"', 'host = "127.0.0.1"', f"port = {ptl_port}",
-           "timeout_ms = 200"]
+           "[[ptl.buses]]", 'id = "bus-a"', *bus, "timeout_ms = 200"]
     for sid, (path, station) in scanners.items():
         out += ["[[scanners]]", f"id = {toml_str(sid)}", f"port = {toml_str(path)}", f"station = {toml_str(station)}",
                 'good_feedback = "06"', 'bad_feedback = "15"']
@@ -87,13 +93,65 @@ async def running_hub(port: int) -> AsyncIterator[HubSim]:
             await task
 
 
+class ProcessGateway:
+    """The gateway as in production: its own process, which a fault may SIGKILL."""
+
+    def __init__(self, conf: Path) -> None:
+        self.proc = GatewayProcess(conf)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.proc.start)
+
+    async def kill(self) -> None:
+        await asyncio.to_thread(self.proc.kill)
+
+    async def stop(self) -> int:
+        return await asyncio.to_thread(self.proc.terminate)
+
+    def tail(self, n: int = 15) -> str:
+        return "".join(list(self.proc.raw)[-n:])
+
+
+class LoopGateway:
+    """The gateway on the test's own loop, for faults that need a hand inside it: the database's page limit
+    (a full disk) and the wall clock's offset (a clock jump)."""
+
+    def __init__(self, conf: Path, clock: SystemClock) -> None:
+        self.conf = conf
+        self.clock = clock
+        self.app: App | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.app = App(load_config(self.conf), self.clock)
+        self._task = asyncio.create_task(self.app.run(install_signals=False), name="faults-gateway")
+        async with asyncio.timeout(60):
+            await self.app.ready.wait()
+
+    async def kill(self) -> None:
+        """Not a SIGKILL (that needs a process): stopped as fast as it goes, for the rig's clean-up."""
+        await self.stop()
+
+    async def stop(self) -> int:
+        if self.app is None or self._task is None:
+            return 0
+        self.app.stop()
+        task, self._task = self._task, None
+        async with asyncio.timeout(30):
+            await task
+        return 0
+
+    def tail(self, n: int = 15) -> str:
+        return "(in-process gateway: its log is in the test's captured output)"
+
+
 @dataclass
 class Rig:
     tmp: Path
     broker: Broker
     hub: HubSim
     ptl: PtlSimulator
-    gateway: GatewayProcess
+    gateway: ProcessGateway | LoopGateway
     floor: BlackBoxFloor
     plan: Plan
     proxy: TcpProxy | None = None
@@ -104,9 +162,15 @@ class Rig:
     def db(self) -> Path:
         return self.tmp / "gw" / "floorgate.db"
 
+    @property
+    def app(self) -> App:
+        assert isinstance(self.gateway, LoopGateway) and self.gateway.app is not None, "needs in_process=True"
+        return self.gateway.app
+
     async def kill_and_restart(self) -> None:
-        await asyncio.to_thread(self.gateway.kill)
-        await asyncio.to_thread(self.gateway.start)
+        assert isinstance(self.gateway, ProcessGateway), "SIGKILL needs the gateway in its own process"
+        await self.gateway.kill()
+        await self.gateway.start()
         self.restarts += 1
 
     async def wait_floor_done(self, limit_s: float = 240) -> None:
@@ -126,7 +190,7 @@ class Rig:
         states = {o: f.facts.order_state.get(o) for o in f.orders}
         open_ = {o: s for o, s in states.items() if s not in ("packed", "cancelled")}
         return (f"{what}: open orders {open_}; floor {f.report}; hub {self.hub.report()}; "
-                f"gateway log tail: {''.join(list(self.gateway.raw)[-15:])}")
+                f"gateway log tail: {self.gateway.tail()}")
 
     async def check_outcome(self) -> dict[str, Any]:
         """The hub holds every event with seq 1..N; its order states are the gateway's after recovery (live
@@ -140,8 +204,8 @@ class Rig:
         states = hub.final_order_states()
         for o in snap["orders"]:  # orders still open, as the recovered gateway has them
             assert states.get(o["order_id"]) == o["state"], (o, states.get(o["order_id"]))
-        rc = await asyncio.to_thread(self.gateway.terminate)
-        assert rc == 0, "".join(list(self.gateway.raw)[-20:])
+        rc = await self.gateway.stop()
+        assert rc == 0, self.gateway.tail(20)
         conn = sqlite3.connect(self.db)
         try:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -164,18 +228,21 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def floor_rig(tmp: Path, *, seed: int = SEED, via_proxy: bool = False,
-                    broker_persistence: bool = False) -> AsyncIterator[Rig]:
-    """Everything started, master data sent, every operator logged in; the floor's actors not yet running."""
+async def floor_rig(tmp: Path, *, seed: int = SEED, via_proxy: bool = False, broker_persistence: bool = False,
+                    ptl_transport: Literal["tcp", "rtu"] = "tcp", in_process: bool = False,
+                    clock: SystemClock | None = None) -> AsyncIterator[Rig]:
+    """Everything started, master data sent, every operator logged in; the floor's actors not yet running.
+    `ptl_transport`: the PTL bus on Modbus TCP, or RTU over a pty (where line noise exists); `in_process`: the
+    gateway on this loop (with `clock`) instead of in its own process."""
     plan = Plan.make()
     broker = Broker(tmp / "broker", persistence=broker_persistence).start()
     pick = {op: VirtualSerialScanner(tmp / f"by-id-pick-{op}", terminator="crlf") for op in plan.pickers}
     pack = {op: VirtualSerialScanner(tmp / f"by-id-pack-{op}", terminator="cr") for op in plan.packers}
     scales = {st: ScaleSimulator(unit="g", name=f"scale-{st}") for st in plan.packers.values()}
-    gw: GatewayProcess | None = None
+    gw: ProcessGateway | LoopGateway | None = None
     try:
         async with contextlib.AsyncExitStack() as stack:
-            ptl = await stack.enter_async_context(PtlSimulator(plan.units, transport="tcp"))
+            ptl = await stack.enter_async_context(PtlSimulator(plan.units, transport=ptl_transport))
             printer = await stack.enter_async_context(PrinterSimulator())
             for sc in scales.values():
                 await stack.enter_async_context(sc)
@@ -189,11 +256,11 @@ async def floor_rig(tmp: Path, *, seed: int = SEED, via_proxy: bool = False,
             scanners.update({f"scan-{op}": (vs.path, plan.packers[op]) for op, vs in pack.items()})
             conf = tmp / "gw.toml"
             conf.write_text(gateway_toml(tmp / "gw", mqtt_port=proxy.port if proxy else broker.port,
-                                         http_port=free_port(), ptl_port=ptl.port, scanners=scanners,
+                                         http_port=free_port(), ptl=ptl, scanners=scanners,
                                          scales={st: sc.path for st, sc in scales.items()},
                                          printer_port=printer.port), encoding="utf-8")
-            gw = GatewayProcess(conf)
-            await asyncio.to_thread(gw.start)
+            gw = LoopGateway(conf, clock or SystemClock()) if in_process else ProcessGateway(conf)
+            await gw.start()
             hub = await stack.enter_async_context(running_hub(broker.port))
             md = await hub.command("masterdata.sync", plan.masterdata(), timeout=SAFETY_S)
             done = await hub.wait_result(md["cmd_id"], timeout=SAFETY_S, count=2)
@@ -207,5 +274,5 @@ async def floor_rig(tmp: Path, *, seed: int = SEED, via_proxy: bool = False,
                 await floor.stop()
     finally:
         if gw is not None:
-            await asyncio.to_thread(gw.kill)
+            await gw.kill()
         broker.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +132,16 @@ class _Blob:
         return {"text": self.text}
 
 
+def add_audit(f: Floor, c: Change, lot: str) -> None:
+    c.audit.append({"kind": "scan", "raw": "x" * 500, "lot": lot})
+
+
 async def test_quick_check_failure_raises_an_alarm(tmp_path: Path, clock: ManualClock, cfg: Config) -> None:
     j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
     s = FloorService(cfg, j, clock)
     await s.start()
     for i in range(50):
-        await s.execute(lambda f, c, i=i: c.audit.append({"kind": "scan", "raw": "x" * 500, "lot": f"L{i}"}))
+        await s.execute(partial(add_audit, lot=f"L{i}"))
     await j.close()
     conn = sqlite3.connect(cfg.db_path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -4,7 +4,9 @@ alarms still commit, nothing corrupted, and work resumes when space returns."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,12 +20,12 @@ from gateway.service import FloorService
 from tests.conftest import SKUS, make_config, order
 
 
-async def upsert(service: FloorService, clock: ManualClock, cmd_id: str, oid: str) -> dict:
+async def upsert(service: FloorService, clock: ManualClock, cmd_id: str, oid: str) -> dict[str, Any]:
     c = COMMANDS["order.upsert"].model_validate({"cmd_id": cmd_id, "order": order(oid, lines=[(1, "SKU-1", 1)])})
     return await service.execute_command("order.upsert", cmd_id, lambda f, ch: apply_command(f, ch, c, service.at()))
 
 
-def fill(n_kb: int):
+def fill(n_kb: int) -> Callable[[Floor, Change], None]:
     def op(floor: Floor, change: Change) -> None:
         for _ in range(n_kb):
             change.audit.append({"kind": "filler", "raw": "x" * 1000})
