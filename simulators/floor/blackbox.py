@@ -231,6 +231,7 @@ class Hand:
         self._probe_path = ""
         self.scans = 0
         self.unanswered = 0
+        self.lock = asyncio.Lock()  # a fault takes it to unplug the scanner between two of this person's scans
 
     def _queued(self) -> int:
         """Bytes typed that no process has read yet (the slave's input queue, via a descriptor of our own)."""
@@ -249,6 +250,10 @@ class Hand:
             self._probe = None
 
     async def scan(self, text: str, aim: str | None = None) -> Beep:
+        async with self.lock:
+            return await self._scan(text, aim)
+
+    async def _scan(self, text: str, aim: str | None) -> Beep:
         self.sim.read_feedback()  # beeps of earlier scans are not this scan's answer
         await self.sim.scan(text, aim=aim or "")
         self.scans += 1
@@ -306,6 +311,7 @@ class Report:
     pending_resolved: int = 0
     reviews: int = 0
     packed: int = 0
+    busy: int = 0  # order.upsert answered `busy` (storage full) and resent
     anomalies: list[str] = field(default_factory=list)
 
 
@@ -382,8 +388,13 @@ class BlackBoxFloor:
             oid = f"{prefix}{i + 1:04d}"
             order = self.plan.order(oid, self.rng, cross_zone=cross_zone)
             self.orders[oid] = order
-            r = await self.hub.command("order.upsert", {"order": order}, cmd_id=f"up-{oid}", timeout=SAFETY_S,
-                                       resend_after=3.0)
+            while True:
+                r = await self.hub.command("order.upsert", {"order": order}, cmd_id=f"up-{oid}", timeout=SAFETY_S,
+                                           resend_after=3.0)
+                if r.get("ok") or (r.get("error") or {}).get("code") != "busy":
+                    break
+                self.report.busy += 1  # storage full: `busy` is not stored, so the same cmd_id is tried afresh
+                await asyncio.sleep(1.0)
             if not r.get("ok"):
                 raise RuntimeError(f"order {oid} refused: {r}")
             if i >= first and every_s:
