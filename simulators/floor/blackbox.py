@@ -34,7 +34,7 @@ import os
 import random
 import termios
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
@@ -360,6 +360,12 @@ class BlackBoxFloor:
             self._tasks.append(asyncio.create_task(p.run(self._stop), name=f"blackbox-picker-{p.op}"))
         for k in self.packers:
             self._tasks.append(asyncio.create_task(k.run(self._stop), name=f"blackbox-packer-{k.op}"))
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A task of the test's (e.g. the feed) that `stop` cancels with the actors, so a failed test leaks none."""
+        t = asyncio.create_task(coro, name=name)
+        self._tasks.append(t)
+        return t
 
     async def stop(self) -> None:
         self._stop.set()

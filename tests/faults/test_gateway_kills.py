@@ -14,7 +14,7 @@ async def test_gateway_sigkilled_at_random_moments(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     async with floor_rig(tmp_path) as rig:
         rig.floor.start()
-        feeder = asyncio.create_task(rig.floor.feed(ORDERS, first=6, every_s=0.8), name="feed")
+        feeder = rig.floor.spawn(rig.floor.feed(ORDERS, first=6, every_s=0.8), name="feed")
         for _ in range(KILLS):
             await asyncio.sleep(rng.uniform(0.3, 2.5))
             await rig.kill_and_restart()
