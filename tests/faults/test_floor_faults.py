@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import sqlite3
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from gateway.clock import SystemClock
 from simulators.floor.blackbox import MODE_JOB, SAFETY_S, until
+from simulators.proxy import TcpProxy
 from tests.faults.rig import BROKER_DOWN_S, PARTITION_S, Rig, env_int, floor_rig
 
 EACH = env_int("FLOORGATE_FAULT_ORDERS_EACH", 10)
@@ -35,6 +37,10 @@ def hub_events(rig: Rig, type_: str) -> list[dict[str, Any]]:
 def when(e: dict[str, Any]) -> datetime:
     assert e["ts"].endswith("Z"), e["ts"]
     return datetime.fromisoformat(e["ts"])
+
+
+def moved(proxy: TcpProxy, sent: int) -> bool:
+    return proxy.bytes_up > sent
 
 
 async def finish(rig: Rig, *feeders: asyncio.Task[None]) -> dict[str, Any]:
@@ -60,7 +66,7 @@ async def test_network_partitions_then_broker_sigkill(tmp_path: Path) -> None:
             proxy.set_mode(mode, delay_s=0.3 if mode == "slow" else None)
             await asyncio.sleep(PARTITION_S)
             if mode == "slow":  # the client may still be reconnecting after the blackhole: wait for traffic
-                assert await until(lambda: proxy.bytes_up > before[2], SAFETY_S), "nothing went through the slow link"
+                assert await until(partial(moved, proxy, before[2]), SAFETY_S), "nothing went through the slow link"
             proxy.set_mode("pass")
             if mode == "drop":
                 assert proxy.closed_by_drop > before[0], "the drop closed nothing"
