@@ -94,18 +94,26 @@ async def _run(args: argparse.Namespace, settings: MqttSettings) -> int:
           flush=True)
     sent = []
     for name, text in args.send:
-        cid = hub.send(name, _payload(text), cmd_id=f"hubsim-{uuid.uuid4()}")
-        sent.append((name, cid))
+        payload = _payload(text)
+        cid = hub.send(name, payload, cmd_id=f"hubsim-{uuid.uuid4()}")
+        sent.append((name, cid, str(payload.get("sync_id", cid)) if isinstance(payload, dict) else cid))
 
     async def results() -> None:
-        for name, cid in sent:
+        # A bulk part is answered `accepted`; its set's `done` comes once, under the cmd_id of whichever part
+        # completed the set: wait for that per set, not for a second result of every part.
+        sets: dict[str, list[str]] = {}
+        for name, cid, sync_id in sent:
             if name == "sync.ack":
                 continue
-            want = 2 if name in ("masterdata.sync", "order.upsert_batch") else 1
-            r = await hub.wait_result(cid, timeout=3600, count=want)
-            for res in hub.results[cid][:want]:
-                print(f"result {name}: {json.dumps(res, ensure_ascii=False)}", flush=True)
-            del r
+            first = await hub.wait_result(cid, timeout=3600)
+            print(f"result {name}: {json.dumps(first, ensure_ascii=False)}", flush=True)
+            if name in ("masterdata.sync", "order.upsert_batch") and first.get("status") == "accepted":
+                sets.setdefault(sync_id, []).append(cid)
+        for cids in sets.values():
+            await hub.wait_until(lambda cids=cids: any(len(hub.results.get(c, [])) >= 2 for c in cids), 3600)
+            for c in cids:
+                for res in hub.results.get(c, [])[1:]:
+                    print(f"result done: {json.dumps(res, ensure_ascii=False)}", flush=True)
         if args.exit:
             stop.set()
 

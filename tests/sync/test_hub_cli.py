@@ -65,3 +65,35 @@ async def test_sim_hub_connects_to_a_tls_broker_with_a_client_certificate(tmp_pa
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text
     assert f"hub simulator connected to 127.0.0.1:{broker.port}" in text
+
+
+async def test_exit_after_a_multi_part_bulk_set_is_done(tmp_path: Path) -> None:
+    """`--exit` with a set sent in two parts: each part is answered `accepted` and the set's `done` comes once,
+    under the part that completed it; the simulator must exit then (it used to wait for a second result of
+    every part, for ever)."""
+    import json
+
+    from tests.conftest import SKUS
+    from tests.sync.conftest import gateway_config, running_gateway
+
+    with Broker(tmp_path / "broker") as broker:
+        async with running_gateway(gateway_config(tmp_path, broker)) as app:
+            parts = [{"mode": "merge", "sync_id": "two-parts", "part": k + 1, "parts": 2, "skus": SKUS[k::2]}
+                     for k in range(2)]
+            argv = [a for part in parts for a in ("--send", "masterdata.sync", json.dumps(part))]
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.cli", "sim", "hub", "--port", str(broker.port), *argv, "--exit",
+                cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            try:
+                async with asyncio.timeout(120):  # a safety limit, not a measurement
+                    out, _ = await proc.communicate()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert app.service is not None
+            skus = set(app.service.floor.md.skus)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert text.count('"status": "accepted"') == 2 and text.count("result done:") == 1, text
+    assert {s["sku"] for s in SKUS} <= skus
