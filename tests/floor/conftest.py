@@ -146,8 +146,10 @@ class Harness:
 
 
 @pytest.fixture
-def floor_cfg(tmp_path: Path) -> Config:
-    return make_config(tmp_path, picking={"location_scan": "optional"})
+def floor_cfg(tmp_path: Path, request: pytest.FixtureRequest) -> Config:
+    """`[picking]` keys may be given by a test (indirect parametrization); location scans optional by default."""
+    picking = {"location_scan": "optional", **getattr(request, "param", {})}
+    return make_config(tmp_path, picking=picking)
 
 
 @pytest.fixture

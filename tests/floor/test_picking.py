@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.domain.model import Light
 from tests.floor.conftest import Harness
 
@@ -315,3 +317,29 @@ async def test_state_after_restart_keeps_lights_colours_and_tasks(h: Harness) ->
     assert h.lit() == before
     assert h.floor.tasks[task].state == "started" and h.floor.sessions["scan-1"].operator_id == "p1"
     assert (await h.key(task, 1, "confirm", qty=1)).ok
+
+
+@pytest.mark.parametrize("floor_cfg", [{"location_scan": "required"}], indirect=True)
+async def test_location_scan_required_refuses_an_item_before_its_shelf(h: Harness) -> None:
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
+    seq = h.seq
+    early = await h.item("scan-1", "4006381333931")
+    assert early.code == "wrong_location" and "A-01-01" in early.message
+    assert not [t for t, _, _ in h.events(seq) if t.startswith("pick.")]  # nothing counted
+    assert (await h.scan("scan-1", "A-01-01")).ok
+    assert (await h.item("scan-1", "4006381333931")).ok
+    assert h.types(seq).count("pick.line_confirmed") == 1
+    assert (await h.item("scan-1", "05012345678900")).code == "wrong_location"  # line 2's shelf not scanned
+    assert (await h.scan("scan-1", "A-01-02")).ok
+    assert (await h.item("scan-1", "05012345678900")).ok
+    assert h.floor.orders["O-1"].state == "picked" and h.floor.tasks[task].state == "completed"
+
+
+@pytest.mark.parametrize("floor_cfg", [{"location_scan": "off"}], indirect=True)
+async def test_location_scan_off_notes_a_shelf_and_never_refuses_for_it(h: Harness) -> None:
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
+    assert (await h.scan("scan-1", "A-01-03")).ok  # no line of p1's there: only noted, never refused
+    assert h.floor.pickers["p1"].in_hand != (task, 2)  # and it selects nothing
+    assert (await h.item("scan-1", "4006381333931")).ok
+    assert (await h.item("scan-1", "05012345678900")).ok
+    assert h.floor.orders["O-1"].state == "picked"
