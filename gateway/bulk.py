@@ -124,6 +124,15 @@ class BulkApplier:
                 first_head = head
             payloads.append((int(part), body))
         run = _Run(sync_id, name, completed_by, total)
+        # Orders already applied before a restart are not applied again (a second `order.upsert` of an order
+        # that has moved on would be refused as a conflict, and counted twice): their cursor commits with them.
+        # Master data needs none: applying it again gives the same rows.
+        cursor = json.loads(meta[f"bulk:{sync_id}:cursor"]) if f"bulk:{sync_id}:cursor" in meta else None
+        if cursor is not None:
+            run.done, run.outcome.applied = int(cursor["done"]), int(cursor["applied"])
+            run.outcome.rejected = list(cursor["rejected"])
+            log.info("bulk set resumed", extra={"fields": {"sync_id": sync_id, "part": cursor["part"],
+                                                            "next": cursor["next"], "done": run.done}})
         self.running = run
         log.info("bulk set started", extra={"fields": {"sync_id": sync_id, "name": name, "items": run.total}})
         staging: tuple[MasterData, int] | None = None
@@ -137,6 +146,14 @@ class BulkApplier:
                 for list_name in lists:
                     start = 0
                     async for items in iter_items(body, list_name, self.chunk):
+                        if cursor is not None and name != "masterdata.sync":
+                            skip = (len(items) if part < int(cursor["part"]) else
+                                    max(min(int(cursor["next"]) - start, len(items)), 0)
+                                    if part == int(cursor["part"]) else 0)
+                            if skip:
+                                items, start = items[skip:], start + skip
+                            if not items:
+                                continue
                         t0 = time.monotonic()
                         if name == "masterdata.sync":
                             await self._masterdata_chunk(run, staging, list_name, items, part, start)
@@ -193,6 +210,9 @@ class BulkApplier:
                 change.absorb(sub)
                 run.outcome.applied += 1
             run.done += len(orders)
+            change.meta[f"bulk:{run.sync_id}:cursor"] = dumps({
+                "part": part, "next": start + len(orders), "done": run.done, "applied": run.outcome.applied,
+                "rejected": run.outcome.rejected})
             if run.done < run.total:
                 self._progress(run, change)
         await self.service.execute(op, cmd_id=run.cmd_id)
@@ -211,7 +231,8 @@ class BulkApplier:
 
         async def cleanup(db: Any) -> None:
             await db.execute("DELETE FROM bulk_parts WHERE sync_id = ?", (run.sync_id,))
-            await db.execute("DELETE FROM meta WHERE key = ?", (f"bulk:{run.sync_id}:completed_by",))
+            await db.execute("DELETE FROM meta WHERE key IN (?, ?)", (f"bulk:{run.sync_id}:completed_by",
+                                                                     f"bulk:{run.sync_id}:cursor"))
         await self.journal.run_job(cleanup)
         self._received.pop(run.sync_id, None)
         log.info("bulk set done", extra={"fields": {"sync_id": run.sync_id, "applied": run.outcome.applied,
