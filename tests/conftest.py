@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +103,13 @@ def order(order_id: str = "O-1", lines: list[tuple[int, str, int]] | None = None
     lines = lines or [(1, "SKU-1", 2), (2, "SKU-2", 1)]
     return {"order_id": order_id, "channel": "web", "priority": prio,
             "lines": [{"line_no": n, "sku": s, "qty": q} for n, s, q in lines]}
+
+
+async def until(pred: Callable[[], bool], what: str = "condition", timeout: float = 60) -> None:
+    """Wait for a condition other tasks make true; a generous safety limit, never a measurement."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not pred():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"still waiting for {what} after {timeout} s") from None

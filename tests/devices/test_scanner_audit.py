@@ -9,7 +9,7 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,19 +21,10 @@ from gateway.clock import SystemClock
 from gateway.domain.api import apply_command
 from gateway.domain.commands import COMMANDS
 from simulators.scanner.serial_sim import VirtualSerialScanner
-from tests.conftest import LOCATIONS, OPERATORS, SKUS, make_config
+from tests.conftest import LOCATIONS, OPERATORS, SKUS, make_config, until
 
 RFC3339_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 COLUMNS = ("id", "ts", "kind", "device_id", "operator_id", "order_id", "lot", "raw", "result", "body")
-
-
-async def until(pred: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not pred():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def scan_rows(db: Path) -> list[dict[str, Any]]:

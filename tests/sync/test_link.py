@@ -21,19 +21,10 @@ from gateway.sync.mqtt import AsyncMqtt, Message, MqttSettings
 from simulators.proxy import TcpProxy
 from simulators.ptl import PtlSimulator
 from tests.brokers import Broker
-from tests.conftest import LOCATIONS, OPERATORS, SKUS, order
+from tests.conftest import LOCATIONS, OPERATORS, SKUS, order, until
 from tests.sync.conftest import gateway_config, running_gateway, running_hub
 
 SAFETY_S = 60
-
-
-async def until(pred: Callable[[], bool], what: str = "condition", timeout: float = SAFETY_S) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not pred():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"still waiting for {what} after {timeout} s") from None
 
 
 def md_sync(sync_id: str = "md") -> dict[str, Any]:

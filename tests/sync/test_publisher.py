@@ -22,6 +22,7 @@ from gateway.sync.publisher import OutboxPublisher
 from simulators.hub import HubSim
 from simulators.proxy import TcpProxy
 from tests.brokers import Broker
+from tests.conftest import until
 from tests.sync.conftest import running_hub
 
 PREFIX = "floorgate/v1/dc1/zone-a"
@@ -38,15 +39,6 @@ def burst_event(i: int) -> Callable[[Floor, Change], None]:
 async def emit(service: FloorService, n: int) -> None:
     for i in range(n):
         await service.execute(burst_event(i))
-
-
-async def until(pred: Callable[[], bool], what: str = "condition", timeout: float = SAFETY_S) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not pred():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"still waiting for {what} after {timeout} s") from None
 
 
 @contextlib.asynccontextmanager
