@@ -53,6 +53,22 @@ def _quantiles(values: Iterable[float]) -> list[tuple[float, float]]:
     return [(q, xs[min(len(xs) - 1, int(q * len(xs)))]) for q in QUANTILES]
 
 
+def sync_backlog(web: WebState) -> tuple[int, int]:
+    """(events the hub has not acked, the highest seq it has acked), from the journal: its last seq, and the
+    hub's ack as stored in its meta (`hub_acked_seq`) or, newer, as the running hub link holds it. Without
+    a hub link (`floorgate demo --no-broker`) nothing can ack, so the stored ack stands and every event
+    committed since is pending."""
+    j = web.service.journal
+    try:
+        acked = int(j.meta.get("hub_acked_seq", "0"))
+    except ValueError:
+        acked = 0
+    link = web.gw.link
+    if link is not None:
+        acked = max(acked, int(link.publisher.hub_acked))
+    return max(j.last_seq - acked, 0), acked
+
+
 def render(web: WebState) -> str:
     gw: Any = web.gw
     floor = web.service.floor
@@ -71,14 +87,13 @@ def render(web: WebState) -> str:
              "Scan latency (scanner: last byte to stored; page: request to stored) over recent scans.", lat)
     j = web.service.journal
     o.family("floorgate_journal_last_seq", "gauge", "Last committed event seq.", [({}, j.last_seq)])
+    pending, acked = sync_backlog(web)
+    o.family("floorgate_sync_pending_events", "gauge", "Events not yet acked by the hub (pending sync).",
+             [({}, pending)])
+    o.family("floorgate_sync_hub_acked_seq", "gauge", "Highest seq the hub has acked.", [({}, acked)])
     link = gw.link
-    if link is not None:
-        o.family("floorgate_sync_pending_events", "gauge", "Events not yet acked by the hub.",
-                 [({}, link.publisher.pending)])
-        o.family("floorgate_sync_hub_acked_seq", "gauge", "Highest seq the hub has acked.",
-                 [({}, link.publisher.hub_acked)])
-        o.family("floorgate_hub_connected", "gauge", "1 while the MQTT link to the broker is up.",
-                 [({}, link.mqtt.connected.is_set())])
+    o.family("floorgate_hub_connected", "gauge", "1 while the MQTT link to the broker is up.",
+             [({}, link is not None and link.mqtt.connected.is_set())])
     buses = []
     fleet = gw.fleet
     if fleet is not None and fleet.ptl is not None:

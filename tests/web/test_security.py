@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
 
-from gateway.clock import ManualClock
+from gateway.clock import ManualClock, rfc3339
 from gateway.users import hash_password
 from gateway.web.auth import Require
 from gateway.web.pages import PUBLIC
@@ -243,6 +244,24 @@ def test_limiter_and_session_expiry_follow_the_clock() -> None:
     assert store.get(token) is s and store.get("forged") is None and store.get(token + "x") is None
     clock.advance(61)
     assert store.get(token) is None
+
+
+async def test_a_page_session_ends_when_its_time_is_up(tmp_path: Path) -> None:
+    """End to end on the gateway's own clock: http.session_ttl_min (720) after the login, the cookie the
+    browser still sends is refused and the page asks for a login again."""
+    clock = ManualClock(datetime.now(UTC))
+    async with gateway(web_config(tmp_path), clock=clock) as gate:
+        c, me = await password_client(gate, "s1", SUPERVISOR_PW)
+        try:
+            assert me["expires_at"] == rfc3339(clock.now() + timedelta(minutes=720))
+            clock.advance(720 * 60 - 1)
+            assert (await c.get("/api/v1/supervisor/snapshot")).status_code == 200
+            clock.advance(2)
+            r = await c.get("/api/v1/supervisor/snapshot")
+            assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
+            assert gate.web.sessions.all() == []
+        finally:
+            await c.aclose()
 
 
 async def test_secrets_never_reach_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
