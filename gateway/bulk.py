@@ -8,6 +8,7 @@ data or the new, never half of each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -25,13 +26,15 @@ from gateway.domain.errors import DomainError
 from gateway.domain.floor import Floor, MasterData
 from gateway.domain.masterdata import LIST_ORDER, Outcome, apply_items, swap_generation
 from gateway.domain.model import At
+from gateway.journal import JournalError
 from gateway.jsontext import dumps
 from gateway.service import FloorService, settle_heap
 from gateway.streamjson import iter_items, scan_envelope
 
 log = logging.getLogger("floorgate.bulk")
 
-CHUNK = 50  # items per transaction: small enough that a scan never waits long behind one
+RETRY_S = 5.0  # after a chunk failed to commit
+CHUNK = 20  # items per transaction: its op takes about a millisecond of the loop, its commit as much
 
 
 @dataclass
@@ -62,6 +65,8 @@ class BulkApplier:
         self._received: dict[str, set[int]] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self.running: _Run | None = None
+        self._busy = 0.0  # loop time of the last chunk's op
+        self.retry_s = RETRY_S
 
     async def start(self) -> None:
         rows = await self.journal.reader.execute_fetchall("SELECT sync_id, part, parts FROM bulk_parts")
@@ -98,6 +103,13 @@ class BulkApplier:
             sync_id = await self._queue.get()
             try:
                 await self._apply(sync_id)
+            except JournalError as e:
+                # A chunk did not commit (disk full, I/O error): nothing of it is live (a replace is swapped in
+                # only at the end; a merge is rebuilt from the journal). The set is tried again from its stored
+                # parts, orders from their cursor, until it is done: the hub waits for its one result.
+                log.warning("bulk set stopped by the journal; trying again", extra={"fields": {
+                    "sync_id": sync_id, "error": str(e), "retry_s": self.retry_s}})
+                asyncio.get_running_loop().call_later(self.retry_s, self._queue.put_nowait, sync_id)
             except Exception:
                 log.exception("bulk set failed", extra={"fields": {"sync_id": sync_id}})
             finally:
@@ -141,28 +153,49 @@ class BulkApplier:
         # Locations refer to SKUs, which may come in any part: SKUs, cartons and operators of every part
         # first, then the locations. Items are read a slice at a time, applied a chunk per commit.
         passes = (("skus", "cartons", "operators"), ("locations",)) if name == "masterdata.sync" else (("orders",),)
-        for lists in passes:
-            for part, body in payloads:
-                for list_name in lists:
-                    start = 0
-                    async for items in iter_items(body, list_name, self.chunk):
-                        if cursor is not None and name != "masterdata.sync":
-                            skip = (len(items) if part < int(cursor["part"]) else
-                                    max(min(int(cursor["next"]) - start, len(items)), 0)
-                                    if part == int(cursor["part"]) else 0)
-                            if skip:
-                                items, start = items[skip:], start + skip
-                            if not items:
-                                continue
-                        t0 = time.monotonic()
-                        if name == "masterdata.sync":
-                            await self._masterdata_chunk(run, staging, list_name, items, part, start)
-                        else:
-                            await self._orders_chunk(run, items, part, start)
-                        start += len(items)
-                        settle_heap()  # 100,000 new entities must not cost a scan a GC pause
-                        # The floor keeps priority: bulk work takes at most half the loop (and the disk).
-                        await asyncio.sleep((time.monotonic() - t0) * self.yield_factor)
+        # Chunks are pipelined: the next one is computed while the last one commits (at most one waits in
+        # the writer's queue, so a scan's commit never queues behind more than one small chunk). A chunk that
+        # fails to commit stops the set before the swap: nothing half-applied is made live.
+        in_flight: asyncio.Task[None] | None = None
+        try:
+            for lists in passes:
+                for part, body in payloads:
+                    for list_name in lists:
+                        start = 0
+                        t0 = time.perf_counter()
+                        async for items in iter_items(body, list_name, self.chunk):
+                            if cursor is not None and name != "masterdata.sync":
+                                skip = (len(items) if part < int(cursor["part"]) else
+                                        max(min(int(cursor["next"]) - start, len(items)), 0)
+                                        if part == int(cursor["part"]) else 0)
+                                if skip:
+                                    items, start = items[skip:], start + skip
+                                if not items:
+                                    continue
+                            if in_flight is not None:
+                                await in_flight
+                            busy = time.perf_counter() - t0
+                            if name == "masterdata.sync":
+                                job = self._masterdata_chunk(run, staging, list_name, items, part, start)
+                            else:
+                                job = self._orders_chunk(run, items, part, start)
+                            in_flight = asyncio.ensure_future(job)
+                            start += len(items)
+                            await asyncio.sleep(0)  # the chunk's op runs here, on the loop
+                            busy += self._busy
+                            settle_heap()  # 100,000 new entities must not cost a scan a GC pause
+                            # The floor keeps priority: bulk work takes at most part of the loop. Only time spent
+                            # on the loop counts; the commit runs in the writer's thread meanwhile.
+                            await asyncio.sleep(busy * self.yield_factor)
+                            t0 = time.perf_counter()
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()
+                with contextlib.suppress(BaseException):
+                    await in_flight
         del payloads
         await self._finish(run, staging)
 
@@ -180,17 +213,20 @@ class BulkApplier:
     async def _masterdata_chunk(self, run: _Run, staging: tuple[MasterData, int] | None, list_name: str,
                                 items: list[Any], part: int, start: int) -> None:
         def op(floor: Floor, change: Change) -> None:
+            t0 = time.perf_counter()
             md, gen = staging if staging is not None else (floor.md, floor.md_gen)
             apply_items(md, gen, change, list_name, items, part, start, run.outcome)
             run.done += len(items)
             if run.done < run.total:
                 self._progress(run, change)
+            self._busy = time.perf_counter() - t0
         await self.service.execute(op, cmd_id=run.cmd_id)
 
     async def _orders_chunk(self, run: _Run, orders: list[Any], part: int, start: int) -> None:
         at = At(self.clock.now(), self.clock.monotonic())
 
         def op(floor: Floor, change: Change) -> None:
+            t0 = time.perf_counter()
             for i, raw in enumerate(orders):
                 try:
                     order = OrderIn.model_validate(raw)
@@ -215,6 +251,7 @@ class BulkApplier:
                 "rejected": run.outcome.rejected})
             if run.done < run.total:
                 self._progress(run, change)
+            self._busy = time.perf_counter() - t0
         await self.service.execute(op, cmd_id=run.cmd_id)
 
     async def _finish(self, run: _Run, staging: tuple[MasterData, int] | None) -> None:

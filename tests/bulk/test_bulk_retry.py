@@ -1,0 +1,92 @@
+"""A bulk set whose chunk fails to commit (an I/O error mid-way) is never half live and is finished later.
+
+Chunks are pipelined (the next one is computed while the last one commits), so a failed commit must stop the
+set before the swap: the floor keeps the old master data, then the set is applied again from its stored
+parts and answered once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.bulk import BulkApplier
+from gateway.clock import ManualClock
+from gateway.domain.change import Change
+from gateway.domain.commands import COMMANDS
+from gateway.domain.floor import Floor
+from gateway.journal import store
+from gateway.service import FloorService
+from tests.bulk.test_bulk_resume import command, open_service
+from tests.conftest import SKUS, until
+
+N = 200
+
+
+def accept(applier: BulkApplier, cmd: Any, raw: str, floor: Floor, change: Change) -> None:
+    applier.accept(change, "masterdata.sync", cmd, raw)
+
+
+def replace_set() -> dict[str, Any]:
+    skus = [{"sku": f"NEW-{i}", "gtins": []} for i in range(N)]
+    locations = [{"code": f"L-{i}", "zone": "zone-a", "sku": f"NEW-{i}"} for i in range(N)]
+    return {"cmd_id": "md-big", "mode": "replace", "sync_id": "big", "part": 1, "parts": 1, "skus": skus,
+            "locations": locations}
+
+
+async def test_a_chunk_that_fails_to_commit_leaves_the_old_master_data_and_the_set_finishes_later(
+        tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    j, s = await open_service(tmp_path, clock)
+    await command(s, "masterdata.sync", {"cmd_id": "md", "mode": "merge", "sync_id": "md", "part": 1, "parts": 1,
+                                         "skus": SKUS})
+    old_gen, old_skus = s.floor.md_gen, set(s.floor.md.skus)
+    results: list[dict[str, Any]] = []
+    applier = BulkApplier(s, clock, results.append, chunk=20)
+    applier.yield_factor = 0.0
+    applier.retry_s = 0.05
+    body = replace_set()
+    cmd = COMMANDS["masterdata.sync"].model_validate(body)
+    await s.execute(partial(accept, applier, cmd, json.dumps(body)))
+
+    real_write = store._Rows.write
+    writes = 0
+    seen: list[tuple[int, set[str]]] = []
+
+    def failing_write(self: store._Rows, conn: sqlite3.Connection) -> None:
+        nonlocal writes
+        writes += 1
+        if writes == 6:  # mid-way through the SKUs, a chunk (maybe with the next one queued) fails
+            seen.append((s.floor.md_gen, set(s.floor.md.skus)))
+            raise sqlite3.OperationalError("disk I/O error")
+        real_write(self, conn)
+
+    monkeypatch.setattr(store._Rows, "write", failing_write)
+    runner = asyncio.create_task(applier.run())
+    applier.kick("big")
+    try:
+        await until(lambda: bool(results), "the set's one result")
+        await asyncio.sleep(0.2)  # a second result would come now, were the set applied twice
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+    assert seen == [(old_gen, old_skus)]  # at the failure, the floor saw the old master data only
+    [done] = results
+    assert done["status"] == "done" and done["applied"] == 2 * N and not done["rejected"], done
+    assert s.floor.md_gen == old_gen + 1 and set(s.floor.md.skus) == {f"NEW-{i}" for i in range(N)}
+    stored = await j.load_masterdata(s.floor.md_gen)
+    assert sorted(k for k, _ in stored) == ["location"] * N + ["sku"] * N
+    await restart_sees_the_new_generation(s)
+    await j.close()
+
+
+async def restart_sees_the_new_generation(s: FloorService) -> None:
+    before = set(s.floor.md.locations)
+    await s.reload()
+    assert set(s.floor.md.locations) == before and len(before) == N
