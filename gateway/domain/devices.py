@@ -25,7 +25,9 @@ def device_status(floor: Floor, change: Change, device_id: str, kind: str, onlin
             st.errors += 1
     change.emit("device.online" if online else "device.offline",
                 {"device_id": device_id, "kind": kind, "detail": detail})
-    if online and st.alarmed:
+    # The alarm is cleared also when it was raised before a restart: device states are not kept across one
+    # (every device reports afresh), the alarm is, and it must not outlive the outage.
+    if online and (st.alarmed or f"device_offline:{device_id}" in floor.alarms):
         st.alarmed = False
         clear_alarm(floor, change, f"device_offline:{device_id}", f"{device_id} is back")
     return True
@@ -36,6 +38,8 @@ def offline_alarms(floor: Floor, change: Change, at: At) -> None:
     for st in floor.devices.values():
         if not st.online and not st.alarmed and at.mono - st.since_mono >= limit:
             st.alarmed = True
+            if f"device_offline:{st.device_id}" in floor.alarms:
+                continue  # still up from before a restart: said once, not again with a new duration
             minutes = (at.mono - st.since_mono) / 60
             raise_alarm(floor, change, f"device_offline:{st.device_id}", "device_offline", "warning",
                         f"{st.kind} {st.device_id} has been offline for {minutes:.0f} min ({st.detail}); "

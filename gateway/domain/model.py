@@ -306,6 +306,10 @@ class Task:
     strategy: str | None = None
     tote: str | None = None
     cold_chain: bool = False
+    # The dispatch decision that put the task where it is (assigned, moved, taken back, moved by hand): its
+    # score, reason and the pickers it passed over with theirs. Kept with the task so the supervisor page
+    # explains what was decided then, not what the engine would decide now (see `tasks.decision_doc`).
+    decision: dict[str, Any] | None = None
 
     @property
     def active(self) -> bool:
@@ -317,7 +321,7 @@ class Task:
             "created_at": self.created_at, "state": self.state, "operator_id": self.operator_id,
             "assigned_at": self.assigned_at, "started_at": self.started_at, "completed_at": self.completed_at,
             "escalation": self.escalation, "reassignments": self.reassignments, "strategy": self.strategy,
-            "tote": self.tote, "cold_chain": self.cold_chain,
+            "tote": self.tote, "cold_chain": self.cold_chain, "decision": self.decision,
         })
 
     @classmethod
@@ -326,7 +330,7 @@ class Task:
             d["task_id"], d["order_id"], d["zone"], list(d["line_nos"]), d["created_at"], d.get("state", TASK_OPEN),
             d.get("operator_id"), d.get("assigned_at"), None, d.get("started_at"), d.get("completed_at"),
             d.get("escalation", 0), d.get("reassignments", 0), d.get("strategy"), d.get("tote"),
-            d.get("cold_chain", False),
+            d.get("cold_chain", False), d.get("decision"),
         )
 
 

@@ -1,6 +1,11 @@
 """Tasks: an order's lines in one zone, planned when the order arrives, handed to pickers by the dispatch
 engine, completed line by line. The order follows its tasks: `assigned` with the first assignment,
-`picking` at the first accepted scan, `picked` / `short_picked` when every task is done."""
+`picking` at the first accepted scan, `picked` / `short_picked` when every task is done (an order with
+lines in several zones has one task per zone; see the engine's zone handoff for how they are linked).
+
+Every dispatch decision applied to a task is kept on it (`Task.decision`): the score and reason its event
+carried, and every picker considered with why they were or were not chosen, so the supervisor page shows
+what was decided and why, not a re-run of the ranking on today's figures."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from gateway.domain.change import Change
 from gateway.domain.dispatch import (
     Assign,
     BreakerChange,
+    Candidate,
     Decision,
     DispatchError,
     Escalate,
@@ -84,6 +90,15 @@ def plan_tasks(floor: Floor, change: Change, order: Order, at: At) -> list[Task]
     return tasks
 
 
+def handoff_zone(floor: Floor, task: Task) -> str:
+    """A zone where the task's order's part is done ("" if none): the engine forgets completed tasks, so
+    after a restart the order's waiting parts get their place in the queue (the zone handoff) from here."""
+    for other in floor.tasks_of(task.order_id):
+        if other.zone != task.zone and other.state == TASK_COMPLETED:
+            return other.zone
+    return ""
+
+
 def restore_dispatch(floor: Floor, at: At) -> None:
     """After a restart: give the engine every active task and every logged-in picker again."""
     from gateway.domain.sessions import sync_picker
@@ -100,11 +115,49 @@ def restore_dispatch(floor: Floor, at: At) -> None:
         if order is None or order.state in FINAL_STATES:
             continue
         try:
-            floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD), at.mono,
+            floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD,
+                                              handoff_zone=handoff_zone(floor, task)), at.mono,
                                     operator_id=task.operator_id, started=task.state == TASK_STARTED,
                                     strategy=task.strategy)
         except DispatchError:
             continue
+
+
+# -- explanations -----------------------------------------------------------------------------------------------
+
+# Pickers kept per stored decision, in the engine's order (the chosen one, the other eligible ones, those ruled
+# out). A zone rarely has more; the rest are counted, so the task's stored document stays small on a big floor.
+MAX_CANDIDATES = 30
+
+
+def _candidates(cands: tuple[Candidate, ...]) -> tuple[list[dict[str, Any]], int]:
+    out = [{"operator_id": c.operator_id, "eligible": c.eligible,
+            "score": None if c.score is None else round(c.score, 1), "index": round(c.picker_index, 1),
+            "load": c.load, "note": c.note} for c in cands[:MAX_CANDIDATES]]
+    return out, max(0, len(cands) - MAX_CANDIDATES)
+
+
+def decision_doc(kind: str, at: At, *, reason: str, operator_id: str | None = None, score: float | None = None,
+                 strategy: str | None = None, from_operator: str | None = None, level: int = 0,
+                 candidates: tuple[Candidate, ...] = ()) -> dict[str, Any]:
+    """The stored form of one decision. `score` and `reason` are exactly what the event said (the score
+    rounded as in `task.assigned`), so the page and the hub never disagree about a decision."""
+    doc: dict[str, Any] = {"kind": kind, "at": at.ts, "reason": reason}
+    if operator_id is not None:
+        doc["operator_id"] = operator_id
+    if score is not None:
+        doc["score"] = round(score, 1)
+    if strategy is not None:
+        doc["strategy"] = strategy
+    if from_operator is not None:
+        doc["from_operator"] = from_operator
+    if level:
+        doc["level"] = level
+    if candidates:
+        doc["candidates"], omitted = _candidates(candidates)
+        if omitted:
+            doc["omitted"] = omitted
+    return doc
 
 
 # -- applying the engine's decisions --------------------------------------------------------------------
@@ -132,8 +185,7 @@ def apply_decision(floor: Floor, change: Change, d: Decision, at: At) -> None:
         who = name.name if name is not None and name.name else d.operator_id
         if d.state == "opened":
             raise_alarm(floor, change, f"breaker:{d.operator_id}", "breaker_opened", "warning",
-                        f"{who} gets no new work for now: availability index "
-                        f"{', '.join(f'{s:.0f}' for s in d.scores)} ({d.reason})", at.wall)
+                        f"{who} gets no new work for now: availability {d.reason}", at.wall)
         elif d.state == "closed":
             clear_alarm(floor, change, f"breaker:{d.operator_id}", f"{who} is back to normal")
         return
@@ -143,6 +195,8 @@ def apply_decision(floor: Floor, change: Change, d: Decision, at: At) -> None:
         floor.dispatch.on_task_removed(d.task_id, at.mono)
         return
     if isinstance(d, Assign):
+        task.decision = decision_doc("assigned", at, reason=d.reason, operator_id=d.operator_id, score=d.score,
+                                     strategy=d.strategy, candidates=d.candidates)
         _give(floor, change, task, d.operator_id, at)
         task.strategy = d.strategy
         ev = d.to_event()
@@ -152,6 +206,9 @@ def apply_decision(floor: Floor, change: Change, d: Decision, at: At) -> None:
             transition(change, order, ASSIGNED)
         _lights(change, claim(floor, task))
     elif isinstance(d, Reassign):
+        task.decision = decision_doc("reassigned", at, reason=d.reason, operator_id=d.to_operator, score=d.score,
+                                     strategy=d.strategy, from_operator=d.from_operator, level=d.level,
+                                     candidates=d.candidates)
         _lights(change, release_task(floor, task))
         _give(floor, change, task, d.to_operator, at)
         task.reassignments += 1
@@ -165,12 +222,16 @@ def apply_decision(floor: Floor, change: Change, d: Decision, at: At) -> None:
         _lights(change, claim(floor, task))
     elif isinstance(d, Requeue):
         _lights(change, release_task(floor, task))
+        task.decision = decision_doc("requeued", at, reason=d.reason, from_operator=d.from_operator)
         if task.started_at is None:
             task.state = TASK_OPEN
             task.operator_id = None  # back in the queue: nobody's until dispatch gives it out again
         change.save("task", task.task_id, task)
     elif isinstance(d, Escalate):
         task.escalation = max(task.escalation, d.level)
+        step = {"level": d.level, "at": at.ts, "reason": d.reason}
+        task.decision = {**task.decision, "escalation": step} if task.decision is not None else \
+            decision_doc("escalated", at, reason=d.reason, level=d.level)
         change.save("task", task.task_id, task)
         ev = d.to_event()
         assert ev is not None
@@ -270,15 +331,20 @@ def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str
         return
     _lights(change, release_task(floor, task))
     floor.dispatch.on_task_removed(task_id, at.mono)
+    if previous:
+        reason = f"moved by hand by {by}"
+        task.decision = decision_doc("manual", at, reason=reason, operator_id=operator_id, from_operator=previous)
+    else:
+        reason = f"assigned by hand by {by}"
+        task.decision = decision_doc("manual", at, reason=reason, operator_id=operator_id, score=0.0)
     _give(floor, change, task, operator_id, at)
     task.reassignments += 1
     if previous:
         change.emit("task.reassigned", {"task_id": task_id, "from_operator": previous, "to_operator": operator_id,
-                                        "reason": f"moved by hand by {by}"}, task.order_id)
+                                        "reason": reason}, task.order_id)
     else:
         change.emit("task.assigned", {"task_id": task_id, "operator_id": operator_id, "zone": task.zone,
-                                      "lines": list(task.line_nos), "score": 0.0,
-                                      "reason": f"assigned by hand by {by}"}, task.order_id)
+                                      "lines": list(task.line_nos), "score": 0.0, "reason": reason}, task.order_id)
     if order.state == RECEIVED:
         transition(change, order, ASSIGNED)
     floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD), at.mono,

@@ -24,7 +24,7 @@ from gateway.web.exports import day_csv, recall
 from gateway.web.models import HoldIn, LineRef, ReassignIn, ReviewIn
 from gateway.web.ops import outcome_answer, undo_line
 from gateway.web.state import web_state
-from gateway.web.views import choice_of, supervisor
+from gateway.web.views import choice_of, decision_of, supervisor
 
 router = APIRouter(prefix="/api/v1/supervisor", tags=["supervisor"])
 SUP = Require(*SUPERVISOR)
@@ -51,7 +51,22 @@ async def stream(request: Request, caller: SupCaller) -> StreamingResponse:
     return web.live.stream(build)
 
 
-@router.get("/tasks/{task_id}/choice", summary="Who would get this task now, and why each picker would or not")
+@router.get("/tasks/{task_id}/decision",
+            summary="The dispatch decision stored with the task: score, reason, every picker passed over and why")
+async def decision(task_id: TaskId, request: Request, caller: SupCaller) -> dict[str, Any]:
+    """What was decided when it was decided (the same score and reason as the task's `task.assigned` /
+    `task.reassigned` event), not a re-run of the ranking on today's figures; `decision` is null for a task
+    no decision has touched yet. Kept with the task (until its packed or cancelled order is forgotten)."""
+    web = web_state(request)
+    task = web.service.floor.tasks.get(task_id)
+    if task is None:
+        raise ApiError(404, "not_found", f"no task {task_id}")
+    return {"task_id": task_id, "state": task.state, "operator_id": task.operator_id,
+            "decision": decision_of(web, task)}
+
+
+@router.get("/tasks/{task_id}/choice",
+            summary="Who would get this task if it were decided now, and why each picker would or not (a preview)")
 async def choice(task_id: TaskId, request: Request, caller: SupCaller) -> dict[str, Any]:
     web = web_state(request)
     c = choice_of(web, task_id, web.service.at().mono)

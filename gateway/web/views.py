@@ -10,7 +10,7 @@ from gateway import __version__
 from gateway.clock import rfc3339
 from gateway.domain.api import returns_to_stock
 from gateway.domain.dispatch import DispatchError
-from gateway.domain.model import FINAL_STATES, ORDER_STATES, TASK_ACTIVE, At
+from gateway.domain.model import FINAL_STATES, ORDER_STATES, TASK_ACTIVE, TASK_OPEN, At, Task
 from gateway.domain.packing import station_view
 from gateway.domain.picking import picker_view
 from gateway.web.ops import undo_candidates
@@ -110,6 +110,7 @@ def pack(web: WebState, station: str) -> dict[str, Any]:
 # -- supervisor ------------------------------------------------------------------------------------------------
 
 def choice_of(web: WebState, task_id: str, t: float) -> dict[str, Any] | None:
+    """Who would get the task if it were decided now (a preview: nothing is decided or stored)."""
     try:
         c = web.service.floor.dispatch.choose(task_id, t)
     except DispatchError:
@@ -119,6 +120,40 @@ def choice_of(web: WebState, task_id: str, t: float) -> dict[str, Any] | None:
                             "score": None if x.score is None else round(x.score, 1),
                             "index": round(x.picker_index, 1), "load": x.load, "note": x.note}
                            for x in c.candidates]}
+
+
+def decision_of(web: WebState, task: Task) -> dict[str, Any] | None:
+    """The decision stored with the task when it was made (see `gateway.domain.tasks`), with names."""
+    d = task.decision
+    if d is None:
+        return None
+    out = dict(d)
+    if d.get("operator_id"):
+        out["name"] = _name(web, d["operator_id"])
+    if d.get("from_operator"):
+        out["from_name"] = _name(web, d["from_operator"])
+    out["candidates"] = [{**c, "name": _name(web, c["operator_id"])} for c in d.get("candidates", ())]
+    return out
+
+
+def _last_decisions(web: WebState) -> dict[str, dict[str, Any]]:
+    """Per picker, the latest stored decision about an open task of their zones that named them: whether
+    they got the task, and the note saying why (or why not)."""
+    floor = web.service.floor
+    latest: dict[str, tuple[str, Task]] = {}  # zone -> (when, task) of its latest decision with candidates
+    for task in floor.tasks.values():
+        d = task.decision
+        if task.state in TASK_ACTIVE and d is not None and d.get("candidates"):
+            have = latest.get(task.zone)
+            if have is None or d["at"] > have[0]:
+                latest[task.zone] = (d["at"], task)
+    out: dict[str, dict[str, Any]] = {}
+    for when, task in sorted(latest.values(), key=lambda x: x[0]):  # the latest wins for a many-zone picker
+        assert task.decision is not None
+        for c in task.decision["candidates"]:
+            out[c["operator_id"]] = {"task_id": task.task_id, "at": when,
+                                     "got": c["operator_id"] == task.decision.get("operator_id"), "note": c["note"]}
+    return out
 
 
 def supervisor(web: WebState) -> dict[str, Any]:
@@ -135,12 +170,14 @@ def supervisor(web: WebState) -> dict[str, Any]:
     open_orders.sort(key=lambda x: (x["cutoff_at"] or "9999", x["order_id"]))
     logged_in = {s.operator_id for s in floor.sessions.values() if s.station == "pick"}
     pickers = []
+    last = _last_decisions(web)
     for p in floor.dispatch.pickers():
         state = floor.pickers.get(p.operator_id)
         pickers.append({"operator_id": p.operator_id, "name": _name(web, p.operator_id), "score": p.score,
                         "breaker": p.breaker, "open_tasks": p.open_tasks, "available": p.available,
                         "logged_in": p.operator_id in logged_in, "on_break": bool(state and state.on_break),
-                        "held": f"operator:{p.operator_id}" in floor.holds})
+                        "held": f"operator:{p.operator_id}" in floor.holds,
+                        "last_decision": last.get(p.operator_id)})
     tasks = []
     for task in sorted((t for t in floor.tasks.values() if t.state in TASK_ACTIVE),
                        key=lambda t: (t.created_at, t.task_id))[:MAX_TASKS]:
@@ -150,7 +187,9 @@ def supervisor(web: WebState) -> dict[str, Any]:
                       "escalation": task.escalation, "lines": len(task.line_nos),
                       "held": order is not None and order.state == "on_hold",
                       "cutoff_at": order.priority.cutoff_at if order else None,
-                      "choice": choice_of(web, task.task_id, at.mono)})
+                      # What was decided, as stored then; and, for a task still waiting, why nobody gets it now.
+                      "decision": decision_of(web, task),
+                      "choice": choice_of(web, task.task_id, at.mono) if task.state == TASK_OPEN else None})
     reviews = [{"order_id": o.order_id, **{k: o.review.get(k) for k in ("station", "operator_id", "expected_g",
                                                                         "actual_g", "deviation_pct")}}
                for o in floor.orders.values() if o.review is not None]

@@ -1,6 +1,8 @@
 """`floorgate sim ab`: the A/B floor simulation, health dispatch against static round robin.
 
     floorgate sim ab --seeds 1,2,3,4,5 --orders 8000 --pickers 30 [--load 0.65] [--ab-share 0.2] [--json]
+
+(--load defaults to scenario.DEFAULT_LOAD, the one constant for the scenario, this command and the bench.)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.domain.dispatch import HEALTH, ROUND_ROBIN
-from simulators.ab.scenario import build
+from simulators.ab.scenario import DEFAULT_LOAD, build
 from simulators.ab.sim import Floor, RunResult
 
 GOAL_REDUCTION = 0.5
@@ -30,7 +32,7 @@ class SeedVerdict:
         return self.reduction >= GOAL_REDUCTION and self.p95_health < self.p95_static
 
 
-def run_ab(seeds: list[int], orders: int = 8000, pickers: int = 30, *, load: float = 0.65,
+def run_ab(seeds: list[int], orders: int = 8000, pickers: int = 30, *, load: float = DEFAULT_LOAD,
            ab_share: float = 0.0) -> list[RunResult]:
     out = []
     for seed in seeds:
@@ -119,8 +121,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--seeds", type=parse_seeds, default=[1, 2, 3, 4, 5], help="comma-separated seeds (1,2,3,4,5)")
     p.add_argument("--orders", type=int, default=8000, help="orders in the peak (8000)")
     p.add_argument("--pickers", type=int, default=30, help="pickers on the floor (30)")
-    p.add_argument("--load", type=float, default=0.65,
-                   help="mean offered load as a share of nominal capacity (0.65; the peak hour is ~1.3x that)")
+    p.add_argument("--load", type=float, default=DEFAULT_LOAD,
+                   help=f"mean offered load as a share of nominal capacity ({DEFAULT_LOAD:g}; the peak hour is "
+                        "~1.3x that)")
     p.add_argument("--ab-share", type=float, default=0.0,
                    help="also run the engine's live A/B mode with this share of tasks on round robin")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ from gateway.domain.dispatch import (
     TaskView,
     bucket,
 )
-from simulators.ab import add_parser, run_ab, summary, table, verdicts
+from simulators.ab import DEFAULT_LOAD, add_parser, build, run_ab, summary, table, verdicts
 from simulators.ab.cli import parse_seeds
 from tests.dispatch.conftest import Rig, given
 
@@ -127,6 +128,20 @@ def test_cli_arguments() -> None:
         parse_seeds("1,x")
     bad = parser.parse_args(["ab", "--pickers", "2"])
     assert bad.func(bad) == 2
+
+
+def test_one_default_load_for_the_scenario_the_command_and_the_readme() -> None:
+    """`build()` without a load is the floor `floorgate sim ab` runs without `--load` (they once differed:
+    0.75 against 0.65), and the README's A/B table says which load it was made at."""
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="sim"))
+    args = parser.parse_args(["ab"])
+    assert args.load == DEFAULT_LOAD
+    by_default, by_cli = build(7, 300, 12), build(7, 300, 12, load=args.load)
+    assert [o.arrival_s for o in by_default.orders] == [o.arrival_s for o in by_cli.orders]
+    assert build(7, 300, 12, load=0.75).orders[-1].arrival_s < by_default.orders[-1].arrival_s  # it matters
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"The floor load ({DEFAULT_LOAD:g} of nominal capacity" in readme
 
 
 def test_cli_runs(capsys: pytest.CaptureFixture[str]) -> None:

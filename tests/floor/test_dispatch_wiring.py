@@ -197,3 +197,50 @@ async def test_strategies_per_zone_and_live_ab_split_come_from_the_config(tmp_pa
         assert set(figures) >= {"round_robin", "health"} and all(f.tasks > 0 for f in figures.values())
     finally:
         await j.close()
+
+
+async def test_zone_handoff_a_multi_zone_order_is_consolidated_and_picked_only_when_every_zone_is_done(
+        h: Harness) -> None:
+    """O-1 has a line in zone-a and one in zone-b (one task and tote each). When its zone-a part is done, its
+    zone-b part goes ahead of a more valuable zone-b order that came first, also across a restart; the
+    assignment says why, the decision is kept with the task, and O-1 is `picked` only when both parts are."""
+    from simulators.floor.world import make_gtin
+
+    gtin_b, gtin_c = make_gtin(950), make_gtin(951)
+    r = await h.cmd("masterdata.sync", {
+        "mode": "merge", "sync_id": "zone-b", "part": 1, "parts": 1,
+        "skus": [{"sku": "SKU-B", "gtins": [gtin_b]}, {"sku": "SKU-C", "gtins": [gtin_c]}],
+        "locations": [{"code": "B-01-01", "zone": "zone-b", "sku": "SKU-B", "light": {"bus": "bus-a", "unit": 9}},
+                      {"code": "B-01-02", "zone": "zone-b", "sku": "SKU-C", "light": {"bus": "bus-a", "unit": 10}}],
+        "operators": [{"operator_id": "p3", "name": "Cy", "badge": "BADGE-P3", "roles": ["picker"],
+                       "zones": ["zone-b"]}]})
+    assert r["ok"] and not r["rejected"], r
+    await h.scan("scan-1", "BADGE-P1")  # zone-a; nobody in zone-b yet
+    await h.order("O-2", [(1, "SKU-C", 1)], value_cents=90_000)  # first, and worth more
+    await h.order("O-1", [(1, "SKU-1", 1), (2, "SKU-B", 1)])
+    await h.tick()
+    assert {t.task_id: t.operator_id for t in h.floor.tasks.values()} == {
+        "O-2~zone-b": None, "O-1~zone-a": "p1", "O-1~zone-b": None}
+    seq = h.seq
+    assert (await h.item("scan-1", "4006381333931")).ok  # O-1's zone-a part: its only line, done
+    assert h.floor.tasks["O-1~zone-a"].state == "completed"
+    assert h.floor.orders["O-1"].state == "picking"  # not `picked`: zone-b is still to do
+    assert [t for t, _, _ in h.events(seq)] == ["order.state_changed", "pick.line_confirmed", "task.completed"]
+
+    await h.service.reload()  # a restart: the engine learns again that O-1's zone-a part is done
+    await h.scan("scan-3", "BADGE-P3")
+    seq = h.seq
+    await h.tick()
+    assigned = [d for t, _, d in h.events(seq) if t == "task.assigned"]
+    assert [d["task_id"] for d in assigned] == ["O-1~zone-b", "O-2~zone-b"]  # O-1 first, despite O-2's value
+    assert "zone handoff: order O-1's part in zone zone-a is done" in assigned[0]["reason"]
+    assert "zone handoff" not in assigned[1]["reason"]
+    stored = h.floor.tasks["O-1~zone-b"].decision
+    assert stored is not None and (stored["score"], stored["reason"]) == (assigned[0]["score"], assigned[0]["reason"])
+    assert [c["note"] for c in stored["candidates"]] == ["chosen"]
+
+    seq = h.seq
+    assert (await h.item("scan-3", gtin_b)).ok
+    assert [(t, d.get("to")) for t, _, d in h.events(seq)] == [
+        ("pick.line_confirmed", None), ("task.completed", None), ("order.state_changed", "picked")]
+    assert h.floor.orders["O-2"].state == "assigned"  # O-2 follows in zone-b

@@ -14,7 +14,7 @@ import bcrypt
 import httpx
 
 from gateway.app import App
-from gateway.clock import SystemClock
+from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.domain.api import apply_command
 from gateway.domain.commands import COMMANDS
@@ -101,8 +101,11 @@ def web_config(tmp_path: Path, **over: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def gateway(cfg: Config, *, mqtt: bool = False, load: bool = True) -> AsyncIterator[Gate]:
-    app = App(cfg, SystemClock(), connect_mqtt=mqtt, daily_checks=False)
+async def gateway(cfg: Config, *, mqtt: bool = False, load: bool = True,
+                  clock: Clock | None = None) -> AsyncIterator[Gate]:
+    """`clock`: a ManualClock for rules that need time to pass (start it at the real time: the browser
+    judges cookie expiry by its own clock)."""
+    app = App(cfg, clock or SystemClock(), connect_mqtt=mqtt, daily_checks=False)
     task = asyncio.create_task(app.run(install_signals=False), name="test-web-gateway")
     try:
         async with asyncio.timeout(30):

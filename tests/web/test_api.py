@@ -226,11 +226,23 @@ async def test_supervisor_holds_reassigns_undoes_and_sees_returns(tmp_path: Path
             assert {p["operator_id"] for p in snap["pickers"]} == {"p1", "p2"}
             task = next(t for t in snap["tasks"] if t["task_id"] == TASK)
             assert task["operator_id"] == "p1"
-            assert {x["operator_id"]: x["note"] for x in task["choice"]["candidates"]}["p1"] == "holds the task now"
+            # The decision as made (p2 was not logged in then), with the score and reason of its event; no
+            # preview of a new ranking for a task that is not waiting.
+            assigned_ev = gate.events("task.assigned")[-1]["data"]
+            d = task["decision"]
+            assert (d["kind"], d["operator_id"], d["name"]) == ("assigned", "p1", "Ana")
+            assert (d["score"], d["reason"]) == (assigned_ev["score"], assigned_ev["reason"])
+            assert [(x["operator_id"], x["note"]) for x in d["candidates"]] == [("p1", "chosen")]
+            assert task["choice"] is None
             r = await post(s, "/api/v1/supervisor/undo", task_id=TASK, line_no=1)
             assert r["ok"] and r["message"] == "line 1 is open again"
             r = await post(s, f"/api/v1/supervisor/tasks/{TASK}/reassign", operator_id="p2")
             assert r["ok"] and gate.service.floor.tasks[TASK].operator_id == "p2"
+            stored = (await s.get(f"/api/v1/supervisor/tasks/{TASK}/decision")).json()
+            assert stored["operator_id"] == "p2"
+            assert {k: stored["decision"][k] for k in ("kind", "operator_id", "from_operator", "reason")} == {
+                "kind": "manual", "operator_id": "p2", "from_operator": "p1", "reason": "moved by hand by s1"}
+            assert (await s.get("/api/v1/supervisor/tasks/nope/decision")).status_code == 404
             resp = await s.post(f"/api/v1/supervisor/tasks/{TASK}/reassign", json={"action_id": action_id(),
                                                                                      "operator_id": "k1"})
             assert resp.status_code == 404 and resp.json()["error"]["message"] == "no picker k1"
@@ -351,3 +363,36 @@ async def test_live_stream_sends_a_new_snapshot_when_the_floor_changes(tmp_path:
                 assert seen[0] == 0 and seen[-1] == 1
         finally:
             await s.aclose()
+
+
+async def test_the_dashboard_explains_the_decision_as_made_not_a_new_ranking(tmp_path: Path) -> None:
+    """p2 is held when the task is decided: the stored decision says so (with the event's score and reason),
+    and still says so after the hold is released, while a ranking made now would find p2 eligible."""
+    async with gateway(web_config(tmp_path)) as gate:
+        p1, _ = await badge_client(gate, "BADGE-P1")
+        p2, _ = await badge_client(gate, "BADGE-P2")
+        s, _ = await password_client(gate, "s1", SUPERVISOR_PW)
+        try:
+            await post(s, "/api/v1/supervisor/hold", scope="operator", id="p2")
+            await gate.order("O-1", [(1, "SKU-1", 1)])
+            await gate.until(lambda: TASK in gate.service.floor.tasks
+                             and gate.service.floor.tasks[TASK].operator_id is not None)
+            await post(s, "/api/v1/supervisor/release", scope="operator", id="p2")
+            ev = gate.events("task.assigned")[-1]["data"]
+            assert ev["operator_id"] == "p1"
+            snap = (await s.get("/api/v1/supervisor/snapshot")).json()
+            d = next(t for t in snap["tasks"] if t["task_id"] == TASK)["decision"]
+            assert (d["kind"], d["operator_id"], d["score"], d["reason"]) == ("assigned", "p1", ev["score"],
+                                                                              ev["reason"])
+            assert {x["operator_id"]: (x["eligible"], x["note"]) for x in d["candidates"]} == {
+                "p1": (True, "chosen"), "p2": (False, "held")}
+            now = (await s.get(f"/api/v1/supervisor/tasks/{TASK}/choice")).json()
+            assert {x["operator_id"]: x["eligible"] for x in now["candidates"]}["p2"] is True
+            pickers = {p["operator_id"]: p for p in snap["pickers"]}
+            assert pickers["p2"]["last_decision"] == {"task_id": TASK, "at": d["at"], "got": False, "note": "held"}
+            assert pickers["p1"]["last_decision"]["got"] is True
+            stored = (await s.get(f"/api/v1/supervisor/tasks/{TASK}/decision")).json()
+            assert stored["decision"] == d
+        finally:
+            for x in (p1, p2, s):
+                await x.aclose()

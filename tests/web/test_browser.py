@@ -4,12 +4,15 @@ nor doubles a scan."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Page, Route, expect
 
+from gateway.clock import ManualClock
+from gateway.domain.api import set_hold
 from tests.web.conftest import SUPERVISOR_PW, Gate, badge_client, chromium, gateway, web_config
 
 pytestmark = pytest.mark.timeout(120)
@@ -149,6 +152,58 @@ async def test_dashboard_updates_live_when_an_order_changes_state(tmp_path: Path
         await expect(received).to_have_text("1")
         assert await page.evaluate("window.__notReloaded") is True
         assert [e["data"]["by"] for e in gate.events("dispatch.held")] == ["s1"]
+
+
+async def test_dashboard_shows_the_stored_decision_and_a_banner_for_a_device_offline_too_long(
+        tmp_path: Path) -> None:
+    """Why a picker got or did not get a task is the decision as made (p2 was held then, not any more); a
+    scanner gone for longer than `device_offline_alarm_min` (10) raises an alarm, shown above the dashboard.
+    Time moves only on the gateway's own clock."""
+    clock = ManualClock(datetime.now(UTC))  # the real date: the browser judges cookie expiry by its own clock
+    cfg = web_config(tmp_path, scanners=[{"id": "scan-9", "port": str(tmp_path / "no-such-scanner")}])
+    async with gateway(cfg, clock=clock) as gate, chromium() as browser:
+        p1, _ = await badge_client(gate, "BADGE-P1")
+        p2, _ = await badge_client(gate, "BADGE-P2")
+        floor = gate.service.floor
+        try:
+            await gate.service.execute(lambda f, c: set_hold(f, c, "operator", "p2", "s1", gate.service.at(), True))
+            await gate.order("O-5", [(1, "SKU-1", 1)])
+            await gate.until(lambda: "O-5~zone-a" in floor.tasks and floor.tasks["O-5~zone-a"].operator_id == "p1")
+            await gate.service.execute(lambda f, c: set_hold(f, c, "operator", "p2", "s1", gate.service.at(), False))
+            reason = gate.events("task.assigned")[-1]["data"]["reason"]
+
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            await _supervisor_login(page, gate)
+            row = page.locator('#tasks tr[data-task="O-5~zone-a"]')
+            await expect(row.locator("details.decision summary")).to_contain_text(reason)
+            await row.locator("details.decision summary").click()
+            await expect(row.locator('details.decision tr[data-candidate="p2"]')).to_contain_text("held")
+            await expect(row.locator('details.decision tr[data-candidate="p1"]')).to_contain_text("chosen")
+            await expect(page.locator('#pickers tr[data-picker="p2"]')).to_contain_text("not given O-5~zone-a held")
+
+            # p1 picks it, so that the minutes moved below are not minutes of a picker sitting on a task.
+            assert (await p1.post("/api/v1/pda/scan", json={"action_id": "pick-o5-0001", "text": GTIN_1})).json()["ok"]
+            await gate.until(lambda: floor.tasks["O-5~zone-a"].state == "completed")
+
+            await gate.until(lambda: "scan-9" in floor.devices and not floor.devices["scan-9"].online)
+            await expect(page.locator("#devices")).to_contain_text("scan-9")
+            await expect(page.locator("#alarm-banner")).to_be_hidden()
+            clock.advance(9 * 60)
+            assert gate.app.ticker is not None
+            await gate.app.ticker.tick()
+            assert "device_offline:scan-9" not in floor.alarms
+            clock.advance(2 * 60)
+            await gate.until(lambda: "device_offline:scan-9" in floor.alarms)  # the gateway's own ticker
+            banner = page.locator("#alarm-banner")
+            await expect(banner).to_be_visible()
+            await expect(banner).to_contain_text("Active alarms: 1")
+            await expect(banner.locator('[data-alarm="device_offline:scan-9"]')).to_contain_text(
+                "scanner scan-9 has been offline for 11 min")
+            raised = [e["data"] for e in gate.events("alarm.raised")]
+            assert [(a["alarm_id"], a["code"]) for a in raised] == [("device_offline:scan-9", "device_offline")]
+        finally:
+            for c in (p1, p2):
+                await c.aclose()
 
 
 async def test_picker_session_is_refused_the_supervisors_actions(tmp_path: Path) -> None:

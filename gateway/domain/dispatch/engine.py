@@ -6,9 +6,17 @@ Every decision is final inside the engine the moment it is returned: the gateway
 its SPEC event (`decision.to_event()`), or, if it cannot, tells the engine (`on_task_removed`).
 
 Waiting tasks queue per zone, ordered by cutoff (earliest first; none last), then cold chain first, then
-order value and customer level (highest first), then arrival. Tasks of one order in several zones are
-independent: each zone's task is queued, assigned, moved and escalated on its own, and the order is done
-when the gateway has all of them done (the engine does not wait for one zone before releasing the next).
+the zone handoff, then order value and customer level (highest first), then arrival.
+
+Zone handoff: an order with lines in several zones has one task per zone (one tote each), all released at
+once and each queued, assigned, moved and escalated in its own zone; the order is `picked` only when the
+gateway has all of them done. What links them is the queue: once one zone's part of an order is done (its
+tote is on its way to packing), the order's parts still waiting in other zones go ahead of the orders of
+the same cutoff and cold chain class, so the parts of an order meet at packing instead of one tote waiting
+there for the rest. Parts already with a picker stay where they are. SPEC has no event for it: it shows in
+the order of the `task.assigned` events and in their `reason`. (Not a sequential release: with one tote per
+zone, holding a part back until another is done would only make the order later. Nor a push at the first
+scan: on the A/B floor that delayed other orders more than it sped up the split ones.)
 
 Holds (`set_hold`) stop assignment within their scope: a held task or order is not assigned and never
 escalated (its escalation timer restarts when the hold ends); a held zone or "all" stops assignment
@@ -77,7 +85,7 @@ class TaskStatus:
 class _Task:
     view: TaskView
     strategy: str
-    key: tuple[float, int, int, int, int]
+    key: tuple[float, int, int, int, int, int]  # cutoff, cold chain, 0 if handed off, -value, -level, arrival
     created: float
     state: str = QUEUED
     operator_id: str | None = None
@@ -127,7 +135,8 @@ class DispatchEngine:
         self._zone_pickers: dict[str, list[str]] = {}  # logged-in pickers per zone, sorted
         self._tasks: dict[str, _Task] = {}
         self._order_tasks: dict[str, set[str]] = {}
-        self._queues: dict[tuple[str, str], list[tuple[float, int, int, int, int, int, str]]] = {}
+        self._queues: dict[tuple[str, str], list[tuple[float, int, int, int, int, int, int, str]]] = {}
+        self._handoff: dict[str, str] = {}  # order -> the zone where a part of it was done first
         self._parked: dict[str, _Task] = {}
         self._timers: list[tuple[float, int, str]] = []
         self._to_arm: list[_Task] = []
@@ -218,7 +227,11 @@ class DispatchEngine:
             raise DispatchError(f"strategy: expected one of {', '.join(STRATEGIES)}; got {strategy!r}")
         strategy = strategy or self.strategies.for_task(view.task_id, view.zone)
         cutoff = view.cutoff_at.timestamp() if view.cutoff_at is not None else _INF
-        key = (cutoff, 0 if view.cold_chain else 1, -view.value_cents, -view.customer_level, next(self._seq))
+        if view.handoff_zone:  # restored: a part of the order in another zone is done
+            self._handoff.setdefault(view.order_id, view.handoff_zone)
+        handed = self.settings.zone_handoff and view.order_id in self._handoff
+        key = (cutoff, 0 if view.cold_chain else 1, 0 if handed else 1, -view.value_cents, -view.customer_level,
+               next(self._seq))
         ts = _Task(view, strategy, key, t)
         self._tasks[view.task_id] = ts
         self._order_tasks.setdefault(view.order_id, set()).add(view.task_id)
@@ -274,6 +287,8 @@ class DispatchEngine:
         ts = self._tasks.get(task_id)
         if ts is not None and ts.state == STARTED:
             self.figures.completed(ts.strategy, ts.view.lines, t - ts.started_at)
+        if ts is not None:
+            self._hand_off(ts)
         return self._drop(task_id, t)
 
     def on_task_removed(self, task_id: str, t: float) -> bool:
@@ -467,6 +482,7 @@ class DispatchEngine:
             tids.discard(task_id)
             if not tids:
                 del self._order_tasks[ts.view.order_id]
+                self._handoff.pop(ts.view.order_id, None)
         if ts.operator_id is not None:
             self._release(ts, t)
         return True
@@ -501,6 +517,32 @@ class DispatchEngine:
             self._arm(ts, now, ts.unstarted_since)
         else:
             ts.gen += 1
+
+    def _hand_off(self, ts: _Task) -> None:
+        """`ts` is done: its order's parts in other zones that still wait go ahead in their queues. Parts
+        already with a picker keep them; a held part takes its new place when it is released."""
+        if not self.settings.zone_handoff:
+            return
+        oid = ts.view.order_id
+        tids = self._order_tasks.get(oid, ())
+        if len(tids) < 2 or oid in self._handoff:
+            return
+        self._handoff[oid] = ts.view.zone
+        for tid in sorted(tids):
+            other = self._tasks[tid]
+            if other is ts or other.key[2] == 0:
+                continue
+            other.key = (other.key[0], other.key[1], 0, *other.key[3:])
+            if other.state == QUEUED and not other.parked:
+                self._push(other)  # a new heap entry at the new place; the old one is stale by its gen
+
+    def _handoff_note(self, ts: _Task) -> str:
+        """The part of an assignment's reason that says the task went ahead by the zone handoff."""
+        if ts.key[2] != 0:
+            return ""
+        zone = self._handoff.get(ts.view.order_id, "")
+        return (f"; zone handoff: order {ts.view.order_id}'s part in zone {zone or '(another)'} is done, so this "
+                "part went ahead in the queue")
 
     def _requeue_picker(self, p: _Picker, t: float, why: str) -> None:
         for tid in list(p.tasks):
@@ -648,12 +690,12 @@ class DispatchEngine:
             if prev is None:
                 self.figures.assigned(ts.strategy)
             out.append(Assign(v.task_id, v.order_id, choice.operator_id, v.zone, v.line_nos, choice.score,
-                              choice.reason, ts.strategy, choice.candidates))
+                              choice.reason + self._handoff_note(ts), ts.strategy, choice.candidates))
         else:
             ts.reassignments += 1
             out.append(Reassign(v.task_id, v.order_id, prev, choice.operator_id, v.zone, v.line_nos,
-                                choice.score, f"back from the queue; {choice.reason}", ts.strategy, 0,
-                                choice.candidates))
+                                choice.score, f"back from the queue; {choice.reason}{self._handoff_note(ts)}",
+                                ts.strategy, 0, choice.candidates))
 
     def _why_not(self, op: str, p: _Picker, cap: int) -> str | None:
         if p.view.on_break:

@@ -39,6 +39,9 @@ class DispatchSettings:
     requeue_on_break: bool = True
     requeue_on_logout: bool = True
     requeue_on_breaker_open: bool = True
+    # Zone handoff: an order's waiting part moves up its zone's queue once its part in another zone is done
+    # (off: the parts of one order are queued as if unrelated, e.g. to measure what the handoff gains).
+    zone_handoff: bool = True
 
     def __post_init__(self) -> None:
         checks = (

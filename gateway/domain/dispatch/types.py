@@ -35,7 +35,10 @@ class PickerView:
 
 @dataclass(frozen=True, slots=True)
 class TaskView:
-    """An order's lines in one zone. Tasks of one order in several zones are independent of each other."""
+    """An order's lines in one zone. Tasks of one order in several zones are assigned on their own, each to a
+    picker of its zone; they are linked only by the zone handoff (see `engine`): once one of them is done, the
+    others move up their zones' queues. `handoff_zone` restores that after a restart (the engine forgets
+    completed tasks, the gateway does not)."""
 
     task_id: str
     order_id: str
@@ -47,6 +50,7 @@ class TaskView:
     customer_level: int = 0
     held: bool = False  # the task itself (or its order) is held
     category: str = ""  # groups tasks for learned escalation thresholds; default: zone and cold chain
+    handoff_zone: str = ""  # a zone where this task's order's part is already done ("": none)
 
     @property
     def lines(self) -> int:
@@ -57,11 +61,13 @@ class TaskView:
         return self.category or f"{self.zone}:{'cold' if self.cold_chain else 'normal'}"
 
 
-def task_view(task: Task, priority: Priority, *, held: bool = False) -> TaskView:
-    """The view of one of the lead's `Task`s, with its order's priority."""
+def task_view(task: Task, priority: Priority, *, held: bool = False, handoff_zone: str = "") -> TaskView:
+    """The view of one of the lead's `Task`s, with its order's priority (and, after a restart, a zone where
+    its order's part is already done)."""
     cutoff = parse_rfc3339(priority.cutoff_at) if priority.cutoff_at else None
     return TaskView(task.task_id, task.order_id, task.zone, tuple(task.line_nos), cutoff,
-                    task.cold_chain or priority.cold_chain, priority.value_cents, priority.customer_level, held)
+                    task.cold_chain or priority.cold_chain, priority.value_cents, priority.customer_level, held,
+                    handoff_zone=handoff_zone)
 
 
 class Candidate(NamedTuple):

@@ -1,7 +1,9 @@
 "use strict";
-/* The supervisor's dashboard, live over server-sent events: orders by state, the backlog trend, pickers with
-   their index, breaker and load and why they got (or did not get) work, alarms, holds, weight reviews,
-   recent confirms to undo, the sync backlog, device health, returns to stock, lot recall and the CSV. */
+/* The supervisor's dashboard, live over server-sent events: a banner of active alarms, orders by state, the
+   backlog trend, pickers with their index, breaker and load and why they got (or did not get) work, alarms,
+   holds, weight reviews, recent confirms to undo, the sync backlog, device health, returns to stock, lot
+   recall and the CSV. "Why" shows the dispatch decision as it was stored when it was made (score, reason,
+   every picker passed over and why); only a task still waiting also shows why nobody gets it now. */
 (() => {
   const $ = (id) => document.getElementById(id);
   const { t, h } = FG;
@@ -64,6 +66,22 @@
   }
 
   const SEV = { info: ["info", "\u2139"], warning: ["warn", "\u26A0"], critical: ["bad", "\u2716"] };
+  const RANK = { critical: 0, warning: 1, info: 2 };
+  // Above everything, whatever card is in view: the active alarms, most severe first, then the newest.
+  function alarmBanner(list) {
+    const el = $("alarm-banner");
+    el.hidden = !list.length;
+    if (!list.length) { el.replaceChildren(); return; }
+    const top = [...list].sort((a, b) => (RANK[a.severity] ?? 3) - (RANK[b.severity] ?? 3)
+      || (a.raised_at < b.raised_at ? 1 : a.raised_at > b.raised_at ? -1 : 0));
+    const worst = top[0].severity;
+    el.className = "banner " + (worst === "critical" ? "bad" : "warn");
+    const shown = top.slice(0, 3).map((a) => h("div", { "data-alarm": a.alarm_id }, tag((SEV[a.severity] || SEV.info)[0],
+      (SEV[a.severity] || SEV.info)[1], t("sev_" + a.severity)), " ", a.message));
+    if (top.length > 3) shown.push(h("div", { class: "muted" }, "+" + (top.length - 3)));
+    el.replaceChildren(h("strong", {}, t("active_alarms", { n: list.length })), ...shown);
+  }
+
   function alarms(list) {
     $("alarms").replaceChildren(...(list.length ? list.map((a) => {
       const [cls, icon] = SEV[a.severity] || SEV.info;
@@ -78,25 +96,48 @@
     return tag("bad", "\u2716", t("breaker_opened"));
   }
 
+  // The latest stored decision about an open task of the picker's zones that named them, and its note.
+  function lastDecision(d) {
+    if (!d) return h("span", { class: "muted" }, "\u2014");
+    return h("span", { "data-last": d.task_id }, d.got ? tag("good", "\u2714", t("got_task", { task: d.task_id }))
+      : tag("warn", "\u2716", t("not_given", { task: d.task_id })), " ", d.note);
+  }
+
   function pickers(list) {
-    $("pickers").replaceChildren(table(["picker", "index", "breaker", "open_tasks", "available", "logged_in", "break_start", "hold"],
+    $("pickers").replaceChildren(table(["picker", "index", "breaker", "open_tasks", "available", "logged_in", "break_start", "last_decision", "hold"],
       list.map((p) => h("tr", { "data-picker": p.operator_id },
         h("td", {}, p.name, h("div", { class: "muted" }, p.operator_id)), h("td", {}, p.score), h("td", {}, breakerTag(p.breaker)),
         h("td", {}, p.open_tasks), h("td", {}, yesNo(p.available)), h("td", {}, yesNo(p.logged_in)),
-        h("td", {}, p.on_break ? tag("warn", "\u2016", t("on_break")) : ""),
+        h("td", {}, p.on_break ? tag("warn", "\u2016", t("on_break")) : ""), h("td", {}, lastDecision(p.last_decision)),
         h("td", {}, h("button", { class: "small", onclick: () => act(p.held ? "/api/v1/supervisor/release" : "/api/v1/supervisor/hold",
           { scope: "operator", id: p.operator_id }) }, p.held ? t("release") : t("hold")))))));
   }
 
+  const candidates = (list) => table(["picker", "available", "score", "index", "load", "note"],
+    (list || []).map((x) => h("tr", { "data-candidate": x.operator_id }, h("td", {}, x.name), h("td", {}, x.eligible ? "\u2714" : "\u2716"),
+      h("td", {}, x.score === null ? "\u2014" : x.score), h("td", {}, x.index), h("td", {}, x.load), h("td", {}, x.note))));
+
+  // The decision stored with the task when it was made: what its event said, and every picker passed over.
+  function decided(task, d) {
+    const from = d.from_operator ? `${d.from_name || d.from_operator} \u2192 ` : "";
+    const who = d.kind === "requeued" ? `\u21A9 ${d.from_name || d.from_operator || ""}`
+      : `\u2714 ${from}${d.name || d.operator_id || ""}` + (d.score === undefined ? "" : ` \u00B7 ${t("score")} ${d.score}`);
+    const esc = d.escalation ? [" ", tag("warn", "\u26A0", t("level_n", { n: d.escalation.level }) + ": " + d.escalation.reason)] : null;
+    return h("details", { "data-key": "why-" + task.task_id, class: "decision", "data-kind": d.kind },
+      h("summary", {}, `${who} \u00B7 ${d.reason}`, esc),
+      h("div", { class: "muted" }, t("kind_" + d.kind), d.strategy ? " \u00B7 " + d.strategy : "", " \u00B7 ",
+        t("decided_at", { at: d.at })),
+      d.candidates && d.candidates.length ? candidates(d.candidates) : null,
+      d.omitted ? h("div", { class: "muted" }, t("more_pickers", { n: d.omitted })) : null);
+  }
+
   function why(task) {
-    const c = task.choice;
-    if (!c) return h("span", { class: "muted" }, "—");
-    const rows = c.candidates.map((x) => h("tr", {}, h("td", {}, x.name), h("td", {}, x.eligible ? "\u2714" : "\u2716"),
-      h("td", {}, x.score === null ? "—" : x.score), h("td", {}, x.index), h("td", {}, x.load), h("td", {}, x.note)));
-    const summary = task.operator_id ? `\u2714 ${task.name} · ${t("if_moved")}: ${c.reason}`
-      : (c.operator_id ? c.reason : "\u26A0 " + c.reason);
-    return h("details", { "data-key": "why-" + task.task_id }, h("summary", {}, summary),
-      table(["picker", "available", "score", "index", "load", "note"], rows));
+    const d = task.decision;
+    const c = task.choice;  // only for a task still waiting: why nobody gets it now
+    if (!d && !c) return h("span", { class: "muted" }, "\u2014");
+    return h("div", {}, d ? decided(task, d) : null,
+      c ? h("details", { "data-key": "now-" + task.task_id, class: "waiting" },
+        h("summary", {}, `${c.operator_id ? "" : "\u26A0 "}${t("waiting_now")}: ${c.reason}`), candidates(c.candidates)) : null);
   }
 
   function tasks(list, operators) {
@@ -166,6 +207,7 @@
     if ($("work").contains(document.activeElement) && document.activeElement.tagName === "SELECT") { deferred = true; return; }
     FG.setNow(s.gateway.now);
     const open = [...document.querySelectorAll("details[open][data-key]")].map((d) => d.dataset.key);
+    alarmBanner(s.alarms);
     states(s.orders.by_state);
     trend(s.trend);
     alarms(s.alarms);
