@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from gateway.ops.progress import Progress
 from gateway.sync.mqtt import MqttSettings
 from simulators.hub.hub import HubSim
 
@@ -42,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--exit", action="store_true", help="exit once every --send has its result(s)")
     p.add_argument("--events", action="store_true", help="print every event as it arrives")
     p.add_argument("--no-ack", action="store_true", help="do not send sync.ack")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr (sync.replay)")
     p.set_defaults(func=_main)
 
 
@@ -81,6 +83,14 @@ async def _run(args: argparse.Namespace, settings: MqttSettings) -> int:
             print(f"event {ev.get('seq')} {ev.get('type')} {json.dumps(ev.get('data'), ensure_ascii=False)}",
                   flush=True)
         hub._on_event = show  # type: ignore[method-assign]
+    replays: dict[str, _Replay] = {}  # by cmd_id, counted from the moment the command is sent
+    inner_event = hub._on_event
+
+    def count_replayed(ev: dict[str, Any]) -> None:
+        inner_event(ev)
+        for r in replays.values():
+            r.saw(ev.get("seq"))
+    hub._on_event = count_replayed  # type: ignore[method-assign]
     task = asyncio.create_task(hub.run(), name="hubsim")
     try:
         async with asyncio.timeout(30):
@@ -95,7 +105,10 @@ async def _run(args: argparse.Namespace, settings: MqttSettings) -> int:
     sent = []
     for name, text in args.send:
         payload = _payload(text)
-        cid = hub.send(name, payload, cmd_id=f"hubsim-{uuid.uuid4()}")
+        cid = f"hubsim-{uuid.uuid4()}"
+        if name == "sync.replay":
+            replays[cid] = _Replay(payload.get("from_seq"), payload.get("to_seq"), args.quiet)
+        hub.send(name, payload, cmd_id=cid)
         sent.append((name, cid, str(payload.get("sync_id", cid)) if isinstance(payload, dict) else cid))
 
     async def results() -> None:
@@ -107,6 +120,8 @@ async def _run(args: argparse.Namespace, settings: MqttSettings) -> int:
                 continue
             first = await hub.wait_result(cid, timeout=3600)
             print(f"result {name}: {json.dumps(first, ensure_ascii=False)}", flush=True)
+            if name == "sync.replay" and first.get("ok") and first.get("count"):
+                await replays[cid].follow(hub, int(first["from_seq"]), int(first["to_seq"]))
             if name in ("masterdata.sync", "order.upsert_batch") and first.get("status") == "accepted":
                 sets.setdefault(sync_id, []).append(cid)
         for cids in sets.values():
@@ -131,6 +146,34 @@ async def _run(args: argparse.Namespace, settings: MqttSettings) -> int:
     print(json.dumps(report, indent=2, ensure_ascii=False))
     bad = report["conflicts"] or report["invalid"] or any(v["gaps"] for v in report["journals"].values())
     return 1 if bad else 0
+
+
+class _Replay:
+    """A replay of many events runs in the gateway's background (between live events): how much of the range
+    has come in again, drawn on stderr until all of it has."""
+
+    def __init__(self, lo: Any, hi: Any, quiet: bool) -> None:
+        self.lo = lo if isinstance(lo, int) else 1
+        self.hi = hi if isinstance(hi, int) else None  # known from the result when the command leaves it open
+        self.quiet = quiet
+        self.seen: set[int] = set()
+        self.bar: Progress | None = None
+
+    def saw(self, seq: Any) -> None:
+        if isinstance(seq, int) and seq >= self.lo and (self.hi is None or seq <= self.hi):
+            self.seen.add(seq)
+            if self.bar is not None:
+                self.bar.update(len(self.seen))
+
+    async def follow(self, hub: HubSim, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+        self.seen = {s for s in self.seen if lo <= s <= hi}
+        self.bar = Progress(f"replay {lo}-{hi}", hi - lo + 1, "events", quiet=self.quiet)
+        if len(self.seen) < hi - lo + 1:
+            self.bar.update(len(self.seen))
+        await hub.wait_until(lambda: len(self.seen) >= hi - lo + 1, 3600)
+        self.bar.finish()
+        print(f"replayed {len(self.seen)} events {lo}-{hi}", flush=True)
 
 
 def _main(args: argparse.Namespace) -> int:

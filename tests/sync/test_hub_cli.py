@@ -97,3 +97,39 @@ async def test_exit_after_a_multi_part_bulk_set_is_done(tmp_path: Path) -> None:
     assert proc.returncode == 0, text
     assert text.count('"status": "accepted"') == 2 and text.count("result done:") == 1, text
     assert {s["sku"] for s in SKUS} <= skus
+
+
+async def test_a_replay_of_many_events_shows_its_progress_until_all_are_in(tmp_path: Path) -> None:
+    """`--send sync.replay` with `--exit`: the gateway republishes in the background; the simulator draws a
+    progress bar on stderr (a line per tenth when not on a terminal) and exits once the whole range is in,
+    counting events that came in before the command's result too."""
+    from tests.bulk.test_bulk_resume import command
+    from tests.conftest import SKUS, order
+    from tests.sync.conftest import gateway_config, running_gateway
+
+    with Broker(tmp_path / "broker") as broker:
+        async with running_gateway(gateway_config(tmp_path, broker)) as app:
+            assert app.service is not None and app.journal is not None
+            await command(app.service, "masterdata.sync", {"cmd_id": "md", "mode": "merge", "sync_id": "md",
+                                                           "part": 1, "parts": 1, "skus": SKUS})
+            for i in range(120):
+                await command(app.service, "order.upsert", {"cmd_id": f"o-{i}",
+                                                            "order": order(f"R-{i}", lines=[(1, "SKU-1", 1)])})
+            last, jid = app.journal.last_seq, app.journal.journal_id
+            payload = f'{{"journal":"{jid}","from_seq":1,"to_seq":{last}}}'
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.cli", "sim", "hub", "--port", str(broker.port), "--no-ack",
+                "--send", "sync.replay", payload, "--exit", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+            try:
+                async with asyncio.timeout(120):  # a safety limit, not a measurement
+                    out, err = await proc.communicate()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    text, bar = out.decode(errors="replace"), err.decode(errors="replace")
+    assert proc.returncode == 0, text + bar
+    assert f'"count": {last}' in text and f"replayed {last} events 1-{last}" in text, text
+    lines = [x for x in bar.splitlines() if x.startswith(f"replay 1-{last} [")]
+    assert lines and lines[-1].endswith(f"100% {last}/{last} events"), bar  # how many before: timing
