@@ -5,7 +5,9 @@ Goal: on every seed, at least 50% fewer tasks unstarted for more than 30 minutes
 a lower p95 order lead time. The seeds are 1-5, not chosen. This is a quality figure, not a speed one:
 the machine time is printed for information only.
 
-    python -m bench.ab [--seeds 1,2,3,4,5] [--orders 8000] [--pickers 30] [--load 0.65]
+    python -m bench.ab [--seeds 1,2,3,4,5] [--orders 8000] [--pickers 30] [--load LOAD]
+
+`--load` defaults to `simulators.ab.scenario.DEFAULT_LOAD`, as for `floorgate sim ab`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 
 from simulators.ab import run_ab, summary, table
 from simulators.ab.cli import parse_seeds
+from simulators.ab.scenario import DEFAULT_LOAD
 
 
 def main() -> None:
@@ -23,7 +26,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=parse_seeds, default=[1, 2, 3, 4, 5])
     ap.add_argument("--orders", type=int, default=8000)
     ap.add_argument("--pickers", type=int, default=30)
-    ap.add_argument("--load", type=float, default=0.65)
+    ap.add_argument("--load", type=float, default=DEFAULT_LOAD,
+                    help=f"mean offered load as a share of nominal capacity (default {DEFAULT_LOAD:g})")
     args = ap.parse_args()
     t0 = time.perf_counter()
     results = run_ab(args.seeds, args.orders, args.pickers, load=args.load)

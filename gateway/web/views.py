@@ -13,6 +13,7 @@ from gateway.domain.dispatch import DispatchError
 from gateway.domain.model import FINAL_STATES, ORDER_STATES, TASK_ACTIVE, TASK_OPEN, At, Task
 from gateway.domain.packing import station_view
 from gateway.domain.picking import picker_view
+from gateway.web.metrics import sync_backlog
 from gateway.web.ops import undo_candidates
 from gateway.web.state import WebState
 
@@ -35,12 +36,12 @@ def gateway_info(web: WebState) -> dict[str, Any]:
 
 
 def sync_info(web: WebState) -> dict[str, Any]:
+    """The backlog is shown with or without a hub link (`sync_backlog`: the stored hub ack, or the live
+    link's if newer), so a gateway running offline still says how many events wait for the hub."""
+    pending, acked = sync_backlog(web)
     link = web.gw.link
-    out: dict[str, Any] = {"last_seq": web.service.journal.last_seq, "connected": False}
-    if link is not None:
-        out.update(connected=link.mqtt.connected.is_set(), pending=link.publisher.pending,
-                   acked_seq=link.publisher.hub_acked)
-    return out
+    return {"last_seq": web.service.journal.last_seq, "connected": bool(link and link.mqtt.connected.is_set()),
+            "pending": pending, "acked_seq": acked}
 
 
 def devices(web: WebState) -> list[dict[str, Any]]:

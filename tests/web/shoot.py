@@ -1,5 +1,7 @@
 """Screenshots of every page on a PDA (360x640) and a desktop (1280x800), from a real gateway with a
-simulated PTL bus and label printer and a little work on the floor.
+simulated PTL bus and label printer and a little work on the floor. The label printer of pack-2 is switched
+off (nothing listens on its port), so the parcel packed there raises an alarm, shown in the supervisor's
+banner and as an offline device (with the printer's refusal) on the technician's page.
 
     .venv/bin/python -m tests.web.shoot            # writes docs/screenshots/*.png
 
@@ -20,6 +22,7 @@ from playwright.async_api import Page, expect
 from simulators.printer import PrinterSimulator
 from simulators.ptl import PtlSimulator
 from simulators.scanner import VirtualSerialScanner
+from tests.brokers import free_port
 from tests.web.conftest import SUPERVISOR_PW, TECH_PW, Gate, badge_client, chromium, gateway, web_config
 
 expect.set_options(timeout=20_000)  # a safety limit on a shared machine
@@ -70,6 +73,7 @@ async def _floor(gate: Gate) -> str:
             assert r.json()["ok"], r.text
     finally:
         await k.aclose()
+    await gate.until(lambda: "printer:prn-2" in gate.service.floor.alarms)  # pack-2's printer is off
     gate.web.live.sample()
     await gate.order("DY2026-009", [(1, "SKU-2", 4)], cutoff_at=_cutoff(50))
     await gate.cmd("dispatch.hold", {"scope": "order", "id": "DY2026-009"})
@@ -136,6 +140,8 @@ async def _password_page(browser: Any, gate: Gate, out: Path, path: str, who: st
     await page.click("#login button[type=submit]")
     await expect(page.locator("#work")).to_be_visible()
     await expect(page.locator("#devices table")).to_be_visible()
+    if path == "/supervisor":
+        await expect(page.locator("#alarm-banner")).to_contain_text("prn-2")
     name = path.strip("/")
     await page.screenshot(path=str(out / f"{name}-1280x800.png"))
     await page.set_viewport_size(PDA)
@@ -149,7 +155,9 @@ async def shoot(out: Path) -> list[Path]:
         async with PtlSimulator([1, 2, 3], port=0) as sim, PrinterSimulator() as printer:
             cfg = web_config(Path(tmp), ptl={"buses": [{"id": "bus-a", "port": sim.port, "timeout_ms": 200}]},
                              printers=[{"id": "prn-1", "station": "pack-1", "host": "127.0.0.1",
-                                        "port": printer.port}],
+                                        "port": printer.port},
+                                       {"id": "prn-2", "station": "pack-2", "host": "127.0.0.1",
+                                        "port": free_port()}],  # switched off
                              scanners=[{"id": "scan-1", "port": scanner.path, "station": "pick"}])
             async with gateway(cfg) as gate, chromium() as browser:
                 await gate.until(lambda: gate.app.registry.devices["scan-1"].online)
