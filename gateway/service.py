@@ -168,9 +168,14 @@ class FloorService:
             return
         try:
             await self.journal.submit(change)
-        except StorageFull:
-            self._hard_full = True
-            self.floor.set_storage(STORAGE_FULL)
+        except JournalError as e:
+            if isinstance(e, StorageFull):
+                self._hard_full = True
+                self.floor.set_storage(STORAGE_FULL)
+            if self._recovering is not None:
+                # Raised only once memory is what is committed again, so a caller that shows something in
+                # answer (a light written again) shows what is stored, never the change that failed.
+                await self._recovering.wait()
             raise
         self._emit_signals(change)
 
@@ -212,6 +217,7 @@ class FloorService:
                 self.floor.set_storage(STORAGE_FULL)
             self.journal.reset_after_failure()
             log.warning("floor rebuilt from the journal after a failed operation")
+            self._emit_signal(("floor_reloaded",))  # devices show again what is stored (lights)
         finally:
             self._recovering = None
             if ev is not None:
@@ -305,6 +311,24 @@ class FloorService:
                                    (cutoff,))
             return int(cur.rowcount)
         return int(await self.journal.run_job(job))
+
+    async def prune_masterdata(self, gens: str = "old", chunk: int = 1000) -> int:
+        """Delete master data rows that are not live, a chunk per transaction (a scan waits behind one chunk at
+        most): `old`, the generations a `replace` has swapped out (100,000 SKUs each, every day); `staging`,
+        what a replace that never finished left of the next generation, before a new one is staged there."""
+        gen = self.floor.md_gen
+        where = "gen < ?" if gens == "old" else "gen > ?"
+        total = 0
+        while True:
+            async def job(db: Any) -> int:
+                cur = await db.execute(f"DELETE FROM masterdata WHERE (gen, kind, id) IN (SELECT gen, kind, id "
+                                       f"FROM masterdata WHERE {where} LIMIT ?)", (gen, chunk))
+                return int(cur.rowcount)
+            n = int(await self.journal.run_job(job))
+            total += n
+            if n < chunk:
+                return total
+            await asyncio.sleep(0)
 
     async def prune_events(self, hub_acked_seq: int, chunk: int = 5000) -> int:
         """Delete events the hub has acked that are older than the retention, a chunk per transaction."""

@@ -86,7 +86,13 @@ class ScaleDevice:
                                  "grams": w.grams})
             change.signal(("station_feedback", station, out.ok, out.message))
             return out
-        out = await self.service.execute(op)
+        try:
+            out = await self.service.execute(op)
+        except JournalError as e:
+            # Not stored (e.g. the disk is full): nothing is shown, as for a scan that was not stored; the
+            # station still awaits the weight, and scanning the order again weighs the parcel again.
+            log.warning("weight not stored", extra={"fields": {"scale": self.cfg.id, "error": str(e)}})
+            out = Outcome.bad("not_allowed", f"weight not stored ({e}); scan the order again to re-weigh")
         self.outcomes.append(out)
         return out
 

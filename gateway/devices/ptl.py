@@ -81,6 +81,12 @@ class PtlDevices:
             self.done(signal[1])
         elif kind == "masterdata_replaced":
             self.watch_all()
+        elif kind == "floor_reloaded":
+            # Memory was rebuilt from the journal after a change could not be stored (e.g. a full disk): every
+            # job is shown again from what is stored, under new tokens, as after a restart, so a press made
+            # meanwhile (its confirm was not stored) is never taken for the job shown now.
+            self.shown.clear()
+            self.watch_all()
 
     def _loop_time(self) -> float:
         return asyncio.get_running_loop().time()

@@ -1,5 +1,6 @@
 """A scanner's coordinator: raw scans from its driver, in arrival order, through the domain's one scan
-pipeline; the answer back to the scanner (good or bad beep bytes) once the scan is stored."""
+pipeline; the answer back to the scanner (good or bad beep bytes) once the scan is stored (none if it could
+not be stored)."""
 
 from __future__ import annotations
 
@@ -78,9 +79,13 @@ class ScannerDevice:
 
         def op(floor: Floor, change: Change) -> Outcome:
             return handle_scan(floor, change, scan, at, scale)
+        stored = True
         try:
             outcome = await self.service.execute(op)
         except JournalError as e:
+            # Not stored (e.g. the disk is full): no beep at all, which a person reads as "not taken, scan
+            # again"; a bad beep would say the item is wrong, and a packer would put a good unit aside.
+            stored = False
             outcome = Outcome.bad("not_allowed", f"not stored ({e}): scan again")
         except Exception:
             log.exception("scan failed", extra={"fields": {"device": self.cfg.id}})
@@ -93,5 +98,6 @@ class ScannerDevice:
                                      "message": outcome.message})
         self.outcomes.append(outcome)
         del self.outcomes[:-50]
-        self._beep(outcome.ok)
+        if stored:
+            self._beep(outcome.ok)
         return outcome

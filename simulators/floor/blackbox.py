@@ -400,6 +400,7 @@ class BlackBoxFloor:
                 if r.get("ok") or (r.get("error") or {}).get("code") != "busy":
                     break
                 self.report.busy += 1  # storage full: `busy` is not stored, so the same cmd_id is tried afresh
+                self.hub.results.pop(f"up-{oid}", None)  # and the answer awaited is the next one, not this busy
                 await asyncio.sleep(1.0)
             if not r.get("ok"):
                 raise RuntimeError(f"order {oid} refused: {r}")

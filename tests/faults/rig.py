@@ -5,7 +5,7 @@ can be SIGKILLed and restarted at any moment; its MQTT connection can go through
 
 Fault lengths and counts come from the environment, short by default (CI), long on a bench:
 FLOORGATE_FAULT_KILLS (20), FLOORGATE_FAULT_ORDERS (24), FLOORGATE_PARTITION_S (4; 60 on a bench),
-FLOORGATE_BROKER_DOWN_S (2; 30 on a bench), FLOORGATE_FAULT_SEED (7).
+FLOORGATE_BROKER_DOWN_S (2; 30 on a bench), FLOORGATE_DISK_FULL_S (4; 60 on a bench), FLOORGATE_FAULT_SEED (7).
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import aiosqlite
+
 from gateway.app import App
 from gateway.clock import SystemClock
 from gateway.config import load_config
+from gateway.journal import Journal
 from gateway.sync.mqtt import MqttSettings
 from simulators.broker import Broker, free_port
 from simulators.floor.blackbox import SAFETY_S, BlackBoxFloor, Plan, until
@@ -47,7 +50,31 @@ KILLS = env_int("FLOORGATE_FAULT_KILLS", 20)
 ORDERS = env_int("FLOORGATE_FAULT_ORDERS", 24)
 PARTITION_S = env_float("FLOORGATE_PARTITION_S", 4.0)
 BROKER_DOWN_S = env_float("FLOORGATE_BROKER_DOWN_S", 2.0)
+DISK_FULL_S = env_float("FLOORGATE_DISK_FULL_S", 4.0)
 SEED = env_int("FLOORGATE_FAULT_SEED", 7)
+
+
+async def fill_disk(journal: Journal) -> None:
+    """A full disk, as SQLite sees it: its page limit set to the pages there are, and the room left in them
+    taken up by small rows, so the next change of any size fails with SQLITE_FULL."""
+    rows = list(await journal.reader.execute_fetchall("PRAGMA page_count"))
+
+    async def job(db: aiosqlite.Connection) -> None:
+        await db.execute(f"PRAGMA max_page_count={int(rows[0][0])}")
+        for _ in range(100_000):
+            try:
+                await db.execute("INSERT INTO audit(ts, kind, body) VALUES ('', 'filler', ?)", ("x" * 40,))
+            except sqlite3.OperationalError as e:
+                if "full" not in str(e):
+                    raise
+                return
+        raise AssertionError("the page limit never filled")
+    await journal.run_job(job)
+
+
+async def free_disk(journal: Journal) -> None:
+    """Space returns (a file deleted beside the database, a bigger disk)."""
+    await journal.run_job(lambda db: db.execute("PRAGMA max_page_count=1073741823"))
 
 
 def toml_str(s: str) -> str:
@@ -140,6 +167,10 @@ class LoopGateway:
         async with asyncio.timeout(30):
             await task
         return 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     def tail(self, n: int = 15) -> str:
         return "(in-process gateway: its log is in the test's captured output)"

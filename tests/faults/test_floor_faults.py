@@ -4,8 +4,9 @@ the database is intact and no parcel differs from its order (`Rig.check_outcome`
 
 Faults are grouped by where they strike, to keep CI short: the network (partitions through a proxy, then the
 broker SIGKILLed), the devices (a PTL module vanishing and rebooting, garbage on the RS-485 line, a scanner
-unplugged mid-scan), and the gateway's own host (the wall clock jumping back an hour). The disk filling up is
-covered at the service level in tests/foundation/test_storage.py (SQLite's page limit).
+unplugged mid-scan), and the gateway's own host (the wall clock jumping back an hour, the disk filling up; what
+the devices show on a full disk is in test_disk_full_devices.py, the storage cap in
+tests/foundation/test_storage.py).
 Their lengths come from the environment (see `tests.faults.rig`): short here, long on a bench.
 """
 
@@ -20,9 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import SystemClock
+from gateway.domain.floor import STORAGE_FULL
+from gateway.journal import StorageFull
 from simulators.floor.blackbox import MODE_JOB, SAFETY_S, until
 from simulators.proxy import TcpProxy
-from tests.faults.rig import BROKER_DOWN_S, PARTITION_S, Rig, env_int, floor_rig
+from tests.faults.rig import (
+    BROKER_DOWN_S,
+    DISK_FULL_S,
+    PARTITION_S,
+    LoopGateway,
+    Rig,
+    env_int,
+    fill_disk,
+    floor_rig,
+    free_disk,
+)
 
 EACH = env_int("FLOORGATE_FAULT_ORDERS_EACH", 10)
 
@@ -145,3 +158,35 @@ async def test_wall_clock_jumps_back_an_hour(tmp_path: Path) -> None:
     assert not hub_events(rig, "task.escalated"), "a task escalated because the wall clock moved"
     logouts = [e for e in hub_events(rig, "operator.logout") if e["data"].get("reason") != "badge"]
     assert not logouts, logouts
+
+
+
+async def test_disk_fills_up_then_space_returns(tmp_path: Path) -> None:
+    """The disk fills up mid-shift (SQLite's page limit, so not even a small change fits) for DISK_FULL_S while
+    orders keep coming: nothing more commits, and what could not be stored is never shown (no beep, no light;
+    the floor's physical check would catch a unit counted that was not stored); new orders are answered
+    `busy`; the gateway keeps running. When space returns the storage alarm is raised and cleared, the `busy`
+    orders are taken on their resend and the floor finishes with nothing lost, repeated or packed wrongly."""
+    async with floor_rig(tmp_path, in_process=True) as rig:
+        journal, service = rig.app.journal, rig.app.service
+        assert journal is not None and service is not None
+        failures: list[Exception] = []
+        journal.on_failure(failures.append)
+        rig.floor.start()
+        feeder = rig.floor.spawn(rig.floor.feed(EACH, first=3, every_s=0.5), name="feed")
+        await until(lambda: rig.floor.report.lines_done > 0, SAFETY_S)
+        await fill_disk(journal)
+        assert await until(lambda: service.floor.storage == STORAGE_FULL, SAFETY_S), "no commit failed"
+        assert not service.floor.dispatch.new_work_allowed
+        late = rig.floor.spawn(rig.floor.feed(3, prefix="DF"), name="feed-late")
+        assert await until(lambda: rig.floor.report.busy > 0, SAFETY_S), "no new order was refused busy"
+        await asyncio.sleep(DISK_FULL_S)
+        assert failures and all(isinstance(e, StorageFull) for e in failures), failures
+        gateway = rig.gateway
+        assert isinstance(gateway, LoopGateway) and gateway.running, "the gateway stopped on a full disk"
+        await free_disk(journal)
+        out = await finish(rig, feeder, late)
+    raised = [e["alarm_id"] for e in (ev["data"] for ev in hub_events(rig, "alarm.raised"))]
+    cleared = [e["alarm_id"] for e in (ev["data"] for ev in hub_events(rig, "alarm.cleared"))]
+    assert "storage_full" in raised and "storage_full" in cleared, (raised, cleared)
+    assert out["orders"] == EACH + 3, out
