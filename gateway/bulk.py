@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ class BulkApplier:
         self.running: _Run | None = None
         self._busy = 0.0  # loop time of the last chunk's op
         self.retry_s = RETRY_S
+        self._retrying: set[str] = set()
 
     async def start(self) -> None:
         rows = await self.journal.reader.execute_fetchall("SELECT sync_id, part, parts FROM bulk_parts")
@@ -90,6 +92,11 @@ class BulkApplier:
         return {"status": "accepted", "sync_id": cmd.sync_id, "part": cmd.part, "parts": cmd.parts,
                 "complete": complete}
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting to be applied (a set whose parts are all in, or one to be tried again, is not)."""
+        return self._queue.empty() and not self._retrying
+
     def kick(self, sync_id: str) -> None:
         self._queue.put_nowait(sync_id)
 
@@ -103,17 +110,22 @@ class BulkApplier:
             sync_id = await self._queue.get()
             try:
                 await self._apply(sync_id)
-            except JournalError as e:
-                # A chunk did not commit (disk full, I/O error): nothing of it is live (a replace is swapped in
-                # only at the end; a merge is rebuilt from the journal). The set is tried again from its stored
-                # parts, orders from their cursor, until it is done: the hub waits for its one result.
+            except (JournalError, sqlite3.Error) as e:
+                # A chunk (or a clean-up) did not commit (disk full, I/O error): nothing of it is live (a replace
+                # is swapped in only at the end; a merge is rebuilt from the journal). The set is tried again from
+                # its stored parts, orders from their cursor, until it is done: the hub waits for its one result.
                 log.warning("bulk set stopped by the journal; trying again", extra={"fields": {
                     "sync_id": sync_id, "error": str(e), "retry_s": self.retry_s}})
-                asyncio.get_running_loop().call_later(self.retry_s, self._queue.put_nowait, sync_id)
+                self._retrying.add(sync_id)
+                asyncio.get_running_loop().call_later(self.retry_s, self._retry, sync_id)
             except Exception:
                 log.exception("bulk set failed", extra={"fields": {"sync_id": sync_id}})
             finally:
                 self.running = None
+
+    def _retry(self, sync_id: str) -> None:
+        self._retrying.discard(sync_id)
+        self._queue.put_nowait(sync_id)
 
     async def _apply(self, sync_id: str) -> None:
         reader = self.journal.reader
@@ -150,6 +162,9 @@ class BulkApplier:
         staging: tuple[MasterData, int] | None = None
         if name == "masterdata.sync" and first_head.get("mode") == "replace":
             staging = (MasterData(), self.service.floor.md_gen + 1)
+            # A replace that never finished (a failed commit, a restart) may have left rows of the generation
+            # staged here; they must not come back with this one.
+            await self.service.prune_masterdata("staging")
         # Locations refer to SKUs, which may come in any part: SKUs, cartons and operators of every part
         # first, then the locations. Items are read a slice at a time, applied a chunk per commit.
         passes = (("skus", "cartons", "operators"), ("locations",)) if name == "masterdata.sync" else (("orders",),)

@@ -90,3 +90,36 @@ async def restart_sees_the_new_generation(s: FloorService) -> None:
     before = set(s.floor.md.locations)
     await s.reload()
     assert set(s.floor.md.locations) == before and len(before) == N
+
+
+async def test_a_replace_leaves_no_rows_of_an_unfinished_one_and_the_old_generation_is_pruned(
+        tmp_path: Path, clock: ManualClock) -> None:
+    """A replace stages the next generation beside the live one: rows an unfinished replace left there must not
+    come back with the new one, and the swapped-out generation (100,000 SKUs a day) must not stay on disk."""
+    j, s = await open_service(tmp_path, clock)
+    await command(s, "masterdata.sync", {"cmd_id": "md", "mode": "merge", "sync_id": "md", "part": 1, "parts": 1,
+                                         "skus": SKUS})
+    old_gen = s.floor.md_gen
+
+    async def ghost(db: Any) -> None:  # what an earlier replace, cut off, left in the generation to be staged
+        await db.execute("INSERT INTO masterdata(gen, kind, id, body) VALUES (?, 'sku', 'GHOST', ?)",
+                         (old_gen + 1, json.dumps({"sku": "GHOST", "gtins": []})))
+    await j.run_job(ghost)
+    results: list[dict[str, Any]] = []
+    applier = BulkApplier(s, clock, results.append, chunk=20)
+    applier.yield_factor = 0.0
+    body = replace_set()
+    cmd = COMMANDS["masterdata.sync"].model_validate(body)
+    await s.execute(partial(accept, applier, cmd, json.dumps(body)))
+    await applier._apply("big")
+    assert results and results[0]["applied"] == 2 * N
+
+    async def gens(db: Any) -> dict[int, int]:
+        return {int(g): int(n) for g, n in await db.execute_fetchall(
+            "SELECT gen, count(*) FROM masterdata GROUP BY gen")}
+    assert (await j.run_job(gens))[old_gen] == len(SKUS)
+    assert await s.prune_masterdata("old", chunk=7) == len(SKUS)  # several chunks
+    assert await j.run_job(gens) == {old_gen + 1: 2 * N}
+    await s.reload()
+    assert "GHOST" not in s.floor.md.skus and len(s.floor.md.skus) == N
+    await j.close()
