@@ -9,9 +9,11 @@ memory is rebuilt from the database, so the floor never acts on something that w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import shutil
+import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -44,6 +46,7 @@ def settle_heap() -> None:
 T = TypeVar("T")
 Op = Callable[[Floor, Change], T]
 
+RECOVER_RETRY_S = 0.5  # first wait before reading the journal back again, doubling to 30 s
 DISK_RESERVE_BYTES = 32 * 1024 * 1024  # below this much free disk, only work in progress may commit
 
 
@@ -212,7 +215,18 @@ class FloorService:
         try:
             # Let the writer fail everything queued behind the broken batch before reading back.
             await asyncio.sleep(0)
-            await self.reload()
+            delay = RECOVER_RETRY_S
+            while True:
+                try:
+                    await self.reload()
+                    break
+                except Exception:
+                    # Until memory is what is committed, nothing may commit (the journal refuses): try again
+                    # rather than leave the gateway refusing everything until someone restarts it.
+                    log.exception("rebuilding the floor from the journal failed; trying again",
+                                  extra={"fields": {"retry_s": delay}})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
             if self._hard_full:
                 self.floor.set_storage(STORAGE_FULL)
             self.journal.reset_after_failure()
@@ -234,6 +248,9 @@ class FloorService:
         except (OSError, JournalUnavailable):
             return self.floor.storage
         pct = 100.0 * self.storage_bytes / cap
+        if self._hard_full and not await self._room_again():
+            self.floor.set_storage(STORAGE_FULL)
+            return STORAGE_FULL
         if self.storage_bytes >= cap or free < DISK_RESERVE_BYTES or self._hard_full:
             level = STORAGE_FULL
         elif pct >= 80 or free < 4 * DISK_RESERVE_BYTES:
@@ -270,6 +287,28 @@ class FloorService:
         # That commit went through, so SQLite has room again; the next check decides from the sizes alone.
         self._hard_full = False
         return level
+
+    async def _room_again(self) -> bool:
+        """One row written outside the floor: while SQLite still has no room, the alarm's change would fail
+        too, and every failed change rebuilds the floor from the journal (seconds with 100,000 SKUs, every
+        check)."""
+        async def probe(db: Any) -> None:
+            # 64 KB written and freed in one commit: room for real work, not just for a row that fits in a page
+            # with space left (the WAL frames are written, so a full disk fails it too).
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('storage_probe', zeroblob(65536))")
+                await db.execute("DELETE FROM meta WHERE key = 'storage_probe'")
+                await db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+                raise
+        try:
+            await self.journal.run_job(probe)
+        except (sqlite3.Error, JournalError):
+            return False
+        return True
 
     # -- pruning ------------------------------------------------------------------------------------
 

@@ -91,6 +91,43 @@ async def test_feedback_waits_for_the_commit(service: FloorService) -> None:
     assert seen == [("beep", True)]
 
 
+async def test_a_rebuild_that_fails_is_tried_again_and_the_journal_takes_changes_after(
+        cfg: Config, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a failed commit the floor is read back from the journal; if that read fails too (an I/O error), it
+    is tried again, so the gateway does not refuse every change until someone restarts it."""
+    import gateway.service as service_mod
+
+    monkeypatch.setattr(service_mod, "RECOVER_RETRY_S", 0.01)
+    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    try:
+        s = FloorService(cfg, j, clock)
+        await s.start()
+        await s.execute(emit(1))
+        real_reload, reloads = s.reload, 0
+
+        async def flaky_reload() -> None:
+            nonlocal reloads
+            reloads += 1
+            if reloads <= 2:
+                raise sqlite3.OperationalError("disk I/O error")
+            await real_reload()
+        monkeypatch.setattr(s, "reload", flaky_reload)
+        pages = next(iter(await j.reader.execute_fetchall("PRAGMA page_count")))[0]
+        await j._conn.execute(f"PRAGMA max_page_count={pages}")
+
+        def big(floor: Floor, change: Change) -> None:
+            change.save("blob", "x", _Blob("x" * 200_000))
+            change.emit("big.event", {})
+        with pytest.raises(StorageFull):
+            await s.execute(big)
+        assert reloads == 3
+        await j._conn.execute("PRAGMA max_page_count=1073741823")
+        await s.execute(emit(2))
+        assert [r[0] for r in await j.read_events(1)] == [1, 2, 3]
+    finally:
+        await j.close()
+
+
 async def test_failed_commit_shows_nothing_and_memory_follows_disk(cfg: Config, clock: ManualClock) -> None:
     j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
     try:

@@ -3,6 +3,7 @@ alarms still commit, nothing corrupted, and work resumes when space returns."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +98,12 @@ async def test_disk_full_refuses_then_resumes(tmp_path: Path, clock: ManualClock
         except StorageFull:
             pass  # or not even the refusal fit: the hub gets no result and resends later
         assert "O-1" not in s.floor.orders
+        # While there is still no room, a check writes no change (it would fail and rebuild the floor from the
+        # journal, seconds with 100,000 SKUs, every 5 s): the floor in memory stays the same object.
+        await asyncio.sleep(0.05)  # a rebuild started by the last failed commit finishes
+        floor = s.floor
+        assert await s.check_storage() == STORAGE_FULL and await s.check_storage() == STORAGE_FULL
+        assert s.floor is floor and s.floor.storage == STORAGE_FULL
         await j._conn.execute("PRAGMA max_page_count=1073741823")
         # The first check commits the alarm (proving there is room again); the next one measures afresh.
         assert await s.check_storage() == STORAGE_FULL
