@@ -35,6 +35,7 @@ from gateway.streamjson import iter_items, scan_envelope
 log = logging.getLogger("floorgate.bulk")
 
 RETRY_S = 5.0  # after a chunk failed to commit
+STAGE_ROWS = 500  # rows of a staged replace per commit (see BulkApplier._stage_chunk)
 CHUNK = 20  # items per transaction: its op takes about a millisecond of the loop, its commit as much
 
 
@@ -69,6 +70,7 @@ class BulkApplier:
         self._busy = 0.0  # loop time of the last chunk's op
         self.retry_s = RETRY_S
         self._retrying: set[str] = set()
+        self._staged: list[tuple[int, str, str, str | None]] = []  # rows of a replace not yet written
 
     async def start(self) -> None:
         rows = await self.journal.reader.execute_fetchall("SELECT sync_id, part, parts FROM bulk_parts")
@@ -158,6 +160,7 @@ class BulkApplier:
             log.info("bulk set resumed", extra={"fields": {"sync_id": sync_id, "part": cursor["part"],
                                                             "next": cursor["next"], "done": run.done}})
         self.running = run
+        self._staged = []
         log.info("bulk set started", extra={"fields": {"sync_id": sync_id, "name": name, "items": run.total}})
         staging: tuple[MasterData, int] | None = None
         if name == "masterdata.sync" and first_head.get("mode") == "replace":
@@ -206,6 +209,7 @@ class BulkApplier:
             if in_flight is not None:
                 await in_flight
                 in_flight = None
+            await self._flush_staged(run)
         finally:
             if in_flight is not None and not in_flight.done():
                 in_flight.cancel()
@@ -227,6 +231,9 @@ class BulkApplier:
 
     async def _masterdata_chunk(self, run: _Run, staging: tuple[MasterData, int] | None, list_name: str,
                                 items: list[Any], part: int, start: int) -> None:
+        if staging is not None:
+            await self._stage_chunk(run, staging, list_name, items, part, start)
+            return
         def op(floor: Floor, change: Change) -> None:
             t0 = time.perf_counter()
             md, gen = staging if staging is not None else (floor.md, floor.md_gen)
@@ -235,6 +242,34 @@ class BulkApplier:
             if run.done < run.total:
                 self._progress(run, change)
             self._busy = time.perf_counter() - t0
+        await self.service.execute(op, cmd_id=run.cmd_id)
+
+    async def _stage_chunk(self, run: _Run, staging: tuple[MasterData, int], list_name: str, items: list[Any],
+                           part: int, start: int) -> None:
+        """A `replace` is built beside the live master data, unseen until the swap: its items are checked a
+        small chunk at a time (the loop stays free) but written STAGE_ROWS at a time. Twenty rows per commit
+        rewrite the same B-tree pages again and again (200 MB of WAL for 120,000 items, measured), and that
+        much dirty page cache makes the kernel stall every writer, a scan's small commit included."""
+        t0 = time.perf_counter()
+        md, gen = staging
+        change = Change(cmd_id=run.cmd_id)
+        apply_items(md, gen, change, list_name, items, part, start, run.outcome)
+        run.done += len(items)
+        self._staged.extend((g, k, i, d if d is None or isinstance(d, str) else dumps(d))
+                            for g, k, i, d in change.masterdata)
+        self._busy = time.perf_counter() - t0
+        if len(self._staged) >= STAGE_ROWS:
+            await self._flush_staged(run)
+
+    async def _flush_staged(self, run: _Run) -> None:
+        rows, self._staged = self._staged, []
+        if not rows:
+            return
+
+        def op(floor: Floor, change: Change) -> None:
+            change.masterdata.extend(rows)
+            if run.done < run.total:
+                self._progress(run, change)
         await self.service.execute(op, cmd_id=run.cmd_id)
 
     async def _orders_chunk(self, run: _Run, orders: list[Any], part: int, start: int) -> None:

@@ -27,7 +27,8 @@ class Change:
     cmd_id: str | None = None
     events: list[EventDraft] = field(default_factory=list)
     docs: dict[tuple[str, str], Doc | None] = field(default_factory=dict)
-    masterdata: list[tuple[int, str, str, dict[str, Any] | None]] = field(default_factory=list)
+    # A document, None to delete, or its JSON text already (bulk staging serializes a chunk at a time).
+    masterdata: list[tuple[int, str, str, dict[str, Any] | str | None]] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
     signals: list[Any] = field(default_factory=list)

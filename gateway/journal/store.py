@@ -318,7 +318,8 @@ class Journal:
                 docs_del.append((kind, key))
             else:
                 docs_put.append((kind, key, dumps(doc.to_doc())))
-        md_put = [(g, k, i, dumps(d)) for g, k, i, d in change.masterdata if d is not None]
+        md_put = [(g, k, i, d if isinstance(d, str) else dumps(d)) for g, k, i, d in change.masterdata
+                  if d is not None]
         md_del = [(g, k, i) for g, k, i, d in change.masterdata if d is None]
         result = None
         if change.result is not None:

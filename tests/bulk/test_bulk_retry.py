@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from gateway import bulk
 from gateway.bulk import BulkApplier
 from gateway.clock import ManualClock
 from gateway.domain.change import Change
@@ -58,10 +59,12 @@ async def test_a_chunk_that_fails_to_commit_leaves_the_old_master_data_and_the_s
     writes = 0
     seen: list[tuple[int, set[str]]] = []
 
+    monkeypatch.setattr(bulk, "STAGE_ROWS", 50)  # several commits of staged rows
+
     def failing_write(self: store._Rows, conn: sqlite3.Connection) -> None:
         nonlocal writes
-        writes += 1
-        if writes == 6:  # mid-way through the SKUs, a chunk (maybe with the next one queued) fails
+        writes += bool(self.md_put)
+        if writes == 3 and self.md_put:  # mid-way through the SKUs, a commit of staged rows fails
             seen.append((s.floor.md_gen, set(s.floor.md.skus)))
             raise sqlite3.OperationalError("disk I/O error")
         real_write(self, conn)
