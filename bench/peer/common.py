@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import threading
 import time
 from collections.abc import Callable
@@ -19,11 +20,27 @@ from paho.mqtt.enums import CallbackAPIVersion
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def machine() -> str:
+    """CPU count and model, memory, kernel and Python: the line every report carries."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} x {cpu}, {mem:.0f} GiB, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
 @dataclass(frozen=True, slots=True)
 class Arrival:
     at: float  # time.monotonic() in the subscriber's network thread, the moment paho handed it over
     topic: str
     payload: bytes
+    dup: bool  # the DUP flag: the broker sending again what it had sent this subscriber before (QoS 1 redelivery)
 
 
 class Subscriber:
@@ -54,7 +71,7 @@ class Subscriber:
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         at = time.monotonic()
         with self._lock:
-            self.arrivals.append(Arrival(at, msg.topic, bytes(msg.payload)))
+            self.arrivals.append(Arrival(at, msg.topic, bytes(msg.payload), bool(msg.dup)))
         if self.reply is not None:
             self.reply(client, msg)
 
@@ -100,6 +117,18 @@ def read_proc(pid: int) -> ProcReading:
     return ProcReading(time.monotonic(), cpu, rss, hwm)
 
 
+def poll_rates(result: SideResult, before: dict[int, int], after: dict[int, int], lit: list[int],
+               seconds: float) -> None:
+    """Requests the simulator served per module per second over a window, over all modules and over those
+    showing a job (`before`/`after`: its per-unit request counters at both ends)."""
+    units = set(before) | set(after)
+    total = sum(after.get(u, 0) - before.get(u, 0) for u in units)
+    lit_total = sum(after.get(u, 0) - before.get(u, 0) for u in lit)
+    result.polls_per_module_s = total / max(1, len(units)) / seconds
+    result.polls_per_lit_module_s = lit_total / len(lit) / seconds if lit else 0.0
+    result.lit_modules = len(lit)
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -126,6 +155,8 @@ class SideResult:
     latencies_ms: list[float]
     cpu_idle_pct: float = 0.0  # CPU while polling with no presses, % of one core
     polls_per_module_s: float = 0.0  # Modbus requests the simulator served per module per second, same window
+    polls_per_lit_module_s: float = 0.0  # the same over the modules showing a job (where a key press counts)
+    lit_modules: int = 0
     cpu_run_s: float = 0.0  # user + system over the whole run, start-up included
     wall_run_s: float = 0.0
     rss_mb: float = 0.0
@@ -135,7 +166,8 @@ class SideResult:
     first_event_after_outage_s: float | None = None
     all_events_after_outage_s: float | None = None
     lost: int = 0
-    duplicated: int = 0
+    duplicated: int = 0  # events the gateway published twice (a second PUBLISH, not a broker redelivery)
+    redelivered: int = 0  # the same event again from the broker to the meter with DUP set (not the gateway's doing)
     notes: str = ""
 
     def figures(self) -> dict[str, Any]:
@@ -146,6 +178,7 @@ class SideResult:
             "latency_p99_ms": round(pct(lat, 99), 1) if lat else None,
             "latency_max_ms": round(max(lat), 1) if lat else None,
             "cpu_idle_pct": round(self.cpu_idle_pct, 1), "polls_per_module_s": round(self.polls_per_module_s, 1),
+            "polls_per_lit_module_s": round(self.polls_per_lit_module_s, 1), "lit_modules": self.lit_modules,
             "cpu_run_s": round(self.cpu_run_s, 2),
             "wall_run_s": round(self.wall_run_s, 1), "rss_mb": round(self.rss_mb, 1), "hwm_mb": round(self.hwm_mb, 1),
         }
@@ -155,7 +188,7 @@ class SideResult:
                                                        if self.first_event_after_outage_s is not None else None),
                         "all_events_after_outage_s": (round(self.all_events_after_outage_s, 2)
                                                       if self.all_events_after_outage_s is not None else None),
-                        "lost": self.lost, "duplicated": self.duplicated})
+                        "lost": self.lost, "duplicated": self.duplicated, "redelivered": self.redelivered})
         if self.notes:
             out["notes"] = self.notes
         return out

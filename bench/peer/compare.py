@@ -20,32 +20,18 @@ import asyncio
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.peer.common import SideResult, pct
+from bench.peer.common import SideResult, machine, pct
 from bench.peer.fg_side import FgSide
 from bench.peer.tb_side import TbSide
-from bench.peer.venv import PeerUnavailable, ensure_tb_venv
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{os.cpu_count()} x {cpu}, {mem:.0f} GiB, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+from bench.peer.venv import TB_VERSION, PeerUnavailable, ensure_tb_venv
 
 
 def _fmt(v: float | None, unit: str = "", digits: int = 1) -> str:
@@ -53,10 +39,11 @@ def _fmt(v: float | None, unit: str = "", digits: int = 1) -> str:
 
 
 def _winner(fg: float | None, tb: float | None, lower_better: bool = True) -> str:
-    if fg is None or tb is None:
-        return "Floorgate" if tb is None and fg is not None else ("ThingsBoard" if fg is None and tb is not None
-                                                                    else "-")
-    if abs(fg - tb) <= 1e-9 or (max(fg, tb) > 0 and abs(fg - tb) / max(fg, tb) < 0.05):
+    if fg is None or tb is None:  # a side not measured (failed, or not installable here) wins nothing either
+        return "n/a"
+    if abs(fg - tb) <= 1e-9:
+        return "tie"
+    if max(fg, tb) > 0 and abs(fg - tb) / max(fg, tb) < 0.05:
         return "tie (within 5%)"
     return "Floorgate" if (fg < tb) == lower_better else "ThingsBoard"
 
@@ -76,48 +63,62 @@ def _run_text(r: SideResult) -> str:
 
 
 def rows(fg: dict[int, SideResult], tb: dict[int, SideResult], n: int) -> list[tuple[str, str, str, str]]:
+    """(figure, Floorgate, ThingsBoard, better) for every poll period either side ran; n/a where one did not."""
     out: list[tuple[str, str, str, str]] = []
+    polls = sorted(set(fg) | set(tb), reverse=True)
 
     def add(label: str, f: float | None, t: float | None, unit: str, digits: int = 1,
             lower_better: bool = True) -> None:
         out.append((label, _fmt(f, unit, digits), _fmt(t, unit, digits), _winner(f, t, lower_better)))
 
-    for poll in sorted(fg, reverse=True):
-        a, b = fg[poll], tb.get(poll)
+    def lat(r: SideResult | None, p: float) -> float | None:
+        return pct(r.latencies_ms, p) if r is not None and r.latencies_ms else None
+
+    for poll in polls:
         for p in (50, 99):
-            add(f"press -> MQTT p{p}, {poll} ms poll", pct(a.latencies_ms, p) if a.latencies_ms else None,
-                pct(b.latencies_ms, p) if b and b.latencies_ms else None, " ms")
-    for poll in sorted(fg, reverse=True):
-        a, b = fg[poll], tb.get(poll)
-        add(f"polls per module per second (set: {1000 / poll:.0f})", a.polls_per_module_s,
-            b.polls_per_module_s if b else None, "", 1, lower_better=False)
-    for poll in sorted(fg, reverse=True):
-        a, b = fg[poll], tb.get(poll)
-        add(f"CPU polling, no presses, {poll} ms poll", a.cpu_idle_pct, b.cpu_idle_pct if b else None,
-            " % of a core")
-    for poll in sorted(fg, reverse=True):
-        a, b = fg[poll], tb.get(poll)
-        add(f"CPU per 1,000 polls, {poll} ms poll", per_kpoll(a, n), per_kpoll(b, n) if b else None, " ms")
-    for poll in sorted(fg, reverse=True):
-        a, b = fg[poll], tb.get(poll)
-        fa, fb = run_share(a), run_share(b) if b else None
-        out.append((f"CPU user+sys over the whole {poll} ms run", _run_text(a), _run_text(b) if b else "n/a",
-                    _winner(fa, fb)))
-    for poll in sorted(fg, reverse=True):
-        a, b = fg[poll], tb.get(poll)
-        add(f"peak RSS (VmHWM), {poll} ms run", a.hwm_mb, b.hwm_mb if b else None, " MB")
+            add(f"press -> MQTT p{p}, {poll} ms poll", lat(fg.get(poll), p), lat(tb.get(poll), p), " ms")
+    for poll in polls:
+        a, b = fg.get(poll), tb.get(poll)
+        add(f"polls per second of a module showing a job, {poll} ms poll (set: {1000 / poll:.0f})",
+            a.polls_per_lit_module_s if a else None, b.polls_per_lit_module_s if b else None, "", 1,
+            lower_better=False)
+    for poll in polls:
+        a, b = fg.get(poll), tb.get(poll)
+        add(f"Modbus requests per second on the bus, {n} modules, {poll} ms poll",
+            a.polls_per_module_s * n if a else None, b.polls_per_module_s * n if b else None, "", 0)
+    for poll in polls:
+        a, b = fg.get(poll), tb.get(poll)
+        add(f"CPU polling, no presses, {poll} ms poll", a.cpu_idle_pct if a else None,
+            b.cpu_idle_pct if b else None, " % of a core")
+    for poll in polls:
+        a, b = fg.get(poll), tb.get(poll)
+        add(f"CPU per 1,000 polls, {poll} ms poll", per_kpoll(a, n) if a else None, per_kpoll(b, n) if b else None,
+            " ms")
+    for poll in polls:
+        a, b = fg.get(poll), tb.get(poll)
+        out.append((f"CPU user+sys over the whole {poll} ms run", _run_text(a) if a else "n/a",
+                    _run_text(b) if b else "n/a", _winner(run_share(a) if a else None, run_share(b) if b else None)))
+    for poll in polls:
+        a, b = fg.get(poll), tb.get(poll)
+        add(f"peak RSS (VmHWM), {poll} ms run", a.hwm_mb if a else None, b.hwm_mb if b else None, " MB")
     o_fg = next((r for r in fg.values() if r.outage_s), None)
     o_tb = next((r for r in tb.values() if r.outage_s), None)
-    if o_fg is not None:
-        secs = f"{o_fg.outage_s:.0f} s"
-        add(f"broker back after {secs} -> first event", o_fg.first_event_after_outage_s,
+    if o_fg is not None or o_tb is not None:
+        secs = f"{next(r.outage_s for r in (o_fg, o_tb) if r is not None):.0f} s"
+
+        def lost(r: SideResult | None) -> str:
+            return f"{r.lost} of {r.outage_presses}" if r else "n/a"
+
+        def dups(r: SideResult | None) -> str:
+            return f"{r.duplicated} (+{r.redelivered})" if r else "n/a"
+        add(f"broker back after {secs} -> first event", o_fg.first_event_after_outage_s if o_fg else None,
             o_tb.first_event_after_outage_s if o_tb else None, " s", 2)
-        add(f"broker back after {secs} -> every outage press", o_fg.all_events_after_outage_s,
+        add(f"broker back after {secs} -> every outage press", o_fg.all_events_after_outage_s if o_fg else None,
             o_tb.all_events_after_outage_s if o_tb else None, " s", 2)
-        out.append(("presses during the outage, lost / duplicated", f"{o_fg.lost} / {o_fg.duplicated} "
-                    f"of {o_fg.outage_presses}",
-                    (f"{o_tb.lost} / {o_tb.duplicated} of {o_tb.outage_presses}" if o_tb else "n/a"),
-                    _winner(o_fg.lost + o_fg.duplicated, (o_tb.lost + o_tb.duplicated) if o_tb else None)))
+        out.append((f"presses during the {secs} outage lost", lost(o_fg), lost(o_tb),
+                    _winner(o_fg.lost if o_fg else None, o_tb.lost if o_tb else None)))
+        out.append(("events published twice by the gateway, whole run (+ broker redeliveries)", dups(o_fg),
+                    dups(o_tb), _winner(o_fg.duplicated if o_fg else None, o_tb.duplicated if o_tb else None)))
     return out
 
 
@@ -132,7 +133,7 @@ def table(r: list[tuple[str, str, str, str]], tb_name: str) -> str:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     units = list(range(1, args.modules + 1))
     work = Path(tempfile.mkdtemp(prefix="floorgate-peer-", dir=os.environ.get("BENCH_DIR")))
-    doc: dict[str, Any] = {"bench": "peer", "modules": args.modules, "presses": args.presses,
+    doc: dict[str, Any] = {"bench": "peer", "tb_version": TB_VERSION, "modules": args.modules, "presses": args.presses,
                            "outage_s": args.outage_s, "machine": machine(), "work_dir": str(work)}
     tb_error = None
     try:
@@ -142,6 +143,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     fg_side = FgSide(work, units, args.seed)
     tb_side = TbSide(python, work, units, args.seed) if python is not None else None
     fg: dict[int, SideResult] = {}
+    fg_errors: list[str] = []
     tb: dict[int, SideResult] = {}
     for poll in args.polls:
         outage = args.outage_s if poll == min(args.polls) else 0.0
@@ -149,7 +151,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
               "outage_interval_s": args.outage_interval_s, "drain_timeout_s": args.drain_timeout_s}
         print(f"peer: Floorgate, {poll} ms poll{f', {outage:.0f} s outage' if outage else ''} ...",
               file=sys.stderr, flush=True)
-        fg[poll] = await fg_side.run(**kw)
+        try:
+            fg[poll] = await fg_side.run(**kw)
+        except Exception as e:  # said in the report; ThingsBoard's side of this run is still measured
+            fg_errors.append(f"{poll} ms: {type(e).__name__}: {e}")
+            print(f"peer: Floorgate, {poll} ms poll FAILED: {traceback.format_exc()}", file=sys.stderr, flush=True)
         if tb_side is not None:
             print(f"peer: ThingsBoard, {poll} ms poll{f', {outage:.0f} s outage' if outage else ''} ...",
                   file=sys.stderr, flush=True)
@@ -162,6 +168,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     doc["thingsboard"] = {str(p): r.figures() for p, r in tb.items()}
     if tb_error:
         doc["thingsboard_error"] = tb_error
+    if fg_errors:
+        doc["floorgate_error"] = "; ".join(fg_errors)
     doc["rows"] = rows(fg, tb, args.modules)
     return doc
 
@@ -188,10 +196,12 @@ def main() -> None:
     t0 = time.perf_counter()
     doc = asyncio.run(run(args))
     doc["bench_s"] = round(time.perf_counter() - t0, 1)
-    tb_name = "ThingsBoard IoT GW 3.8.5"
+    tb_name = f"ThingsBoard IoT GW {TB_VERSION}"
     print(f"peer comparison: {args.modules} PTL modules over Modbus TCP, FC04 of IR 0-3 per module per poll, "
           f"MQTT QoS 1 to a private Mosquitto; {args.presses} presses per run; machine: {doc['machine']}")
     print(table(doc["rows"], tb_name))
+    if doc.get("floorgate_error"):
+        print(f"Floorgate side FAILED: {doc['floorgate_error']}")
     if doc.get("thingsboard_error"):
         print(f"ThingsBoard side not measured: {doc['thingsboard_error']}")
     for side in ("floorgate", "thingsboard"):
@@ -199,11 +209,13 @@ def main() -> None:
             if f.get("notes"):
                 print(f"{side} {p} ms: {f['notes']}")
     print(f"({doc['bench_s']:.0f} s)")
-    if args.keep or doc.get("thingsboard_error"):
+    if args.keep or doc.get("thingsboard_error") or doc.get("floorgate_error"):
         print(f"(logs of both gateways in {doc['work_dir']})")
     else:
         shutil.rmtree(doc["work_dir"], ignore_errors=True)
     print(json.dumps(doc))
+    if doc.get("floorgate_error"):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

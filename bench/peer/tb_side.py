@@ -27,7 +27,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from bench.peer.common import SideResult, Subscriber, read_proc, until
+from bench.peer.common import SideResult, Subscriber, poll_rates, read_proc, until
+from bench.peer.venv import TB_VERSION
 from simulators.broker import Broker
 from simulators.ptl import PtlSimulator
 
@@ -78,6 +79,8 @@ class Tracker:
         self.keys: dict[tuple[str, int], list[float]] = {}
         self.devices: set[str] = set()
         self.telemetry_arrivals: list[float] = []
+        self.republished = 0  # a (module, counter) again in a fresh PUBLISH: the gateway sent it twice
+        self.redelivered = 0  # again with DUP set: the broker redelivering to the meter
 
     def update(self) -> None:
         new = self.sub.since(self.seen)
@@ -95,7 +98,13 @@ class Tracker:
                 for entry in entries if isinstance(entries, list) else [entries]:
                     values = entry.get("values", entry) if isinstance(entry, dict) else {}
                     if "ir_3" in values:
-                        self.keys.setdefault((dev, int(values["ir_3"])), []).append(a.at)
+                        times = self.keys.setdefault((dev, int(values["ir_3"])), [])
+                        times.append(a.at)
+                        if len(times) > 1:
+                            if a.dup:
+                                self.redelivered += 1
+                            else:
+                                self.republished += 1
 
     def first(self, key: tuple[str, int]) -> float | None:
         self.update()
@@ -104,7 +113,7 @@ class Tracker:
 
 
 class TbSide:
-    name = "ThingsBoard IoT Gateway 3.8.5"
+    name = f"ThingsBoard IoT Gateway {TB_VERSION}"
 
     def __init__(self, python: Path, work: Path, units: list[int], seed: int) -> None:
         self.python = python
@@ -143,11 +152,11 @@ class TbSide:
                 await until(all_reported, "ThingsBoard's first report of every module", 120)
                 await asyncio.sleep(1.0)
 
-                r0, q0 = read_proc(pid), sum(sim.requests.values())
+                r0, q0 = read_proc(pid), {u: sim.requests[u] for u in self.units}
                 await asyncio.sleep(idle_s)
-                r1, q1 = read_proc(pid), sum(sim.requests.values())
+                r1, q1 = read_proc(pid), {u: sim.requests[u] for u in self.units}
                 result.cpu_idle_pct = 100 * (r1.cpu_s - r0.cpu_s) / (r1.at - r0.at)
-                result.polls_per_module_s = (q1 - q0) / len(self.units) / (r1.at - r0.at)
+                poll_rates(result, q0, q1, list(self.units), r1.at - r0.at)  # every module shows a job here
 
                 for k in range(presses):
                     unit = self.units[k % len(self.units)]
@@ -197,14 +206,19 @@ class TbSide:
             await until(lambda: all(tracker.first(key) is not None for key in expected),
                         "every press of the outage", drain_timeout_s)
         tracker.update()
-        after = [t for t in tracker.telemetry_arrivals if t >= t_back]
-        result.first_event_after_outage_s = (min(after) - t_back) if after else None
+        # The first key event the gateway published after the broker came back (first seen now).
+        fresh = [times[0] for times in tracker.keys.values() if times[0] >= t_back]
+        result.first_event_after_outage_s = (min(fresh) - t_back) if fresh else None
         arrivals = [tracker.first(key) for key in expected]
         got = [a for a in arrivals if a is not None]
         result.lost = len(expected) - len(got)
         if got and result.lost == 0:
             result.all_events_after_outage_s = max(got) - t_back
-        result.duplicated = sum(len(v) - 1 for v in tracker.keys.values())
+        result.duplicated = tracker.republished  # over the whole run, as on Floorgate's side
+        result.redelivered = tracker.redelivered
+        result.notes = (f"{len(tracker.keys)} distinct key counters in {len(tracker.telemetry_arrivals)} telemetry "
+                        f"messages over the run; published twice by the gateway: {tracker.republished}; "
+                        f"redelivered by the broker: {tracker.redelivered}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
