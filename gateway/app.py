@@ -74,7 +74,6 @@ class Maintenance:
     prune_every_s: float = 60.0
     name: str = "maintenance"
     hub_acked_seq: Callable[[], int] = lambda: 0
-    bulk_running: Callable[[], bool] = lambda: False
 
     async def run(self) -> None:
         clock = self.service.clock
@@ -90,16 +89,30 @@ class Maintenance:
             await asyncio.sleep(self.storage_every_s)
 
     async def prune(self) -> None:
+        """Each kind on its own: one that fails (a full disk) must not keep the others, which may free the
+        space, from running."""
         acked = self.hub_acked_seq()
-        if acked > 0:
-            n = await self.service.prune_events(acked)
-            forgotten = await self.service.forget_finished_orders(acked)
-            if n or forgotten:
-                log.info("pruned", extra={"fields": {"events": n, "up_to_seq": acked, "orders": forgotten}})
-        await self.service.prune_commands()
-        await self.service.prune_audit()
-        if not self.bulk_running():
-            await self.service.prune_masterdata("old")
+
+        async def events() -> None:
+            if acked > 0:
+                n = await self.service.prune_events(acked)
+                forgotten = await self.service.forget_finished_orders(acked)
+                if n or forgotten:
+                    log.info("pruned", extra={"fields": {"events": n, "up_to_seq": acked, "orders": forgotten}})
+
+        async def masterdata() -> None:
+            # Swapped-out generations only (below the live one); a replace being staged is above it.
+            n = await self.service.prune_masterdata("old")
+            if n:
+                log.info("pruned", extra={"fields": {"masterdata_rows": n}})
+        failed: list[str] = []
+        for step in (events, self.service.prune_commands, self.service.prune_audit, masterdata):
+            try:
+                await step()
+            except (JournalError, sqlite3.Error) as e:
+                failed.append(f"{getattr(step, '__name__', step)}: {e}")
+        if failed:
+            raise JournalError("; ".join(failed))
 
 
 @dataclass
@@ -166,7 +179,6 @@ class App:
 
             self.link = link = HubLink(self.cfg, service, self.clock)
             maintenance.hub_acked_seq = lambda: link.publisher.hub_acked
-            maintenance.bulk_running = lambda: link.bulk.running is not None or not link.bulk.idle
             link.telemetry_sources.append(self.registry.telemetry)
             link.telemetry_sources.append(self._picker_telemetry)
             self.parts.append(link)

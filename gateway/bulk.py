@@ -34,7 +34,8 @@ from gateway.streamjson import iter_items, scan_envelope
 
 log = logging.getLogger("floorgate.bulk")
 
-RETRY_S = 5.0  # after a chunk failed to commit
+RETRY_S = 5.0  # after a chunk failed to commit, doubling up to RETRY_MAX_S
+RETRY_MAX_S = 300.0
 STAGE_ROWS = 500  # rows of a staged replace per commit (see BulkApplier._stage_chunk)
 CHUNK = 20  # items per transaction: its op takes about a millisecond of the loop, its commit as much
 
@@ -68,8 +69,9 @@ class BulkApplier:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self.running: _Run | None = None
         self._busy = 0.0  # loop time of the last chunk's op
+        self._parse_s = 0.0  # loop time spent parsing since the last chunk
         self.retry_s = RETRY_S
-        self._retrying: set[str] = set()
+        self._waits: dict[str, float] = {}  # sync_id -> next wait before trying a failed set again
         self._staged: list[tuple[int, str, str, str | None]] = []  # rows of a replace not yet written
 
     async def start(self) -> None:
@@ -94,11 +96,6 @@ class BulkApplier:
         return {"status": "accepted", "sync_id": cmd.sync_id, "part": cmd.part, "parts": cmd.parts,
                 "complete": complete}
 
-    @property
-    def idle(self) -> bool:
-        """Nothing waiting to be applied (a set whose parts are all in, or one to be tried again, is not)."""
-        return self._queue.empty() and not self._retrying
-
     def kick(self, sync_id: str) -> None:
         self._queue.put_nowait(sync_id)
 
@@ -112,30 +109,39 @@ class BulkApplier:
             sync_id = await self._queue.get()
             try:
                 await self._apply(sync_id)
-            except (JournalError, sqlite3.Error) as e:
-                # A chunk (or a clean-up) did not commit (disk full, I/O error): nothing of it is live (a replace
-                # is swapped in only at the end; a merge is rebuilt from the journal). The set is tried again from
-                # its stored parts, orders from their cursor, until it is done: the hub waits for its one result.
+            except (JournalError, sqlite3.OperationalError) as e:
+                # A chunk did not commit (disk full, I/O error): nothing of it is live (a replace is swapped in
+                # only at the end; a merge is rebuilt from the journal). The set is tried again from its stored
+                # parts, orders from their cursor, until it is done: the hub waits for its one result. Each
+                # try costs a rebuild of the floor, so the waits double (to RETRY_MAX_S) while it keeps failing.
+                wait = self._waits.get(sync_id, self.retry_s)
+                self._waits[sync_id] = min(wait * 2, RETRY_MAX_S)
                 log.warning("bulk set stopped by the journal; trying again", extra={"fields": {
-                    "sync_id": sync_id, "error": str(e), "retry_s": self.retry_s}})
-                self._retrying.add(sync_id)
-                asyncio.get_running_loop().call_later(self.retry_s, self._retry, sync_id)
+                    "sync_id": sync_id, "error": str(e), "retry_s": wait}})
+                asyncio.get_running_loop().call_later(wait, self._queue.put_nowait, sync_id)
             except Exception:
                 log.exception("bulk set failed", extra={"fields": {"sync_id": sync_id}})
+            else:
+                self._waits.pop(sync_id, None)
             finally:
                 self.running = None
 
-    def _retry(self, sync_id: str) -> None:
-        self._retrying.discard(sync_id)
-        self._queue.put_nowait(sync_id)
+    def _count_parse(self, seconds: float) -> None:
+        self._parse_s += seconds
 
     async def _apply(self, sync_id: str) -> None:
         reader = self.journal.reader
+        meta = await self.journal.read_meta()
+        done = meta.get(f"bulk:{sync_id}:result")
+        if done is not None:
+            # Applied and swapped before (a restart, or a clean-up that failed): never again; the stored parts
+            # are cleared and the one result sent again, the hub's answer to that set.
+            await self._cleanup_and_publish(sync_id, json.loads(done))
+            return
         rows = list(await reader.execute_fetchall(
             "SELECT name, part, parts, cmd_id, items FROM bulk_parts WHERE sync_id = ? ORDER BY part", (sync_id,)))
         if not rows or len(rows) < int(rows[0][2]):
             return
-        meta = await self.journal.read_meta()
         name = rows[0][0]
         completed_by = meta.get(f"bulk:{sync_id}:completed_by", rows[-1][3])
         payloads: list[tuple[int, bytes]] = []
@@ -180,8 +186,7 @@ class BulkApplier:
                 for part, body in payloads:
                     for list_name in lists:
                         start = 0
-                        t0 = time.perf_counter()
-                        async for items in iter_items(body, list_name, self.chunk):
+                        async for items in iter_items(body, list_name, self.chunk, self._count_parse):
                             if cursor is not None and name != "masterdata.sync":
                                 skip = (len(items) if part < int(cursor["part"]) else
                                         max(min(int(cursor["next"]) - start, len(items)), 0)
@@ -190,9 +195,10 @@ class BulkApplier:
                                     items, start = items[skip:], start + skip
                                 if not items:
                                     continue
+                            busy, self._parse_s = self._parse_s, 0.0
                             if in_flight is not None:
                                 await in_flight
-                            busy = time.perf_counter() - t0
+                            self._busy = 0.0
                             if name == "masterdata.sync":
                                 job = self._masterdata_chunk(run, staging, list_name, items, part, start)
                             else:
@@ -200,21 +206,23 @@ class BulkApplier:
                             in_flight = asyncio.ensure_future(job)
                             start += len(items)
                             await asyncio.sleep(0)  # the chunk's op runs here, on the loop
-                            busy += self._busy
+                            t1 = time.perf_counter()
                             settle_heap()  # 100,000 new entities must not cost a scan a GC pause
-                            # The floor keeps priority: bulk work takes at most part of the loop. Only time spent
-                            # on the loop counts; the commit runs in the writer's thread meanwhile.
+                            busy += self._busy + time.perf_counter() - t1
+                            # The floor keeps priority: bulk work takes at most part of the loop. Only its own
+                            # time on the loop counts (parsing, the op, the heap); the commit runs in the
+                            # writer's thread meanwhile, and scans served between slices are not bulk work.
                             await asyncio.sleep(busy * self.yield_factor)
-                            t0 = time.perf_counter()
             if in_flight is not None:
                 await in_flight
                 in_flight = None
             await self._flush_staged(run)
         finally:
-            if in_flight is not None and not in_flight.done():
-                in_flight.cancel()
+            if in_flight is not None:
+                if not in_flight.done():
+                    in_flight.cancel()
                 with contextlib.suppress(BaseException):
-                    await in_flight
+                    await in_flight  # retrieved, whatever it ended with: the set's own error is what counts
         del payloads
         await self._finish(run, staging)
 
@@ -236,7 +244,7 @@ class BulkApplier:
             return
         def op(floor: Floor, change: Change) -> None:
             t0 = time.perf_counter()
-            md, gen = staging if staging is not None else (floor.md, floor.md_gen)
+            md, gen = floor.md, floor.md_gen
             apply_items(md, gen, change, list_name, items, part, start, run.outcome)
             run.done += len(items)
             if run.done < run.total:
@@ -315,13 +323,22 @@ class BulkApplier:
             self._progress(run, change, final=True)
             change.meta[f"bulk:{run.sync_id}:result"] = dumps(result)
         await self.service.execute(op, cmd_id=run.cmd_id)
-
-        async def cleanup(db: Any) -> None:
-            await db.execute("DELETE FROM bulk_parts WHERE sync_id = ?", (run.sync_id,))
-            await db.execute("DELETE FROM meta WHERE key IN (?, ?)", (f"bulk:{run.sync_id}:completed_by",
-                                                                     f"bulk:{run.sync_id}:cursor"))
-        await self.journal.run_job(cleanup)
-        self._received.pop(run.sync_id, None)
         log.info("bulk set done", extra={"fields": {"sync_id": run.sync_id, "applied": run.outcome.applied,
                                                      "rejected": len(run.outcome.rejected)}})
+        await self._cleanup_and_publish(run.sync_id, result)
+
+    async def _cleanup_and_publish(self, sync_id: str, result: dict[str, Any]) -> None:
+        """The set is done once its result is stored: clearing its parts is housekeeping, and if that fails (a
+        full disk) the result still goes out; the parts are cleared when the set comes round again."""
+        async def cleanup(db: Any) -> None:
+            await db.execute("DELETE FROM bulk_parts WHERE sync_id = ?", (sync_id,))
+            await db.execute("DELETE FROM meta WHERE key IN (?, ?)", (f"bulk:{sync_id}:completed_by",
+                                                                     f"bulk:{sync_id}:cursor"))
+        try:
+            await self.journal.run_job(cleanup)
+        except (JournalError, sqlite3.Error) as e:
+            log.warning("bulk set's parts not cleared; cleared at the next start", extra={"fields": {
+                "sync_id": sync_id, "error": str(e)}})
+        else:
+            self._received.pop(sync_id, None)
         self.publish_result(result)

@@ -77,7 +77,8 @@ class FloorService:
         self.floor = self._new_floor()
         self._signal_handlers: list[Callable[[Any], None]] = []
         self._recovering: asyncio.Event | None = None
-        self._hard_full = False
+        self._hard_full = False  # a commit found no room, and no write since has found room
+        self._full_unreported = False  # ... and the storage alarm of that has not been stored yet
         self.storage_bytes = 0
         journal.on_failure(self._on_journal_failure)
 
@@ -128,6 +129,13 @@ class FloorService:
         """Run `op` on the floor and commit its change; returns once it is durable."""
         if self._recovering is not None:
             await self._recovering.wait()
+        if self._hard_full:
+            # The last commit found no room: unless a small write shows there is room now, this one would fail
+            # too, and each failure rebuilds the floor from the journal (seconds with 100,000 SKUs). Refused
+            # before anything changes; the caller shows nothing, as for a failed commit.
+            if not await self._room_again():
+                raise StorageFull("storage full: nothing can be stored until there is room again")
+            self._hard_full = False
         change = Change(cmd_id=cmd_id)
         value = self._run(op, change)
         await self._commit(change)
@@ -173,7 +181,7 @@ class FloorService:
             await self.journal.submit(change)
         except JournalError as e:
             if isinstance(e, StorageFull):
-                self._hard_full = True
+                self._hard_full = self._full_unreported = True
                 self.floor.set_storage(STORAGE_FULL)
             if self._recovering is not None:
                 # Raised only once memory is what is committed again, so a caller that shows something in
@@ -201,7 +209,7 @@ class FloorService:
 
     def _on_journal_failure(self, err: JournalError) -> None:
         if isinstance(err, StorageFull):
-            self._hard_full = True
+            self._hard_full = self._full_unreported = True
         self._start_recovery(err)
 
     def _start_recovery(self, err: JournalError | None) -> None:
@@ -248,10 +256,14 @@ class FloorService:
         except (OSError, JournalUnavailable):
             return self.floor.storage
         pct = 100.0 * self.storage_bytes / cap
-        if self._hard_full and not await self._room_again():
-            self.floor.set_storage(STORAGE_FULL)
-            return STORAGE_FULL
-        if self.storage_bytes >= cap or free < DISK_RESERVE_BYTES or self._hard_full:
+        if self._hard_full:
+            if not await self._room_again():
+                self.floor.set_storage(STORAGE_FULL)
+                return STORAGE_FULL
+            self._hard_full = False
+        # A full disk's alarm could not be stored while it lasted: this check stores it, the next may clear it.
+        was_full = self._full_unreported
+        if self.storage_bytes >= cap or free < DISK_RESERVE_BYTES or was_full:
             level = STORAGE_FULL
         elif pct >= 80 or free < 4 * DISK_RESERVE_BYTES:
             level = STORAGE_WARNING
@@ -284,8 +296,8 @@ class FloorService:
             return STORAGE_FULL
         except JournalError:
             return self.floor.storage
-        # That commit went through, so SQLite has room again; the next check decides from the sizes alone.
-        self._hard_full = False
+        if level == STORAGE_FULL:
+            self._full_unreported = False
         return level
 
     async def _room_again(self) -> bool:
@@ -354,20 +366,25 @@ class FloorService:
     async def prune_masterdata(self, gens: str = "old", chunk: int = 1000) -> int:
         """Delete master data rows that are not live, a chunk per transaction (a scan waits behind one chunk at
         most): `old`, the generations a `replace` has swapped out (100,000 SKUs each, every day); `staging`,
-        what a replace that never finished left of the next generation, before a new one is staged there."""
-        gen = self.floor.md_gen
-        where = "gen < ?" if gens == "old" else "gen > ?"
+        what a replace that never finished left of the next generation, before a new one is staged there.
+        One generation at a time, so each chunk is found by the primary key, not by scanning the generation."""
+        live = self.floor.md_gen
+        rows = await self.journal.reader.execute_fetchall(
+            f"SELECT DISTINCT gen FROM masterdata WHERE gen {'<' if gens == 'old' else '>'} ?", (live,))
         total = 0
-        while True:
-            async def job(db: Any) -> int:
-                cur = await db.execute(f"DELETE FROM masterdata WHERE (gen, kind, id) IN (SELECT gen, kind, id "
-                                       f"FROM masterdata WHERE {where} LIMIT ?)", (gen, chunk))
-                return int(cur.rowcount)
-            n = int(await self.journal.run_job(job))
-            total += n
-            if n < chunk:
-                return total
-            await asyncio.sleep(0)
+        for (gen,) in list(rows):
+            while True:
+                async def job(db: Any, gen: int = int(gen)) -> int:
+                    cur = await db.execute(
+                        "DELETE FROM masterdata WHERE gen = ? AND (kind, id) IN "
+                        "(SELECT kind, id FROM masterdata WHERE gen = ? LIMIT ?)", (gen, gen, chunk))
+                    return int(cur.rowcount)
+                n = int(await self.journal.run_job(job))
+                total += n
+                if n < chunk:
+                    break
+                await asyncio.sleep(0)
+        return total
 
     async def prune_events(self, hub_acked_seq: int, chunk: int = 5000) -> int:
         """Delete events the hub has acked that are older than the retention, a chunk per transaction."""

@@ -8,8 +8,9 @@ small slices here, handing control back to the loop between them, so a scan neve
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import ijson
@@ -59,13 +60,18 @@ async def scan_envelope(payload: bytes, lists: Iterable[str]) -> tuple[dict[str,
     return scalars, counts
 
 
-async def iter_items(payload: bytes, name: str, batch: int) -> AsyncIterator[list[Any]]:
-    """The items of the top-level list `name`, `batch` at a time, parsed a slice at a time."""
+async def iter_items(payload: bytes, name: str, batch: int,
+                     on_parse: Callable[[float], None] | None = None) -> AsyncIterator[list[Any]]:
+    """The items of the top-level list `name`, `batch` at a time, parsed a slice at a time; `on_parse` is told
+    the seconds each slice took (the caller's share of the loop)."""
     items = ijson.sendable_list()
     coro = ijson.items_coro(items, f"{name}.item", use_float=True)
     pending: list[Any] = []
     for i in range(0, len(payload), SLICE):
+        t0 = time.perf_counter()
         coro.send(payload[i:i + SLICE])
+        if on_parse is not None:
+            on_parse(time.perf_counter() - t0)
         pending.extend(items)
         del items[:]
         while len(pending) >= batch:

@@ -183,7 +183,14 @@ class PtlDevices:
             def op(floor: Floor, change: Change) -> object:
                 return key_press(floor, change, task_id, line_no, press.kind, press.qty, press.adjusted,
                                  "ptl_button", at, module_id(light))
-            await self.service.execute(op)
+            try:
+                await self.service.execute(op)
+            except JournalError:
+                # Not stored (a full disk): the job is shown again under a new token, as after a rebuild of the
+                # floor, so this press is never taken for it and a second press is needed.
+                self.shown.pop(light, None)
+                self.refresh(light)
+                raise
         else:
             online = isinstance(ev, ModuleOnline)
             light = Light(ev.bus_id, ev.unit)

@@ -302,8 +302,8 @@ def reopen(floor: Floor, change: Change, task: Task, at: At) -> None:
     if order.state in ("picked", SHORT_PICKED):
         transition(change, order, PICKING)
     with contextlib.suppress(DispatchError):
-        floor.dispatch.add_task(task_view(task, order.priority), at.mono, operator_id=task.operator_id,
-                                started=True, strategy=task.strategy)
+        floor.dispatch.add_task(task_view(task, order.priority, handoff_zone=handoff_zone(floor, task)), at.mono,
+                                operator_id=task.operator_id, started=True, strategy=task.strategy)
 
 
 def stop_task(floor: Floor, change: Change, task: Task, at: At) -> None:
@@ -347,6 +347,7 @@ def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str
                                       "lines": list(task.line_nos), "score": 0.0, "reason": reason}, task.order_id)
     if order.state == RECEIVED:
         transition(change, order, ASSIGNED)
-    floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD), at.mono,
+    floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD,
+                                      handoff_zone=handoff_zone(floor, task)), at.mono,
                             operator_id=operator_id, started=task.state == TASK_STARTED, strategy=task.strategy)
     _lights(change, claim(floor, task))

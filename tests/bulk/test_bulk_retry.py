@@ -126,3 +126,39 @@ async def test_a_replace_leaves_no_rows_of_an_unfinished_one_and_the_old_generat
     await s.reload()
     assert "GHOST" not in s.floor.md.skus and len(s.floor.md.skus) == N
     await j.close()
+
+
+async def test_a_set_whose_clean_up_fails_is_answered_and_never_applied_twice(
+        tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set is done once its result commits with the swap; clearing its stored parts afterwards is
+    housekeeping. If that fails (a full disk), the result still goes out, and when the set comes round again
+    (the next start) it is answered again from what is stored, not staged and swapped a second time."""
+    j, s = await open_service(tmp_path, clock)
+    old_gen = s.floor.md_gen
+    results: list[dict[str, Any]] = []
+    applier = BulkApplier(s, clock, results.append, chunk=20)
+    applier.yield_factor = 0.0
+    body = replace_set()
+    cmd = COMMANDS["masterdata.sync"].model_validate(body)
+    await s.execute(partial(accept, applier, cmd, json.dumps(body)))
+    real_run_job = j.run_job
+    failed = 0
+
+    async def run_job(fn: Any) -> Any:
+        nonlocal failed
+        if "cleanup" in getattr(fn, "__qualname__", "") and not failed:
+            failed += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return await real_run_job(fn)
+    monkeypatch.setattr(j, "run_job", run_job)
+    await applier._apply("big")
+    assert failed == 1 and [r["status"] for r in results] == ["done"]
+    assert s.floor.md_gen == old_gen + 1
+
+    restarted = BulkApplier(s, clock, results.append, chunk=20)  # the next start finds the parts still stored
+    await restarted.start()
+    await restarted._apply(restarted._queue.get_nowait())
+    assert s.floor.md_gen == old_gen + 1  # not staged and swapped again
+    assert [r["status"] for r in results] == ["done", "done"] and results[0] == results[1]
+    assert not await j.reader.execute_fetchall("SELECT 1 FROM bulk_parts")
+    await j.close()

@@ -130,7 +130,9 @@ async def run_floor(app: App, task: asyncio.Task[None], ptl: PtlSimulator, scann
     presses = fleet.ptl.presses
     assert ptl.press(1, "confirm")
     await until(lambda: fleet.ptl is not None and fleet.ptl.presses > presses, "the press read")
-    await until(lambda: len(failures) >= 2 and service._recovering is None, "the press's commit to fail")
+    # Refused: at the journal, or before anything changed (a failed write leaves the gateway refusing until a
+    # small write finds room, so one failure does not cost a rebuild of the floor per scan or press).
+    await until(lambda: service._recovering is None, "the press refused")
     await until(lambda: node.mode == 1 and node.token != token, "the job shown again under a new token")
     assert node.quantity == 2
     assert all(s.mode == Mode.JOB and s.qty == 2 for s in shown[seen:]), shown[seen:]

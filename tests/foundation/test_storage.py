@@ -103,6 +103,8 @@ async def test_disk_full_refuses_then_resumes(tmp_path: Path, clock: ManualClock
         await asyncio.sleep(0.05)  # a rebuild started by the last failed commit finishes
         floor = s.floor
         assert await s.check_storage() == STORAGE_FULL and await s.check_storage() == STORAGE_FULL
+        with pytest.raises(StorageFull):  # refused before the op runs: nothing to undo, no rebuild
+            await s.execute(fill(1))
         assert s.floor is floor and s.floor.storage == STORAGE_FULL
         await j._conn.execute("PRAGMA max_page_count=1073741823")
         # The first check commits the alarm (proving there is room again); the next one measures afresh.
