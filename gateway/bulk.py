@@ -132,11 +132,12 @@ class BulkApplier:
     async def _apply(self, sync_id: str) -> None:
         reader = self.journal.reader
         meta = await self.journal.read_meta()
-        done = meta.get(f"bulk:{sync_id}:result")
-        if done is not None:
-            # Applied and swapped before (a restart, or a clean-up that failed): never again; the stored parts
-            # are cleared and the one result sent again, the hub's answer to that set.
-            await self._cleanup_and_publish(sync_id, json.loads(done))
+        done = json.loads(meta.get(f"bulk:{sync_id}:result", "null"))
+        if done is not None and done.get("cmd_id") == meta.get(f"bulk:{sync_id}:completed_by"):
+            # This very set was applied and swapped before (a restart, or a clean-up that failed): never again;
+            # its stored parts are cleared and its one result sent again. (A result under another cmd_id is
+            # an earlier set that used the same sync_id: this one is new and is applied.)
+            await self._cleanup_and_publish(sync_id, done)
             return
         rows = list(await reader.execute_fetchall(
             "SELECT name, part, parts, cmd_id, items FROM bulk_parts WHERE sync_id = ? ORDER BY part", (sync_id,)))
