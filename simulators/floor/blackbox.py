@@ -691,7 +691,15 @@ class Packer:
         await self.hand.scan_until_answered(CARTON)
         parcel: list[Unit] = []
         pending: list[Unit] = []
+        wanted = Counter({ln["sku"]: ln["qty"] for ln in floor.orders.get(oid, {"lines": []})["lines"]})
         for u in bench:
+            have = Counter(x.key()[0] for x in parcel)
+            if wanted and not pending and all(have[sku] >= q for sku, q in wanted.items()):
+                # Complete, as the station's screen says: the rest of the bench is surplus and goes aside
+                # unscanned. (Scanned now, its answer could be taken from the beep the gateway gives the
+                # station for the parcel's weight, which comes just then.)
+                floor.aside.append(u)
+                continue
             self.weigh([*parcel, *pending, u])
             beep = await self.hand.scan_unit(u)
             if beep == "good":
