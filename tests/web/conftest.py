@@ -149,6 +149,19 @@ async def chromium() -> AsyncIterator[Any]:
             await browser.close()
 
 
+async def password_login(page: Any, base: str, path: str, operator: str, password: str) -> None:
+    """Open a password page (supervisor, technician) in English and log in through its form."""
+    from playwright.async_api import expect
+
+    await page.goto(base + path)
+    await page.evaluate("localStorage.setItem('fg_lang', 'en')")
+    await page.reload()
+    await page.fill("#op", operator)
+    await page.fill("#pw", password)
+    await page.click("#login button[type=submit]")
+    await expect(page.locator("#work")).to_be_visible()
+
+
 _ids = iter(range(1, 10**9))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from tests.web.conftest import SUPERVISOR_PW, chromium, gateway, password_client, web_config
+from tests.web.conftest import SUPERVISOR_PW, chromium, gateway, password_client, password_login, web_config
 
 pytestmark = pytest.mark.timeout(120)
 expect.set_options(timeout=20_000)  # a safety limit on a shared machine, not a timing assertion
@@ -47,13 +47,7 @@ async def test_sync_backlog_is_shown_without_a_hub_link(tmp_path: Path) -> None:
     async with gateway(cfg, load=False) as gate, chromium() as browser:  # the same journal, still no link
         assert gate.app.link is None
         page = await browser.new_page(viewport={"width": 1280, "height": 800})
-        await page.goto(gate.base + "/supervisor")
-        await page.evaluate("localStorage.setItem('fg_lang', 'en')")
-        await page.reload()
-        await page.fill("#op", "s1")
-        await page.fill("#pw", SUPERVISOR_PW)
-        await page.click("#login button[type=submit]")
-        await expect(page.locator("#work")).to_be_visible()
+        await password_login(page, gate.base, "/supervisor", "s1", SUPERVISOR_PW)
         cells = page.locator("#sync > span")
         await expect(cells).to_have_count(10)
         last = gate.service.journal.last_seq

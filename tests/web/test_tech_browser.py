@@ -13,7 +13,7 @@ from playwright.async_api import Page, expect
 
 from simulators.ptl import PtlSimulator
 from simulators.scanner import VirtualSerialScanner
-from tests.web.conftest import TECH_PW, Gate, chromium, gateway, web_config
+from tests.web.conftest import TECH_PW, Gate, chromium, gateway, password_login, web_config
 
 pytestmark = pytest.mark.timeout(120)
 expect.set_options(timeout=20_000)  # a safety limit on a shared machine, not a timing assertion
@@ -53,13 +53,7 @@ async def test_technician_sees_devices_lights_a_module_reads_its_identity_and_ra
                 await gate.until(lambda: registry.devices["scan-1"].scans == 2)
 
                 page = await browser.new_page(viewport={"width": 1280, "height": 800})
-                await page.goto(gate.base + "/technician")
-                await page.evaluate("localStorage.setItem('fg_lang', 'en')")
-                await page.reload()
-                await page.fill("#op", "t1")
-                await page.fill("#pw", TECH_PW)
-                await page.click("#login button[type=submit]")
-                await expect(page.locator("#work")).to_be_visible()
+                await password_login(page, gate.base, "/technician", "t1", TECH_PW)
                 await expect(page.locator("#who")).to_contain_text("Tom")
 
                 # every device, with its state and error counts (the page polls every 3 s)
