@@ -51,7 +51,9 @@ MODE_OFF, MODE_JOB, MODE_INFO, MODE_ERROR, MODE_DONE = 0, 1, 2, 3, 4
 GOOD, BAD = b"\x06", b"\x15"
 CARTON = "BOX-M"
 CARTON_TARE_G = 150.0
-SAFETY_S = 120.0  # how long anything may take before the floor gives up on it (the gateway never came back)
+# How long anything may take before the floor gives up on it (the gateway never came back); longer faults (a
+# bench holding a partition for minutes) raise it through the environment.
+SAFETY_S = float(os.environ.get("FLOORGATE_SAFETY_S", "120"))
 
 Beep = Literal["good", "bad"] | None
 
