@@ -204,9 +204,11 @@ class Rig:
         await self.gateway.start()
         self.restarts += 1
 
-    async def wait_floor_done(self, limit_s: float = 240) -> None:
+    async def wait_floor_done(self, limit_s: float | None = None) -> None:
         loop = asyncio.get_running_loop()
-        end = loop.time() + limit_s
+        # Twice the floor's own patience (240 s in CI): a packer gives up on an order after SAFETY_S, and that
+        # give-up must be seen here, not cut short (bench.faults raises SAFETY_S for long faults).
+        end = loop.time() + (limit_s if limit_s is not None else 2 * SAFETY_S)
         while not self.floor.finished():
             err = self.floor.failed()
             if err is not None:
