@@ -8,7 +8,6 @@ data or the new, never half of each.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -221,9 +220,9 @@ class BulkApplier:
         finally:
             if in_flight is not None:
                 if not in_flight.done():
-                    in_flight.cancel()
-                with contextlib.suppress(BaseException):
-                    await in_flight  # retrieved, whatever it ended with: the set's own error is what counts
+                    in_flight.cancel()  # not awaited here: that could swallow a cancellation of this task
+                elif not in_flight.cancelled():
+                    in_flight.exception()  # retrieved: the set's own error is what counts
         del payloads
         await self._finish(run, staging)
 
