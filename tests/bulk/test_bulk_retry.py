@@ -41,6 +41,16 @@ def replace_set() -> dict[str, Any]:
             "locations": locations}
 
 
+async def stored_replace(s: FloorService, clock: ManualClock, results: list[dict[str, Any]]) -> BulkApplier:
+    """An applier (no pauses) with the one-part replace of `replace_set` stored, as the intake leaves it."""
+    applier = BulkApplier(s, clock, results.append, chunk=20)
+    applier.yield_factor = 0.0
+    body = replace_set()
+    cmd = COMMANDS["masterdata.sync"].model_validate(body)
+    await s.execute(partial(accept, applier, cmd, json.dumps(body)))
+    return applier
+
+
 async def test_a_chunk_that_fails_to_commit_leaves_the_old_master_data_and_the_set_finishes_later(
         tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
     j, s = await open_service(tmp_path, clock)
@@ -48,12 +58,8 @@ async def test_a_chunk_that_fails_to_commit_leaves_the_old_master_data_and_the_s
                                          "skus": SKUS})
     old_gen, old_skus = s.floor.md_gen, set(s.floor.md.skus)
     results: list[dict[str, Any]] = []
-    applier = BulkApplier(s, clock, results.append, chunk=20)
-    applier.yield_factor = 0.0
+    applier = await stored_replace(s, clock, results)
     applier.retry_s = 0.05
-    body = replace_set()
-    cmd = COMMANDS["masterdata.sync"].model_validate(body)
-    await s.execute(partial(accept, applier, cmd, json.dumps(body)))
 
     real_write = store._Rows.write
     writes = 0
@@ -109,11 +115,7 @@ async def test_a_replace_leaves_no_rows_of_an_unfinished_one_and_the_old_generat
                          (old_gen + 1, json.dumps({"sku": "GHOST", "gtins": []})))
     await j.run_job(ghost)
     results: list[dict[str, Any]] = []
-    applier = BulkApplier(s, clock, results.append, chunk=20)
-    applier.yield_factor = 0.0
-    body = replace_set()
-    cmd = COMMANDS["masterdata.sync"].model_validate(body)
-    await s.execute(partial(accept, applier, cmd, json.dumps(body)))
+    applier = await stored_replace(s, clock, results)
     await applier._apply("big")
     assert results and results[0]["applied"] == 2 * N
 
@@ -136,11 +138,7 @@ async def test_a_set_whose_clean_up_fails_is_answered_and_never_applied_twice(
     j, s = await open_service(tmp_path, clock)
     old_gen = s.floor.md_gen
     results: list[dict[str, Any]] = []
-    applier = BulkApplier(s, clock, results.append, chunk=20)
-    applier.yield_factor = 0.0
-    body = replace_set()
-    cmd = COMMANDS["masterdata.sync"].model_validate(body)
-    await s.execute(partial(accept, applier, cmd, json.dumps(body)))
+    applier = await stored_replace(s, clock, results)
     real_run_job = j.run_job
     failed = 0
 

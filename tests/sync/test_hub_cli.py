@@ -24,6 +24,22 @@ def parse(*argv: str) -> argparse.Namespace:
     return p.parse_args(["hub", *argv])
 
 
+async def sim_hub(port: int, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`floorgate sim hub --port PORT ARGV...` in its own process: its exit code, stdout and stderr (killed
+    if still running after a safety limit, never a measurement)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "sim", "hub", "--port", str(port), *argv, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(120):  # the simulator itself gives up connecting after 30 s
+            out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return int(proc.returncode or 0), out.decode(errors="replace"), err.decode(errors="replace")
+
+
 @pytest.mark.parametrize(("argv", "tls"), [
     ((), False),
     (("--tls",), True),
@@ -50,20 +66,10 @@ async def test_sim_hub_connects_to_a_tls_broker_with_a_client_certificate(tmp_pa
     pki = make_pki(tmp_path / "pki")
     tls = {"ca": str(pki["ca.crt"]), "cert": str(pki["server.crt"]), "key": str(pki["server.key"])}
     with Broker(tmp_path / "broker", tls=tls) as broker:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "sim", "hub", "--port", str(broker.port),
-            "--cert-file", str(pki["client.crt"]), "--key-file", str(pki["client.key"]), "--exit",
-            cwd=ROOT, env={**os.environ, "SSL_CERT_FILE": str(pki["ca.crt"])},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        try:
-            async with asyncio.timeout(90):  # a safety limit: the simulator gives up connecting after 30 s
-                out, _ = await proc.communicate()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text
+        rc, text, err = await sim_hub(broker.port, "--cert-file", str(pki["client.crt"]), "--key-file",
+                                      str(pki["client.key"]), "--exit",
+                                      env={**os.environ, "SSL_CERT_FILE": str(pki["ca.crt"])})
+    assert rc == 0, text + err
     assert f"hub simulator connected to 127.0.0.1:{broker.port}" in text
 
 
@@ -81,20 +87,10 @@ async def test_exit_after_a_multi_part_bulk_set_is_done(tmp_path: Path) -> None:
             parts = [{"mode": "merge", "sync_id": "two-parts", "part": k + 1, "parts": 2, "skus": SKUS[k::2]}
                      for k in range(2)]
             argv = [a for part in parts for a in ("--send", "masterdata.sync", json.dumps(part))]
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.cli", "sim", "hub", "--port", str(broker.port), *argv, "--exit",
-                cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            try:
-                async with asyncio.timeout(120):  # a safety limit, not a measurement
-                    out, _ = await proc.communicate()
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+            rc, text, err = await sim_hub(broker.port, *argv, "--exit")
             assert app.service is not None
             skus = set(app.service.floor.md.skus)
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text
+    assert rc == 0, text + err
     assert text.count('"status": "accepted"') == 2 and text.count("result done:") == 1, text
     assert {s["sku"] for s in SKUS} <= skus
 
@@ -117,19 +113,8 @@ async def test_a_replay_of_many_events_shows_its_progress_until_all_are_in(tmp_p
                                                             "order": order(f"R-{i}", lines=[(1, "SKU-1", 1)])})
             last, jid = app.journal.last_seq, app.journal.journal_id
             payload = f'{{"journal":"{jid}","from_seq":1,"to_seq":{last}}}'
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.cli", "sim", "hub", "--port", str(broker.port), "--no-ack",
-                "--send", "sync.replay", payload, "--exit", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
-            try:
-                async with asyncio.timeout(120):  # a safety limit, not a measurement
-                    out, err = await proc.communicate()
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-    text, bar = out.decode(errors="replace"), err.decode(errors="replace")
-    assert proc.returncode == 0, text + bar
+            rc, text, bar = await sim_hub(broker.port, "--no-ack", "--send", "sync.replay", payload, "--exit")
+    assert rc == 0, text + bar
     assert f'"count": {last}' in text and f"replayed {last} events 1-{last}" in text, text
     lines = [x for x in bar.splitlines() if x.startswith(f"replay 1-{last} [")]
     assert lines and lines[-1].endswith(f"100% {last}/{last} events"), bar  # how many before: timing
