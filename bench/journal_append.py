@@ -1,6 +1,7 @@
 """Durable event appends per second through the journal (production settings: WAL, synchronous=FULL, group
-commit, one structured log line per event), beside the disk's own fsync-bound rate measured in the same run:
-the same SQLite, the same table and payload size, one commit per event.
+commit, one structured log line per event, the gateway's interpreter settings from gateway/runtime.py),
+beside the disk's own fsync-bound rate measured in the same run: the same SQLite, the same table and payload
+size, one commit per event.
 
     python -m bench.journal_append [--seconds 3] [--producers 256]
 """
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway import runtime
 from gateway.clock import SystemClock
 from gateway.domain.change import Change
 from gateway.journal import Journal
@@ -83,6 +85,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--producers", type=int, default=256)
     args = ap.parse_args()
+    runtime.tune()
     devnull = open(os.devnull, "w")  # noqa: SIM115 - kept open for the run
     setup_logging("info", devnull)  # production formatting cost, without flooding the terminal
     logging.getLogger("floorgate.journal").setLevel(logging.INFO)

@@ -13,13 +13,12 @@ import functools
 import logging
 import signal
 import sqlite3
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway import __version__
+from gateway import __version__, runtime
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config, ConfigError, load_config
 from gateway.devices.fleet import DeviceFleet
@@ -62,7 +61,6 @@ class Part(Protocol):
     async def run(self) -> None: ...
 
 
-SWITCH_INTERVAL_S = 0.0005  # see App.run
 
 
 @dataclass
@@ -299,11 +297,7 @@ class App:
 
     async def run(self, install_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
-        # The journal's writer, the serial readers and paho run in threads that take the GIL back after every
-        # SQLite step or read; with the default 5 ms switch interval each such hand-back waits up to 5 ms
-        # behind a busy event loop (a 50-row commit measured 165 ms beside a busy thread). 0.5 ms keeps a
-        # scan's commit short while bulk work keeps the loop busy; the cost is a little more switching.
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        runtime.tune()  # GIL switch interval and GC threshold: see gateway/runtime.py
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)

@@ -29,7 +29,8 @@ class SystemClock:
         self.offset_s = offset_s
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.offset_s)
+        now = datetime.now(UTC)
+        return now + timedelta(seconds=self.offset_s) if self.offset_s else now
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -63,7 +64,15 @@ def rfc3339(dt: datetime) -> str:
         if dt.tzinfo is None:
             raise ValueError("naive datetime: Floorgate stamps only timezone-aware UTC times")
         dt = dt.astimezone(UTC)
-    return dt.isoformat(timespec="milliseconds")[:-6] + "Z"
+    global _second
+    key = dt.toordinal() * 86400 + dt.hour * 3600 + dt.minute * 60 + dt.second
+    cached = _second
+    if cached[0] != key:  # one isoformat per second of stamps: the journal stamps every change
+        cached = _second = (key, dt.isoformat()[:19])
+    return f"{cached[1]}.{dt.microsecond // 1000:03d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
 
 
 def parse_rfc3339(text: str) -> datetime:

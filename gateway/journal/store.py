@@ -318,19 +318,23 @@ class Journal:
                 docs_del.append((kind, key))
             else:
                 docs_put.append((kind, key, dumps(doc.to_doc())))
-        md_put = [(g, k, i, d if isinstance(d, str) else dumps(d)) for g, k, i, d in change.masterdata
-                  if d is not None]
-        md_del = [(g, k, i) for g, k, i, d in change.masterdata if d is None]
+        md_put, md_del = [], []
+        for g, k, i, d in change.masterdata:
+            if d is None:
+                md_del.append((g, k, i))
+            else:
+                md_put.append((g, k, i, d if isinstance(d, str) else dumps(d)))
         result = None
         if change.result is not None:
             rid, name, res = change.result
             result = (rid, name, ts, dumps(res))
         audit = [(a.get("ts", ts), a["kind"], a.get("device_id"), a.get("operator_id"), a.get("order_id"),
-                  a.get("lot"), a.get("raw"), a.get("result"), dumps(a)) for a in change.audit]
+                  a.get("lot"), a.get("raw"), a.get("result"), dumps(a)) for a in change.audit] if change.audit else []
         bulk = [(sid, name, part, parts, cid, ts, items, payload)
-                for sid, name, part, parts, cid, items, payload in change.bulk_parts]
-        self._queue.put_nowait(_Pending(events, docs_put, docs_del, md_put, md_del, list(change.meta.items()),
-                                        result, audit, bulk, self._next_seq - 1, fut))
+                for sid, name, part, parts, cid, items, payload in change.bulk_parts] if change.bulk_parts else []
+        self._queue.put_nowait(_Pending(events, docs_put, docs_del, md_put, md_del,
+                                        list(change.meta.items()) if change.meta else [], result, audit, bulk,
+                                        self._next_seq - 1, fut))
         return fut
 
     async def commit(self, change: Change) -> list[StoredEvent]:
