@@ -1,7 +1,8 @@
 """Bulk master data without stalling the floor: time to apply 100,000 SKUs + 20,000 locations sent by the
 hub as a `masterdata.sync` replace in parts over MQTT, and the scan-to-feedback latency (last byte written on
 a serial scanner's pty -> the good/bad beep bytes read back, i.e. after the scan is stored) during the apply,
-beside the same latency with no bulk work, in the same run. Goals: applied in under 20 s; scan p99 during bulk
+beside the same latency with no bulk work, in the same run. The hub and the scanner run in a process of their
+own (as on a floor), the gateway alone in this one. Goals: applied in under 20 s; scan p99 during bulk
 under 2x the idle figure.
 
     python -m bench.bulk [--skus 100000] [--locations 20000] [--parts 10] [--idle-s 20]
@@ -15,10 +16,14 @@ import contextlib
 import gc
 import json
 import logging
+import multiprocessing
 import os
 import tempfile
 import time
+import traceback
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from gateway.app import App
 from gateway.clock import SystemClock
@@ -44,27 +49,26 @@ async def scan_once(sim: VirtualSerialScanner, code: str) -> float:
     return time.perf_counter() - t0
 
 
-async def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
-    broker = Broker(work / "broker").start()
+def world(port: int, work: str, site: str, gateway: str, a: dict[str, Any], conn: Connection) -> None:
+    """The hub and the picker's scanner, in a process of their own: on a floor neither shares the gateway's
+    process (its GIL, its event loop), so the bench must not make them share it either."""
+    try:
+        conn.send(asyncio.run(_world(port, Path(work), site, gateway, argparse.Namespace(**a), conn)))
+    except BaseException:
+        conn.send({"error": traceback.format_exc()})
+
+
+async def _world(port: int, work: Path, site: str, gateway: str, args: argparse.Namespace,
+                 conn: Connection) -> dict[str, Any]:
     sim = VirtualSerialScanner(work / "scanner", terminator="crlf")
     sim.plug()
-    cfg = parse_config({"data_dir": str(work / "gw"), "mqtt": {"port": broker.port},
-                        "http": {"port": free_port(), "host": "127.0.0.1"},
-                        "scanners": [{"id": "scan-1", "port": str(work / "scanner"), "station": "pick",
-                                      "good_feedback": "06", "bad_feedback": "15"}]})
-    app = App(cfg, SystemClock(), web=False, daily_checks=False)
-    task = asyncio.create_task(app.run(install_signals=False), name="bench-gateway")
-    hub = HubSim(MqttSettings(port=broker.port, client_id="hub-bulk"), cfg.site, cfg.gateway, keep_events=False,
-                 validate=False)
+    hub = HubSim(MqttSettings(port=port, client_id="hub-bulk"), site, gateway, keep_events=False, validate=False)
     hub_task = asyncio.create_task(hub.run(), name="bench-hub")
     try:
+        conn.send("plugged")
+        await asyncio.to_thread(conn.recv)  # the gateway is up and has the scanner
         async with asyncio.timeout(30):
-            await app.ready.wait()
             await hub.mqtt.connected.wait()
-            while not app.registry.devices["scan-1"].online:
-                await asyncio.sleep(0.01)
-        assert app.journal is not None and app.service is not None
-        app.journal.log_events = False
         small = await hub.command("masterdata.sync", {"mode": "replace", "sync_id": "small", "part": 1, "parts": 1,
                                                       "skus": [{"sku": "SKU-1", "gtins": ["4006381333931"]}],
                                                       "operators": [{"operator_id": "p1", "badge": "BADGE-P1",
@@ -83,7 +87,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
         parts, _ = masterdata_parts(args.skus, args.locations, args.parts)
         ids = [f"bulk-{k}" for k in range(len(parts))]
         bodies = [json.dumps({"cmd_id": cid, **p}).encode() for cid, p in zip(ids, parts, strict=True)]
-        del parts  # the hub's copy is not the gateway's: do not let it weigh on this process's GC
+        del parts
         gc.collect()
         gc.freeze()
         t0 = time.perf_counter()
@@ -96,22 +100,69 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
             done_evt.set()
         waiter = asyncio.create_task(wait_done(), name="bench-bulk-done")
         during: list[float] = []
+        during_t: list[float] = []
         while not done_evt.is_set():
+            during_t.append(time.perf_counter())
             during.append(await scan_once(sim, "4006381333931"))
             await asyncio.sleep(0.01)
         apply_s = time.perf_counter() - t0
         await waiter
-        result = hub.results[ids[-1]][1]
-        assert result["status"] == "done" and len(app.service.floor.md.skus) == args.skus
+        return {"apply_s": apply_s, "result": hub.results[ids[-1]][1], "payload_mb": sum(map(len, bodies)) / 1e6,
+                "idle": idle, "during": during, "during_t": during_t}
     finally:
-        app.stop()
-        await task
         hub_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await hub_task
         sim.close()
+
+
+async def receive(conn: Connection, timeout: float) -> Any:
+    if not await asyncio.to_thread(conn.poll, timeout):
+        raise TimeoutError(f"the hub/scanner process sent nothing in {timeout:.0f} s")
+    msg = conn.recv()
+    if isinstance(msg, dict) and "error" in msg:
+        raise RuntimeError(f"the hub/scanner process failed:\n{msg['error']}")
+    return msg
+
+
+async def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    broker = Broker(work / "broker").start()
+    cfg = parse_config({"data_dir": str(work / "gw"), "mqtt": {"port": broker.port},
+                        "http": {"port": free_port(), "host": "127.0.0.1"},
+                        "scanners": [{"id": "scan-1", "port": str(work / "scanner"), "station": "pick",
+                                      "good_feedback": "06", "bad_feedback": "15"}]})
+    ctx = multiprocessing.get_context("spawn")
+    conn, child_conn = ctx.Pipe()
+    proc = ctx.Process(target=world, args=(broker.port, str(work), cfg.site, cfg.gateway, vars(args), child_conn),
+                       name="bench-bulk-world")
+    proc.start()
+    app: App | None = None
+    task: asyncio.Task[None] | None = None
+    try:
+        await receive(conn, 60)  # the scanner's pty exists
+        app = App(cfg, SystemClock(), web=False, daily_checks=False)
+        task = asyncio.create_task(app.run(install_signals=False), name="bench-gateway")
+        async with asyncio.timeout(30):
+            await app.ready.wait()
+            while not app.registry.devices["scan-1"].online:
+                await asyncio.sleep(0.01)
+        assert app.journal is not None and app.service is not None
+        app.journal.log_events = False
+        conn.send("go")
+        r = await receive(conn, args.idle_s + 600)
+        result = r["result"]
+        assert result["status"] == "done" and len(app.service.floor.md.skus) == args.skus, result
+    finally:
+        if app is not None and task is not None:
+            app.stop()
+            await task
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
         broker.stop()
-    return {"apply_s": apply_s, "items": float(result["applied"]), "payload_mb": sum(map(len, bodies)) / 1e6,
+    idle, during = r["idle"], r["during"]
+    return {"apply_s": r["apply_s"], "items": float(result["applied"]), "payload_mb": r["payload_mb"],
             "idle_p50_ms": pct(idle, 50) * 1e3, "idle_p99_ms": pct(idle, 99) * 1e3,
             "bulk_p50_ms": pct(during, 50) * 1e3, "bulk_p99_ms": pct(during, 99) * 1e3,
             "scans_during": float(len(during)), "scans_idle": float(len(idle))}

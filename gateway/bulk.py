@@ -35,7 +35,7 @@ log = logging.getLogger("floorgate.bulk")
 
 RETRY_S = 5.0  # after a chunk failed to commit, doubling up to RETRY_MAX_S
 RETRY_MAX_S = 300.0
-STAGE_ROWS = 500  # rows of a staged replace per commit (see BulkApplier._stage_chunk)
+STAGE_ROWS = 200  # rows of a staged replace per commit (see BulkApplier._stage_chunk)
 CHUNK = 20  # items per transaction: its op takes about a millisecond of the loop, its commit as much
 
 
@@ -150,7 +150,7 @@ class BulkApplier:
             prow = list(await reader.execute_fetchall(
                 "SELECT payload FROM bulk_parts WHERE sync_id = ? AND part = ?", (sync_id, part)))
             body = str(prow[0][0]).encode("utf-8")
-            head, counts = await scan_envelope(body, lists_of(name))
+            head, counts = await scan_envelope(body, lists_of(name), self.journal.floor_first)
             total += sum(counts.values())
             if part == rows[0][1]:
                 first_head = head
@@ -186,7 +186,8 @@ class BulkApplier:
                 for part, body in payloads:
                     for list_name in lists:
                         start = 0
-                        async for items in iter_items(body, list_name, self.chunk, self._count_parse):
+                        async for items in iter_items(body, list_name, self.chunk, self._count_parse,
+                                                       self.journal.floor_first):
                             if cursor is not None and name != "masterdata.sync":
                                 skip = (len(items) if part < int(cursor["part"]) else
                                         max(min(int(cursor["next"]) - start, len(items)), 0)
@@ -198,6 +199,7 @@ class BulkApplier:
                             busy, self._parse_s = self._parse_s, 0.0
                             if in_flight is not None:
                                 await in_flight
+                            await self.journal.floor_first()
                             self._busy = 0.0
                             if name == "masterdata.sync":
                                 job = self._masterdata_chunk(run, staging, list_name, items, part, start)
@@ -250,7 +252,7 @@ class BulkApplier:
             if run.done < run.total:
                 self._progress(run, change)
             self._busy = time.perf_counter() - t0
-        await self.service.execute(op, cmd_id=run.cmd_id)
+        await self.service.execute(op, cmd_id=run.cmd_id, background=True)
 
     async def _stage_chunk(self, run: _Run, staging: tuple[MasterData, int], list_name: str, items: list[Any],
                            part: int, start: int) -> None:
@@ -278,7 +280,7 @@ class BulkApplier:
             change.masterdata.extend(rows)
             if run.done < run.total:
                 self._progress(run, change)
-        await self.service.execute(op, cmd_id=run.cmd_id)
+        await self.service.execute(op, cmd_id=run.cmd_id, background=True)
 
     async def _orders_chunk(self, run: _Run, orders: list[Any], part: int, start: int) -> None:
         at = At(self.clock.now(), self.clock.monotonic())
@@ -310,7 +312,7 @@ class BulkApplier:
             if run.done < run.total:
                 self._progress(run, change)
             self._busy = time.perf_counter() - t0
-        await self.service.execute(op, cmd_id=run.cmd_id)
+        await self.service.execute(op, cmd_id=run.cmd_id, background=True)
 
     async def _finish(self, run: _Run, staging: tuple[MasterData, int] | None) -> None:
         result: dict[str, Any] = {"cmd_id": run.cmd_id, "ok": True, "ts": rfc3339(self.clock.now()),
@@ -322,7 +324,7 @@ class BulkApplier:
                 swap_generation(floor, change, staging[0], staging[1])
             self._progress(run, change, final=True)
             change.meta[f"bulk:{run.sync_id}:result"] = dumps(result)
-        await self.service.execute(op, cmd_id=run.cmd_id)
+        await self.service.execute(op, cmd_id=run.cmd_id, background=True)
         log.info("bulk set done", extra={"fields": {"sync_id": run.sync_id, "applied": run.outcome.applied,
                                                      "rejected": len(run.outcome.rejected)}})
         await self._cleanup_and_publish(run.sync_id, result)

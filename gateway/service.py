@@ -125,8 +125,9 @@ class FloorService:
 
     # -- running operations ------------------------------------------------------------------------
 
-    async def execute(self, op: Op[T], *, cmd_id: str | None = None) -> T:
-        """Run `op` on the floor and commit its change; returns once it is durable."""
+    async def execute(self, op: Op[T], *, cmd_id: str | None = None, background: bool = False) -> T:
+        """Run `op` on the floor and commit its change; returns once it is durable. `background` marks bulk
+        work, which stands aside while floor changes commit (Journal.floor_first)."""
         if self._recovering is not None:
             await self._recovering.wait()
         if self._hard_full:
@@ -136,22 +137,23 @@ class FloorService:
             if not await self._room_again():
                 raise StorageFull("storage full: nothing can be stored until there is room again")
             self._hard_full = False
-        change = Change(cmd_id=cmd_id)
+        change = Change(cmd_id=cmd_id, background=background)
         value = self._run(op, change)
         await self._commit(change)
         return value
 
-    async def execute_command(self, name: str, cmd_id: str, op: Op[dict[str, Any] | None]) -> dict[str, Any]:
+    async def execute_command(self, name: str, cmd_id: str, op: Op[dict[str, Any] | None], *,
+                              background: bool = False) -> dict[str, Any]:
         """Run a hub command: its effect and its result commit together, so a repeat is answered, not applied."""
         if self._recovering is not None:
             await self._recovering.wait()
-        change = Change(cmd_id=cmd_id)
+        change = Change(cmd_id=cmd_id, background=background)
         ts = rfc3339(self.clock.now())
         try:
             extra = self._run(op, change) or {}
             result: dict[str, Any] = {"cmd_id": cmd_id, "ok": True, "ts": ts, **extra}
         except DomainError as e:
-            change = Change(cmd_id=cmd_id)
+            change = Change(cmd_id=cmd_id, background=background)
             result = {"cmd_id": cmd_id, "ok": False, "ts": ts, "error": e.as_error()}
         if result["ok"] or result["error"]["code"] != "busy":
             # `busy` is transient (storage full): not stored, so the hub's resend is tried afresh.

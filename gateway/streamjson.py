@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import ijson
@@ -23,7 +23,12 @@ class StreamError(ValueError):
     """The payload is not well-formed JSON (or not an object)."""
 
 
-async def scan_envelope(payload: bytes, lists: Iterable[str]) -> tuple[dict[str, Any], Counter[str]]:
+async def _next_turn() -> None:
+    await asyncio.sleep(0)
+
+
+async def scan_envelope(payload: bytes, lists: Iterable[str], pause: Callable[[], Awaitable[None]] = _next_turn
+                        ) -> tuple[dict[str, Any], Counter[str]]:
     """The top-level scalar fields of a JSON object, and how many items each of `lists` holds; the whole
     payload is checked to be well-formed JSON on the way."""
     wanted = {f"{name}.item": name for name in lists}
@@ -49,7 +54,7 @@ async def scan_envelope(payload: bytes, lists: Iterable[str]) -> tuple[dict[str,
                     else:
                         scalars[prefix] = value
             del events[:]
-            await asyncio.sleep(0)
+            await pause()
         coro.close()
     except ijson.JSONError as e:
         raise StreamError(f"not JSON: {e}") from None
@@ -60,10 +65,11 @@ async def scan_envelope(payload: bytes, lists: Iterable[str]) -> tuple[dict[str,
     return scalars, counts
 
 
-async def iter_items(payload: bytes, name: str, batch: int,
-                     on_parse: Callable[[float], None] | None = None) -> AsyncIterator[list[Any]]:
+async def iter_items(payload: bytes, name: str, batch: int, on_parse: Callable[[float], None] | None = None,
+                     pause: Callable[[], Awaitable[None]] = _next_turn) -> AsyncIterator[list[Any]]:
     """The items of the top-level list `name`, `batch` at a time, parsed a slice at a time; `on_parse` is told
-    the seconds each slice took (the caller's share of the loop)."""
+    the seconds each slice took (the caller's share of the loop), `pause` is awaited between slices (bulk work
+    passes Journal.floor_first: never parse while a scan commits)."""
     items = ijson.sendable_list()
     coro = ijson.items_coro(items, f"{name}.item", use_float=True)
     pending: list[Any] = []
@@ -77,7 +83,7 @@ async def iter_items(payload: bytes, name: str, batch: int,
         while len(pending) >= batch:
             out, pending = pending[:batch], pending[batch:]
             yield out
-        await asyncio.sleep(0)
+        await pause()
     coro.close()
     pending.extend(items)
     if pending:

@@ -121,7 +121,7 @@ class CommandIntake:
             if name in BULK_COMMANDS and len(payload) > STREAM_BYTES:
                 # A bulk part of megabytes is checked a slice at a time: scans never wait behind it. Its items
                 # are read again (the same way) when the set is applied.
-                data, _ = await scan_envelope(payload, BULK_LISTS)
+                data, _ = await scan_envelope(payload, BULK_LISTS, self.journal.floor_first)
             else:
                 data = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError, StreamError) as e:
@@ -172,7 +172,7 @@ class CommandIntake:
             return result
         if isinstance(cmd, BulkPart):
             result = await self.service.execute_command(
-                name, cmd.cmd_id, lambda f, c: self.bulk.accept(c, name, cmd, raw.decode("utf-8")))
+                name, cmd.cmd_id, lambda f, c: self.bulk.accept(c, name, cmd, raw.decode("utf-8")), background=True)
             if result.get("ok") and result.get("complete"):
                 self.bulk.kick(cmd.sync_id)
             return result
