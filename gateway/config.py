@@ -151,6 +151,7 @@ class PackingConfig(_Section):
     sscc_serial_end: Annotated[int, Field(ge=0)] = 999_999_999
     sscc_restore_gap: Annotated[int, Field(ge=0)] = 100_000
     weight_tolerance_pct: Annotated[float, Field(gt=0, le=100)] = 15
+    missing_code: Annotated[str, Field(min_length=1, max_length=64)] = "MISSING"
 
     @model_validator(mode="after")
     def _range(self) -> PackingConfig:

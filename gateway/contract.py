@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.domain.commands import COMMANDS
 
@@ -146,12 +146,34 @@ class PackVerifiedData(Out):
     sscc: Annotated[str, Field(pattern=r"^\d{18}$")]
 
 
+class MissingItem(Out):
+    sku: str
+    gtin: Gtin14 | None = None
+    lot: str | None = None
+    serial: str | None = None
+    qty: Annotated[int, Field(ge=1)]
+
+
 class ReviewRequiredData(Out):
+    """`weight_deviation` (SPEC §1): `actual_g` and `deviation_pct`. `items_missing` (an addition): the packer
+    reported that the parcel cannot be completed; `missing` lists the units still wanted and `expected_g` is the
+    weight of what was verified."""
+
     station: str
-    reason: Literal["weight_deviation"]
+    reason: Literal["weight_deviation", "items_missing"]
     expected_g: float
-    actual_g: float
-    deviation_pct: float
+    actual_g: float | None = None
+    deviation_pct: float | None = None
+    missing: list[MissingItem] | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_reason(self) -> ReviewRequiredData:
+        if self.reason == "weight_deviation" and (self.actual_g is None or self.deviation_pct is None
+                                                  or self.missing is not None):
+            raise ValueError("weight_deviation needs actual_g and deviation_pct, and no missing")
+        if self.reason == "items_missing" and not self.missing:
+            raise ValueError("items_missing needs missing")
+        return self
 
 
 class ReviewResolvedData(Out):

@@ -4,6 +4,12 @@ an item not in the order, one too many, or a different lot is refused and nothin
 is there, the parcel is weighed where the station has a scale (sum of unit weights + carton tare, within
 `packing.weight_tolerance_pct`); a larger deviation holds the order for a review. Otherwise the parcel
 gets its SSCC (serial from the journal, so it never repeats) and the order is `packed`.
+
+What the gateway recorded as picked and what the tote holds can disagree (a unit dropped on the way, a picker's
+slip): the station must never wait for a unit that is not there. The packer scans the station's missing code
+(`packing.missing_code`) and the order leaves `packing` for a review, as a weight deviation does
+(`pack.review_required`, reason `items_missing`, with the units still wanted): `on_hold` until `pack.review`
+ships what was verified (approve -> `packed`) or sends it back to be verified again (repack -> `packing`).
 """
 
 from __future__ import annotations
@@ -261,8 +267,62 @@ def pack_weight(floor: Floor, change: Change, station_id: str, grams: float, at:
                    {"order_id": order.order_id, "deviation_pct": deviation})
 
 
+def _missing_items(order: Order, left: dict[str, int]) -> list[dict[str, Any]]:
+    """The units still wanted, one entry per SKU, lot and serial, with a GTIN the picker scanned for them."""
+    out = []
+    for key, qty in sorted(left.items()):
+        sku, lot, serial = key.split(SEP)
+        gtin = next((p.gtin for line in order.lines if line.sku == sku for p in line.picks
+                     if (p.lot or "") == lot and p.gtin), None)
+        out.append({k: v for k, v in (("sku", sku), ("gtin", gtin), ("lot", lot or None), ("serial", serial or None),
+                                      ("qty", qty)) if v is not None})
+    return out
+
+
+def _scanned_weight(floor: Floor, st: Station) -> float:
+    """The expected weight of what was verified at the station (unit weights + carton tare)."""
+    grams = 0.0
+    for key, n in st.scanned.items():
+        sku = floor.md.skus.get(key.split(SEP)[0])
+        if sku is not None and sku.unit_weight_g is not None:
+            grams += sku.unit_weight_g * n
+    c = floor.md.cartons.get(st.carton) if st.carton else None
+    return round(grams + (c.tare_g if c is not None else 0.0), 1)
+
+
+def report_missing(floor: Floor, change: Change, session: Session, at: At) -> Outcome:
+    """The packer reports that the parcel cannot be completed: units the gateway recorded as picked are not in
+    the tote. The order goes `on_hold` for a review (`pack.review_required`, reason `items_missing`) with what
+    was verified so far, and the station is free for the next order."""
+    st = floor.stations.get(session.station)
+    if st is None or st.order_id is None:
+        raise Refused("no_task", "no order at this station: scan the order or its tote first")
+    order = floor.orders[st.order_id]
+    if st.awaiting_weight:
+        raise Refused("not_allowed", "nothing is missing: every item is scanned; put the parcel on the scale")
+    left = remaining_items(order, st)
+    if not left:
+        raise Refused("not_allowed", "nothing is missing: every item is scanned")
+    missing = _missing_items(order, left)
+    expected = _scanned_weight(floor, st)
+    change.emit("pack.review_required", {"station": st.station, "reason": "items_missing", "expected_g": expected,
+                                         "missing": missing}, order.order_id)
+    order.review = {"station": st.station, "reason": "items_missing", "operator_id": st.operator_id or "",
+                    "tote": st.tote, "items": _items(st), "carton": st.carton, "expected_g": expected,
+                    "actual_g": None, "missing": missing}
+    order.holds = sorted({"review", *order.holds})
+    transition(change, order, ON_HOLD)
+    _clear(change, st)
+    change.signal(("review", order.order_id))
+    units = sum(left.values())
+    return Outcome.good(f"order {order.order_id}: {units} unit(s) reported missing; it waits on hold for a "
+                        "supervisor (ship what was verified, or repack)", "missing", order_id=order.order_id,
+                        missing=units)
+
+
 def approve(floor: Floor, change: Change, order: Order, at: At) -> None:
-    """A reviewed parcel approved as it is: verified with the weight that was measured."""
+    """A reviewed parcel approved as it is: verified with the weight that was measured (none for a parcel
+    reported with units missing: it was not weighed), holding what was verified."""
     review = order.review or {}
     parcel = {k: review.get(k) for k in ("station", "operator_id", "tote", "items", "carton", "expected_g")}
     parcel["items"] = parcel["items"] or []

@@ -1,5 +1,6 @@
-"""Weight reviews: a parcel whose weight deviates beyond the tolerance waits `on_hold` for a person (a
-supervisor on the page, or the hub with `pack.review`) to approve it or send it back to packing."""
+"""Packing reviews: a parcel whose weight deviates beyond the tolerance, or one the packer reported with units
+missing, waits `on_hold` for a person (a supervisor on the page, or the hub with `pack.review`) to approve it
+(ship what was verified) or send it back to packing."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def resolve_review(floor: Floor, change: Change, order_id: str, decision: str, o
                        state=order.state)
     if order.holds != ["review"]:
         raise Conflict(f"order {order_id} is also held by dispatch; release it first", order_id=order_id)
+    if decision == "approve" and not order.review.get("items"):
+        raise Conflict(f"nothing of order {order_id} was verified: repack it, or cancel it", order_id=order_id)
     change.emit("pack.review_resolved", {"decision": decision, "operator_id": operator_id}, order_id)
     if decision == "approve":
         approve(floor, change, order, At(now, 0.0))  # pack.verified, then -> packed

@@ -18,6 +18,7 @@ class FloorRules:
     sscc_serial_start: int = 1
     sscc_serial_end: int = 999_999_999
     break_code: str = "BREAK"  # a picker scans this to start or end a break
+    missing_code: str = "MISSING"  # a packer scans this when the parcel cannot be completed (a unit missing)
     device_offline_alarm_s: float = 600
     task_cap: int = 3
 
@@ -31,5 +32,5 @@ class FloorRules:
                    idle_logout_s=p.idle_logout_min * 60.0, undo_window_s=float(p.undo_window_s),
                    weight_tolerance_pct=k.weight_tolerance_pct, sscc_extension=k.sscc_extension,
                    sscc_company_prefix=k.company_prefix, sscc_serial_start=k.sscc_serial_start,
-                   sscc_serial_end=k.sscc_serial_end, break_code=p.break_code,
+                   sscc_serial_end=k.sscc_serial_end, break_code=p.break_code, missing_code=k.missing_code,
                    device_offline_alarm_s=p.device_offline_alarm_min * 60.0, task_cap=cfg.dispatch.task_cap)

@@ -12,7 +12,7 @@ from gateway.domain.change import Change
 from gateway.domain.floor import Floor
 from gateway.domain.model import At
 from gateway.domain.outcome import Outcome, Refused
-from gateway.domain.packing import pack_scan
+from gateway.domain.packing import pack_scan, report_missing
 from gateway.domain.picking import pick_scan
 from gateway.domain.sessions import PICK, login, set_break, touch
 
@@ -45,6 +45,8 @@ def _route(floor: Floor, change: Change, scan: ScanInput, bc: Barcode, at: At, h
     if session.station == PICK and strip_controls(scan.text).strip() == floor.rules.break_code:
         state = floor.pickers.get(session.operator_id)
         return set_break(floor, change, session.operator_id, not (state is not None and state.on_break), at)
+    if session.station != PICK and strip_controls(scan.text).strip() == floor.rules.missing_code:
+        return report_missing(floor, change, session, at)
     if bc.error is not None:
         raise Refused(bc.error, bc.reason or "unreadable code")
     if session.station == PICK:

@@ -105,6 +105,7 @@ def pack(web: WebState, station: str) -> dict[str, Any]:
     view["order_state"] = order.state if order is not None else None
     view["reviews"] = [o.order_id for o in floor.orders.values()
                        if o.review is not None and o.review.get("station") == station]
+    view["missing_code"] = floor.rules.missing_code  # scanned when a unit is not there: the order goes to review
     return view
 
 
@@ -191,8 +192,9 @@ def supervisor(web: WebState) -> dict[str, Any]:
                       # What was decided, as stored then; and, for a task still waiting, why nobody gets it now.
                       "decision": decision_of(web, task),
                       "choice": choice_of(web, task.task_id, at.mono) if task.state == TASK_OPEN else None})
-    reviews = [{"order_id": o.order_id, **{k: o.review.get(k) for k in ("station", "operator_id", "expected_g",
-                                                                        "actual_g", "deviation_pct")}}
+    reviews = [{"order_id": o.order_id, "reason": o.review.get("reason") or "weight_deviation",
+                **{k: o.review.get(k) for k in ("station", "operator_id", "expected_g", "actual_g", "deviation_pct",
+                                                "missing")}}
                for o in floor.orders.values() if o.review is not None]
     return {
         "gateway": gateway_info(web),

@@ -20,6 +20,11 @@ was never acknowledged is resolved the way a careful person would, without guess
 - an item scan at packing that was never answered leaves its unit pending: when the hub shows the order
   packed, exactly as many pending units of each kind go into the parcel as the gateway counted.
 Only idempotent things are ever repeated blindly, so no unit is counted twice.
+
+A unit whose item scan is refused goes back to the shelf, and a tote a packer has emptied holds nothing of any
+line, whatever a picker remembers of it. When the gateway still wants units the bench does not have, the packer
+does what the station says to do: scans the missing code, and the order waits for a review (`report.
+missing_reported`; a fault test fails on it, since a careful floor never loses a unit).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ MODE_OFF, MODE_JOB, MODE_INFO, MODE_ERROR, MODE_DONE = 0, 1, 2, 3, 4
 GOOD, BAD = b"\x06", b"\x15"
 CARTON = "BOX-M"
 CARTON_TARE_G = 150.0
+MISSING_CODE = "MISSING"  # the packing station's missing code (`packing.missing_code`, its default)
 # How long anything may take before the floor gives up on it (the gateway never came back); longer faults (a
 # bench holding a partition for minutes) raise it through the environment.
 SAFETY_S = float(os.environ.get("FLOORGATE_SAFETY_S", "120"))
@@ -180,6 +186,7 @@ class HubFacts:
         self.order_totes: dict[str, list[str]] = {}
         self.picked: dict[str, Counter[tuple[str, str | None]]] = {}
         self.short: dict[str, Counter[str]] = {}
+        self.missing: dict[str, Counter[tuple[str, str | None]]] = {}  # reported missing at packing
         self.in_review: set[str] = set()
         self.types: Counter[str] = Counter()
 
@@ -216,6 +223,17 @@ class HubFacts:
             self.short.setdefault(oid, Counter())[str(data["line_no"])] += int(data["qty_missing"])
         elif typ == "pack.review_required":
             self.in_review.add(oid)
+            if data.get("reason") == "items_missing":
+                self.missing[oid] = Counter()
+                for m in data.get("missing") or []:
+                    self.missing[oid][(m["sku"], m.get("lot"))] += int(m["qty"])
+        elif typ == "pack.review_resolved" and data.get("decision") == "repack":
+            self.missing.pop(oid, None)  # verified again from scratch
+
+    def recorded(self, oid: str) -> Counter[tuple[str, str | None]]:
+        """What the gateway holds the order's parcel to be: what it recorded as picked, less what a packer
+        reported missing."""
+        return +(self.picked.get(oid, Counter()) - self.missing.get(oid, Counter()))
 
 
 # -- a person's tools --------------------------------------------------------------------------------------------
@@ -312,6 +330,7 @@ class Report:
     refused_at_pack: int = 0
     pending_resolved: int = 0
     reviews: int = 0
+    missing_reported: int = 0  # orders a packer reported units missing for (the gateway wanted what was not there)
     packed: int = 0
     busy: int = 0  # order.upsert answered `busy` (storage full) and resent
     anomalies: list[str] = field(default_factory=list)
@@ -420,6 +439,15 @@ class BlackBoxFloor:
         self.totes[tote] = []
         return tote
 
+    def empty_tote(self, tote: str) -> list[Unit]:
+        """A packer takes everything out of a tote: it comes back to the floor empty, so no picker's line
+        holds anything in it any more (the tote may be bound to another task next)."""
+        units, self.totes[tote] = self.totes.get(tote, []), []
+        for p in self.pickers:
+            for key in [k for k in p.lines if k[0] == tote]:
+                del p.lines[key]
+        return units
+
     # -- the physical check --------------------------------------------------------------------------------------
 
     def wrong_parcels(self) -> list[str]:
@@ -429,13 +457,15 @@ class BlackBoxFloor:
         wrong = []
         for oid, parcel in self.parcels.items():
             physical = Counter(u.key() for u in parcel)
-            recorded = +self.facts.picked.get(oid, Counter())
+            recorded = self.facts.recorded(oid)
             by_sku: Counter[str] = Counter()
             for (sku, _lot), n in physical.items():
                 by_sku[sku] += n
             order = self.orders.get(oid, {"lines": []})
             short = self.facts.short.get(oid, Counter())
             wanted = Counter({ln["sku"]: ln["qty"] - short[str(ln["line_no"])] for ln in order["lines"]})
+            for (sku, _lot), n in self.facts.missing.get(oid, Counter()).items():
+                wanted[sku] -= n
             if physical != recorded or +by_sku != +wanted:
                 wrong.append(f"{oid}: parcel {dict(physical)}, recorded {dict(recorded)}, wanted {dict(+wanted)}")
         return wrong
@@ -562,7 +592,12 @@ class Picker:
             line.in_tote += 1
         beep = await self.hand.scan_unit(item)
         if beep == "bad":
+            # Not counted: the unit goes back to the shelf. (Left in the tote, it would be remembered as a unit
+            # in hand for the line, and its tote packed and bound to another task meanwhile.)
             self.floor.report.anomalies.append(f"{self.op}: the item scan of {line.sku} was refused")
+            if item in tote:
+                tote.remove(item)
+                line.in_tote = max(line.in_tote - 1, 0)
             await until(lambda: node.mode != MODE_ERROR, 30)
             return False
         if beep is None:
@@ -683,8 +718,7 @@ class Packer:
         totes = list(dict.fromkeys(floor.facts.order_totes.get(oid, [])))
         bench: list[Unit] = []
         for t in totes:  # everything in them comes to the bench; the picker may reuse an emptied tote
-            bench.extend(floor.totes.get(t, []))
-            floor.totes[t] = []
+            bench.extend(floor.empty_tote(t))
         ident = self.rng.choice(totes) if totes and self.rng.random() < 0.5 else oid
         if await self.hand.scan_until_answered(ident) != "good":
             floor.report.anomalies.append(f"{self.op}: {oid} refused at {self.station} (scanned {ident})")
@@ -722,6 +756,7 @@ class Packer:
         nudge_at = loop.time() + self.NUDGE_S
         retry = list(pending)
         held: list[Unit] = []  # pending units a rescan did not take: the final count decides
+        reported = False
         while True:
             facts.update()
             state = facts.order_state.get(oid)
@@ -750,16 +785,28 @@ class Packer:
                         held.append(u)
                     else:
                         retry.append(u)
+                elif not reported and state == "packing" and self.missing(oid, [*parcel, *held]):
+                    # The station still wants units the bench does not have: say so, as its screen asks.
+                    reported = True
+                    if await self.hand.scan_until_answered(MISSING_CODE) == "good":
+                        floor.report.missing_reported += 1
+                        floor.report.anomalies.append(
+                            f"{self.op}: {oid} reported at {self.station} with units missing: "
+                            f"{dict(self.missing(oid, [*parcel, *held]))}")
                 else:
                     await self.hand.scan_until_answered(ident)
                 nudge_at = loop.time() + self.NUDGE_S
             await asyncio.sleep(0.05)
 
+    def missing(self, oid: str, present: Sequence[Unit]) -> Counter[tuple[str, str | None]]:
+        """Units the gateway recorded for the order that are not on the bench (nothing left to rescan)."""
+        return +(self.floor.facts.recorded(oid) - Counter(u.key() for u in present))
+
     def finish(self, oid: str, parcel: list[Unit], pending: list[Unit]) -> None:
         """The gateway counted exactly what it recorded as picked: as many pending units of each kind as are
         still missing from the parcel go in; the rest are surplus."""
         floor = self.floor
-        recorded = floor.facts.picked.get(oid, Counter())
+        recorded = floor.facts.recorded(oid)
         have = Counter(u.key() for u in parcel)
         for u in pending:
             if have[u.key()] < recorded[u.key()]:

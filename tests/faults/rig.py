@@ -256,6 +256,9 @@ class Rig:
         assert hub.conflicts == [] and hub.invalid == [], (hub.conflicts[:3], hub.invalid[:3])
         assert {o: states.get(o) for o in docs} == docs, "hub and gateway disagree on order states"
         assert not floor.wrong_parcels(), floor.wrong_parcels()
+        # A careful floor never loses a unit: a packer reporting one missing means the gateway recorded a unit that
+        # never went into a tote (the station's way out kept the order from waiting forever; this says why).
+        assert not floor.report.missing_reported, [a for a in floor.report.anomalies if "missing" in a]
         return {"events": len(rows), "hub_duplicates": hub.duplicates, "replays": hub.replays_sent,
                 "orders": len(docs), "packed": sum(s == "packed" for s in docs.values())}
 

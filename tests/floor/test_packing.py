@@ -226,3 +226,68 @@ async def test_finished_orders_leave_memory_but_their_serials_stay(h: Harness) -
     await h.picker_with_task("O-2", [(1, "SKU-SER", 1)])
     again = await h.item("scan-1", "04012345000016", serial="S-77")
     assert again.code == "serial_repeated"
+
+
+async def test_a_unit_missing_from_the_tote_sends_the_order_to_a_review_not_to_wait(h: Harness) -> None:
+    """The gateway recorded more than the tote holds (a unit dropped on the way, a picker's slip): the packer scans
+    the missing code, the order leaves `packing` for a review (SPEC's exception path, as for a weight deviation)
+    with the units still wanted, and the station is free. Approve ships what was verified (not weighed)."""
+    from gateway.contract import ReviewRequiredData
+
+    await picked(h)  # 2 x SKU-1, 1 x SKU-LOT (L1)
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    assert (await h.scan("pack-scan", "MISSING", station="pack-1")).code == "no_task"
+    assert (await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)).ok
+    assert (await h.scan("pack-scan", "BOX-S", station="pack-1", has_scale=True)).ok
+    assert (await h.scan("pack-scan", "4006381333931", "pack-1", has_scale=True)).ok
+    assert (await h.scan("pack-scan", gs1(LOT_GTIN, lot="L1", expiry="271231"), "pack-1", "]C1", has_scale=True)).ok
+    seq = h.seq
+    out = await h.scan("pack-scan", "MISSING", station="pack-1", has_scale=True)
+    assert out.ok and out.detail["missing"] == 1, out
+    assert h.types(seq) == ["pack.review_required", "order.state_changed"]
+    review = h.events(seq)[0][2]
+    assert review == {"station": "pack-1", "reason": "items_missing", "expected_g": 120 + 100 + 300.0,
+                      "missing": [{"sku": "SKU-1", "gtin": "04006381333931", "qty": 1}]}
+    ReviewRequiredData.model_validate(review)
+    assert h.events(seq)[1][2] == {"from": "packing", "to": "on_hold"}
+    assert h.floor.stations["pack-1"].order_id is None
+    assert (await h.scan("pack-scan", "O-1", station="pack-1")).code == "order_not_ready"  # it waits for review
+    seq = h.seq
+    r = await h.cmd("pack.review", {"order_id": "O-1", "decision": "approve", "operator_id": "s1"})
+    assert r["ok"] and r["state"] == "packed", r
+    assert h.types(seq) == ["pack.review_resolved", "pack.verified", "order.state_changed"]
+    verified = h.events(seq)[1][2]
+    assert verified["weight_g"] is None and verified["expected_g"] == 520.0 and verified["carton"] == "BOX-S"
+    assert sorted((i["gtin"], i.get("lot"), i["qty"]) for i in verified["items"]) == [
+        ("04006381333931", None, 1), ("09506000134352", "L1", 1)]
+
+
+async def test_missing_then_repack_verifies_again_and_nothing_verified_cannot_be_approved(h: Harness) -> None:
+    await h.picker_with_task("O-1", [(1, "SKU-1", 1)])
+    await h.item("scan-1", "4006381333931")
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    await h.scan("pack-scan", "O-1", station="pack-1")
+    assert (await h.scan("pack-scan", "MISSING", station="pack-1")).ok  # the tote came empty
+    refused = await h.cmd("pack.review", {"order_id": "O-1", "decision": "approve", "operator_id": "s1"})
+    assert not refused["ok"] and refused["error"]["code"] == "conflict", refused  # an empty parcel ships nothing
+    assert h.floor.orders["O-1"].state == "on_hold"
+    r = await h.cmd("pack.review", {"order_id": "O-1", "decision": "repack", "operator_id": "s1"})
+    assert r["ok"] and h.floor.orders["O-1"].state == "packing"  # the unit was found
+    assert (await h.scan("pack-scan", "O-1", station="pack-1")).ok
+    assert h.floor.stations["pack-1"].scanned == {}
+    assert (await h.scan("pack-scan", "4006381333931", station="pack-1")).ok
+    assert h.floor.orders["O-1"].state == "packed"
+
+
+async def test_the_missing_code_is_refused_when_nothing_is_missing(h: Harness) -> None:
+    await h.picker_with_task("O-1", [(1, "SKU-1", 1)])
+    await h.item("scan-1", "4006381333931")
+    assert (await h.scan("scan-1", "MISSING")).code == "unknown_barcode"  # a packing station's code only
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)
+    await h.scan("pack-scan", "4006381333931", "pack-1", has_scale=True)
+    assert h.floor.stations["pack-1"].awaiting_weight
+    seq = h.seq
+    refused = await h.scan("pack-scan", "MISSING", station="pack-1", has_scale=True)
+    assert refused.code == "not_allowed" and "nothing is missing" in refused.message
+    assert h.types(seq) == [] and h.floor.orders["O-1"].state == "packing"

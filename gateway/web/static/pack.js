@@ -48,6 +48,7 @@
       $("order-tote").textContent = v.tote || "—";
       $("order-carton").textContent = v.carton || "—";
       $("units").textContent = t("progress_units", { n: v.units_scanned, m: v.units_expected });
+      $("missing-hint").textContent = t("missing_hint", { code: v.missing_code });
     }
     $("items").replaceChildren(...v.items.map((it) => {
       const done = it.scanned >= it.expected;

@@ -164,7 +164,10 @@
   function reviews(list) {
     $("reviews").replaceChildren(table(["order", "station", "expected", "actual", "deviation", ""],
       list.map((r) => h("tr", { "data-review": r.order_id }, h("td", {}, r.order_id), h("td", {}, r.station || ""),
-        h("td", {}, r.expected_g + " g"), h("td", {}, r.actual_g + " g"), h("td", {}, tag("warn", "\u26A0", (r.deviation_pct > 0 ? "+" : "") + r.deviation_pct + "%")),
+        h("td", {}, r.expected_g + " g"), h("td", {}, r.actual_g == null ? "—" : r.actual_g + " g"),
+        h("td", {}, r.reason === "items_missing"
+          ? tag("bad", "\u26A0", t("missing_units") + ": " + (r.missing || []).map((m) => m.qty + " \u00D7 " + m.sku + (m.lot ? " (" + m.lot + ")" : "")).join(", "))
+          : tag("warn", "\u26A0", (r.deviation_pct > 0 ? "+" : "") + r.deviation_pct + "%")),
         h("td", {}, h("button", { class: "small primary", onclick: () => act(`/api/v1/supervisor/reviews/${encodeURIComponent(r.order_id)}`, { decision: "approve" }) }, t("approve")), " ",
           h("button", { class: "small", onclick: () => act(`/api/v1/supervisor/reviews/${encodeURIComponent(r.order_id)}`, { decision: "repack" }) }, t("repack")))))));
   }
