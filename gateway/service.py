@@ -127,7 +127,7 @@ class FloorService:
 
     async def execute(self, op: Op[T], *, cmd_id: str | None = None, background: bool = False) -> T:
         """Run `op` on the floor and commit its change; returns once it is durable. `background` marks bulk
-        work, which stands aside while floor changes commit (Journal.floor_first)."""
+        work (its rows may commit without an fsync of their own: see journal _Rows.relaxed)."""
         if self._recovering is not None:
             await self._recovering.wait()
         if self._hard_full:

@@ -69,7 +69,7 @@ async def iter_items(payload: bytes, name: str, batch: int, on_parse: Callable[[
                      pause: Callable[[], Awaitable[None]] = _next_turn) -> AsyncIterator[list[Any]]:
     """The items of the top-level list `name`, `batch` at a time, parsed a slice at a time; `on_parse` is told
     the seconds each slice took (the caller's share of the loop), `pause` is awaited between slices (bulk work
-    passes Journal.floor_first: never parse while a scan commits)."""
+    passes Journal.quiet: never parse while a scan commits)."""
     items = ijson.sendable_list()
     coro = ijson.items_coro(items, f"{name}.item", use_float=True)
     pending: list[Any] = []

@@ -35,7 +35,7 @@ class Change:
     result: tuple[str, str, dict[str, Any]] | None = None  # (cmd_id, name, result) to store for dedup
     bulk_parts: list[tuple[str, str, int, int, str, int, str]] = field(default_factory=list)
     # (sync_id, name, part, parts, cmd_id, items, payload JSON): a bulk command's part, applied later
-    background: bool = False  # bulk work: floor changes go first (Journal.floor_first)
+    background: bool = False  # bulk work: see gateway/journal/store.py _Rows.relaxed
 
     def emit(self, type: str, data: dict[str, Any], order_id: str | None = None) -> EventDraft:
         ev = EventDraft(type, data, order_id)

@@ -121,7 +121,7 @@ class CommandIntake:
             if name in BULK_COMMANDS and len(payload) > STREAM_BYTES:
                 # A bulk part of megabytes is checked a slice at a time: scans never wait behind it. Its items
                 # are read again (the same way) when the set is applied.
-                data, _ = await scan_envelope(payload, BULK_LISTS, self.journal.floor_first)
+                data, _ = await scan_envelope(payload, BULK_LISTS, self.journal.quiet)
             else:
                 data = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError, StreamError) as e:

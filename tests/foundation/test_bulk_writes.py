@@ -1,5 +1,5 @@
-"""Bulk work stands aside while a floor change commits (Journal.floor_first), and the bulk path that writes
-master data rows as one JSON statement stores exactly the rows it was given."""
+"""Bulk work stands aside while anything commits (Journal.quiet); the bulk path that writes master data rows
+as one JSON statement stores exactly the rows it was given; eventless bulk rows skip their own fsync."""
 
 from __future__ import annotations
 
@@ -11,22 +11,13 @@ from gateway.journal import Journal
 from gateway.streamjson import iter_items
 
 
-async def test_floor_first_waits_for_a_floor_commit_not_for_bulk_work(journal: Journal) -> None:
-    await journal.floor_first()  # nothing pending: returns after one turn of the loop
-    bulk = Change(background=True)
-    bulk.emit("bulk.progress", {"sync_id": "s", "done": 1, "total": 2, "failed": 0, "eta_s": 1.0})
-    bulk_fut = journal.submit(bulk)
-    waiter = asyncio.ensure_future(journal.floor_first())
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert waiter.done()  # bulk work does not wait for its own commits
-    await bulk_fut
-
+async def test_quiet_waits_until_nothing_is_being_committed(journal: Journal) -> None:
+    await journal.quiet()  # nothing pending: returns after one turn of the loop
     floor = Change()
     floor.emit("scan.rejected", {"device_id": "scan-1", "operator_id": None, "code": "unknown_barcode",
                                  "reason": "unknown", "raw": "x"})
     floor_fut = journal.submit(floor)
-    waiter = asyncio.ensure_future(journal.floor_first())
+    waiter = asyncio.ensure_future(journal.quiet())
     await asyncio.sleep(0)
     assert not waiter.done()  # a scan is being committed: bulk work waits
     stored = await floor_fut
@@ -35,14 +26,14 @@ async def test_floor_first_waits_for_a_floor_commit_not_for_bulk_work(journal: J
     assert [e.type for e in stored] == ["scan.rejected"]
 
 
-async def test_floor_first_is_released_by_a_failed_or_abandoned_commit(journal: Journal) -> None:
+async def test_quiet_is_released_by_an_abandoned_commit(journal: Journal) -> None:
     floor = Change()
     floor.emit("scan.rejected", {"device_id": "scan-1", "operator_id": None, "code": "unknown_barcode",
                                  "reason": "unknown", "raw": "x"})
     fut = journal.submit(floor)
     fut.cancel()  # the caller gave up (its task was cancelled): bulk work must not wait for ever
     async with asyncio.timeout(10):
-        await journal.floor_first()
+        await journal.quiet()
 
 
 async def test_iter_items_pauses_between_slices_with_the_given_pause() -> None:
@@ -69,3 +60,22 @@ async def test_many_masterdata_rows_in_one_statement_are_stored_exactly(journal:
     assert sorted(stored, key=lambda kb: str(kb[1]["sku"])) == [("sku", r[3]) for r in rows]
     got = list(await journal.reader.execute_fetchall("SELECT typeof(gen), typeof(id) FROM masterdata WHERE gen = 7"))
     assert set(got) == {("integer", "text")}
+
+
+async def test_eventless_bulk_rows_commit_without_their_own_fsync_then_full_again(journal: Journal) -> None:
+    from gateway.journal.store import _Pending, _Rows
+    loop = asyncio.get_running_loop()
+
+    def pending(background: bool, events: int) -> _Pending:
+        ev: list[tuple[int, str, str, str, str | None, str, str]] = [(1, "e", "t", "ts", None, "j", "{}")] * events
+        return _Pending(ev, [], [], [(9, "sku", "S", "{}")], [], [], None, [], [], 0, loop.create_future(),
+                        background)
+    assert _Rows.of([pending(True, 0)], []).relaxed
+    assert not _Rows.of([pending(True, 1)], []).relaxed  # an event is published: it must be durable first
+    assert not _Rows.of([pending(True, 0), pending(False, 0)], []).relaxed  # a floor change shares the commit
+    ch = Change(background=True)
+    ch.masterdata.append((9, "sku", "S-1", {"sku": "S-1"}))
+    await journal.submit(ch)
+    rows = list(await journal._conn.execute_fetchall("PRAGMA synchronous"))
+    assert rows[0][0] == 2  # FULL again for the next commit
+    assert await journal.load_masterdata(9) == [("sku", {"sku": "S-1"})]
