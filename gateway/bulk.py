@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway import blobs
 from gateway.clock import Clock, rfc3339
 from gateway.domain.api import receive_order
 from gateway.domain.change import Change
@@ -83,10 +84,11 @@ class BulkApplier:
             if len(got) >= parts[sync_id]:
                 self._queue.put_nowait(sync_id)  # complete before a restart: apply again (idempotent)
 
-    def accept(self, change: Change, name: str, cmd: BulkPart, raw: str) -> dict[str, Any]:
-        """Record one part (inside the command's own commit) as received; returns the `accepted` fields. Its
-        items are counted and validated when the set is applied."""
-        change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, 0, raw))
+    def accept(self, change: Change, name: str, cmd: BulkPart, stored: bytes | str) -> dict[str, Any]:
+        """Record one part (inside the command's own commit) as received, `stored` compressed by gateway/blobs.py
+        (or its JSON text, as parts were stored before); returns the `accepted` fields. Its items are counted
+        and validated when the set is applied."""
+        change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, 0, stored))
         got = self._received.setdefault(cmd.sync_id, set())
         complete = cmd.part not in got and len(got) + 1 >= cmd.parts
         got.add(cmd.part)
@@ -149,7 +151,7 @@ class BulkApplier:
         for _, part, _, _, _ in rows:
             prow = list(await reader.execute_fetchall(
                 "SELECT payload FROM bulk_parts WHERE sync_id = ? AND part = ?", (sync_id, part)))
-            body = str(prow[0][0]).encode("utf-8")
+            body = await blobs.expand(prow[0][0], self.journal.quiet)
             head, counts = await scan_envelope(body, lists_of(name), self.journal.quiet)
             total += sum(counts.values())
             if part == rows[0][1]:

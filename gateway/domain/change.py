@@ -33,8 +33,8 @@ class Change:
     audit: list[dict[str, Any]] = field(default_factory=list)
     signals: list[Any] = field(default_factory=list)
     result: tuple[str, str, dict[str, Any]] | None = None  # (cmd_id, name, result) to store for dedup
-    bulk_parts: list[tuple[str, str, int, int, str, int, str]] = field(default_factory=list)
-    # (sync_id, name, part, parts, cmd_id, items, payload JSON): a bulk command's part, applied later
+    bulk_parts: list[tuple[str, str, int, int, str, int, bytes | str]] = field(default_factory=list)
+    # (sync_id, name, part, parts, cmd_id, items, payload as stored): a bulk command's part, applied later
     background: bool = False  # bulk work: see gateway/journal/store.py _Rows.relaxed
 
     def emit(self, type: str, data: dict[str, Any], order_id: str | None = None) -> EventDraft:

@@ -76,7 +76,7 @@ class _Pending:
     meta: list[tuple[str, str]]
     result: tuple[str, str, str, str] | None
     audit: list[tuple[str, str, str | None, str | None, str | None, str | None, str | None, str | None, str]]
-    bulk: list[tuple[str, str, int, int, str, str, int, str]]
+    bulk: list[tuple[str, str, int, int, str, str, int, bytes | str]]
     last_seq: int
     future: asyncio.Future[list[StoredEvent]] = field(repr=False)
     background: bool = False  # bulk work (Change.background)
@@ -103,7 +103,7 @@ class _Rows:
     """Everything one batch writes, gathered on the loop, written in the connection's thread."""
 
     events: list[tuple[int, str, str, str, str | None, str, str]]
-    bulk: list[tuple[str, str, int, int, str, str, int, str]]
+    bulk: list[tuple[str, str, int, int, str, str, int, bytes | str]]
     docs_put: list[tuple[str, str, str]]
     docs_del: list[tuple[str, str]]
     md_put: list[tuple[int, str, str, str]]

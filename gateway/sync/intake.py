@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway import blobs
 from gateway.bulk import BulkApplier
 from gateway.clock import Clock, rfc3339
 from gateway.domain.api import apply_command
@@ -171,8 +172,9 @@ class CommandIntake:
             await self.snapshot()
             return result
         if isinstance(cmd, BulkPart):
+            stored = await blobs.compress(raw, self.journal.quiet)
             result = await self.service.execute_command(
-                name, cmd.cmd_id, lambda f, c: self.bulk.accept(c, name, cmd, raw.decode("utf-8")), background=True)
+                name, cmd.cmd_id, lambda f, c: self.bulk.accept(c, name, cmd, stored), background=True)
             if result.get("ok") and result.get("complete"):
                 self.bulk.kick(cmd.sync_id)
             return result
