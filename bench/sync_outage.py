@@ -3,22 +3,31 @@ CI test runs the same scenario with 10 s) while events keep being committed at -
 long the hub took to hold every event after the broker returned, and checks seq 1..N is contiguous.
 
     python -m bench.sync_outage [--outage-s 60] [--rate 50]
+
+Whatever happens (done, failed, Ctrl-C, SIGTERM), the gateway and the hub (in this process) stop, the broker is
+stopped by its PID and the temporary directory is removed (bench.sync_drain's `run_bench`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import os
-import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from bench.sync_drain import Cleanup, hub_running, run_bench
+from gateway.app import App
+from gateway.clock import SystemClock
+from gateway.config import Config
 from gateway.domain.change import Change
 from gateway.domain.floor import Floor
+from gateway.sync.mqtt import MqttSettings
+from simulators.hub import HubSim
 from tests.brokers import Broker
-from tests.sync.conftest import gateway_config, running_gateway, running_hub
+from tests.sync.conftest import gateway_config
 
 
 def event(i: int):  # type: ignore[no-untyped-def]
@@ -27,11 +36,38 @@ def event(i: int):  # type: ignore[no-untyped-def]
     return op
 
 
-async def run(outage_s: float, rate: float) -> dict[str, float]:
-    work = Path(tempfile.mkdtemp(prefix="floorgate-outage-", dir=os.environ.get("BENCH_DIR")))
-    broker = Broker(work / "broker").start()
+@contextlib.asynccontextmanager
+async def gateway_running(cfg: Config) -> AsyncIterator[App]:
+    """The gateway in this process, as tests.sync.conftest.running_gateway, but waiting for it without
+    asyncio.wait_for: 3.11's returns the result when what it waits for ends in the same loop turn as a
+    cancellation, so a Ctrl-C during the gateway's start-up was swallowed and the bench ran on."""
+    app = App(cfg, SystemClock())
+    task = asyncio.create_task(app.run(install_signals=False), name="bench-gateway")
+    try:
+        ready = asyncio.ensure_future(app.ready.wait())
+        try:
+            async with asyncio.timeout(30):
+                await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if task.done():
+            task.result()  # its failure
+            raise RuntimeError("the gateway stopped during its start-up")
+        yield app
+    finally:
+        app.stop()
+        async with asyncio.timeout(30):
+            await task
+
+
+async def run(outage_s: float, rate: float, work: Path, cleanup: Cleanup) -> dict[str, float]:
+    broker = Broker(work / "broker")
+    cleanup.push(broker.stop)
+    broker.start()
     cfg = gateway_config(work, broker)
-    async with running_gateway(cfg) as app, running_hub(broker.port) as hub:
+    async with gateway_running(cfg) as app, contextlib.AsyncExitStack() as stack:
+        hub = HubSim(MqttSettings(port=broker.port, client_id="hubsim-dc1-zone-a"), "dc1", "zone-a")
+        await hub_running(hub, stack)
         assert app.service is not None and app.journal is not None
         for i in range(100):
             await app.service.execute(event(i))
@@ -54,7 +90,6 @@ async def run(outage_s: float, rate: float) -> dict[str, float]:
         result = {"outage_s": outage_s, "events": last, "produced_during_outage": produced_offline,
                   "catch_up_s": caught_up, "contiguous": contiguous, "duplicates": hub.duplicates,
                   "conflicts": len(hub.conflicts)}
-    broker.stop()
     return result
 
 
@@ -63,7 +98,10 @@ def main() -> None:
     ap.add_argument("--outage-s", type=float, default=60.0)
     ap.add_argument("--rate", type=float, default=50.0, help="events per second committed during the outage")
     args = ap.parse_args()
-    r = asyncio.run(run(args.outage_s, args.rate))
+
+    async def bench(work: Path, cleanup: Cleanup) -> dict[str, float]:
+        return await run(args.outage_s, args.rate, work, cleanup)
+    r = run_bench(bench, "floorgate-outage-")
     print(f"sync_outage: broker down {r['outage_s']:.0f} s while the floor keeps committing events")
     print(f"{'measure':48} {'value':>10}")
     print(f"{'events committed in all':48} {r['events']:10d}")
