@@ -129,6 +129,19 @@ class JournalWatch:
         raise RuntimeError("the journal writer stopped while the gateway was running")
 
 
+@dataclass
+class RecoveryWatch:
+    """A floor that cannot be rebuilt from the journal refuses every change; after the service's tries the
+    gateway stops with an error instead (systemd restarts it: the journal is opened and checked anew)."""
+
+    service: FloorService
+    name: str = "recovery-watch"
+
+    async def run(self) -> None:
+        await self.service.gave_up.wait()
+        raise RuntimeError("the floor could not be rebuilt from the journal")
+
+
 class App:
     def __init__(self, cfg: Config, clock: Clock | None = None, *, connect_mqtt: bool = True,
                  config_path: str | Path | None = None, devices: bool = True, web: bool = True,
@@ -169,6 +182,7 @@ class App:
         await service.start()
         maintenance = Maintenance(service)
         self.parts.append(JournalWatch(self.journal))
+        self.parts.append(RecoveryWatch(service))
         self.parts.append(maintenance)
         self.ticker = FloorTicker(service)
         self.parts.append(self.ticker)
@@ -202,6 +216,8 @@ class App:
                             for p in self.service.floor.dispatch.pickers()]}
 
     async def close(self) -> None:
+        if self.service is not None:
+            await self.service.stop_recovery()
         if self.journal is not None:
             await self.journal.close()
         if self.lock is not None:

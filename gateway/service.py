@@ -46,7 +46,9 @@ def settle_heap() -> None:
 T = TypeVar("T")
 Op = Callable[[Floor, Change], T]
 
-RECOVER_RETRY_S = 0.5  # first wait before reading the journal back again, doubling to 30 s
+RECOVER_RETRY_S = 0.5  # first wait before reading the journal back again, doubling to RECOVER_MAX_S
+RECOVER_MAX_S = 30.0
+RECOVER_TRIES = 8  # then the gateway gives up (about 90 s): a fresh process (systemd) opens the journal anew
 DISK_RESERVE_BYTES = 32 * 1024 * 1024  # below this much free disk, only work in progress may commit
 
 
@@ -77,6 +79,8 @@ class FloorService:
         self.floor = self._new_floor()
         self._signal_handlers: list[Callable[[Any], None]] = []
         self._recovering: asyncio.Event | None = None
+        self.gave_up: asyncio.Event = asyncio.Event()  # rebuilding failed RECOVER_TRIES times (RecoveryWatch)
+        self._recover_task: asyncio.Task[None] | None = None
         self._hard_full = False  # a commit found no room, and no write since has found room
         self._full_unreported = False  # ... and the storage alarm of that has not been stored yet
         self.storage_bytes = 0
@@ -218,7 +222,15 @@ class FloorService:
         if self._recovering is not None:
             return
         self._recovering = asyncio.Event()
-        asyncio.get_running_loop().create_task(self._recover(), name="floor-recover")
+        self._recover_task = asyncio.get_running_loop().create_task(self._recover(), name="floor-recover")
+
+    async def stop_recovery(self) -> None:
+        """Stop a rebuild still trying (the gateway is stopping: the journal is about to close under it)."""
+        task, self._recover_task = self._recover_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _recover(self) -> None:
         ev = self._recovering
@@ -226,17 +238,25 @@ class FloorService:
             # Let the writer fail everything queued behind the broken batch before reading back.
             await asyncio.sleep(0)
             delay = RECOVER_RETRY_S
+            tries = 0
             while True:
                 try:
                     await self.reload()
                     break
                 except Exception:
                     # Until memory is what is committed, nothing may commit (the journal refuses): try again
-                    # rather than leave the gateway refusing everything until someone restarts it.
+                    # rather than leave the gateway refusing everything until someone restarts it; after
+                    # RECOVER_TRIES the gateway stops with an error (App's RecoveryWatch) and systemd starts a
+                    # fresh process, which opens the journal anew and checks it.
+                    tries += 1
+                    if tries >= RECOVER_TRIES and not self.gave_up.is_set():
+                        log.critical("the floor could not be rebuilt from the journal; giving up",
+                                     extra={"fields": {"tries": tries}})
+                        self.gave_up.set()
                     log.exception("rebuilding the floor from the journal failed; trying again",
-                                  extra={"fields": {"retry_s": delay}})
+                                  extra={"fields": {"retry_s": delay, "tries": tries}})
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+                    delay = min(delay * 2, RECOVER_MAX_S)
             if self._hard_full:
                 self.floor.set_storage(STORAGE_FULL)
             self.journal.reset_after_failure()
