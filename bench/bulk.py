@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench.gateway_ready import gateway_ready
 from gateway.app import App
 from gateway.clock import SystemClock
 from gateway.config import parse_config
@@ -142,12 +143,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
         await receive(conn, 60)  # the scanner's pty exists
         app = App(cfg, SystemClock(), web=False, daily_checks=False)
         task = asyncio.create_task(app.run(install_signals=False), name="bench-gateway")
-        async with asyncio.timeout(30):
-            await app.ready.wait()
-            while not app.registry.devices["scan-1"].online:
-                await asyncio.sleep(0.01)
-        assert app.journal is not None and app.service is not None
-        app.journal.log_events = False
+        await gateway_ready(app, "scan-1")
+        assert app.service is not None
         conn.send("go")
         r = await receive(conn, args.idle_s + 600)
         result = r["result"]

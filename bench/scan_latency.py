@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.gateway_ready import gateway_ready
 from bench.scan_driver import baseline_latency, pct
 from gateway.app import App
 from gateway.clock import SystemClock
@@ -37,12 +38,8 @@ async def run(n: int, work: Path) -> dict[str, float]:
     app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
     task = asyncio.create_task(app.run(install_signals=False), name="bench-gateway")
     try:
-        async with asyncio.timeout(30):
-            await app.ready.wait()
-            while not app.registry.devices["scan-1"].online:
-                await asyncio.sleep(0.01)
-        assert app.fleet is not None and app.journal is not None
-        app.journal.log_events = False
+        await gateway_ready(app, "scan-1")
+        assert app.fleet is not None
         dev = app.fleet.scanners["scan-1"]
         done = asyncio.Event()
         inner = dev.handle
