@@ -48,7 +48,8 @@
       $("order-tote").textContent = v.tote || "—";
       $("order-carton").textContent = v.carton || "—";
       $("units").textContent = t("progress_units", { n: v.units_scanned, m: v.units_expected });
-      $("missing-hint").textContent = t("missing_hint", { code: v.missing_code });
+      // Once every unit is scanned the code would be refused ("nothing is missing"): no hint while weighing.
+      $("missing-hint").textContent = v.awaiting_weight ? "" : t("missing_hint", { code: v.missing_code });
     }
     $("items").replaceChildren(...v.items.map((it) => {
       const done = it.scanned >= it.expected;

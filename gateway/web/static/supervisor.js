@@ -162,7 +162,7 @@
   }
 
   function reviews(list) {
-    $("reviews").replaceChildren(table(["order", "station", "expected", "actual", "deviation", ""],
+    $("reviews").replaceChildren(table(["order", "station", "expected", "actual", "review_issue", ""],
       list.map((r) => h("tr", { "data-review": r.order_id }, h("td", {}, r.order_id), h("td", {}, r.station || ""),
         h("td", {}, r.expected_g + " g"), h("td", {}, r.actual_g == null ? "—" : r.actual_g + " g"),
         h("td", {}, r.reason === "items_missing"
