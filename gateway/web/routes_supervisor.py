@@ -99,7 +99,7 @@ async def release(body: HoldIn, request: Request, caller: SupCaller) -> dict[str
     return await _hold(request, caller, body, False)
 
 
-@router.post("/reviews/{order_id}", summary="Approve a packing review (weight deviation or units missing) or send the order back to packing")
+@router.post("/reviews/{order_id}", summary="Approve a packing review (weight or units missing) or send the order back")
 async def review(order_id: OrderId, body: ReviewIn, request: Request,
                  caller: SupCaller) -> dict[str, Any]:
     web = web_state(request)
