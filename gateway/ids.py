@@ -34,5 +34,12 @@ def uuid7() -> str:
     return f"{h[:8]}-{h[8:]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:]}"
 
 
-if hasattr(os, "register_at_fork"):  # a forked child must not hand out its parent's random ids
-    os.register_at_fork(after_in_child=_refill)
+def _after_fork() -> None:
+    """A forked child must not hand out its parent's random ids, nor wait on a lock another thread held."""
+    global _lock
+    _lock = threading.Lock()
+    _refill()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
