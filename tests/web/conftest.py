@@ -129,6 +129,20 @@ async def badge_client(gate: Gate, badge: str, station: str = "pick") -> tuple[h
     return c, r.json()
 
 
+async def picked_order(gate: Gate, order_id: str, lines: list[tuple[int, str, int]], codes: list[str]) -> None:
+    """An order picked by p1 through the API the PDA page uses (`codes`: one scan per unit, in pick order)."""
+    await gate.order(order_id, lines)
+    c, _ = await badge_client(gate, "BADGE-P1")
+    try:
+        await gate.until(lambda: gate.service.floor.orders[order_id].state == "assigned")
+        for i, code in enumerate(codes):
+            r = await c.post("/api/v1/pda/scan", json={"action_id": f"pick-{order_id}-{i}", "text": code})
+            assert r.json()["ok"], r.text
+    finally:
+        await c.aclose()
+    assert gate.service.floor.orders[order_id].state == "picked"
+
+
 async def password_client(gate: Gate, operator_id: str, password: str) -> tuple[httpx.AsyncClient, dict[str, Any]]:
     c = httpx.AsyncClient(base_url=gate.base, timeout=20)
     r = await c.post("/api/v1/auth/login", json={"operator_id": operator_id, "password": password})

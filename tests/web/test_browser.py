@@ -13,7 +13,7 @@ from playwright.async_api import Page, Route, expect
 
 from gateway.clock import ManualClock
 from gateway.domain.api import set_hold
-from tests.web.conftest import SUPERVISOR_PW, Gate, badge_client, chromium, gateway, web_config
+from tests.web.conftest import SUPERVISOR_PW, Gate, badge_client, chromium, gateway, picked_order, web_config
 
 pytestmark = pytest.mark.timeout(120)
 expect.set_options(timeout=20_000)  # a safety limit on a shared machine, not a timing assertion
@@ -72,17 +72,7 @@ async def test_picker_logs_in_sees_a_wrong_item_and_completes_a_task(tmp_path: P
 
 
 async def _picked_order(gate: Gate, order_id: str) -> None:
-    """An order picked by p1 through the API the PDA page uses."""
-    await gate.order(order_id, [(1, "SKU-1", 2), (2, "SKU-2", 1)])
-    c, _ = await badge_client(gate, "BADGE-P1")
-    try:
-        await gate.until(lambda: gate.service.floor.orders[order_id].state == "assigned")
-        for i, code in enumerate((GTIN_1, GTIN_1, GTIN_2)):
-            r = await c.post("/api/v1/pda/scan", json={"action_id": f"pick-{order_id}-{i}", "text": code})
-            assert r.json()["ok"], r.text
-    finally:
-        await c.aclose()
-    assert gate.service.floor.orders[order_id].state == "picked"
+    await picked_order(gate, order_id, [(1, "SKU-1", 2), (2, "SKU-2", 1)], [GTIN_1, GTIN_1, GTIN_2])
 
 
 async def test_packer_verifies_an_order(tmp_path: Path) -> None:

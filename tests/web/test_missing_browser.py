@@ -14,7 +14,7 @@ from playwright.async_api import Page, expect
 
 from gateway.clock import ManualClock
 from gateway.contract import PackVerifiedData, ReviewRequiredData
-from tests.web.conftest import SUPERVISOR_PW, Gate, badge_client, chromium, gateway, password_login, web_config
+from tests.web.conftest import SUPERVISOR_PW, Gate, chromium, gateway, password_login, picked_order, web_config
 
 pytestmark = pytest.mark.timeout(120)
 expect.set_options(timeout=20_000)  # a safety limit on a shared machine, not a timing assertion
@@ -32,16 +32,7 @@ async def wedge(page: Page, text: str) -> None:
 
 async def picked(gate: Gate) -> None:
     """O-M: 1 x SKU-1 and 1 x SKU-2, picked by p1 through the API the PDA page uses."""
-    await gate.order(ORDER, [(1, "SKU-1", 1), (2, "SKU-2", 1)])
-    c, _ = await badge_client(gate, "BADGE-P1")
-    try:
-        await gate.until(lambda: gate.service.floor.orders[ORDER].state == "assigned")
-        for i, code in enumerate((GTIN_1, GTIN_2)):
-            r = await c.post("/api/v1/pda/scan", json={"action_id": f"pick-{ORDER}-{i}", "text": code})
-            assert r.json()["ok"], r.text
-    finally:
-        await c.aclose()
-    assert gate.service.floor.orders[ORDER].state == "picked"
+    await picked_order(gate, ORDER, [(1, "SKU-1", 1), (2, "SKU-2", 1)], [GTIN_1, GTIN_2])
 
 
 async def test_packer_reports_a_missing_unit_and_the_supervisor_ships_what_was_verified(tmp_path: Path) -> None:
