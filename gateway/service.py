@@ -395,29 +395,26 @@ class FloorService:
             f"SELECT DISTINCT gen FROM masterdata WHERE gen {'<' if gens == 'old' else '>'} ?", (live,))
         total = 0
         for (gen,) in list(rows):
-            while True:
-                async def job(db: Any, gen: int = int(gen)) -> int:
-                    cur = await db.execute(
-                        "DELETE FROM masterdata WHERE gen = ? AND (kind, id) IN "
-                        "(SELECT kind, id FROM masterdata WHERE gen = ? LIMIT ?)", (gen, gen, chunk))
-                    return int(cur.rowcount)
-                n = int(await self.journal.run_job(job))
-                total += n
-                if n < chunk:
-                    break
-                await asyncio.sleep(0)
+            total += await self._delete_in_chunks(
+                "DELETE FROM masterdata WHERE gen = ? AND (kind, id) IN "
+                "(SELECT kind, id FROM masterdata WHERE gen = ? LIMIT ?)", (int(gen), int(gen), chunk), chunk)
         return total
 
     async def prune_events(self, hub_acked_seq: int, chunk: int = 5000) -> int:
         """Delete events the hub has acked that are older than the retention, a chunk per transaction."""
         cutoff = rfc3339(self.clock.now() - timedelta(hours=self.cfg.sync.retention_h))
+        return await self._delete_in_chunks(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ? AND ts < ? "
+            "ORDER BY seq LIMIT ?)", (hub_acked_seq, cutoff, chunk), chunk)
+
+    async def _delete_in_chunks(self, sql: str, args: tuple[Any, ...], chunk: int) -> int:
+        """Run `sql` (a DELETE of at most `chunk` rows) on the writer, one transaction each, until it deletes
+        fewer than `chunk`: a scan's commit waits behind one chunk at most."""
+        async def job(db: Any) -> int:
+            cur = await db.execute(sql, args)
+            return int(cur.rowcount)
         total = 0
         while True:
-            async def job(db: Any) -> int:
-                cur = await db.execute(
-                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ? AND ts < ? "
-                    "ORDER BY seq LIMIT ?)", (hub_acked_seq, cutoff, chunk))
-                return int(cur.rowcount)
             n = int(await self.journal.run_job(job))
             total += n
             if n < chunk:
