@@ -43,6 +43,26 @@ class Arrival:
     dup: bool  # the DUP flag: the broker sending again what it had sent this subscriber before (QoS 1 redelivery)
 
 
+class Repeats:
+    """Counts a message's arrivals after the first: with DUP set the broker redelivered it to the meter, without
+    it the gateway published it twice (the same count on both sides of the comparison)."""
+
+    def __init__(self) -> None:
+        self.republished = 0
+        self.redelivered = 0
+
+    def arrived(self, times: list[float], at: float, dup: bool) -> bool:
+        """Record an arrival at `at`; True if it was a repeat."""
+        times.append(at)
+        if len(times) == 1:
+            return False
+        if dup:
+            self.redelivered += 1
+        else:
+            self.republished += 1
+        return True
+
+
 class Subscriber:
     """A plain paho QoS 1 subscriber with a persistent session (so what is published while it is itself
     reconnecting after an outage waits for it at the broker), reconnecting every 50 ms at most, as the hub

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.peer.common import SideResult, Subscriber, poll_rates, read_proc, until
+from bench.peer.common import Repeats, SideResult, Subscriber, poll_rates, read_proc, until
 from gateway.sync.mqtt import MqttSettings
 from simulators.broker import Broker, free_port
 from simulators.hub import HubSim
@@ -76,15 +76,15 @@ def config_text(data_dir: Path, mqtt_port: int, ptl_port: int, scanner: str, pol
             f"[picking]\nidle_logout_min = 600\n")
 
 
-class Tracker:
-    """Events by id (arrival times) and the pick confirmations in arrival order, parsed as they come."""
+class Tracker(Repeats):
+    """Events by id (arrival times) and the pick confirmations in arrival order, parsed as they come; an event id
+    again is a repeat (Repeats)."""
 
     def __init__(self, sub: Subscriber) -> None:
+        super().__init__()
         self.sub = sub
         self.seen = 0
         self.by_id: dict[str, list[float]] = {}
-        self.republished = 0  # an event id again, in a fresh PUBLISH: the gateway sent it twice
-        self.redelivered = 0  # an event id again with DUP set: the broker redelivering to the meter
         self.picks: list[tuple[float, str, str]] = []  # (arrival, location, event_id), first arrivals only
         self.types: dict[str, list[dict[str, Any]]] = {}
 
@@ -99,13 +99,7 @@ class Tracker:
             except ValueError:
                 continue
             eid = str(ev.get("event_id"))
-            times = self.by_id.setdefault(eid, [])
-            times.append(a.at)
-            if len(times) > 1:
-                if a.dup:
-                    self.redelivered += 1
-                else:
-                    self.republished += 1
+            if self.arrived(self.by_id.setdefault(eid, []), a.at, a.dup):
                 continue
             self.types.setdefault(str(ev.get("type")), []).append(ev)
             if ev.get("type") == "pick.line_confirmed":

@@ -27,7 +27,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from bench.peer.common import SideResult, Subscriber, poll_rates, read_proc, until
+from bench.peer.common import Repeats, SideResult, Subscriber, poll_rates, read_proc, until
 from bench.peer.venv import TB_VERSION
 from simulators.broker import Broker
 from simulators.ptl import PtlSimulator
@@ -70,17 +70,17 @@ def platform_stub(client: paho.Client, msg: paho.MQTTMessage) -> None:
         client.publish("v1/devices/me/rpc/response/" + msg.topic[len(RPC_REQUEST):], json.dumps(NO_LIMITS), qos=1)
 
 
-class Tracker:
-    """(device, event counter) -> arrival times, parsed from the subscriber's telemetry as it comes."""
+class Tracker(Repeats):
+    """(device, event counter) -> arrival times, parsed from the subscriber's telemetry as it comes; a (module,
+    counter) again is a repeat (Repeats)."""
 
     def __init__(self, sub: Subscriber) -> None:
+        super().__init__()
         self.sub = sub
         self.seen = 0
         self.keys: dict[tuple[str, int], list[float]] = {}
         self.devices: set[str] = set()
         self.telemetry_arrivals: list[float] = []
-        self.republished = 0  # a (module, counter) again in a fresh PUBLISH: the gateway sent it twice
-        self.redelivered = 0  # again with DUP set: the broker redelivering to the meter
 
     def update(self) -> None:
         new = self.sub.since(self.seen)
@@ -98,13 +98,7 @@ class Tracker:
                 for entry in entries if isinstance(entries, list) else [entries]:
                     values = entry.get("values", entry) if isinstance(entry, dict) else {}
                     if "ir_3" in values:
-                        times = self.keys.setdefault((dev, int(values["ir_3"])), [])
-                        times.append(a.at)
-                        if len(times) > 1:
-                            if a.dup:
-                                self.redelivered += 1
-                            else:
-                                self.republished += 1
+                        self.arrived(self.keys.setdefault((dev, int(values["ir_3"])), []), a.at, a.dup)
 
     def first(self, key: tuple[str, int]) -> float | None:
         self.update()
