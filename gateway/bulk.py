@@ -10,33 +10,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import pickle
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
 
-from gateway import blobs
+from gateway import bulkwork
 from gateway.clock import Clock, rfc3339
 from gateway.domain.api import receive_order
 from gateway.domain.change import Change
 from gateway.domain.commands import BulkPart, OrderIn
 from gateway.domain.errors import DomainError
 from gateway.domain.floor import Floor, MasterData
-from gateway.domain.masterdata import LIST_ORDER, Outcome, apply_items, swap_generation
+from gateway.domain.masterdata import LIST_ORDER, Checked, Outcome, apply_checked, swap_generation
 from gateway.domain.model import At
 from gateway.journal import JournalError
 from gateway.jsontext import dumps
 from gateway.service import FloorService, settle_heap
-from gateway.streamjson import iter_items, scan_envelope
 
 log = logging.getLogger("floorgate.bulk")
 
 RETRY_S = 5.0  # after a chunk failed to commit, doubling up to RETRY_MAX_S
 RETRY_MAX_S = 300.0
 STAGE_ROWS = 100  # rows of a staged replace per commit (see BulkApplier._stage_chunk)
+INLINE_BYTES = 8 * 1024  # a part stored in at most this much (~60 KB of JSON) is parsed here, not in the worker
 CHUNK = 20  # items per op: about a millisecond of the loop (a scan waits for at most one)
 
 
@@ -50,6 +52,9 @@ class _Run:
     outcome: Outcome = field(default_factory=Outcome)
     started: float = field(default_factory=time.monotonic)
     next_progress: int = 0
+
+
+Thunk = Callable[[], list[Any]]  # a chunk's items, read (unpickled or checked) when the chunk is applied
 
 
 def lists_of(name: str) -> tuple[str, ...]:
@@ -69,7 +74,7 @@ class BulkApplier:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self.running: _Run | None = None
         self._busy = 0.0  # loop time of the last chunk's op
-        self._parse_s = 0.0  # loop time spent parsing since the last chunk
+        self.worker = bulkwork.Worker()  # parses and checks parts in a process of its own (gateway/bulkwork.py)
         self.retry_s = RETRY_S
         self._waits: dict[str, float] = {}  # sync_id -> next wait before trying a failed set again
         self._staged: list[tuple[int, str, str, str | None]] = []  # rows of a replace not yet written
@@ -84,11 +89,11 @@ class BulkApplier:
             if len(got) >= parts[sync_id]:
                 self._queue.put_nowait(sync_id)  # complete before a restart: apply again (idempotent)
 
-    def accept(self, change: Change, name: str, cmd: BulkPart, stored: bytes | str) -> dict[str, Any]:
-        """Record one part (inside the command's own commit) as received, `stored` compressed by gateway/blobs.py
-        (or its JSON text, as parts were stored before); returns the `accepted` fields. Its items are counted
-        and validated when the set is applied."""
-        change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, 0, stored))
+    def accept(self, change: Change, name: str, cmd: BulkPart, stored: bytes | str, items: int) -> dict[str, Any]:
+        """Record one part (inside the command's own commit) as received: `stored` compressed (gateway/bulkwork.py;
+        text for parts stored before), `items` how many items its lists hold (the set's progress total). Its
+        items are validated when the set is applied."""
+        change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, items, stored))
         got = self._received.setdefault(cmd.sync_id, set())
         complete = cmd.part not in got and len(got) + 1 >= cmd.parts
         got.add(cmd.part)
@@ -110,14 +115,15 @@ class BulkApplier:
             sync_id = await self._queue.get()
             try:
                 await self._apply(sync_id)
-            except (JournalError, sqlite3.OperationalError) as e:
-                # A chunk did not commit (disk full, I/O error): nothing of it is live (a replace is swapped in
-                # only at the end; a merge is rebuilt from the journal). The set is tried again from its stored
-                # parts, orders from their cursor, until it is done: the hub waits for its one result. Each
-                # try costs a rebuild of the floor, so the waits double (to RETRY_MAX_S) while it keeps failing.
+            except (JournalError, sqlite3.OperationalError, bulkwork.WorkerLost) as e:
+                # A chunk did not commit (disk full, I/O error), or the worker process died: nothing of it is
+                # live (a replace is swapped in only at the end; a merge is rebuilt from the journal). The set is
+                # tried again from its stored parts, orders from their cursor, until it is done: the hub waits
+                # for its one result. A failed commit costs a rebuild of the floor, so the waits double (to
+                # RETRY_MAX_S) while it keeps failing.
                 wait = self._waits.get(sync_id, self.retry_s)
                 self._waits[sync_id] = min(wait * 2, RETRY_MAX_S)
-                log.warning("bulk set stopped by the journal; trying again", extra={"fields": {
+                log.warning("bulk set stopped; trying again", extra={"fields": {
                     "sync_id": sync_id, "error": str(e), "retry_s": wait}})
                 asyncio.get_running_loop().call_later(wait, self._queue.put_nowait, sync_id)
             except Exception:
@@ -127,10 +133,17 @@ class BulkApplier:
             finally:
                 self.running = None
 
-    def _count_parse(self, seconds: float) -> None:
-        self._parse_s += seconds
+    async def close(self) -> None:
+        await self.worker.close()
 
     async def _apply(self, sync_id: str) -> None:
+        try:
+            await self._apply_set(sync_id)
+        finally:
+            if self._queue.empty():
+                await self.worker.close()  # an idle gateway does not keep the worker's memory
+
+    async def _apply_set(self, sync_id: str) -> None:
         reader = self.journal.reader
         meta = await self.journal.read_meta()
         done = json.loads(meta.get(f"bulk:{sync_id}:result", "null"))
@@ -145,18 +158,24 @@ class BulkApplier:
         if not rows or len(rows) < int(rows[0][2]):
             return
         name = rows[0][0]
+        lists = lists_of(name)
         completed_by = meta.get(f"bulk:{sync_id}:completed_by", rows[-1][3])
-        payloads: list[tuple[int, bytes]] = []
-        total = 0
-        for _, part, _, _, _ in rows:
+        parts = [int(part) for _, part, _, _, _ in rows]
+
+        async def stored(part: int) -> bytes | str:
             prow = list(await reader.execute_fetchall(
                 "SELECT payload FROM bulk_parts WHERE sync_id = ? AND part = ?", (sync_id, part)))
-            body = await blobs.expand(prow[0][0], self.journal.quiet)
-            head, counts = await scan_envelope(body, lists_of(name), self.journal.quiet)
-            total += sum(counts.values())
-            if part == rows[0][1]:
-                first_head = head
-            payloads.append((int(part), body))
+            payload: bytes | str = prow[0][0]
+            return payload
+
+        total = 0
+        for _, part, _, _, items in rows:
+            if items is None or int(items) <= 0:  # stored uncounted (before counts were stored, or empty)
+                payload = await stored(int(part))
+                _, counts = (bulkwork.count(payload, lists) if len(payload) <= INLINE_BYTES
+                             else await self.worker.run(bulkwork.count, payload, lists))
+                items = sum(counts.values())
+            total += int(items)
         run = _Run(sync_id, name, completed_by, total)
         # Orders already applied before a restart are not applied again (a second `order.upsert` of an order
         # that has moved on would be refused as a conflict, and counted twice): their cursor commits with them.
@@ -170,66 +189,105 @@ class BulkApplier:
         self.running = run
         self._staged = []
         log.info("bulk set started", extra={"fields": {"sync_id": sync_id, "name": name, "items": run.total}})
+        is_md = name == "masterdata.sync"
+
+        ahead = self._prepare(await stored(parts[0]), lists, is_md)
+        head, _ = await ahead
         staging: tuple[MasterData, int] | None = None
-        if name == "masterdata.sync" and first_head.get("mode") == "replace":
+        if is_md and head.get("mode") == "replace":
             staging = (MasterData(), self.service.floor.md_gen + 1)
             # A replace that never finished (a failed commit, a restart) may have left rows of the generation
             # staged here; they must not come back with this one.
             await self.service.prune_masterdata("staging")
         # Locations refer to SKUs, which may come in any part: SKUs, cartons and operators of every part
-        # first, then the locations. Items are read a slice at a time, applied a chunk per commit.
-        passes = (("skus", "cartons", "operators"), ("locations",)) if name == "masterdata.sync" else (("orders",),)
-        # Bulk work stands aside while anything commits (Journal.quiet, before every slice and chunk): a scan's
-        # commit never runs beside it and never queues behind more than one small bulk commit. A chunk that
-        # fails to commit stops the set before the swap: nothing half-applied is made live.
+        # first, then the locations (kept, still pickled, from the first pass). Each chunk is one commit.
+        later: list[tuple[int, str, list[tuple[int, Thunk]]]] = []
         in_flight: asyncio.Task[None] | None = None
         try:
-            for lists in passes:
-                for part, body in payloads:
-                    for list_name in lists:
-                        start = 0
-                        async for items in iter_items(body, list_name, self.chunk, self._count_parse,
-                                                       self.journal.quiet):
-                            if cursor is not None and name != "masterdata.sync":
-                                skip = (len(items) if part < int(cursor["part"]) else
-                                        max(min(int(cursor["next"]) - start, len(items)), 0)
-                                        if part == int(cursor["part"]) else 0)
-                                if skip:
-                                    items, start = items[skip:], start + skip
-                                if not items:
-                                    continue
-                            busy, self._parse_s = self._parse_s, 0.0
-                            if in_flight is not None:
-                                await in_flight
-                            await self.journal.quiet()
-                            self._busy = 0.0
-                            if name == "masterdata.sync":
-                                job = self._masterdata_chunk(run, staging, list_name, items, part, start)
-                            else:
-                                job = self._orders_chunk(run, items, part, start)
-                            in_flight = asyncio.ensure_future(job)
-                            start += len(items)
-                            await asyncio.sleep(0)  # the chunk's op runs here, on the loop
-                            t1 = time.perf_counter()
-                            settle_heap()  # 100,000 new entities must not cost a scan a GC pause
-                            busy += self._busy + time.perf_counter() - t1
-                            # The floor keeps priority: bulk work takes at most part of the loop. Only its own
-                            # time on the loop counts (parsing, the op, the heap); scans served between slices
-                            # are not bulk work. (Owing the pause and sleeping it in 5 ms pieces applied faster
-                            # but doubled how often a scan waited behind bulk work: bench.bulk p99 +20%.)
-                            await asyncio.sleep(busy * self.yield_factor)
+            for k, part in enumerate(parts):
+                _, by_list = await ahead
+                if k + 1 < len(parts):  # the next part is prepared while this one is applied
+                    ahead = self._prepare(await stored(parts[k + 1]), lists, is_md)
+                for list_name in lists:
+                    if is_md and list_name == "locations":
+                        later.append((part, list_name, by_list.get(list_name, [])))
+                        continue
+                    in_flight = await self._apply_chunks(run, staging, part, list_name, by_list.get(list_name, []),
+                                                         cursor, in_flight)
+                del by_list
+            for part, list_name, chunks in later:
+                in_flight = await self._apply_chunks(run, staging, part, list_name, chunks, cursor, in_flight)
             if in_flight is not None:
                 await in_flight
                 in_flight = None
             await self._flush_staged(run)
         finally:
+            if not ahead.done():
+                ahead.cancel()
+            elif not ahead.cancelled():
+                ahead.exception()  # retrieved: the set's own error is what counts
             if in_flight is not None:
                 if not in_flight.done():
                     in_flight.cancel()  # not awaited here: that could swallow a cancellation of this task
                 elif not in_flight.cancelled():
-                    in_flight.exception()  # retrieved: the set's own error is what counts
-        del payloads
+                    in_flight.exception()
+        del later
         await self._finish(run, staging)
+
+    def _prepare(self, payload: bytes | str, lists: tuple[str, ...], check: bool
+                 ) -> asyncio.Future[tuple[dict[str, Any], dict[str, list[tuple[int, Thunk]]]]]:
+        """One part's envelope and its chunks, each to be read when it is applied. A large part is parsed and
+        checked in the worker process (gateway/bulkwork.py), started for it if need be; a small one (a few
+        hundred items) here at once, its items checked a chunk at a time on the loop."""
+        async def worker() -> tuple[dict[str, Any], dict[str, list[tuple[int, Thunk]]]]:
+            head, chunks = await self.worker.run(bulkwork.prepare, payload, lists, self.chunk, check)
+            return head, {name: [(start, partial(pickle.loads, blob)) for start, blob in runs]
+                          for name, runs in chunks.items()}
+
+        async def inline() -> tuple[dict[str, Any], dict[str, list[tuple[int, Thunk]]]]:
+            head, chunks = bulkwork.split(payload, lists, self.chunk)
+            return head, {name: [(start, partial(bulkwork.check_run, name, start, items) if check
+                                  else partial(list, items)) for start, items in runs]
+                          for name, runs in chunks.items()}
+        return asyncio.ensure_future(inline() if len(payload) <= INLINE_BYTES else worker())
+
+    async def _apply_chunks(self, run: _Run, staging: tuple[MasterData, int] | None, part: int, list_name: str,
+                            chunks: list[tuple[int, Thunk]], cursor: dict[str, Any] | None,
+                            in_flight: asyncio.Task[None] | None) -> asyncio.Task[None] | None:
+        """Apply one list of one part, a chunk per op; returns the last chunk's commit, still in flight.
+
+        Bulk work stands aside while anything commits (Journal.quiet, before every chunk): a scan's commit
+        never runs beside it and never queues behind more than one small bulk commit. A chunk that fails to
+        commit stops the set before the swap: nothing half-applied is made live."""
+        name = run.name
+        for start, read in chunks:
+            await self.journal.quiet()
+            t0 = time.perf_counter()
+            items = read()
+            if cursor is not None and name != "masterdata.sync":
+                skip = (len(items) if part < int(cursor["part"]) else
+                        max(min(int(cursor["next"]) - start, len(items)), 0) if part == int(cursor["part"]) else 0)
+                items, start = items[skip:], start + skip
+                if not items:
+                    continue
+            busy = time.perf_counter() - t0
+            if in_flight is not None:
+                await in_flight
+            await self.journal.quiet()
+            self._busy = 0.0
+            if name == "masterdata.sync":
+                job = self._masterdata_chunk(run, staging, list_name, items, part)
+            else:
+                job = self._orders_chunk(run, items, part, start)
+            in_flight = asyncio.ensure_future(job)
+            await asyncio.sleep(0)  # the chunk's op runs here, on the loop
+            t1 = time.perf_counter()
+            settle_heap()  # 100,000 new entities must not cost a scan a GC pause
+            busy += self._busy + time.perf_counter() - t1
+            # The floor keeps priority: bulk work takes at most part of the loop. Only its own time on the
+            # loop counts (unpickling, the op, the heap); scans served between chunks are not bulk work.
+            await asyncio.sleep(busy * self.yield_factor)
+        return in_flight
 
     def _progress(self, run: _Run, change: Change, final: bool = False) -> None:
         if not final and run.done < run.next_progress:
@@ -243,30 +301,29 @@ class BulkApplier:
         change.emit("bulk.progress", data)
 
     async def _masterdata_chunk(self, run: _Run, staging: tuple[MasterData, int] | None, list_name: str,
-                                items: list[Any], part: int, start: int) -> None:
+                                items: list[Checked], part: int) -> None:
         if staging is not None:
-            await self._stage_chunk(run, staging, list_name, items, part, start)
+            await self._stage_chunk(run, staging, list_name, items, part)
             return
         def op(floor: Floor, change: Change) -> None:
             t0 = time.perf_counter()
-            md, gen = floor.md, floor.md_gen
-            apply_items(md, gen, change, list_name, items, part, start, run.outcome)
+            apply_checked(floor.md, floor.md_gen, change, list_name, items, part, run.outcome)
             run.done += len(items)
             if run.done < run.total:
                 self._progress(run, change)
             self._busy = time.perf_counter() - t0
         await self.service.execute(op, cmd_id=run.cmd_id, background=True)
 
-    async def _stage_chunk(self, run: _Run, staging: tuple[MasterData, int], list_name: str, items: list[Any],
-                           part: int, start: int) -> None:
-        """A `replace` is built beside the live master data, unseen until the swap: its items are checked a
+    async def _stage_chunk(self, run: _Run, staging: tuple[MasterData, int], list_name: str, items: list[Checked],
+                           part: int) -> None:
+        """A `replace` is built beside the live master data, unseen until the swap: its items are admitted a
         small chunk at a time (the loop stays free) but written STAGE_ROWS at a time: twenty rows per commit
         rewrote the same B-tree pages again and again (200 MB of WAL for 120,000 items, measured), while a
         commit of 500 rows kept a scan waiting behind it for 5-20 ms."""
         t0 = time.perf_counter()
         md, gen = staging
         change = Change(cmd_id=run.cmd_id)
-        apply_items(md, gen, change, list_name, items, part, start, run.outcome)
+        apply_checked(md, gen, change, list_name, items, part, run.outcome)
         run.done += len(items)
         self._staged.extend((g, k, i, d if d is None or isinstance(d, str) else dumps(d))
                             for g, k, i, d in change.masterdata)

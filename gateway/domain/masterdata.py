@@ -35,30 +35,58 @@ def _reason(e: ValidationError) -> str:
     return f"{where}: {msg}" if where else msg
 
 
-def _check_sku(md: MasterData, item: SkuItem) -> Sku:
-    s = Sku(item.sku, list(item.gtins), [(p.gtin, p.qty) for p in item.pack_gtins], item.description,
-            item.unit_weight_g, item.lot_tracked, item.expiry_tracked, item.min_shelf_life_days,
-            item.serial_tracked, item.cold_chain)
-    for g in [*s.gtins, *(g for g, _ in s.pack_gtins)]:
-        owner = md.gtins.get(g)
-        if owner is not None and owner[0] != s.sku:
-            raise ValueError(f"GTIN {g} already belongs to SKU {owner[0]}")
-    return s
+Entity = Sku | Location | Operator | Carton
 
 
-def _check_location(md: MasterData, item: LocationItem) -> Location:
-    if item.sku is not None and item.sku not in md.skus:
-        raise ValueError(f"unknown sku {item.sku}")
-    light = Light(item.light.bus, item.light.unit) if item.light else None
-    return Location(item.code, item.zone, item.sku, light)
+def check_item(list_name: str, raw: Any) -> Entity:
+    """One raw item validated on its own, without the master data: bulk sets run this in a worker process,
+    ahead of the floor (gateway/bulkwork.py). Raises ValidationError or ValueError."""
+    if list_name == "skus":
+        i = SkuItem.model_validate(raw)
+        return Sku(i.sku, list(i.gtins), [(p.gtin, p.qty) for p in i.pack_gtins], i.description, i.unit_weight_g,
+                   i.lot_tracked, i.expiry_tracked, i.min_shelf_life_days, i.serial_tracked, i.cold_chain)
+    if list_name == "locations":
+        loc = LocationItem.model_validate(raw)
+        return Location(loc.code, loc.zone, loc.sku, Light(loc.light.bus, loc.light.unit) if loc.light else None)
+    if list_name == "operators":
+        o = OperatorItem.model_validate(raw)
+        return Operator(o.operator_id, o.name, o.badge, list(o.roles), list(o.zones), o.password_hash, o.language)
+    c = CartonItem.model_validate(raw)
+    return Carton(c.code, c.tare_g)
 
 
-def _check_operator(md: MasterData, item: OperatorItem) -> Operator:
-    owner = md.badges.get(item.badge) if item.badge else None
-    if owner is not None and owner != item.operator_id:
-        raise ValueError(f"badge {item.badge} already belongs to operator {owner}")
-    return Operator(item.operator_id, item.name, item.badge, list(item.roles), list(item.zones),
-                    item.password_hash, item.language)
+def reason(e: ValidationError | ValueError) -> str:
+    """What a rejected item's report says."""
+    return _reason(e) if isinstance(e, ValidationError) else str(e)
+
+
+def admit(md: MasterData, entity: Entity) -> str:
+    """Check `entity` against the master data it joins, index it there; returns its key. Raises ValueError."""
+    if isinstance(entity, Sku):
+        for g in [*entity.gtins, *(g for g, _ in entity.pack_gtins)]:
+            owner = md.gtins.get(g)
+            if owner is not None and owner[0] != entity.sku:
+                raise ValueError(f"GTIN {g} already belongs to SKU {owner[0]}")
+        md.index_sku(entity)
+        return entity.sku
+    if isinstance(entity, Location):
+        if entity.sku is not None and entity.sku not in md.skus:
+            raise ValueError(f"unknown sku {entity.sku}")
+        md.index_location(entity)
+        return entity.code
+    if isinstance(entity, Operator):
+        holder = md.badges.get(entity.badge) if entity.badge else None
+        if holder is not None and holder != entity.operator_id:
+            raise ValueError(f"badge {entity.badge} already belongs to operator {holder}")
+        md.index_operator(entity)
+        return entity.operator_id
+    md.index_carton(entity)
+    return entity.code
+
+
+# An item checked ahead (check_item): its index in the list, and the entity with its document's JSON text, or
+# the reason it was rejected.
+Checked = tuple[int, Entity, str] | tuple[int, None, str]
 
 
 def apply_items(md: MasterData, gen: int, change: Change, list_name: str, items: list[Any], part: int,
@@ -66,33 +94,31 @@ def apply_items(md: MasterData, gen: int, change: Change, list_name: str, items:
     """Validate and apply one run of items of one list into `md`, recording rows for generation `gen`."""
     kind = KIND[list_name]
     for offset, raw in enumerate(items):
-        index = start_index + offset
         try:
-            entity: Sku | Location | Operator | Carton
-            if list_name == "skus":
-                entity = _check_sku(md, SkuItem.model_validate(raw))
-                md.index_sku(entity)
-                key = entity.sku
-            elif list_name == "locations":
-                entity = _check_location(md, LocationItem.model_validate(raw))
-                md.index_location(entity)
-                key = entity.code
-            elif list_name == "operators":
-                entity = _check_operator(md, OperatorItem.model_validate(raw))
-                md.index_operator(entity)
-                key = entity.operator_id
-            else:
-                c = CartonItem.model_validate(raw)
-                entity = Carton(c.code, c.tare_g)
-                md.index_carton(entity)
-                key = entity.code
-        except ValidationError as e:
-            outcome.rejected.append({"list": list_name, "part": part, "index": index, "reason": _reason(e)})
+            entity = check_item(list_name, raw)
+            key = admit(md, entity)
+        except (ValidationError, ValueError) as e:
+            outcome.rejected.append({"list": list_name, "part": part, "index": start_index + offset,
+                                     "reason": reason(e)})
             continue
+        change.masterdata.append((gen, kind, key, entity.to_doc()))
+        outcome.applied += 1
+
+
+def apply_checked(md: MasterData, gen: int, change: Change, list_name: str, items: list[Checked], part: int,
+                  outcome: Outcome) -> None:
+    """`apply_items` for items already checked alone (check_item): only what needs the master data is left."""
+    kind = KIND[list_name]
+    for index, entity, text in items:
+        if entity is None:
+            outcome.rejected.append({"list": list_name, "part": part, "index": index, "reason": text})
+            continue
+        try:
+            key = admit(md, entity)
         except ValueError as e:
             outcome.rejected.append({"list": list_name, "part": part, "index": index, "reason": str(e)})
             continue
-        change.masterdata.append((gen, kind, key, entity.to_doc()))
+        change.masterdata.append((gen, kind, key, text))
         outcome.applied += 1
 
 

@@ -113,12 +113,15 @@ class HubLink:
     async def run(self) -> None:
         await self.publisher.start()
         await self.bulk.start()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.mqtt.run(), name="mqtt")
-            tg.create_task(self.publisher.run(), name="outbox-publisher")
-            tg.create_task(self.intake.run(), name="command-intake")
-            tg.create_task(self.bulk.run(), name="bulk-applier")
-            tg.create_task(self._periodic(), name="sync-periodic")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.mqtt.run(), name="mqtt")
+                tg.create_task(self.publisher.run(), name="outbox-publisher")
+                tg.create_task(self.intake.run(), name="command-intake")
+                tg.create_task(self.bulk.run(), name="bulk-applier")
+                tg.create_task(self._periodic(), name="sync-periodic")
+        finally:
+            await self.bulk.close()  # the worker process, if one is running
 
     async def shutdown(self) -> None:
         """On a clean stop, before the tasks are cancelled: say `offline` ourselves (retained, since a clean

@@ -4,11 +4,9 @@ as one JSON statement stores exactly the rows it was given; eventless bulk rows 
 from __future__ import annotations
 
 import asyncio
-import json
 
 from gateway.domain.change import Change
 from gateway.journal import Journal
-from gateway.streamjson import iter_items
 
 
 async def test_quiet_waits_until_nothing_is_being_committed(journal: Journal) -> None:
@@ -34,19 +32,6 @@ async def test_quiet_is_released_by_an_abandoned_commit(journal: Journal) -> Non
     fut.cancel()  # the caller gave up (its task was cancelled): bulk work must not wait for ever
     async with asyncio.timeout(10):
         await journal.quiet()
-
-
-async def test_iter_items_pauses_between_slices_with_the_given_pause() -> None:
-    payload = json.dumps({"skus": [{"sku": f"S-{i}", "pad": "x" * 200} for i in range(200)]}).encode()
-    pauses = 0
-
-    async def pause() -> None:
-        nonlocal pauses
-        pauses += 1
-        await asyncio.sleep(0)
-    got = [item async for chunk in iter_items(payload, "skus", 20, None, pause) for item in chunk]
-    assert [g["sku"] for g in got] == [f"S-{i}" for i in range(200)]
-    assert pauses >= len(payload) // 8192
 
 
 async def test_many_masterdata_rows_in_one_statement_are_stored_exactly(journal: Journal) -> None:

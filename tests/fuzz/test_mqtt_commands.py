@@ -311,6 +311,7 @@ async def open_rig(tmp: Path) -> Rig:
 
 
 async def close_rig(rig: Rig) -> None:
+    await rig.link.bulk.close()
     await rig.journal.close()
 
 
