@@ -338,6 +338,7 @@ class BulkApplier:
 
         def op(floor: Floor, change: Change) -> None:
             change.masterdata.extend(rows)
+            change.unseen = True  # a generation not yet live: the floor's commits may go first
             if run.done < run.total:
                 self._progress(run, change)
         await self.service.execute(op, cmd_id=run.cmd_id, background=True)

@@ -36,6 +36,9 @@ class Change:
     bulk_parts: list[tuple[str, str, int, int, str, int, bytes | str]] = field(default_factory=list)
     # (sync_id, name, part, parts, cmd_id, items, payload as stored): a bulk command's part, applied later
     background: bool = False  # bulk work: see gateway/journal/store.py _Rows.relaxed
+    # Rows nobody reads before a later change makes them live (a replace's staged generation): the journal may
+    # commit them after changes submitted later (gateway/journal/store.py Journal._write_split).
+    unseen: bool = False
 
     def emit(self, type: str, data: dict[str, Any], order_id: str | None = None) -> EventDraft:
         ev = EventDraft(type, data, order_id)

@@ -43,8 +43,6 @@ PRAGMAS = {
     "cache_size": "-8000",
     "temp_store": "MEMORY",
 }
-RELAX = os.environ.get('FG_RELAX', '1') == '1'
-MD_EACH = int(os.environ.get('FG_MD_EACH', '20'))
 MAX_BATCH = 512  # changes per commit; bounds the latency one batch can add
 CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024  # a passive checkpoint once the WAL has grown this much
 CHECKPOINT_EVERY_S = 0.5
@@ -82,12 +80,13 @@ class _Pending:
     last_seq: int
     future: asyncio.Future[list[StoredEvent]] = field(repr=False)
     background: bool = False  # bulk work (Change.background)
+    unseen: bool = False  # Change.unseen
 
 
 def _deferrable(p: _Pending) -> bool:
-    """Bulk rows that nobody sees yet and that no other change writes (master data rows only, no event, no
-    seq): they may commit after changes submitted later without changing anything those changes see."""
-    return (p.background and not (p.events or p.bulk or p.docs_put or p.docs_del or p.meta or p.audit)
+    """Rows nobody reads yet (Change.unseen) and nothing else: no event (no seq), no state the floor sees. They
+    may commit after changes submitted later: nothing those changes did can depend on them."""
+    return (p.unseen and not (p.events or p.bulk or p.docs_put or p.docs_del or p.meta or p.audit)
             and p.result is None)
 
 
@@ -136,7 +135,7 @@ class _Rows:
                    max(p.last_seq for p in batch), relaxed)
 
     def write(self, conn: sqlite3.Connection) -> None:
-        if self.relaxed and RELAX:
+        if self.relaxed:
             conn.execute("PRAGMA synchronous=NORMAL")
             try:
                 self._write(conn)
@@ -158,7 +157,7 @@ class _Rows:
                 conn.executemany("INSERT OR REPLACE INTO docs(kind, id, body) VALUES (?, ?, ?)", self.docs_put)
             if self.docs_del:
                 conn.executemany("DELETE FROM docs WHERE kind = ? AND id = ?", self.docs_del)
-            if len(self.md_put) > MD_EACH:
+            if len(self.md_put) > 20:
                 # One statement, one step: executemany hands the GIL back and forth once per row, and beside a
                 # busy loop each hand-back waits (a 500-row commit measured 2 ms alone, 23 ms beside bulk work).
                 conn.execute("INSERT OR REPLACE INTO masterdata(gen, kind, id, body) SELECT value->>0, value->>1, "
@@ -368,7 +367,7 @@ class Journal:
                 for sid, name, part, parts, cid, items, payload in change.bulk_parts] if change.bulk_parts else []
         self._queue.put_nowait(_Pending(events, docs_put, docs_del, md_put, md_del,
                                         list(change.meta.items()) if change.meta else [], result, audit, bulk,
-                                        self._next_seq - 1, fut, change.background))
+                                        self._next_seq - 1, fut, change.background, change.unseen))
         self._pending += 1
         self._idle.clear()
         fut.add_done_callback(self._settled)

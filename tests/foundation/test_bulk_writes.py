@@ -64,3 +64,40 @@ async def test_eventless_bulk_rows_commit_without_their_own_fsync_then_full_agai
     rows = list(await journal._conn.execute_fetchall("PRAGMA synchronous"))
     assert rows[0][0] == 2  # FULL again for the next commit
     assert await journal.load_masterdata(9) == [("sku", {"sku": "S-1"})]
+
+
+async def test_the_floors_commit_goes_ahead_of_staged_rows_queued_before_it(journal: Journal) -> None:
+    """Rows of a generation nobody reads yet may wait for a scan queued after them (Journal._write_split): the
+    scan's commit never carries them. seq and the stored last_seq stay right, and both changes are stored."""
+    staged = Change(background=True, unseen=True)
+    staged.masterdata.extend((9, "sku", f"S-{i:03d}", {"sku": f"S-{i:03d}"}) for i in range(50))
+    scan = Change()
+    scan.emit("scan.rejected", {"device_id": "scan-1", "operator_id": None, "code": "unknown_barcode",
+                                "reason": "unknown", "raw": "x"})
+    order: list[str] = []
+    commits = journal.commits
+    staged_fut = journal.submit(staged)
+    staged_fut.add_done_callback(lambda _: order.append("staged"))
+    scan_fut = journal.submit(scan)  # queued behind the staged rows, before the writer looks
+    scan_fut.add_done_callback(lambda _: order.append("scan"))
+    [ev] = await scan_fut
+    await staged_fut
+    assert order == ["scan", "staged"] and journal.commits == commits + 2
+    assert journal.last_seq == ev.seq and (await journal.read_meta())["last_seq"] == str(ev.seq)
+    assert len(await journal.load_masterdata(9)) == 50
+
+
+async def test_rows_the_floor_may_read_keep_their_place(journal: Journal) -> None:
+    """Bulk rows not marked unseen (a merge writes live master data) commit in the order they were submitted."""
+    live = Change(background=True)
+    live.masterdata.append((1, "sku", "S-1", {"sku": "S-1"}))
+    scan = Change()
+    scan.emit("scan.rejected", {"device_id": "scan-1", "operator_id": None, "code": "unknown_barcode",
+                                "reason": "unknown", "raw": "x"})
+    order: list[str] = []
+    journal.submit(live).add_done_callback(lambda _: order.append("live"))
+    fut = journal.submit(scan)
+    fut.add_done_callback(lambda _: order.append("scan"))
+    await fut
+    await journal.barrier()
+    assert order == ["live", "scan"]
