@@ -15,6 +15,7 @@ applier has nothing left to do: an idle gateway does not carry its memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -122,13 +123,19 @@ def prepare(stored: bytes | str, lists: tuple[str, ...], chunk: int, check: bool
                   for name, chunks in runs.items()}
 
 
-def probe() -> tuple[int, int]:
-    """The worker's pid and niceness (tests, the technician's view)."""
-    return os.getpid(), os.nice(0)
+def probe() -> tuple[int, int, int]:
+    """The worker's pid, niceness and scheduling policy (tests)."""
+    return os.getpid(), os.nice(0), os.sched_getscheduler(0)
 
 
 def _lower_priority() -> None:
+    """Below every other process: SCHED_IDLE runs only on a CPU nothing else wants, and a task that wakes
+    (the gateway's loop, its writer, a scanner's reader) takes the CPU from it at once, where under EEVDF a
+    nice 19 task may first finish its slice (bench.bulk: scan p99 during bulk 0.5 ms lower in 3 of 4 paired
+    runs). Where the policy does not exist, nice 19."""
     os.nice(19)
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 # -- in the gateway ------------------------------------------------------------------------------------------

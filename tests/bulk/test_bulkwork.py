@@ -80,8 +80,8 @@ def test_split_keeps_each_items_index() -> None:
 async def test_the_worker_is_another_process_at_the_lowest_priority_and_stops_when_closed() -> None:
     w = Worker()
     assert not w.running
-    pid, nice = await w.run(bulkwork.probe)
-    assert pid != os.getpid() and nice == 19 and w.running and w.started == 1
+    pid, nice, policy = await w.run(bulkwork.probe)
+    assert pid != os.getpid() and nice == 19 and policy == os.SCHED_IDLE and w.running and w.started == 1
     assert (await w.run(bulkwork.probe))[0] == pid  # the same process for the next piece of work
     await w.close()
     assert not w.running
@@ -90,18 +90,18 @@ async def test_the_worker_is_another_process_at_the_lowest_priority_and_stops_wh
 
 async def test_an_unused_worker_stops_by_itself() -> None:
     w = Worker(idle_s=0.05)
-    pid, _ = await w.run(bulkwork.probe)
+    pid, _, _ = await w.run(bulkwork.probe)
     await until(lambda: not w.running, "the idle worker to stop")
     await until(lambda: not _alive(pid), "the worker process to end")
 
 
 async def test_a_worker_that_dies_is_reported_and_replaced() -> None:
     w = Worker()
-    pid, _ = await w.run(bulkwork.probe)
+    pid, _, _ = await w.run(bulkwork.probe)
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(WorkerLost):
         await w.run(bulkwork.probe)
-    new_pid, _ = await w.run(bulkwork.probe)
+    new_pid, _, _ = await w.run(bulkwork.probe)
     assert new_pid != pid and w.started == 2
     await w.close()
 
@@ -120,7 +120,7 @@ async def test_a_set_whose_worker_is_killed_is_applied_by_a_fresh_one(tmp_path: 
         nonlocal killed
         if fn is bulkwork.prepare and not killed:
             killed += 1
-            pid, _ = await real_run(bulkwork.probe)
+            pid, _, _ = await real_run(bulkwork.probe)
             os.kill(pid, signal.SIGKILL)  # the OOM killer, say, while the part is handed over
         return await real_run(fn, *args)
     applier.worker.run = run  # type: ignore[method-assign]
