@@ -18,6 +18,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import tempfile
 import time
 import traceback
@@ -149,6 +150,13 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
         r = await receive(conn, args.idle_s + 600)
         result = r["result"]
         assert result["status"] == "done" and len(app.service.floor.md.skus) == args.skus, result
+        assert app.link is not None
+        worker = app.link.bulk.worker
+        async with asyncio.timeout(30):  # the applier stops its worker once the set is done
+            while worker.running:
+                await asyncio.sleep(0.05)
+        peaks = {"gateway_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                 "worker_peak_rss_mb": worker.peak_rss_kb / 1024}
     finally:
         if app is not None and task is not None:
             app.stop()
@@ -162,7 +170,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, float]:
     return {"apply_s": r["apply_s"], "items": float(result["applied"]), "payload_mb": r["payload_mb"],
             "idle_p50_ms": pct(idle, 50) * 1e3, "idle_p99_ms": pct(idle, 99) * 1e3,
             "bulk_p50_ms": pct(during, 50) * 1e3, "bulk_p99_ms": pct(during, 99) * 1e3,
-            "scans_during": float(len(during)), "scans_idle": float(len(idle))}
+            "scans_during": float(len(during)), "scans_idle": float(len(idle)), **peaks}
 
 
 def main() -> None:
@@ -185,6 +193,8 @@ def main() -> None:
     print(f"{'scan -> feedback p50 / p99, during bulk, ms':48} {r['bulk_p50_ms']:5.1f} / {r['bulk_p99_ms']:5.1f}"
           f"   ({int(r['scans_during'])} scans)")
     print(f"{'p99 during bulk / idle':48} {ratio:10.2f}   (goal < 2)")
+    print(f"{'peak RSS: gateway / bulk worker process, MB':48} {r['gateway_peak_rss_mb']:5.0f} / "
+          f"{r['worker_peak_rss_mb']:5.0f}")
     print(json.dumps({"bench": "bulk", **{k: round(v, 3) for k, v in r.items()}, "p99_ratio": round(ratio, 2)}))
 
 

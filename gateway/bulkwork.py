@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import resource
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -128,6 +129,10 @@ def probe() -> tuple[int, int, int]:
     return os.getpid(), os.nice(0), os.sched_getscheduler(0)
 
 
+def peak_rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _lower_priority() -> None:
     """Below every other process: SCHED_IDLE runs only on a CPU nothing else wants, and a task that wakes
     (the gateway's loop, its writer, a scanner's reader) takes the CPU from it at once, where under EEVDF a
@@ -153,6 +158,7 @@ class Worker:
         self._timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
         self.started = 0  # processes started (tests, logs)
+        self.peak_rss_kb = 0  # the largest peak RSS a worker process reported when it was closed
 
     @property
     def running(self) -> bool:
@@ -193,4 +199,7 @@ class Worker:
             self._timer = None
         pool, self._pool = self._pool, None
         if pool is not None:
+            with contextlib.suppress(Exception):  # a figure for the logs and bench.bulk, never a reason to fail
+                peak = await asyncio.get_running_loop().run_in_executor(pool, peak_rss_kb)
+                self.peak_rss_kb = max(self.peak_rss_kb, peak)
             await asyncio.to_thread(pool.shutdown, True)
