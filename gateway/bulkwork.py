@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import pickle
@@ -31,6 +32,8 @@ from pydantic import ValidationError
 
 from gateway.domain.masterdata import Checked, check_item, reason
 from gateway.jsontext import dumps
+
+log = logging.getLogger("floorgate.bulk")
 
 IDLE_S = 60.0  # an unused worker process is stopped after this long
 COMPRESS_LEVEL = 1  # master data compresses about 8x at level 1; higher levels cost more for little
@@ -169,6 +172,7 @@ class Worker:
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_lower_priority)
             self.started += 1
+            log.info("bulk worker process starting")
         pool = self._pool
         self._busy += 1
         try:
@@ -203,3 +207,4 @@ class Worker:
                 peak = await asyncio.get_running_loop().run_in_executor(pool, peak_rss_kb)
                 self.peak_rss_kb = max(self.peak_rss_kb, peak)
             await asyncio.to_thread(pool.shutdown, True)
+            log.info("bulk worker process stopped", extra={"fields": {"peak_rss_mb": round(self.peak_rss_kb / 1024)}})

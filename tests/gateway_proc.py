@@ -24,9 +24,10 @@ def write_config(path: Path, data_dir: Path, mqtt_port: int, extra: str = "") ->
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, args: list[str] | None = None) -> None:
+    def __init__(self, config: Path, args: list[str] | None = None, command: list[str] | None = None) -> None:
         self.config = config
         self.args = args or ["run", "--config", str(config)]
+        self.command = command or [sys.executable, "-m", "gateway.cli"]  # or the installed `floorgate` script
         self.proc: subprocess.Popen[str] | None = None
         self.lines: deque[dict[str, Any]] = deque(maxlen=5000)  # the parsed log lines, newest last
         self.raw: deque[str] = deque(maxlen=5000)
@@ -35,7 +36,7 @@ class GatewayProcess:
 
     def start(self, timeout: float = 60) -> GatewayProcess:
         self._ready.clear()
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", *self.args], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([*self.command, *self.args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self._reader = threading.Thread(target=self._read, args=(self.proc,), name="gateway-proc-reader")

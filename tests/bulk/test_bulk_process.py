@@ -1,0 +1,51 @@
+"""Bulk parts through the installed `floorgate` command: the worker process is spawned from the real console
+script (not a test runner), applies a multi-part replace, stops when the set is done, and a SIGTERM still
+stops the gateway cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.brokers import Broker
+from tests.bulk.workload import masterdata_parts
+from tests.gateway_proc import GatewayProcess, write_config
+from tests.sync.conftest import running_hub
+
+FLOORGATE = Path(sys.executable).parent / "floorgate"
+
+
+def workers(pid: int) -> list[str]:
+    """The gateway's worker processes (multiprocessing's resource tracker, also a child, lives on)."""
+    out = subprocess.run(["ps", "-o", "args=", "--ppid", str(pid)], capture_output=True, text=True, check=False)
+    return [line for line in out.stdout.splitlines() if "spawn_main" in line]
+
+
+async def test_a_large_replace_through_the_installed_command(tmp_path: Path, broker: Broker) -> None:
+    config = write_config(tmp_path / "floorgate.toml", tmp_path / "data", broker.port)
+    gw = GatewayProcess(config, command=[str(FLOORGATE)]).start()
+    try:
+        parts, _ = masterdata_parts(6_000, 1_000, parts=3, sync_id="proc")  # ~200 KB a part: the worker's work
+        async with running_hub(broker.port, validate=False) as hub:
+            ids = [hub.send("masterdata.sync", p) for p in parts]
+            for cid in ids:
+                assert (await hub.wait_result(cid, timeout=120))["status"] == "accepted"
+            done = (await hub.wait_result(ids[-1], timeout=120, count=2))
+            assert hub.results[ids[-1]][1]["status"] == "done", done
+            assert hub.results[ids[-1]][1]["applied"] == 7_002
+        assert gw.proc is not None
+        pid = gw.proc.pid
+        deadline = time.monotonic() + 30
+        while workers(pid) and time.monotonic() < deadline:  # the worker stops once the set is done
+            time.sleep(0.05)
+        assert not workers(pid)
+        msgs = [r.get("msg") for r in gw.lines]
+        assert "bulk worker process starting" in msgs and "bulk worker process stopped" in msgs, msgs
+        assert msgs.index("bulk set done") < msgs.index("bulk worker process stopped"), msgs
+        t0 = time.monotonic()
+        assert gw.terminate(timeout=15) == 0
+        assert time.monotonic() - t0 < 15
+    finally:
+        gw.kill()
