@@ -1,4 +1,4 @@
-"""bench.sync_drain and bench.sync_outage at their smallest sizes, run as a user runs them: each exits 0 with its
+"""bench.sync_drain, bench.sync_outage and bench.bulk at their smallest sizes, run as a user runs them: each exits 0 with its
 JSON object as the last line and leaves no temporary directory and no process behind; interrupted with SIGINT
 (Ctrl-C) while its broker and gateway run, it exits 130 and leaves nothing behind either. Each run gets a
 private TMPDIR, so "nothing behind" is exact: the directory stays empty and no live process names it in its
@@ -20,11 +20,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALLEST = {
     "sync_drain": ["--events", "500", "--outage-s", "0.3"],
     "sync_outage": ["--outage-s", "1", "--rate", "20"],
+    "bulk": ["--skus", "3000", "--locations", "300", "--parts", "2", "--idle-s", "1"],  # parts for the worker
 }
 # Interrupted while the most is running: sync_drain's gateway process (during the outage), sync_outage's broker.
 INTERRUPTED = {
     "sync_drain": (["--events", "500", "--outage-s", "20"], "gateway.cli"),
     "sync_outage": (["--outage-s", "20", "--rate", "20"], "mosquitto"),
+    "bulk": (["--skus", "3000", "--locations", "300", "--parts", "2", "--idle-s", "30"], "mosquitto"),
 }
 
 
