@@ -240,9 +240,10 @@ class BulkApplier:
         checked in the worker process (gateway/bulkwork.py), started for it if need be; a small one (a few
         hundred items) here at once, its items checked a chunk at a time on the loop."""
         async def worker() -> tuple[dict[str, Any], dict[str, list[tuple[int, Thunk]]]]:
-            head, chunks = await self.worker.run(bulkwork.prepare, payload, lists, self.chunk, check)
-            return head, {name: [(start, partial(pickle.loads, blob)) for start, blob in runs]
-                          for name, runs in chunks.items()}
+            head, index, blob = await self.worker.run(bulkwork.prepare, payload, lists, self.chunk, check)
+            view = memoryview(blob)
+            return head, {name: [(start, partial(pickle.loads, view[at:at + n])) for start, at, n in spans]
+                          for name, spans in index.items()}
 
         async def inline() -> tuple[dict[str, Any], dict[str, list[tuple[int, Thunk]]]]:
             head, chunks = bulkwork.split(payload, lists, self.chunk)

@@ -118,13 +118,23 @@ def check_run(list_name: str, start: int, items: list[Any]) -> list[Checked]:
 
 
 def prepare(stored: bytes | str, lists: tuple[str, ...], chunk: int, check: bool
-            ) -> tuple[dict[str, Any], dict[str, list[tuple[int, bytes]]]]:
+            ) -> tuple[dict[str, Any], dict[str, list[tuple[int, int, int]]], bytes]:
     """`split` in the worker, each chunk checked (`check`: master data) and pickled: it stays pickled until the
-    loop applies it, and unpickling 20 items is a small, even step."""
+    loop applies it, and unpickling 20 items is a small, even step. The chunks travel as one bytes object
+    with (first index, offset, length) per chunk: the gateway's side of the pipe (a thread, holding the GIL
+    while it unpickles the result) then copies one block instead of building thousands of objects."""
     head, runs = split(stored, lists, chunk)
-    return head, {name: [(start, pickle.dumps(check_run(name, start, items) if check else items,
-                                              protocol=pickle.HIGHEST_PROTOCOL)) for start, items in chunks]
-                  for name, chunks in runs.items()}
+    blobs: list[bytes] = []
+    index: dict[str, list[tuple[int, int, int]]] = {}
+    at = 0
+    for name, chunks in runs.items():
+        spans = index[name] = []
+        for start, items in chunks:
+            blob = pickle.dumps(check_run(name, start, items) if check else items, protocol=pickle.HIGHEST_PROTOCOL)
+            spans.append((start, at, len(blob)))
+            blobs.append(blob)
+            at += len(blob)
+    return head, index, b"".join(blobs)
 
 
 def probe() -> tuple[int, int, int]:

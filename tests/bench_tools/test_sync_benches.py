@@ -1,8 +1,9 @@
-"""bench.sync_drain, bench.sync_outage and bench.bulk at their smallest sizes, run as a user runs them: each exits 0 with its
-JSON object as the last line and leaves no temporary directory and no process behind; interrupted with SIGINT
-(Ctrl-C) while its broker and gateway run, it exits 130 and leaves nothing behind either. Each run gets a
-private TMPDIR, so "nothing behind" is exact: the directory stays empty and no live process names it in its
-command line (the broker's config, the gateway's config and the raw publisher's database all lie in it)."""
+"""bench.sync_drain, bench.sync_outage and bench.bulk at their smallest sizes, run as a user runs them: each
+exits 0 with its JSON object as the last line and leaves no temporary directory and no process behind;
+interrupted with SIGINT (Ctrl-C) while its broker and gateway run, it exits 130 and leaves nothing behind
+either. Each run gets a private TMPDIR, so "nothing behind" is exact: the directory stays empty and no live
+process names it in its command line (the broker's config, the gateway's config and the raw publisher's
+database all lie in it)."""
 
 from __future__ import annotations
 
