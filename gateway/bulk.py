@@ -38,7 +38,10 @@ log = logging.getLogger("floorgate.bulk")
 RETRY_S = 5.0  # after a chunk failed to commit, doubling up to RETRY_MAX_S
 RETRY_MAX_S = 300.0
 STAGE_ROWS = 50  # rows of a staged replace per commit (see BulkApplier._stage_chunk)
-INLINE_BYTES = 8 * 1024  # a part stored in at most this much (~60 KB of JSON) is parsed here, not in the worker
+# A part of at most INLINE_ITEMS items (or, not counted when stored, stored in at most INLINE_BYTES) is parsed
+# here, not in the worker: a small sync starts no process, and parsing it takes the loop well under 1 ms.
+INLINE_ITEMS = 500
+INLINE_BYTES = 8 * 1024
 CHUNK = 20  # items per op: about a millisecond of the loop (a scan waits for at most one)
 
 
@@ -55,6 +58,11 @@ class _Run:
 
 
 Thunk = Callable[[], list[Any]]  # a chunk's items, read (unpickled or checked) when the chunk is applied
+
+
+def _inline(items: int, payload: bytes | str) -> bool:
+    """Parse this part on the loop? By its item count: a few KB of zlib can hold a megabyte of repetitive JSON."""
+    return 0 < items <= INLINE_ITEMS or (items == 0 and len(payload) <= INLINE_BYTES)
 
 
 def lists_of(name: str) -> tuple[str, ...]:
@@ -161,6 +169,7 @@ class BulkApplier:
         lists = lists_of(name)
         completed_by = meta.get(f"bulk:{sync_id}:completed_by", rows[-1][3])
         parts = [int(part) for _, part, _, _, _ in rows]
+        counted = {int(part): int(items or 0) for _, part, _, _, items in rows}
 
         async def stored(part: int) -> bytes | str:
             prow = list(await reader.execute_fetchall(
@@ -172,7 +181,7 @@ class BulkApplier:
         for _, part, _, _, items in rows:
             if items is None or int(items) <= 0:  # stored uncounted (before counts were stored, or empty)
                 payload = await stored(int(part))
-                _, counts = (bulkwork.count(payload, lists) if len(payload) <= INLINE_BYTES
+                _, counts = (bulkwork.count(payload, lists) if _inline(0, payload)
                              else await self.worker.run(bulkwork.count, payload, lists))
                 items = sum(counts.values())
             total += int(items)
@@ -191,7 +200,7 @@ class BulkApplier:
         log.info("bulk set started", extra={"fields": {"sync_id": sync_id, "name": name, "items": run.total}})
         is_md = name == "masterdata.sync"
 
-        ahead = self._prepare(await stored(parts[0]), lists, is_md)
+        ahead = self._prepare(await stored(parts[0]), counted[parts[0]], lists, is_md)
         head, _ = await ahead
         staging: tuple[MasterData, int] | None = None
         if is_md and head.get("mode") == "replace":
@@ -207,7 +216,7 @@ class BulkApplier:
             for k, part in enumerate(parts):
                 _, by_list = await ahead
                 if k + 1 < len(parts):  # the next part is prepared while this one is applied
-                    ahead = self._prepare(await stored(parts[k + 1]), lists, is_md)
+                    ahead = self._prepare(await stored(parts[k + 1]), counted[parts[k + 1]], lists, is_md)
                 for list_name in lists:
                     if is_md and list_name == "locations":
                         later.append((part, list_name, by_list.get(list_name, [])))
@@ -234,7 +243,7 @@ class BulkApplier:
         del later
         await self._finish(run, staging)
 
-    def _prepare(self, payload: bytes | str, lists: tuple[str, ...], check: bool
+    def _prepare(self, payload: bytes | str, items: int, lists: tuple[str, ...], check: bool
                  ) -> asyncio.Future[tuple[dict[str, Any], dict[str, list[tuple[int, Thunk]]]]]:
         """One part's envelope and its chunks, each to be read when it is applied. A large part is parsed and
         checked in the worker process (gateway/bulkwork.py), started for it if need be; a small one (a few
@@ -250,7 +259,7 @@ class BulkApplier:
             return head, {name: [(start, partial(bulkwork.check_run, name, start, items) if check
                                   else partial(list, items)) for start, items in runs]
                           for name, runs in chunks.items()}
-        return asyncio.ensure_future(inline() if len(payload) <= INLINE_BYTES else worker())
+        return asyncio.ensure_future(inline() if _inline(items, payload) else worker())
 
     async def _apply_chunks(self, run: _Run, staging: tuple[MasterData, int] | None, part: int, list_name: str,
                             chunks: list[tuple[int, Thunk]], cursor: dict[str, Any] | None,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway import bulkwork
+from gateway import bulk, bulkwork
 from gateway.bulkwork import StreamError, Worker, WorkerLost
 from gateway.clock import ManualClock
 from gateway.domain.change import Change
@@ -149,3 +149,13 @@ def _alive(pid: int) -> bool:
         return open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_which_parts_are_parsed_on_the_loop() -> None:
+    """By item count where the part was counted: zlib packs a megabyte of repetitive orders into a few KB."""
+    repetitive = zlib.compress(json.dumps({"orders": [{"order_id": "O-1", "lines": []}] * 20_000}).encode())
+    assert len(repetitive) < bulk.INLINE_BYTES  # small stored, large parsed
+    assert not bulk._inline(20_000, repetitive)
+    assert bulk._inline(12, b"x" * 100_000)  # counted and small: here, whatever its size
+    assert bulk._inline(0, "{}") and bulk._inline(0, b"x" * bulk.INLINE_BYTES)  # uncounted: by stored size
+    assert not bulk._inline(0, b"x" * (bulk.INLINE_BYTES + 1))
