@@ -435,7 +435,7 @@ class Journal:
 
     async def _write_split(self, batch: list[_Pending]) -> None:
         """Commit `batch`, the floor's changes ahead of the staged bulk rows queued before them: a scan that
-        arrived while a bulk commit ran would otherwise share the next commit with 100 master data rows and
+        arrived while a bulk commit ran would otherwise share the next commit with 50-100 master data rows and
         wait for their writing too (bench.bulk: 1.9 against 0.7 ms in the writer's thread)."""
         later = [p for p in batch if _deferrable(p)]
         if not later or len(later) == len(batch) or any(p.md_put or p.md_del for p in batch if not _deferrable(p)):
