@@ -141,14 +141,20 @@ class BulkApplier:
             finally:
                 self.running = None
 
-    async def close(self) -> None:
-        await self.worker.close()
+    async def close(self, kill: bool = False) -> None:
+        await self.worker.close(kill)
 
     async def _apply(self, sync_id: str) -> None:
+        stopping = False
         try:
             await self._apply_set(sync_id)
+        except asyncio.CancelledError:
+            stopping = True  # the gateway is stopping: the worker's part in hand is not waited for
+            raise
         finally:
-            if self._queue.empty():
+            if stopping:
+                await self.worker.close(kill=True)
+            elif self._queue.empty():
                 await self.worker.close()  # an idle gateway does not keep the worker's memory
 
     async def _apply_set(self, sync_id: str) -> None:

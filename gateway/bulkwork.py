@@ -206,15 +206,26 @@ class Worker:
         if self._busy == 0 and self._pool is not None:
             self._closing = asyncio.ensure_future(self.close())
 
-    async def close(self) -> None:
-        """Stop the process once its work in hand is done (work already handed to it still completes)."""
+    async def close(self, kill: bool = False) -> None:
+        """Stop the process once its work in hand is done, or at once with `kill` (the gateway is stopping: a
+        16 MB part can take the worker many seconds, more when the floor leaves it no CPU, and a SIGTERM must
+        stop the gateway within 10 s; the part is stored and is applied again after the restart)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         pool, self._pool = self._pool, None
-        if pool is not None:
-            with contextlib.suppress(Exception):  # a figure for the logs and bench.bulk, never a reason to fail
-                peak = await asyncio.get_running_loop().run_in_executor(pool, peak_rss_kb)
-                self.peak_rss_kb = max(self.peak_rss_kb, peak)
-            await asyncio.to_thread(pool.shutdown, True)
-            log.info("bulk worker process stopped", extra={"fields": {"peak_rss_mb": round(self.peak_rss_kb / 1024)}})
+        if pool is None:
+            return
+        if kill:
+            # ProcessPoolExecutor has no public way to stop a running task before Python 3.14.
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.kill()
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+            log.info("bulk worker process killed: the gateway is stopping")
+            return
+        with contextlib.suppress(Exception):  # a figure for the logs and bench.bulk, never a reason to fail
+            peak = await asyncio.get_running_loop().run_in_executor(pool, peak_rss_kb)
+            self.peak_rss_kb = max(self.peak_rss_kb, peak)
+        await asyncio.to_thread(pool.shutdown, True)
+        log.info("bulk worker process stopped", extra={"fields": {"peak_rss_mb": round(self.peak_rss_kb / 1024)}})

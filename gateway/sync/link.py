@@ -121,7 +121,7 @@ class HubLink:
                 tg.create_task(self.bulk.run(), name="bulk-applier")
                 tg.create_task(self._periodic(), name="sync-periodic")
         finally:
-            await self.bulk.close()  # the worker process, if one is running
+            await self.bulk.close(kill=True)  # the worker process, if one is running: stopping, not waited for
 
     async def shutdown(self) -> None:
         """On a clean stop, before the tasks are cancelled: say `offline` ourselves (retained, since a clean

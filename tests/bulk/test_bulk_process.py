@@ -49,3 +49,33 @@ async def test_a_large_replace_through_the_installed_command(tmp_path: Path, bro
         assert time.monotonic() - t0 < 15
     finally:
         gw.kill()
+
+
+async def test_sigterm_while_a_large_set_is_applied_stops_at_once_and_the_set_finishes_after_restart(
+        tmp_path: Path, broker: Broker) -> None:
+    """The worker's part in hand is not waited for (a 16 MB part can take it many seconds): the gateway stops
+    within its 10 s, and the stored set is applied again after the restart, with its one `done` result."""
+    config = write_config(tmp_path / "floorgate.toml", tmp_path / "data", broker.port)
+    gw = GatewayProcess(config, command=[str(FLOORGATE)]).start()
+    try:
+        parts, _ = masterdata_parts(60_000, 5_000, parts=3, sync_id="big")
+        async with running_hub(broker.port, validate=False) as hub:
+            ids = [hub.send("masterdata.sync", p) for p in parts]
+            for cid in ids:
+                assert (await hub.wait_result(cid, timeout=120))["status"] == "accepted"
+            deadline = time.monotonic() + 60
+            while not any(r.get("msg") == "bulk set started" for r in gw.lines):
+                assert time.monotonic() < deadline, list(gw.lines)[-10:]
+                time.sleep(0.02)
+            assert not any(r.get("msg") == "bulk set done" for r in gw.lines)
+            t0 = time.monotonic()
+            assert gw.terminate(timeout=15) == 0
+            assert time.monotonic() - t0 < 15  # SIGTERM's budget is 10 s; 15 is a safety margin, not a goal
+            assert not [r for r in gw.lines if r.get("msg") == "bulk set done"]
+            gw.start()  # the same journal: the complete set is found and applied again
+            done = await hub.wait_result(ids[-1], timeout=180, count=2)
+            result = hub.results[ids[-1]][1]
+            assert result["status"] == "done" and result["applied"] == 65_002, (done, result)
+        assert gw.terminate(timeout=15) == 0  # a clean stop: its worker and the resource tracker end with it
+    finally:
+        gw.kill()

@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import signal
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,19 @@ async def test_an_unused_worker_stops_by_itself() -> None:
     pid, _, _ = await w.run(bulkwork.probe)
     await until(lambda: not w.running, "the idle worker to stop")
     await until(lambda: not _alive(pid), "the worker process to end")
+
+
+async def test_a_stopping_gateway_does_not_wait_for_the_workers_part_in_hand() -> None:
+    w = Worker()
+    pid, _, _ = await w.run(bulkwork.probe)
+    busy = asyncio.ensure_future(w.run(time.sleep, 600))  # stands for a 16 MB part on a starved CPU
+    await asyncio.sleep(0.2)
+    async with asyncio.timeout(30):  # a safety limit: without `kill` this would wait the full 600 s
+        await w.close(kill=True)
+        with pytest.raises(WorkerLost):
+            await busy
+    await until(lambda: not _alive(pid), "the worker process to end")
+    assert not w.running
 
 
 async def test_a_worker_that_dies_is_reported_and_replaced() -> None:
