@@ -85,7 +85,8 @@ class BulkApplier:
         self.worker = bulkwork.Worker()  # parses and checks parts in a process of its own (gateway/bulkwork.py)
         self.retry_s = RETRY_S
         self._waits: dict[str, float] = {}  # sync_id -> next wait before trying a failed set again
-        self._staged: list[tuple[int, str, str, str | None]] = []  # rows of a replace not yet written
+        # Rows of a replace not yet written, each document already JSON text (apply_checked)
+        self._staged: list[tuple[int, str, str, dict[str, Any] | str | None]] = []
 
     async def start(self) -> None:
         rows = await self.journal.reader.execute_fetchall("SELECT sync_id, part, parts FROM bulk_parts")
@@ -343,8 +344,7 @@ class BulkApplier:
         change = Change(cmd_id=run.cmd_id)
         apply_checked(md, gen, change, list_name, items, part, run.outcome)
         run.done += len(items)
-        self._staged.extend((g, k, i, d if d is None or isinstance(d, str) else dumps(d))
-                            for g, k, i, d in change.masterdata)
+        self._staged.extend(change.masterdata)
         self._busy = time.perf_counter() - t0
         if len(self._staged) >= STAGE_ROWS:
             await self._flush_staged(run)

@@ -169,7 +169,7 @@ class Worker:
         self._pool: ProcessPoolExecutor | None = None
         self._busy = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._closing: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None  # held: a task nobody references may be collected
         self.started = 0  # processes started (tests, logs)
         self.peak_rss_kb = 0  # the largest peak RSS a worker process reported when it was closed
 
