@@ -38,7 +38,10 @@ async def test_a_large_replace_through_the_installed_command(tmp_path: Path, bro
         assert gw.proc is not None
         pid = gw.proc.pid
         deadline = time.monotonic() + 30
-        while workers(pid) and time.monotonic() < deadline:  # the worker stops once the set is done
+        # The worker stops once the set is done. Its process ends before the gateway logs "stopped" (the
+        # shutdown joins it first), and the log line reaches us through a pipe: wait for both.
+        while (workers(pid) or not any(r.get("msg") == "bulk worker process stopped" for r in gw.lines)) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not workers(pid)
         msgs = [r.get("msg") for r in gw.lines]
