@@ -79,4 +79,11 @@ async def test_100k_skus_with_50_bad_items_while_scanning(tmp_path: Path, broker
         progress = [e for e in hub.journals[app.journal.journal_id].events.values() if e["type"] == "bulk.progress"
                     and e["data"]["sync_id"] == "big"]
         assert progress and progress[-1]["data"]["done"] == progress[-1]["data"]["total"]
+        dones = [e["data"]["done"] for e in sorted(progress, key=lambda e: e["seq"])]
+        assert dones == sorted(dones) and len(set(dones)) >= 10, dones  # through admitting and writing
+        conn = sqlite3.connect(app.journal.path)
+        live = conn.execute("SELECT count(*) FROM masterdata WHERE gen = (SELECT value FROM meta "
+                            "WHERE key = 'md_gen')").fetchone()[0]
+        conn.close()
+        assert live == done["applied"]  # every admitted row written before the swap
         assert all(e["cmd_id"] == ids[-1] for e in progress)

@@ -164,3 +164,46 @@ async def test_a_set_whose_clean_up_fails_is_answered_and_never_applied_twice(
     await applier.close()
     await restarted.close()
     await j.close()
+
+
+async def test_a_replace_writes_its_rows_in_key_order_the_last_of_a_repeated_key_stays(
+        tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of a replace are written once every item is admitted, sorted by key (parts sliced any way by the
+    hub would otherwise scatter each commit over the table's pages), and a SKU sent twice keeps its last
+    version, on disk as in memory. Progress moves through both passes and ends at the total."""
+    monkeypatch.setattr(bulk, "STAGE_ROWS", 7)  # several commits
+    j, s = await open_service(tmp_path, clock)
+    written: list[list[tuple[str, str]]] = []
+    submit = j.submit
+
+    def spy(change: Change) -> Any:
+        if change.unseen:
+            written.append([(kind, key) for _, kind, key, _ in change.masterdata])
+        return submit(change)
+    monkeypatch.setattr(j, "submit", spy)
+    results: list[dict[str, Any]] = []
+    applier = BulkApplier(s, clock, results.append, chunk=5)
+    applier.yield_factor = 0.0
+    skus = [{"sku": f"S-{i:03d}", "gtins": [], "description": "first"} for i in range(60)]
+    parts = [skus[p::3] for p in range(3)]  # every third SKU: interleaved, as bench.bulk's parts are
+    parts[2].append({"sku": "S-000", "gtins": [], "description": "last"})  # S-000 again, in the last part
+    for p, part_skus in enumerate(parts):
+        body = {"cmd_id": f"md-{p}", "mode": "replace", "sync_id": "big", "part": p + 1, "parts": 3,
+                "skus": part_skus}
+        cmd = COMMANDS["masterdata.sync"].model_validate(body)
+        await s.execute(partial(accept, applier, cmd, json.dumps(body)))
+    await applier._apply("big")
+    assert results and results[0]["applied"] == 61 and not results[0]["rejected"]
+    rows = [r for batch in written for r in batch]
+    assert rows == sorted(rows) and len(rows) == 61
+    assert all(len(batch) <= 7 for batch in written) and len(written) == 9
+    assert s.floor.md.skus["S-000"].description == "last"
+    await s.reload()  # what the journal holds
+    assert len(s.floor.md.skus) == 60 and s.floor.md.skus["S-000"].description == "last"
+    events = await j.read_events(1)
+    progress = [json.loads(e.body)["data"] for e in events if e.type == "bulk.progress"]
+    dones = [p["done"] for p in progress]
+    assert dones == sorted(dones) and dones[-1] == progress[-1]["total"] == 61
+    assert len(progress) >= 5 and progress[-1]["eta_s"] == 0.0
+    await applier.close()
+    await j.close()
