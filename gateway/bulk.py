@@ -253,6 +253,7 @@ class BulkApplier:
             if staging is not None:
                 await self._write_staged(run, staging[1])
         finally:
+            self._staged = []  # a failed set's rows (tens of MB) are not kept through its wait before a retry
             if not ahead.done():
                 ahead.cancel()
             elif not ahead.cancelled():
