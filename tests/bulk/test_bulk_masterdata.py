@@ -86,4 +86,6 @@ async def test_100k_skus_with_50_bad_items_while_scanning(tmp_path: Path, broker
                             "WHERE key = 'md_gen')").fetchone()[0]
         conn.close()
         assert live == done["applied"]  # every admitted row written before the swap
+        assert app.link is not None and app.link.bulk._releasing is not None
+        assert await app.link.bulk._releasing > 0  # the old generation let go a slice at a time (bulk.release)
         assert all(e["cmd_id"] == ids[-1] for e in progress)
