@@ -124,6 +124,17 @@ def stop_process(proc: subprocess.Popen[Any]) -> None:
     proc.wait(30)
 
 
+def stop_gracefully(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """SIGTERM, as systemd stops the gateway (it then removes what it made, e.g. the bulk fork server's socket
+    directory in TMPDIR); SIGKILL only if it has not stopped within `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stop_process(proc)
+
+
 def run_bench(bench: Callable[[Path, Cleanup], Awaitable[T]], prefix: str) -> T:
     """Run `bench(work, cleanup)` on a new event loop in a new temporary directory `work`.
 
@@ -274,7 +285,7 @@ async def run(args: argparse.Namespace, work: Path, cleanup: Cleanup) -> dict[st
         broker.start()
         t0 = time.monotonic()
         first_ours, all_ours = await measure(hub, args.events, t0, journal)
-        stop_process(gw)
+        await asyncio.to_thread(stop_gracefully, gw)
 
     # Baseline: the same bodies, raw paho, the same broker, a fresh hub session.
     async with contextlib.AsyncExitStack() as stack:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway import __version__, runtime
+from gateway import __version__, bulkwork, runtime
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config, ConfigError, load_config
 from gateway.devices.fleet import DeviceFleet
@@ -176,6 +176,7 @@ class App:
         from gateway.ops.systemd import SystemdNotifier
 
         self.lock = acquire_run_lock(self.cfg.data_dir)  # before the journal is touched
+        bulkwork.prestart()  # while the heap is small, before the floor is loaded (gateway/bulkwork.py context)
         self.journal = await Journal.open(self.cfg.db_path, site=self.cfg.site, gateway=self.cfg.gateway,
                                           clock=self.clock)
         self.service = service = FloorService(self.cfg, self.journal, self.clock)

@@ -18,9 +18,14 @@ FLOORGATE = Path(sys.executable).parent / "floorgate"
 
 
 def workers(pid: int) -> list[str]:
-    """The gateway's worker processes (multiprocessing's resource tracker, also a child, lives on)."""
-    out = subprocess.run(["ps", "-o", "args=", "--ppid", str(pid)], capture_output=True, text=True, check=False)
-    return [line for line in out.stdout.splitlines() if "spawn_main" in line]
+    """The gateway's worker processes: children of its fork server (gateway/bulkwork.py `context`). The fork
+    server and multiprocessing's resource tracker, children of the gateway, live as long as it does."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True, check=False)
+    procs = [(int(f[0]), int(f[1]), f[2] if len(f) > 2 else "") for f in
+             (line.split(None, 2) for line in out.stdout.splitlines())]
+    servers = {p for p, parent, args in procs if parent == pid and "forkserver" in args}
+    assert servers, [args for p, parent, args in procs if parent == pid]  # started with the gateway
+    return [args for p, parent, args in procs if parent in servers]
 
 
 async def test_a_large_replace_through_the_installed_command(tmp_path: Path, broker: Broker) -> None:
