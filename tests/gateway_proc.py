@@ -38,13 +38,20 @@ class GatewayProcess:
         self._ready.clear()
         self.proc = subprocess.Popen([*self.command, *self.args], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(self._tmpdir())})
         self._reader = threading.Thread(target=self._read, args=(self.proc,), name="gateway-proc-reader")
         self._reader.start()
         if not self._ready.wait(timeout):
             self.kill()
             raise RuntimeError("gateway did not start:\n" + "".join(list(self.raw)[-30:]))
         return self
+
+    def _tmpdir(self) -> Path:
+        """The gateway's TMPDIR, beside its config: a gateway a test SIGKILLs leaves its bulk fork server's
+        socket directory (`pymp-*`) there, not in the machine's /tmp."""
+        d = self.config.parent / "tmp"
+        d.mkdir(exist_ok=True)
+        return d
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
