@@ -206,9 +206,9 @@ class Worker:
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         except BrokenProcessPool as e:
-            if self._pool is pool:
+            if self._pool is pool:  # else `close` took the pool and shuts it down: twice closes its pipes twice
                 self._pool = None
-            await asyncio.to_thread(pool.shutdown, True)
+                await asyncio.to_thread(pool.shutdown, True)
             raise WorkerLost(f"the bulk worker process died: {e}") from None
         finally:
             self._busy -= 1
