@@ -174,7 +174,7 @@ def context() -> multiprocessing.context.BaseContext:
 def prestart() -> None:
     """Start the fork server now, while the heap is small (the gateway calls this before it loads the floor)."""
     from multiprocessing import forkserver
-    context()
+    context()  # the server's preload (none) is read when it starts
     forkserver.ensure_running()
 
 

@@ -1,6 +1,6 @@
-"""Bulk parts through the installed `floorgate` command: the worker process is spawned from the real console
-script (not a test runner), applies a multi-part replace, stops when the set is done, and a SIGTERM still
-stops the gateway cleanly."""
+"""Bulk parts through the installed `floorgate` command: the worker process is forked by the fork server the
+real console script starts (not a test runner's), applies a multi-part replace, stops when the set is done,
+and a SIGTERM still stops the gateway cleanly."""
 
 from __future__ import annotations
 
