@@ -178,6 +178,21 @@ def prestart() -> None:
     forkserver.ensure_running()
 
 
+def _close_result_writer(pool: ProcessPoolExecutor) -> None:
+    """Close the gateway's copy of the write end of the pool's result pipe, once the worker (which has its own
+    copy) has started. A worker that dies halfway through sending a result (killed by `close(kill=True)` or by
+    the OOM killer; a prepared part is megabytes) otherwise leaves the pool's manager thread in a read that
+    never ends, because the pipe still has a writer: ours. `shutdown` then joins that thread forever (a
+    SIGTERM'd gateway hung, 1 run in 5 of tests/bulk/test_bulk_process) and the part's future never settles.
+    With our copy closed the read meets end-of-file and the pool reports itself broken (`WorkerLost`).
+    The gateway never writes to this pipe: since Python 3.9 the pool wakes its thread through a pipe of its
+    own. Private attributes, as in `close`; where they are missing nothing is done."""
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None and getattr(pool, "_processes", None):  # the worker started: it holds its own copy
+        with contextlib.suppress(OSError):
+            writer.close()
+
+
 class Worker:
     """The one worker process: started on first use (by the fork server, see `context`: forking the gateway
     itself, with threads running, is unsafe), stopped by `close` (the applier calls it when it has no set
@@ -204,7 +219,9 @@ class Worker:
         pool = self._pool
         self._busy += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            result = asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            _close_result_writer(pool)
+            return await result
         except BrokenProcessPool as e:
             if self._pool is pool:  # else `close` took the pool and shuts it down: twice closes its pipes twice
                 self._pool = None

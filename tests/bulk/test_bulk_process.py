@@ -4,7 +4,6 @@ and a SIGTERM still stops the gateway cleanly."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,12 +16,27 @@ from tests.sync.conftest import running_hub
 FLOORGATE = Path(sys.executable).parent / "floorgate"
 
 
+def _procs() -> list[tuple[int, int, str]]:
+    """(pid, ppid, command line) of every process, read from /proc: `ps` cuts its args column to the
+    terminal's width (80 without one), and a long venv path pushed "forkserver" past it in CI."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone in between
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])  # the name in (...) may hold spaces
+        out.append((int(d.name), ppid, cmdline))
+    return out
+
+
 def workers(pid: int) -> list[str]:
     """The gateway's worker processes: children of its fork server (gateway/bulkwork.py `context`). The fork
     server and multiprocessing's resource tracker, children of the gateway, live as long as it does."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True, check=False)
-    procs = [(int(f[0]), int(f[1]), f[2] if len(f) > 2 else "") for f in
-             (line.split(None, 2) for line in out.stdout.splitlines())]
+    procs = _procs()
     servers = {p for p, parent, args in procs if parent == pid and "forkserver" in args}
     assert servers, [args for p, parent, args in procs if parent == pid]  # started with the gateway
     return [args for p, parent, args in procs if parent in servers]

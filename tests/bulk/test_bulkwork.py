@@ -21,6 +21,7 @@ from gateway.clock import ManualClock
 from gateway.domain.change import Change
 from gateway.domain.floor import MasterData
 from gateway.domain.masterdata import Outcome, apply_checked, apply_items
+from tests.bulk.dying import die_mid_send
 from tests.bulk.test_bulk_resume import command, open_service
 from tests.bulk.test_bulk_retry import N, stored_replace
 from tests.conftest import SKUS, until
@@ -118,6 +119,22 @@ async def test_a_worker_that_dies_is_reported_and_replaced() -> None:
     new_pid, _, _ = await w.run(bulkwork.probe)
     assert new_pid != pid and w.started == 2
     await w.close()
+
+
+async def test_a_worker_that_dies_halfway_through_sending_its_result_is_reported_not_waited_for() -> None:
+    """Its result pipe holds the head of a message whose rest never comes. The pool's thread must meet
+    end-of-file (gateway/bulkwork.py `_close_result_writer`), not wait for the rest: it did wait, forever, and
+    a SIGTERM'd gateway's `close(kill=True)` hung in the pool's shutdown."""
+    w = Worker()
+    pid, _, _ = await w.run(bulkwork.probe)
+    async with asyncio.timeout(30):  # a safety limit: without the fix the first await never ends
+        with pytest.raises(WorkerLost):
+            await w.run(die_mid_send)
+        assert not w.running
+        new_pid, _, _ = await w.run(bulkwork.probe)
+        assert new_pid != pid and w.started == 2
+        await w.close(kill=True)
+    await until(lambda: not _alive(new_pid), "the worker process to end")
 
 
 async def test_a_set_whose_worker_is_killed_is_applied_by_a_fresh_one(tmp_path: Path, clock: ManualClock) -> None:
