@@ -21,12 +21,17 @@ class Clock(Protocol):
         """Seconds on a clock that never jumps; only differences are meaningful."""
         ...
 
+    def stamp(self) -> str:
+        """`rfc3339(self.now())`: the journal stamps every change with it."""
+        ...
+
 
 class SystemClock:
     """The real clocks. `offset_s` shifts the wall clock only, to simulate a clock jump in fault tests."""
 
     def __init__(self, offset_s: float = 0.0) -> None:
         self.offset_s = offset_s
+        self._stamp: tuple[int, str] = (-1, "")  # (unix ms, its text); replaced whole, so threads see a pair
 
     def now(self) -> datetime:
         now = datetime.now(UTC)
@@ -34,6 +39,18 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def stamp(self) -> str:
+        """Formatted once per millisecond, not per call (bench.journal_append: 0.95 against 0.2 us a change)."""
+        ns = time.time_ns()
+        if self.offset_s:
+            ns += round(self.offset_s * 1e9)
+        ms = ns // 1_000_000
+        cached = self._stamp
+        if cached[0] != ms:
+            dt = datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=ms % 1000 * 1000)
+            cached = self._stamp = (ms, rfc3339(dt))
+        return cached[1]
 
 
 class ManualClock:
@@ -48,6 +65,9 @@ class ManualClock:
 
     def monotonic(self) -> float:
         return self._mono
+
+    def stamp(self) -> str:
+        return rfc3339(self._wall)
 
     def advance(self, seconds: float) -> None:
         self._wall += timedelta(seconds=seconds)

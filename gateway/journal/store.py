@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,8 +149,7 @@ class _Rows:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if self.events:
-                conn.executemany("INSERT INTO events(seq, event_id, type, ts, order_id, journal, body) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", self.events)
+                _insert_events(conn, self.events)
             if self.bulk:
                 conn.executemany("INSERT OR REPLACE INTO bulk_parts(sync_id, name, part, parts, cmd_id, ts, items, "
                                  "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self.bulk)
@@ -181,6 +181,22 @@ class _Rows:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
+
+
+_EVENT_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+_EVENT_SQL = {n: "INSERT INTO events(seq, event_id, type, ts, order_id, journal, body) VALUES "
+                 + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * n) for n in _EVENT_CHUNKS}
+
+
+def _insert_events(conn: sqlite3.Connection, events: list[tuple[int, str, str, str, str | None, str, str]]) -> None:
+    """A batch's events in a few multi-row statements (at most nine, each prepared once), not one statement
+    per row: executemany steps once per row and hands the GIL back after every step, and each hand-back waits
+    behind a busy loop; a multi-row insert is also ~10% cheaper in SQLite itself."""
+    i, n = 0, len(events)
+    for size in _EVENT_CHUNKS:
+        while n - i >= size:
+            conn.execute(_EVENT_SQL[size], [x for row in events[i:i + size] for x in row])
+            i += size
 
 
 def _prepare(path: str, site: str, gateway: str, now: str) -> dict[str, Any]:
@@ -221,7 +237,10 @@ class Journal:
         self.schema_version = 0
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[_Pending | _Job | None] = asyncio.Queue()
+        # The writer's queue: a deque and one waiter, not an asyncio.Queue, whose bookkeeping (unfinished-task
+        # counts, a getter list) cost a microsecond per change on the hot path for features unused here.
+        self._queue: deque[_Pending | _Job | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._ckpt: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
@@ -232,7 +251,7 @@ class Journal:
         self.commits = 0
         self.events_written = 0
         self.log_events = True
-        self._pending = 0  # changes submitted and not yet committed, failed or abandoned
+        self._pending = 0  # changes submitted and not yet taken by the writer to a commit or a failure
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -274,7 +293,7 @@ class Journal:
                 await self._checkpoints
             self._checkpoints = None
         if self._writer is not None:
-            await self._queue.put(None)
+            self._put(None)
             await self._writer
             self._writer = None
         if self._ckpt is not None:
@@ -332,7 +351,7 @@ class Journal:
         fut: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
         first = self._next_seq
         change.sequence(first)
-        ts = rfc3339(self.clock.now())
+        ts = self.clock.stamp()
         events = []
         # The envelope is assembled as text around the one json.dumps of `data`: this is the hot path.
         head = f'{{"v":1,"journal":"{self.journal_id}","event_id":"'
@@ -365,17 +384,27 @@ class Journal:
                   a.get("lot"), a.get("raw"), a.get("result"), dumps(a)) for a in change.audit] if change.audit else []
         bulk = [(sid, name, part, parts, cid, ts, items, payload)
                 for sid, name, part, parts, cid, items, payload in change.bulk_parts] if change.bulk_parts else []
-        self._queue.put_nowait(_Pending(events, docs_put, docs_del, md_put, md_del,
-                                        list(change.meta.items()) if change.meta else [], result, audit, bulk,
-                                        self._next_seq - 1, fut, change.background, change.unseen))
+        self._put(_Pending(events, docs_put, docs_del, md_put, md_del,
+                           list(change.meta.items()) if change.meta else [], result, audit, bulk,
+                           self._next_seq - 1, fut, change.background, change.unseen))
         self._pending += 1
         self._idle.clear()
-        fut.add_done_callback(self._settled)
         return fut
 
-    def _settled(self, _: asyncio.Future[list[StoredEvent]]) -> None:
-        self._pending -= 1
-        if self._pending == 0:
+    def _put(self, item: _Pending | _Job | None) -> None:
+        self._queue.append(item)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _settle(self, n: int) -> None:
+        """`n` changes reached their end (committed or failed). Counted here rather than in a done-callback on
+        each future: that callback was one more loop turn per change (bench.journal_append)."""
+        self._pending -= n
+        if self._pending <= 0:
+            self._pending = 0
             self._idle.set()
 
     async def quiet(self) -> None:
@@ -397,7 +426,7 @@ class Journal:
         if self._writer is None:
             raise JournalUnavailable("journal is closed")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, fut))
+        self._put(_Job(fn, fut))
         return await fut
 
     def reset_after_failure(self) -> None:
@@ -408,7 +437,10 @@ class Journal:
     async def _run_writer(self) -> None:
         q = self._queue
         while True:
-            item = await q.get()
+            while not q:
+                self._waiter = asyncio.get_running_loop().create_future()
+                await self._waiter
+            item = q.popleft()
             if item is None:
                 return
             if isinstance(item, _Job):
@@ -416,8 +448,8 @@ class Journal:
                 continue
             batch = [item]
             stop = False
-            while len(batch) < MAX_BATCH and not q.empty():
-                nxt = q.get_nowait()
+            while len(batch) < MAX_BATCH and q:
+                nxt = q.popleft()
                 if nxt is None:
                     stop = True
                     break
@@ -467,6 +499,7 @@ class Journal:
             for p in batch:
                 if not p.future.done():
                     p.future.set_exception(self._failed)
+            self._settle(len(batch))
             return
         db = self._conn
         events = [e for p in batch for e in p.events]
@@ -481,6 +514,7 @@ class Journal:
             return
         self.last_seq = max(self.last_seq, rows.last_seq)
         self.commits += 1
+        self._settle(len(batch))
         self.events_written += len(events)
         stored = [StoredEvent(e[0], e[2], e[6]) for e in events]
         i = 0
@@ -506,18 +540,19 @@ class Journal:
                              else JournalError(f"commit failed: {e}"))
         self._failed = err
         failed = list(batch)
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
+        while self._queue:
+            item = self._queue.popleft()
             if isinstance(item, _Pending):
                 failed.append(item)
             elif isinstance(item, _Job):
                 item.future.set_exception(err)
             else:
-                self._queue.put_nowait(None)
+                self._queue.appendleft(None)
                 break
         for p in failed:
             if not p.future.done():
                 p.future.set_exception(err)
+        self._settle(len(failed))
         log.error("journal commit failed; nothing of it was stored",
                   extra={"fields": {"error": str(e), "changes": len(failed)}})
         for fn in self._failure_listeners:

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import runtime
-from gateway.clock import rfc3339
+from gateway.clock import ManualClock, SystemClock, rfc3339
 from gateway.ids import uuid7
 from gateway.jsontext import dumps
 
@@ -87,3 +87,21 @@ def test_runtime_settings_are_what_the_gateway_runs_with() -> None:
     finally:
         sys.setswitchinterval(before[0])
         gc.set_threshold(*before[1])
+
+
+def test_the_system_clocks_stamp_is_its_now_to_the_millisecond_offset_included() -> None:
+    clock = SystemClock()
+    for offset in (0.0, 3600.0, -7200.5):  # offset_s is moved by fault tests after the clock is made
+        clock.offset_s = offset
+        for _ in range(2000):  # many calls inside one millisecond (the cache) and across millisecond edges
+            before = rfc3339(clock.now())
+            stamp = clock.stamp()
+            after = rfc3339(clock.now())
+            assert before <= stamp <= after, (offset, before, stamp, after)
+
+
+def test_a_manual_clocks_stamp_is_its_wall_time() -> None:
+    clock = ManualClock(datetime(2026, 12, 31, 23, 59, 59, 999500, tzinfo=UTC))
+    assert clock.stamp() == "2026-12-31T23:59:59.999Z"
+    clock.advance(0.001)
+    assert clock.stamp() == "2027-01-01T00:00:00.000Z"

@@ -75,6 +75,8 @@ async def test_event_counts_as_broker_acked_only_on_its_puback(broker: Broker, s
             publishing(journal, proxy.port, window=50) as pub:
         await emit(service, 10)
         await until(lambda: pub.broker_acked == 10, "the first PUBACKs")
+        # A PUBACK may come before the broker has delivered the event to the hub: wait for those as well.
+        await hub.wait_until(lambda: hub.holds(10, journal.journal_id), SAFETY_S)
         await pub.save_progress()
         # The link stalls: the client still believes it is connected and hands events to paho, no PUBACK comes.
         proxy.set_mode("blackhole")
