@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -62,18 +63,17 @@ def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
 _events_logger = logging.getLogger("floorgate.events")
 
 
-def log_events(events: list[tuple[int, str, str | None, str]]) -> None:
-    """One line per committed event (seq, type, order_id, ts), formatted without the logging machinery:
-    this runs for every event on the journal's hot path, at thousands per second."""
+def log_events(events: Sequence[tuple[int, str, str, str, str | None, Any, Any]]) -> None:
+    """One line per committed event, from the journal's rows (seq, event_id, type, ts, order_id, ...), formatted
+    without the logging machinery: this runs for every event on the journal's hot path, at thousands per
+    second."""
     if not events or not _events_logger.isEnabledFor(logging.INFO):
         return
-    lines = []
-    for seq, typ, order_id, ts in events:
-        oid = f',"order_id":{json_str(order_id)}' if order_id is not None else ""
-
-        lines.append(f'{{"ts":"{ts}","level":"info","logger":"floorgate.events","msg":"event","seq":{seq},'
-                     f'"type":"{typ}"{oid}}}\n')
-    text = "".join(lines)
+    text = "".join([f'{{"ts":"{ts}","level":"info","logger":"floorgate.events","msg":"event","seq":{seq},'
+                    f'"type":"{typ}"}}\n' if order_id is None else
+                    f'{{"ts":"{ts}","level":"info","logger":"floorgate.events","msg":"event","seq":{seq},'
+                    f'"type":"{typ}","order_id":{json_str(order_id)}}}\n'
+                    for seq, _, typ, ts, order_id, *_ in events])
     for h in logging.getLogger().handlers:
         if isinstance(h, logging.StreamHandler) and isinstance(h.formatter, JsonFormatter):
             with h.lock:  # type: ignore[union-attr]

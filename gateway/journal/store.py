@@ -128,12 +128,29 @@ class _Rows:
 
     @classmethod
     def of(cls, batch: list[_Pending], events: list[tuple[int, str, str, str, str | None, str, str]]) -> _Rows:
-        relaxed = all(p.background and not p.events and not p.bulk and p.result is None for p in batch)
-        return cls(events, [r for p in batch for r in p.bulk], [r for p in batch for r in p.docs_put],
-                   [r for p in batch for r in p.docs_del], [r for p in batch for r in p.md_put],
-                   [r for p in batch for r in p.md_del], [r for p in batch for r in p.meta],
-                   [p.result for p in batch if p.result is not None], [r for p in batch for r in p.audit],
-                   max(p.last_seq for p in batch), relaxed)
+        rows = cls(events, [], [], [], [], [], [], [], [], 0, True)
+        for p in batch:  # one pass, touching only what a change holds: most hold events and a document or two
+            if p.docs_put:
+                rows.docs_put += p.docs_put
+            if p.docs_del:
+                rows.docs_del += p.docs_del
+            if p.md_put:
+                rows.md_put += p.md_put
+            if p.md_del:
+                rows.md_del += p.md_del
+            if p.meta:
+                rows.meta += p.meta
+            if p.result is not None:
+                rows.results.append(p.result)
+            if p.audit:
+                rows.audit += p.audit
+            if p.bulk:
+                rows.bulk += p.bulk
+            if rows.relaxed and not (p.background and not p.events and not p.bulk and p.result is None):
+                rows.relaxed = False
+            if p.last_seq > rows.last_seq:
+                rows.last_seq = p.last_seq
+        return rows
 
     def write(self, conn: sqlite3.Connection) -> None:
         if self.relaxed:
@@ -241,6 +258,7 @@ class Journal:
         # counts, a getter list) cost a microsecond per change on the hot path for features unused here.
         self._queue: deque[_Pending | _Job | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._envelope = ("", "", "")  # (ts, the envelope's text before the event id, its text after the type)
         self._writer: asyncio.Task[None] | None = None
         self._ckpt: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
@@ -349,33 +367,49 @@ class Journal:
         if self._writer is None:
             raise JournalUnavailable("journal is closed")
         fut: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
-        first = self._next_seq
-        change.sequence(first)
         ts = self.clock.stamp()
-        events = []
-        # The envelope is assembled as text around the one json.dumps of `data`: this is the hot path.
-        head = f'{{"v":1,"journal":"{self.journal_id}","event_id":"'
-        tail = f'"ts":"{ts}","site":"{self.site}","gateway":"{self.gateway}",'
-        cmd = f'"cmd_id":{dumps(change.cmd_id)},' if change.cmd_id is not None else ""
-        jid = self.journal_id
-        for ev in change.events:
-            eid = uuid7()
-            oid = f'"order_id":{json_str(ev.order_id)},' if ev.order_id is not None else ""
-            body = (f'{head}{eid}","seq":{ev.seq},"type":"{ev.type}",{tail}{oid}{cmd}"data":{dumps(ev.data)}}}')
-            events.append((ev.seq, eid, ev.type, ts, ev.order_id, jid, body))
-        self._next_seq = first + len(events)
-        docs_put, docs_del = [], []
-        for (kind, key), doc in change.docs.items():
-            if doc is None:
-                docs_del.append((kind, key))
-            else:
-                docs_put.append((kind, key, dumps(doc.to_doc())))
-        md_put, md_del = [], []
-        for g, k, i, d in change.masterdata:
-            if d is None:
-                md_del.append((g, k, i))
-            else:
-                md_put.append((g, k, i, d if isinstance(d, str) else dumps(d)))
+        events: list[tuple[int, str, str, str, str | None, str, str]] = []
+        if change.events:
+            change.sequence(self._next_seq)
+            # The envelope is assembled as text around the one JSON encoding of `data`: this is the hot path
+            # (bench.journal_append), so the text that changes at most once a millisecond is made once.
+            jid = self.journal_id
+            env = self._envelope
+            if env[0] != ts:
+                env = self._envelope = (ts, f'{{"v":1,"journal":"{jid}","event_id":"',
+                                        f'"ts":"{ts}","site":"{self.site}","gateway":"{self.gateway}",')
+            _, head, tail = env
+            cmd = f'"cmd_id":{dumps(change.cmd_id)},' if change.cmd_id is not None else ""
+            for ev in change.events:
+                eid = uuid7()
+                try:
+                    data = orjson.dumps(ev.data).decode()
+                except TypeError:
+                    data = dumps(ev.data)
+                oid = ev.order_id
+                if oid is None:
+                    body = f'{head}{eid}","seq":{ev.seq},"type":"{ev.type}",{tail}{cmd}"data":{data}}}'
+                else:
+                    body = (f'{head}{eid}","seq":{ev.seq},"type":"{ev.type}",{tail}"order_id":{json_str(oid)},'
+                            f'{cmd}"data":{data}}}')
+                events.append((ev.seq, eid, ev.type, ts, oid, jid, body))
+            self._next_seq += len(events)
+        docs_put: list[tuple[str, str, str]] = []
+        docs_del: list[tuple[str, str]] = []
+        if change.docs:
+            for (kind, key), doc in change.docs.items():
+                if doc is None:
+                    docs_del.append((kind, key))
+                else:
+                    docs_put.append((kind, key, dumps(doc.to_doc())))
+        md_put: list[tuple[int, str, str, str]] = []
+        md_del: list[tuple[int, str, str]] = []
+        if change.masterdata:
+            for g, k, i, d in change.masterdata:
+                if d is None:
+                    md_del.append((g, k, i))
+                else:
+                    md_put.append((g, k, i, d if isinstance(d, str) else dumps(d)))
         result = None
         if change.result is not None:
             rid, name, res = change.result
@@ -525,7 +559,7 @@ class Journal:
             i += n
         try:
             if self.log_events:
-                log_events([(e[0], e[2], e[4], e[3]) for e in events])
+                log_events(events)
         except Exception:  # a broken stdout must never stop the journal
             log.exception("could not write event log lines")
         for fn in self._listeners:
