@@ -31,11 +31,13 @@ def uuid7() -> str:
     if head[0] != ms:
         h = f"{ms:012x}"
         head = _head = (ms, f"{h[:8]}-{h[8:]}")
-    with _lock:
-        if not _tails:
-            _refill()
-        tail = _tails.pop()
-    return head[1] + tail
+    while True:
+        try:
+            return head[1] + _tails.pop()  # list.pop is atomic: threads never share a tail
+        except IndexError:
+            with _lock:  # one refill at a time; a thread that finds the pool refilled takes from it
+                if not _tails:
+                    _refill()
 
 
 def _after_fork() -> None:

@@ -67,6 +67,9 @@ class StoredEvent(NamedTuple):
     body: str
 
 
+_new_tuple = tuple.__new__
+
+
 @dataclass(slots=True)
 class _Pending:
     events: list[tuple[int, str, str, str, str | None, str, str]]
@@ -503,7 +506,7 @@ class Journal:
         """Commit `batch`, the floor's changes ahead of the staged bulk rows queued before them: a scan that
         arrived while a bulk commit ran would otherwise share the next commit with 50-100 master data rows and
         wait for their writing too (bench.bulk: 1.9 against 0.7 ms in the writer's thread)."""
-        later = [p for p in batch if _deferrable(p)]
+        later = [p for p in batch if p.unseen and _deferrable(p)]
         if not later or len(later) == len(batch) or any(p.md_put or p.md_del for p in batch if not _deferrable(p)):
             await self._write_batch(batch)
             return
@@ -550,7 +553,7 @@ class Journal:
         self.commits += 1
         self._settle(len(batch))
         self.events_written += len(events)
-        stored = [StoredEvent(e[0], e[2], e[6]) for e in events]
+        stored = [_new_tuple(StoredEvent, (e[0], e[2], e[6])) for e in events]  # skips NamedTuple's __new__
         i = 0
         for p in batch:
             n = len(p.events)

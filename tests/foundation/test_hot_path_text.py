@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -31,6 +32,24 @@ def test_uuid7_is_a_version_7_rfc_uuid_unique_and_time_ordered() -> None:
     assert stamps == sorted(stamps)
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     assert abs(stamps[-1] - now_ms) < 60_000
+
+
+def test_threads_taking_ids_at_once_never_get_the_same_one() -> None:
+    """The pool is shared without a lock on the way out (list.pop is atomic); refills race on purpose here."""
+    out: list[list[str]] = [[] for _ in range(4)]
+
+    def take(mine: list[str]) -> None:
+        for _ in range(20_000):  # 100 refills each
+            mine.append(uuid7())
+
+    threads = [threading.Thread(target=take, args=(o,)) for o in out]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for o in out for i in o]
+    assert len(set(ids)) == len(ids) == 80_000
+    assert all(UUID7.fullmatch(i) for i in ids)
 
 
 def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
