@@ -39,9 +39,11 @@ PAYLOAD = {"task_id": "T-000123", "line_no": 3, "sku": "SKU-000042", "gtin": "04
 
 def baseline(path: Path, seconds: float) -> float:
     """One transaction and one fsync per event, the fastest way: a single INSERT in autocommit mode is its own
-    transaction (no BEGIN/COMMIT round trips). What a naive outbox gets from this disk."""
+    transaction (no BEGIN/COMMIT round trips), and SQLite's own automatic checkpoint every 1,000 pages keeps the
+    WAL file short and reused (a WAL that keeps growing makes every fsync dearer: 5,000 against 7,400 commits/s
+    here). What a naive outbox gets from this disk."""
     conn = sqlite3.connect(path, isolation_level=None)
-    for k, v in PRAGMAS.items():
+    for k, v in {**PRAGMAS, "wal_autocheckpoint": "1000"}.items():
         conn.execute(f"PRAGMA {k}={v}")
     conn.execute("CREATE TABLE events(seq INTEGER PRIMARY KEY, event_id TEXT, type TEXT, ts TEXT, order_id TEXT, "
                  "journal TEXT, body TEXT)")

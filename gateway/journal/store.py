@@ -27,7 +27,7 @@ import orjson
 
 from gateway.clock import Clock, rfc3339
 from gateway.domain.change import Change
-from gateway.ids import uuid7
+from gateway.ids import uuid7_many
 from gateway.journal.schema import migrate
 from gateway.jsontext import dumps, json_str
 from gateway.logs import log_events
@@ -40,13 +40,20 @@ PRAGMAS = {
     "busy_timeout": "5000",
     "foreign_keys": "ON",
     "wal_autocheckpoint": "0",  # checkpoints run beside the writer (Journal._checkpointer), never in a commit
-    "journal_size_limit": str(64 * 1024 * 1024),
     "cache_size": "-8000",
     "temp_store": "MEMORY",
 }
 MAX_BATCH = 512  # changes per commit; bounds the latency one batch can add
 CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024  # a passive checkpoint once the WAL has grown this much
 CHECKPOINT_EVERY_S = 0.5
+# The WAL restarts from its beginning (and is cut back to this size) only once a checkpoint has copied all of it
+# while no commit came in between. Under a steady stream of commits the checkpointer beside the writer never
+# gets there, and the WAL grew without end (bench.journal_append: 225 MB after 3 s), every commit lengthening
+# the file, which made its fsync dearer (one-commit-per-event: 5,000/s growing, 7,400/s reusing the file). Past
+# this size the writer finishes a checkpoint itself, between two batches, after the first batch's callers were
+# answered.
+WAL_LIMIT_BYTES = 16 * 1024 * 1024
+FINISH_RETRY_BATCHES = 16  # a checkpoint kept from the end by a reader is tried again this many batches later
 
 
 class JournalError(Exception):
@@ -70,9 +77,16 @@ class StoredEvent(NamedTuple):
 _new_tuple = tuple.__new__
 
 
+# An event as submitted: (seq, type, ts, order_id, the envelope's "cmd_id" member or "", data as JSON text). Its
+# envelope is completed when its batch is written (_envelopes): the id, and the text around the data.
+_Draft = tuple[int, str, str, str | None, str, str]
+# An event row as stored: (seq, event_id, type, ts, order_id, journal, body).
+_EventRow = tuple[int, str, str, str, str | None, str, str]
+
+
 @dataclass(slots=True)
 class _Pending:
-    events: list[tuple[int, str, str, str, str | None, str, str]]
+    events: list[_Draft]
     docs_put: list[tuple[str, str, str]]
     docs_del: list[tuple[str, str]]
     md_put: list[tuple[int, str, str, str]]
@@ -261,11 +275,12 @@ class Journal:
         # counts, a getter list) cost a microsecond per change on the hot path for features unused here.
         self._queue: deque[_Pending | _Job | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._envelope = ("", "", "")  # (ts, the envelope's text before the event id, its text after the type)
         self._writer: asyncio.Task[None] | None = None
         self._ckpt: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self.checkpoints = 0
+        self.finished_checkpoints = 0  # by the writer, past WAL_LIMIT_BYTES
+        self._next_finish = 0  # self.commits from which the writer may finish a checkpoint again
         self._failed: JournalError | None = None
         self._listeners: list[Callable[[list[StoredEvent]], None]] = []
         self._failure_listeners: list[Callable[[JournalError], None]] = []
@@ -294,6 +309,7 @@ class Journal:
         j._db = await aiosqlite.connect(str(j.path), isolation_level=None)
         for k, v in PRAGMAS.items():
             await j._db.execute(f"PRAGMA {k}={v}")
+        await j._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # a restarted WAL is cut back to it
         if max_page_count is not None:
             await j._db.execute(f"PRAGMA max_page_count={int(max_page_count)}")
         j._reader = await aiosqlite.connect(str(j.path), isolation_level=None)
@@ -326,8 +342,9 @@ class Journal:
         self._db = self._reader = self._ckpt = None
 
     async def _checkpointer(self) -> None:
-        """Copy the WAL into the database beside the writer (PASSIVE: never blocks a commit), so no commit
-        (and no scan waiting on it) ever pays for a checkpoint's writes and fsync."""
+        """Copy the WAL into the database beside the writer (PASSIVE: never blocks a commit), so a commit (and a
+        scan waiting on it) does not pay for a checkpoint's writes and fsync. Only under a stream of commits
+        that never pauses does the writer copy the rest itself (past WAL_LIMIT_BYTES, _finish_checkpoint)."""
         wal = str(self.path) + "-wal"
         while True:
             await asyncio.sleep(CHECKPOINT_EVERY_S)
@@ -371,31 +388,16 @@ class Journal:
             raise JournalUnavailable("journal is closed")
         fut: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
         ts = self.clock.stamp()
-        events: list[tuple[int, str, str, str, str | None, str, str]] = []
+        events: list[_Draft] = []
         if change.events:
             change.sequence(self._next_seq)
-            # The envelope is assembled as text around the one JSON encoding of `data`: this is the hot path
-            # (bench.journal_append), so the text that changes at most once a millisecond is made once.
-            jid = self.journal_id
-            env = self._envelope
-            if env[0] != ts:
-                env = self._envelope = (ts, f'{{"v":1,"journal":"{jid}","event_id":"',
-                                        f'"ts":"{ts}","site":"{self.site}","gateway":"{self.gateway}",')
-            _, head, tail = env
             cmd = f'"cmd_id":{dumps(change.cmd_id)},' if change.cmd_id is not None else ""
             for ev in change.events:
-                eid = uuid7()
-                try:
+                try:  # the data is encoded now: the caller may change its dicts once this returns
                     data = orjson.dumps(ev.data).decode()
                 except TypeError:
                     data = dumps(ev.data)
-                oid = ev.order_id
-                if oid is None:
-                    body = f'{head}{eid}","seq":{ev.seq},"type":"{ev.type}",{tail}{cmd}"data":{data}}}'
-                else:
-                    body = (f'{head}{eid}","seq":{ev.seq},"type":"{ev.type}",{tail}"order_id":{json_str(oid)},'
-                            f'{cmd}"data":{data}}}')
-                events.append((ev.seq, eid, ev.type, ts, oid, jid, body))
+                events.append((ev.seq, ev.type, ts, ev.order_id, cmd, data))
             self._next_seq += len(events)
         docs_put: list[tuple[str, str, str]] = []
         docs_del: list[tuple[str, str]] = []
@@ -499,8 +501,31 @@ class Journal:
                 batch.append(nxt)
             if batch:
                 await self._write_split(batch)
+            if self.commits >= self._next_finish and self._wal_size() > WAL_LIMIT_BYTES:
+                await self._finish_checkpoint()
             if stop:
                 return
+
+    def _wal_size(self) -> int:
+        try:
+            return os.stat(str(self.path) + "-wal").st_size
+        except OSError:
+            return 0
+
+    async def _finish_checkpoint(self) -> None:
+        """Copy what is left of the WAL from the writer's own connection: no commit can come in between, so (unless
+        a reader still reads an older snapshot) all of it is copied and the next commit restarts the WAL."""
+        try:
+            rows = await run_in_connection(self._conn,
+                                           lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+        except sqlite3.Error as e:
+            log.warning("checkpoint failed; will try again", extra={"fields": {"error": str(e)}})
+            rows = []
+        _, frames, copied = rows[0] if rows else (1, -1, -1)
+        if 0 <= frames == copied:
+            self.finished_checkpoints += 1
+        else:  # a reader still reads an older snapshot (or the checkpointer beside held the lock): later
+            self._next_finish = self.commits + FINISH_RETRY_BATCHES
 
     async def _write_split(self, batch: list[_Pending]) -> None:
         """Commit `batch`, the floor's changes ahead of the staged bulk rows queued before them: a scan that
@@ -539,7 +564,7 @@ class Journal:
             self._settle(len(batch))
             return
         db = self._conn
-        events = [e for p in batch for e in p.events]
+        events = self._envelopes([e for p in batch for e in p.events])
         rows = _Rows.of(batch, events)
         rows.last_seq = max(rows.last_seq, self.last_seq)  # a deferred batch (_write_split) comes after newer ones
         try:
@@ -570,6 +595,20 @@ class Journal:
                 fn(stored)
             except Exception:
                 log.exception("commit listener failed", extra={"fields": {"listener": repr(fn)}})
+
+    def _envelopes(self, drafts: list[_Draft]) -> list[_EventRow]:
+        """The batch's event rows, each envelope assembled as text around its data's JSON: this is the hot path
+        (bench.journal_append), done here for a whole batch in one comprehension, its ids taken at once."""
+        if not drafts:
+            return []
+        jid = self.journal_id
+        head = f'{{"v":1,"journal":"{jid}","event_id":"'
+        where = f'"site":"{self.site}","gateway":"{self.gateway}",'
+        return [(seq, eid, typ, ts, oid, jid,
+                 f'{head}{eid}","seq":{seq},"type":"{typ}","ts":"{ts}",{where}{cmd}"data":{data}}}' if oid is None else
+                 f'{head}{eid}","seq":{seq},"type":"{typ}","ts":"{ts}",{where}"order_id":{json_str(oid)},{cmd}'
+                 f'"data":{data}}}')
+                for eid, (seq, typ, ts, oid, cmd, data) in zip(uuid7_many(len(drafts)), drafts, strict=True)]
 
     def _fail(self, batch: list[_Pending], e: sqlite3.Error) -> None:
         full = "full" in str(e).lower() or getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL

@@ -52,7 +52,7 @@ async def test_eventless_bulk_rows_commit_without_their_own_fsync_then_full_agai
     loop = asyncio.get_running_loop()
 
     def pending(background: bool, events: int) -> _Pending:
-        ev: list[tuple[int, str, str, str, str | None, str, str]] = [(1, "e", "t", "ts", None, "j", "{}")] * events
+        ev: list[tuple[int, str, str, str | None, str, str]] = [(1, "t", "ts", None, "", "{}")] * events
         return _Pending(ev, [], [], [(9, "sku", "S", "{}")], [], [], None, [], [], 0, loop.create_future(),
                         background)
     assert _Rows.of([pending(True, 0)], []).relaxed

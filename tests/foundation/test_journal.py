@@ -16,6 +16,7 @@ from gateway.domain.change import Change
 from gateway.domain.floor import Floor
 from gateway.journal import Journal, JournalError, StorageFull
 from gateway.journal.schema import LATEST
+from gateway.journal.store import WAL_LIMIT_BYTES
 from gateway.service import FloorService
 
 
@@ -29,6 +30,8 @@ async def test_production_connection_pragmas(journal: Journal) -> None:
     assert await pragma("foreign_keys") == 1
     assert await pragma("busy_timeout") == 5000
     assert await pragma("user_version") == LATEST
+    assert await pragma("wal_autocheckpoint") == 0  # never a checkpoint inside a commit
+    assert await pragma("journal_size_limit") == WAL_LIMIT_BYTES
     assert journal.integrity_ok
 
 

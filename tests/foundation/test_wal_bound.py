@@ -1,0 +1,91 @@
+"""The WAL stays bounded under a steady stream of commits. The checkpointer beside the writer cannot restart it
+while commits keep coming (every commit in between spoils a restart), so before Journal._finish_checkpoint the
+WAL grew without end at full rate (bench.journal_append: 225 MB after 3 s), and the WAL counts against the
+storage cap. Here the limit is made small so that a short stream crosses it many times."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import ManualClock
+from gateway.domain.change import Change
+from gateway.journal import Journal, store
+
+LIMIT = 256 * 1024
+SLACK = 1024 * 1024  # one batch may lengthen the file past the limit before the writer restarts it
+DATA = {"pad": "x" * 2000}
+
+
+def wal_size(j: Journal) -> int:
+    try:
+        return os.stat(str(j.path) + "-wal").st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def stream(j: Journal, producers: int, per_producer: int) -> None:
+    async def producer(k: int) -> None:
+        for i in range(per_producer):
+            ch = Change()
+            ch.emit("test.event", DATA, f"O-{k}-{i}")
+            await j.submit(ch)
+    await asyncio.gather(*(producer(k) for k in range(producers)))
+
+
+@pytest.fixture
+def small_wal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "WAL_LIMIT_BYTES", LIMIT)
+
+
+async def test_a_steady_stream_of_commits_keeps_the_wal_near_its_limit(tmp_path: Path, small_wal: None) -> None:
+    j = await Journal.open(tmp_path / "j.db", site="dc1", gateway="zone-a", clock=ManualClock())
+    largest = 0
+
+    def watch(_: object) -> None:
+        nonlocal largest
+        largest = max(largest, wal_size(j))
+    j.on_commit(watch)
+    try:
+        await stream(j, producers=32, per_producer=100)  # ~7 MB of WAL written, 25 times the limit
+        assert j.last_seq == 3200
+        assert largest <= LIMIT + SLACK, largest  # without the writer's checkpoints: over 8 MB
+        assert j.finished_checkpoints >= 3
+        rows = await j.read_events(1, limit=10_000)
+        assert [r.seq for r in rows] == list(range(1, 3201))
+    finally:
+        await j.close()
+    conn = sqlite3.connect(j.path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (3200,)
+    finally:
+        conn.close()
+
+
+async def test_a_reader_holding_an_old_snapshot_delays_the_restart_and_stops_nothing(
+        tmp_path: Path, small_wal: None) -> None:
+    j = await Journal.open(tmp_path / "j.db", site="dc1", gateway="zone-a", clock=ManualClock())
+    reader = sqlite3.connect(j.path, isolation_level=None)
+    try:
+        await stream(j, producers=4, per_producer=5)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM events").fetchone() == (20,)  # holds this snapshot
+        await stream(j, producers=32, per_producer=30)  # commits go on; the WAL may not restart under the reader
+        assert j.last_seq == 980
+        assert wal_size(j) > LIMIT + SLACK  # the frames the reader may still need are kept
+        assert reader.execute("SELECT count(*) FROM events").fetchone() == (20,)  # its snapshot is intact
+        reader.execute("COMMIT")
+        await stream(j, producers=32, per_producer=30)  # the writer tries again and restarts the WAL
+        after_release = []
+        j.on_commit(lambda _: after_release.append(wal_size(j)))
+        await stream(j, producers=8, per_producer=10)
+        assert max(after_release) <= LIMIT + SLACK, after_release
+        assert j.last_seq == 2020
+    finally:
+        reader.close()
+        await j.close()
