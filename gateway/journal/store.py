@@ -44,8 +44,7 @@ PRAGMAS = {
     "temp_store": "MEMORY",
 }
 MAX_BATCH = 512  # changes per commit; bounds the latency one batch can add
-CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024  # a passive checkpoint once the WAL has grown this much
-CHECKPOINT_EVERY_S = 0.5
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024  # a passive checkpoint beside the writer after about this much written
 # The WAL restarts from its beginning (and is cut back to this size) only once a checkpoint has copied all of it
 # while no commit came in between. Under a steady stream of commits the checkpointer beside the writer never
 # gets there, and the WAL grew without end (bench.journal_append: 225 MB after 3 s), every commit lengthening
@@ -169,6 +168,12 @@ class _Rows:
                 rows.last_seq = p.last_seq
         return rows
 
+    def size(self) -> int:
+        """About how many bytes these rows add to the WAL (their text; SQLite adds its pages' overhead)."""
+        return (sum(len(r[6]) for r in self.events) + sum(len(r[7]) for r in self.bulk)
+                + sum(len(r[2]) for r in self.docs_put) + sum(len(r[3]) for r in self.md_put)
+                + sum(len(r[8]) for r in self.audit) + sum(len(r[3]) for r in self.results))
+
     def write(self, conn: sqlite3.Connection) -> None:
         if self.relaxed:
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -279,6 +284,10 @@ class Journal:
         self._ckpt: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
         self.checkpoints = 0
+        # Bytes of rows committed since the checkpointer last started: it copies every CHECKPOINT_WAL_BYTES of
+        # them, woken by the writer (polling the WAL's size does not work: a restarted WAL keeps its length).
+        self._unchecked = 0
+        self._checkpoint_due = asyncio.Event()
         self.finished_checkpoints = 0  # by the writer, past WAL_LIMIT_BYTES
         self._next_finish = 0  # self.commits from which the writer may finish a checkpoint again
         self._failed: JournalError | None = None
@@ -345,17 +354,14 @@ class Journal:
         """Copy the WAL into the database beside the writer (PASSIVE: never blocks a commit), so a commit (and a
         scan waiting on it) does not pay for a checkpoint's writes and fsync. Only under a stream of commits
         that never pauses does the writer copy the rest itself (past WAL_LIMIT_BYTES, _finish_checkpoint)."""
-        wal = str(self.path) + "-wal"
         while True:
-            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            await self._checkpoint_due.wait()
+            self._checkpoint_due.clear()
+            self._unchecked = 0
+            if self._ckpt is None:
+                return
             try:
-                size = os.stat(wal).st_size
-            except FileNotFoundError:
-                continue
-            if size < CHECKPOINT_WAL_BYTES or self._ckpt is None:
-                continue
-            try:
-                await self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                await self._ckpt.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
                 self.checkpoints += 1
             except sqlite3.Error as e:
                 log.warning("checkpoint failed; will try again", extra={"fields": {"error": str(e)}})
@@ -576,6 +582,9 @@ class Journal:
             return
         self.last_seq = max(self.last_seq, rows.last_seq)
         self.commits += 1
+        self._unchecked += rows.size()
+        if self._unchecked >= CHECKPOINT_WAL_BYTES:
+            self._checkpoint_due.set()
         self._settle(len(batch))
         self.events_written += len(events)
         stored = [_new_tuple(StoredEvent, (e[0], e[2], e[6])) for e in events]  # skips NamedTuple's __new__

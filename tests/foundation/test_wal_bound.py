@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from gateway.journal import Journal, store
 LIMIT = 256 * 1024
 SLACK = 1024 * 1024  # one batch may lengthen the file past the limit before the writer restarts it
 DATA = {"pad": "x" * 2000}
+SAFETY_S = 30
 
 
 def wal_size(j: Journal) -> int:
@@ -89,3 +91,25 @@ async def test_a_reader_holding_an_old_snapshot_delays_the_restart_and_stops_not
     finally:
         reader.close()
         await j.close()
+
+
+async def until(cond: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(SAFETY_S):
+        while not cond():
+            await asyncio.sleep(0.01)
+    assert cond(), what
+
+
+async def test_the_checkpointer_copies_once_enough_was_written_and_not_before(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "CHECKPOINT_WAL_BYTES", 64 * 1024)
+    j = await Journal.open(tmp_path / "j.db", site="dc1", gateway="zone-a", clock=ManualClock())
+    try:
+        await stream(j, producers=4, per_producer=5)  # ~45 KB of rows
+        await asyncio.sleep(0.2)
+        assert j.checkpoints == 0  # nothing due: an idle or quiet gateway runs no checkpoints
+        await stream(j, producers=4, per_producer=5)  # past 64 KB: the writer wakes the checkpointer
+        await until(lambda: j.checkpoints == 1, "a checkpoint beside the writer")
+    finally:
+        await j.close()
+
