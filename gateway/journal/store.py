@@ -222,15 +222,16 @@ class _Rows:
             raise
 
 
-_EVENT_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+# 128 rows x 7 values stays under 999, the bound on a statement's parameters of SQLite before 3.32.
+_EVENT_CHUNKS = (128, 64, 32, 16, 8, 4, 2, 1)
 _EVENT_SQL = {n: "INSERT INTO events(seq, event_id, type, ts, order_id, journal, body) VALUES "
                  + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * n) for n in _EVENT_CHUNKS}
 
 
 def _insert_events(conn: sqlite3.Connection, events: list[tuple[int, str, str, str, str | None, str, str]]) -> None:
-    """A batch's events in a few multi-row statements (at most nine, each prepared once), not one statement
-    per row: executemany steps once per row and hands the GIL back after every step, and each hand-back waits
-    behind a busy loop; a multi-row insert is also ~10% cheaper in SQLite itself."""
+    """A batch's events in a few multi-row statements (128 rows each, the rest by powers of two; each prepared
+    once), not one statement per row: executemany steps once per row and hands the GIL back after every step,
+    and each hand-back waits behind a busy loop; a multi-row insert is also ~10% cheaper in SQLite itself."""
     i, n = 0, len(events)
     for size in _EVENT_CHUNKS:
         while n - i >= size:
