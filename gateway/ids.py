@@ -14,7 +14,7 @@ _POOL_IDS = 200
 _HEX_PER_ID = 20  # 19 used: 3 after the version digit, 4 around the variant, 12 for the node
 _lock = threading.Lock()
 _tails: list[str] = []
-_head: tuple[int, str] = (-1, "")  # (unix ms, its "xxxxxxxx-xxxx"); replaced whole, so threads see a pair
+_head: tuple[int, str] = (-1, "")  # (unix ms, _time_part's text); replaced whole, so threads see a pair
 
 
 def _refill() -> None:
@@ -24,39 +24,32 @@ def _refill() -> None:
               for i in range(0, len(h), _HEX_PER_ID)]
 
 
-def uuid7() -> str:
+def _time_part() -> str:
+    """The id's first 48 bits, unix milliseconds, as "xxxxxxxx-xxxx": formatted once per millisecond."""
     global _head
     ms = time.time_ns() // 1_000_000
     head = _head
     if head[0] != ms:
         h = f"{ms:012x}"
         head = _head = (ms, f"{h[:8]}-{h[8:]}")
-    while True:
-        try:
-            return head[1] + _tails.pop()  # list.pop is atomic: threads never share a tail
-        except IndexError:
-            with _lock:  # one refill at a time; a thread that finds the pool refilled takes from it
-                if not _tails:
-                    _refill()
+    return head[1]
+
+
+def uuid7() -> str:
+    return uuid7_many(1)[0]
 
 
 def uuid7_many(n: int) -> list[str]:
-    """`n` ids at once (a journal batch's events): the time part made once, the random parts taken as a slice."""
-    global _head
-    ms = time.time_ns() // 1_000_000
-    head = _head
-    if head[0] != ms:
-        h = f"{ms:012x}"
-        head = _head = (ms, f"{h[:8]}-{h[8:]}")
-    prefix = head[1]
+    """`n` ids at once (a journal batch's events), sharing one reading of the clock."""
+    prefix = _time_part()
     out: list[str] = []
     while True:
         try:
             while len(out) < n:
-                out.append(prefix + _tails.pop())  # one atomic pop each, as in uuid7: no tail is handed out twice
+                out.append(prefix + _tails.pop())  # list.pop is atomic: threads never share a tail
             return out
         except IndexError:
-            with _lock:
+            with _lock:  # one refill at a time; a thread that finds the pool refilled takes from it
                 if not _tails:
                     _refill()
 
