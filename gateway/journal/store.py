@@ -281,6 +281,7 @@ class Journal:
         # counts, a getter list) cost a microsecond per change on the hot path for features unused here.
         self._queue: deque[_Pending | _Job | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._closing = False
         self._writer: asyncio.Task[None] | None = None
         self._ckpt: aiosqlite.Connection | None = None
         self._checkpoints: asyncio.Task[None] | None = None
@@ -334,6 +335,8 @@ class Journal:
         return j
 
     async def close(self) -> None:
+        self._closing = True  # from now on nothing new is taken: what came after the writer's stop marker
+        # would be neither written nor answered
         if self._checkpoints is not None:
             self._checkpoints.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -345,6 +348,9 @@ class Journal:
             self._writer = None
         if self._ckpt is not None:
             with contextlib.suppress(sqlite3.Error):
+                # A courtesy (the next open copies whatever is left), so it waits briefly: after a failed commit
+                # on a full disk it found the database busy and waited the whole busy timeout (5 s) of a SIGTERM.
+                await self._ckpt.execute("PRAGMA busy_timeout=200")
                 await self._ckpt.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         for conn in (self._db, self._reader, self._ckpt):
             if conn is not None:
@@ -391,7 +397,7 @@ class Journal:
         """Number and serialize `change` now (a snapshot of its entities), commit it with the next batch."""
         if self._failed is not None:
             raise JournalUnavailable(f"journal recovering from a failed commit: {self._failed}")
-        if self._writer is None:
+        if self._writer is None or self._closing:
             raise JournalUnavailable("journal is closed")
         fut: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
         ts = self.clock.stamp()
@@ -404,6 +410,10 @@ class Journal:
                     data = orjson.dumps(ev.data).decode()
                 except TypeError:
                     data = dumps(ev.data)
+                if not isinstance(ev.type, str) or not (ev.order_id is None or isinstance(ev.order_id, str)):
+                    # Refused here, to this caller, before the seq moves: the envelope is completed in the writer,
+                    # where a bad value would fail the whole batch.
+                    raise TypeError(f"event type and order_id must be text: {ev.type!r}, {ev.order_id!r}")
                 events.append((ev.seq, ev.type, ts, ev.order_id, cmd, data))
             self._next_seq += len(events)
         docs_put: list[tuple[str, str, str]] = []
@@ -469,7 +479,7 @@ class Journal:
     async def run_job(self, fn: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
         """Run `fn(conn)` on the writer connection between batches (maintenance, pruning, backups). `fn` must
         not leave a statement open (read rows with `execute_fetchall`), or the next commit cannot finish."""
-        if self._writer is None:
+        if self._writer is None or self._closing:
             raise JournalUnavailable("journal is closed")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._put(_Job(fn, fut))
@@ -571,14 +581,14 @@ class Journal:
             self._settle(len(batch))
             return
         db = self._conn
-        events = self._envelopes([e for p in batch for e in p.events])
-        rows = _Rows.of(batch, events)
-        rows.last_seq = max(rows.last_seq, self.last_seq)  # a deferred batch (_write_split) comes after newer ones
         try:
+            events = self._envelopes([e for p in batch for e in p.events])
+            rows = _Rows.of(batch, events)
+            rows.last_seq = max(rows.last_seq, self.last_seq)  # a deferred batch (_write_split) comes after newer
             # The whole transaction in one trip to the connection's thread: every extra round trip would wait
             # a full turn of a busy event loop, and a scan's commit would pay for each.
             await run_in_connection(db, rows.write)
-        except sqlite3.Error as e:
+        except Exception as e:  # SQLite's errors, and a bug in preparing the rows: either way nothing is stored
             self._fail(batch, e)
             return
         self.last_seq = max(self.last_seq, rows.last_seq)
@@ -620,8 +630,9 @@ class Journal:
                  f'"data":{data}}}')
                 for eid, (seq, typ, ts, oid, cmd, data) in zip(uuid7_many(len(drafts)), drafts, strict=True)]
 
-    def _fail(self, batch: list[_Pending], e: sqlite3.Error) -> None:
-        full = "full" in str(e).lower() or getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    def _fail(self, batch: list[_Pending], e: Exception) -> None:
+        full = isinstance(e, sqlite3.Error) and ("full" in str(e).lower()
+                                                  or getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL)
         err: JournalError = (StorageFull(f"storage full: {e}") if full
                              else JournalError(f"commit failed: {e}"))
         self._failed = err
@@ -631,7 +642,8 @@ class Journal:
             if isinstance(item, _Pending):
                 failed.append(item)
             elif isinstance(item, _Job):
-                item.future.set_exception(err)
+                if not item.future.done():  # its caller may have stopped waiting (a barrier under a timeout)
+                    item.future.set_exception(err)
             else:
                 self._queue.appendleft(None)
                 break
