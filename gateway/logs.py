@@ -69,11 +69,12 @@ def log_events(events: Sequence[tuple[int, str, str, str, str | None, Any, Any]]
     second."""
     if not events or not _events_logger.isEnabledFor(logging.INFO):
         return
-    text = "".join([f'{{"ts":"{ts}","level":"info","logger":"floorgate.events","msg":"event","seq":{seq},'
-                    f'"type":"{typ}"}}\n' if order_id is None else
-                    f'{{"ts":"{ts}","level":"info","logger":"floorgate.events","msg":"event","seq":{seq},'
-                    f'"type":"{typ}","order_id":{json_str(order_id)}}}\n'
-                    for seq, _, typ, ts, order_id, *_ in events])
+    lines = []
+    for seq, _, typ, ts, order_id, *_ in events:
+        oid = f',"order_id":{json_str(order_id)}' if order_id is not None else ""
+        lines.append(f'{{"ts":"{ts}","level":"info","logger":"floorgate.events","msg":"event","seq":{seq},'
+                     f'"type":"{typ}"{oid}}}\n')
+    text = "".join(lines)
     for h in logging.getLogger().handlers:
         if isinstance(h, logging.StreamHandler) and isinstance(h.formatter, JsonFormatter):
             with h.lock:  # type: ignore[union-attr]

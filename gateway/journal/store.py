@@ -73,9 +73,6 @@ class StoredEvent(NamedTuple):
     body: str
 
 
-_new_tuple = tuple.__new__
-
-
 # An event as submitted: (seq, type, ts, order_id, the envelope's "cmd_id" member or "", data as JSON text). Its
 # envelope is completed when its batch is written (_envelopes): the id, and the text around the data.
 _Draft = tuple[int, str, str, str | None, str, str]
@@ -127,7 +124,7 @@ def run_in_connection(db: aiosqlite.Connection, fn: Callable[[sqlite3.Connection
 class _Rows:
     """Everything one batch writes, gathered on the loop, written in the connection's thread."""
 
-    events: list[tuple[int, str, str, str, str | None, str, str]]
+    events: list[_EventRow]
     bulk: list[tuple[str, str, int, int, str, str, int, bytes | str]]
     docs_put: list[tuple[str, str, str]]
     docs_del: list[tuple[str, str]]
@@ -143,7 +140,7 @@ class _Rows:
     relaxed: bool = False
 
     @classmethod
-    def of(cls, batch: list[_Pending], events: list[tuple[int, str, str, str, str | None, str, str]]) -> _Rows:
+    def of(cls, batch: list[_Pending], events: list[_EventRow]) -> _Rows:
         rows = cls(events, [], [], [], [], [], [], [], [], 0, True)
         for p in batch:  # one pass, touching only what a change holds: most hold events and a document or two
             if p.docs_put:
@@ -228,7 +225,7 @@ _EVENT_SQL = {n: "INSERT INTO events(seq, event_id, type, ts, order_id, journal,
                  + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * n) for n in _EVENT_CHUNKS}
 
 
-def _insert_events(conn: sqlite3.Connection, events: list[tuple[int, str, str, str, str | None, str, str]]) -> None:
+def _insert_events(conn: sqlite3.Connection, events: list[_EventRow]) -> None:
     """A batch's events in a few multi-row statements (128 rows each, the rest by powers of two; each prepared
     once), not one statement per row: executemany steps once per row and hands the GIL back after every step,
     and each hand-back waits behind a busy loop; a multi-row insert is also ~10% cheaper in SQLite itself."""
@@ -548,7 +545,7 @@ class Journal:
         """Commit `batch`, the floor's changes ahead of the staged bulk rows queued before them: a scan that
         arrived while a bulk commit ran would otherwise share the next commit with 50-100 master data rows and
         wait for their writing too (bench.bulk: 1.9 against 0.7 ms in the writer's thread)."""
-        later = [p for p in batch if p.unseen and _deferrable(p)]
+        later = [p for p in batch if _deferrable(p)]
         if not later or len(later) == len(batch) or any(p.md_put or p.md_del for p in batch if not _deferrable(p)):
             await self._write_batch(batch)
             return
@@ -598,7 +595,7 @@ class Journal:
             self._checkpoint_due.set()
         self._settle(len(batch))
         self.events_written += len(events)
-        stored = [_new_tuple(StoredEvent, (e[0], e[2], e[6])) for e in events]  # skips NamedTuple's __new__
+        stored = [StoredEvent(e[0], e[2], e[6]) for e in events]
         i = 0
         for p in batch:
             n = len(p.events)
