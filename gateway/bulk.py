@@ -30,7 +30,7 @@ from gateway.domain.change import Change
 from gateway.domain.commands import BulkPart, OrderIn
 from gateway.domain.errors import DomainError
 from gateway.domain.floor import Floor, MasterData
-from gateway.domain.masterdata import LIST_ORDER, Checked, Outcome, apply_checked, swap_generation
+from gateway.domain.masterdata import LIST_ORDER, Checked, Outcome, apply_checked, relight, swap_generation
 from gateway.domain.model import At
 from gateway.journal import JournalError
 from gateway.jsontext import dumps
@@ -379,7 +379,8 @@ class BulkApplier:
             return
         def op(floor: Floor, change: Change) -> None:
             t0 = time.perf_counter()
-            apply_checked(floor.md, floor.md_gen, change, list_name, items, part, run.outcome)
+            if apply_checked(floor.md, floor.md_gen, change, list_name, items, part, run.outcome):
+                relight(floor, change)
             run.done += len(items)
             if run.progress < run.total:
                 self._progress(run, change)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Iterable
 from typing import Any
 
 from drivers.ptl import BusSettings, Colour, KeyPress, ModuleOffline, ModuleOnline, ModuleState, Pattern, PtlBus
@@ -85,8 +86,9 @@ class PtlDevices:
             # Memory was rebuilt from the journal after a change could not be stored (e.g. a full disk): every
             # job is shown again from what is stored, under new tokens, as after a restart, so a press made
             # meanwhile (its confirm was not stored) is never taken for the job shown now.
+            shown = set(self.shown)
             self.shown.clear()
-            self.watch_all()
+            self.watch_all(shown)
 
     def _loop_time(self) -> float:
         return asyncio.get_running_loop().time()
@@ -148,15 +150,17 @@ class PtlDevices:
         self._done_at[light] = self._loop_time()
         bus.set_state(light.unit, ModuleState.done())
 
-    def watch_all(self) -> None:
-        """Watch every module master data puts on our buses, and show what it should."""
+    def watch_all(self, shown: Iterable[Light] = ()) -> None:
+        """Watch every module master data puts on our buses, and show what each should. Modules that showed a job
+        (`shown`, and what self.shown holds) are refreshed too: one that no location names any more would
+        otherwise keep its old job lit, and a picker would walk to it."""
         lights = {loc.light for loc in self.service.floor.md.locations.values() if loc.light is not None}
         for light in lights:
             bus = self.buses.get(light.bus)
             if bus is not None:
                 bus.watch(light.unit)
                 self.registry.add(module_id(light), "ptl")
-        for light in lights | set(self.service.floor.modules):
+        for light in lights | set(self.service.floor.modules) | set(self.shown) | set(shown):
             self.refresh(light)
 
     # -- modules -> domain ----------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from gateway.domain.change import Change
 from gateway.domain.commands import CartonItem, LocationItem, OperatorItem, SkuItem
-from gateway.domain.floor import Floor, MasterData
+from gateway.domain.floor import Floor, MasterData, ModuleSlot
+from gateway.domain.lights import rebuild_modules
 from gateway.domain.model import Carton, Light, Location, Operator, Sku
 
 # Applied in this order so that locations can refer to SKUs of the same sync.
@@ -89,37 +90,71 @@ def admit(md: MasterData, entity: Entity) -> str:
 Checked = tuple[int, Entity, str] | tuple[int, None, str]
 
 
+def _moves_light(md: MasterData, entity: Entity) -> bool:
+    """Does admitting `entity` put a location on another module (or on one, or off its own)?"""
+    if not isinstance(entity, Location):
+        return False
+    old = md.locations.get(entity.code)
+    return (old.light if old is not None else None) != entity.light
+
+
 def apply_items(md: MasterData, gen: int, change: Change, list_name: str, items: list[Any], part: int,
-                start_index: int, outcome: Outcome) -> None:
-    """Validate and apply one run of items of one list into `md`, recording rows for generation `gen`."""
+                start_index: int, outcome: Outcome) -> bool:
+    """Validate and apply one run of items of one list into `md`, recording rows for generation `gen`; returns
+    whether a location moved to another module (see `relight`)."""
     kind = KIND[list_name]
+    moved = False
     for offset, raw in enumerate(items):
         try:
             entity = check_item(list_name, raw)
+            moves = _moves_light(md, entity)
             key = admit(md, entity)
         except (ValidationError, ValueError) as e:
             outcome.rejected.append({"list": list_name, "part": part, "index": start_index + offset,
                                      "reason": reason(e)})
             continue
+        moved = moved or moves
         change.masterdata.append((gen, kind, key, entity.to_doc()))
         outcome.applied += 1
+    return moved
 
 
 def apply_checked(md: MasterData, gen: int, change: Change, list_name: str, items: list[Checked], part: int,
-                  outcome: Outcome) -> None:
+                  outcome: Outcome) -> bool:
     """`apply_items` for items already checked alone (check_item): only what needs the master data is left."""
     kind = KIND[list_name]
+    moved = False
     for index, entity, text in items:
         if entity is None:
             outcome.rejected.append({"list": list_name, "part": part, "index": index, "reason": text})
             continue
+        moves = _moves_light(md, entity)
         try:
             key = admit(md, entity)
         except ValueError as e:
             outcome.rejected.append({"list": list_name, "part": part, "index": index, "reason": str(e)})
             continue
+        moved = moved or moves
         change.masterdata.append((gen, kind, key, text))
         outcome.applied += 1
+    return moved
+
+
+def relight(floor: Floor, change: Change) -> None:
+    """Locations changed their modules: each open line goes where its location now points (another module, or
+    none) at once, not only after the next restart, and the PTL side watches the modules master data names and
+    shows every module again on the signal. Where no line moves, the allocation is kept as it is, so that a
+    module two pickers share keeps showing the same one's line first."""
+    before = floor.modules
+    rebuild_modules(floor)
+    if _placement(floor.modules) == _placement(before):
+        floor.modules = before
+    change.signal(("masterdata_replaced", floor.md_gen))
+
+
+def _placement(modules: dict[Light, ModuleSlot]) -> set[tuple[Light, tuple[str, int]]]:
+    return {(light, key) for light, slot in modules.items()
+            for key in ([slot.owner] if slot.owner is not None else []) + slot.waiting}
 
 
 def swap_generation(floor: Floor, change: Change, md: MasterData, gen: int) -> None:
@@ -127,7 +162,7 @@ def swap_generation(floor: Floor, change: Change, md: MasterData, gen: int) -> N
     floor.md = md
     floor.md_gen = gen
     change.meta["md_gen"] = str(gen)
-    change.signal(("masterdata_replaced", gen))
+    relight(floor, change)
 
 
 def apply_masterdata(floor: Floor, change: Change, mode: str, lists: dict[str, list[Any] | None],
@@ -138,10 +173,13 @@ def apply_masterdata(floor: Floor, change: Change, mode: str, lists: dict[str, l
         md, gen = MasterData(), floor.md_gen + 1
     else:
         md, gen = floor.md, floor.md_gen
+    moved = False
     for name in LIST_ORDER:
         items = lists.get(name)
         if items:
-            apply_items(md, gen, change, name, items, part, 0, outcome)
+            moved = apply_items(md, gen, change, name, items, part, 0, outcome) or moved
     if mode == "replace":
         swap_generation(floor, change, md, gen)
+    elif moved:
+        relight(floor, change)
     return outcome

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gateway.domain.model import Light
@@ -343,3 +345,62 @@ async def test_location_scan_off_notes_a_shelf_and_never_refuses_for_it(h: Harne
     assert (await h.item("scan-1", "4006381333931")).ok
     assert (await h.item("scan-1", "05012345678900")).ok
     assert h.floor.orders["O-1"].state == "picked"
+
+
+def moved(code: str, unit: int | None) -> list[dict[str, Any]]:
+    """The master data's locations with `code` on module `unit` of bus-a (None: no module)."""
+    from tests.conftest import LOCATIONS
+    from tests.floor.conftest import EXTRA_LOCATIONS
+
+    out: list[dict[str, Any]] = []
+    for loc in LOCATIONS + EXTRA_LOCATIONS:
+        item: dict[str, Any] = dict(loc)
+        if item["code"] == code:
+            item.pop("light", None)
+            if unit is not None:
+                item["light"] = {"bus": "bus-a", "unit": unit}
+        out.append(item)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+async def test_a_location_moved_to_another_module_takes_its_lit_line_along(h: Harness, mode: str) -> None:
+    """A shelf re-wired to another module while its line is lit: the line is shown on the new module at once
+    (as it would be after a restart), and the module it left goes dark."""
+    from tests.conftest import CARTONS, OPERATORS, SKUS
+    from tests.floor.conftest import EXTRA_OPERATORS, EXTRA_SKUS
+
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 2), (2, "SKU-2", 1)])
+    assert {k for k, v in h.lit().items() if v is not None} == {("bus-a", 1), ("bus-a", 2)}
+    h.signals.clear()
+    lists: dict[str, Any] = {"locations": moved("A-01-01", 6)}
+    if mode == "replace":
+        lists.update(skus=SKUS + EXTRA_SKUS, operators=OPERATORS + EXTRA_OPERATORS, cartons=CARTONS)
+    r = await h.cmd("masterdata.sync", {"mode": mode, "sync_id": f"move-{mode}", "part": 1, "parts": 1, **lists})
+    assert r["ok"] and not r["rejected"], r
+    lit = {k: v for k, v in h.lit().items() if v is not None}
+    assert set(lit) == {("bus-a", 6), ("bus-a", 2)}
+    assert (lit[("bus-a", 6)].task_id, lit[("bus-a", 6)].line_no, lit[("bus-a", 6)].qty) == (task, 1, 2)
+    assert Light("bus-a", 1) not in h.floor.modules
+    assert any(s[0] == "masterdata_replaced" for s in h.signals if isinstance(s, tuple)), h.signals
+    # What a restart would show is what is shown now.
+    before = h.lit()
+    await h.service.reload()
+    assert h.lit() == before
+    # Its shelf loses its module: the line is lit nowhere (picked by scan), the other line stays.
+    r = await h.cmd("masterdata.sync", {"mode": "merge", "sync_id": "unlit", "part": 1, "parts": 1,
+                                        "locations": moved("A-01-01", None)})
+    assert r["ok"] and not r["rejected"], r
+    assert {k for k, v in h.lit().items() if v is not None} == {("bus-a", 2)}
+    assert (await h.item("scan-1", "4006381333931")).ok
+
+
+async def test_a_merge_that_moves_no_module_keeps_the_allocation_and_sends_no_signal(h: Harness) -> None:
+    await h.picker_with_task(lines=[(1, "SKU-1", 2)])
+    modules = h.floor.modules
+    h.signals.clear()
+    r = await h.cmd("masterdata.sync", {"mode": "merge", "sync_id": "same", "part": 1, "parts": 1,
+                                        "locations": moved("A-01-01", 1)})
+    assert r["ok"] and not r["rejected"], r
+    assert h.floor.modules is modules
+    assert not any(isinstance(s, tuple) and s[0] == "masterdata_replaced" for s in h.signals), h.signals

@@ -138,6 +138,35 @@ async def test_module_vanishes_others_keep_being_served_and_light_comes_back(tmp
         await until(lambda: m1.mode == 1 and m1.quantity == 2, "its light restored")
 
 
+async def test_a_shelf_moved_to_another_module_takes_its_light_along(tmp_path: Path) -> None:
+    """Master data re-wires a lit shelf to module 6 (a merge of one location): module 6 shows the line at once
+    and module 1, which no location names any more, goes dark (before the fix it kept the job, and a press there
+    could confirm the line); a scan counts down on module 6 and a press there confirms."""
+    async with floor(tmp_path, "tcp") as f:
+        assert (await f.scan("BADGE-P1")).ok
+        await f.cmd("order.upsert", {"order": {"order_id": "O-1", "lines": [{"line_no": 1, "sku": "SKU-1",
+                                                                               "qty": 2}]}})
+        assert f.app.ticker is not None
+        f.app.ticker.poke()
+        m1, m6 = f.sim.module(1), f.sim.module(6)
+        await until(lambda: m1.mode == 1 and m1.quantity == 2, "the job on module 1")
+        assert m6.mode == 0
+        moved = [{**loc, "light": {"bus": "bus-a", "unit": 6}} for loc in LOCATIONS if loc["code"] == "A-01-01"]
+        r = await f.cmd("masterdata.sync", {"mode": "merge", "sync_id": "rewire", "part": 1, "parts": 1,
+                                            "locations": moved})
+        assert r["ok"] and not r["rejected"], r
+        await until(lambda: m6.mode == 1 and m6.quantity == 2, "the job on module 6")
+        await until(lambda: m1.mode == 0, "module 1 dark")
+        assert not f.sim.press(1, "confirm"), "the dark module took a key"
+        assert (await f.scan("4006381333931")).ok  # the item scanned: a key may now confirm the line
+        await until(lambda: m6.mode == 1 and m6.quantity == 1, "the count down on module 6")
+        assert m1.mode == 0
+        assert f.sim.press(6, "confirm")
+        await until(lambda: f.service.floor.orders["O-1"].state == "picked", "the order picked")
+        await f.service.journal.barrier()
+        assert [(d["qty"], d["via"]) for d in f.events("pick.line_confirmed")] == [(2, "ptl_button")]
+
+
 async def test_press_latched_before_a_restart_does_not_confirm_the_job_after_it(tmp_path: Path) -> None:
     """A gateway restart (a new coordinator and bus driver against the same modules) must not take a key
     press latched under the old process's token for a confirm of what the new process shows, even where
