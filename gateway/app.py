@@ -43,14 +43,6 @@ SHUTDOWN_PART_S = 3.0
 SHUTDOWN_RESERVE_S = 0.5
 
 
-# Coroutines known to lose a cancellation now and then (see App._cancel); cancelled again until they end.
-RECANCEL = frozenset({"PtlBus.run"})
-
-
-def _coro_name(task: asyncio.Task[Any]) -> str:
-    return str(getattr(task.get_coro(), "__qualname__", ""))
-
-
 def _bus_in_step(bus: PtlBus) -> bool:
     return all(v.online is not True or v.shown == v.desired for v in bus.modules())
 
@@ -277,24 +269,15 @@ class App:
                 log.exception("part did not shut down cleanly", extra={"fields": {"part": p.name}})
 
     async def _cancel(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Cancel the parts' tasks and wait for them, cancelling again any PTL bus loop that swallowed its
-        cancellation: in Python 3.11 `asyncio.wait_for` (inside pymodbus's request) loses a cancellation
-        that races with the reply (gh-86296), and the bus loop then runs on under the devices' task group,
-        which waits for it for ever. `PtlBus.stop()` does the same for a bus it started itself, but the devices
-        part runs its buses in a task group of its own, and cancelling the part again does not reach them (a
-        task group cancels its children once): hence the search by coroutine."""
+        """Cancel the parts' tasks and wait for them. (A PTL bus loop whose cancellation pymodbus lost ends by
+        itself: drivers/ptl/bus.py _end_if_cancelled.)"""
         for t in tasks:
             t.cancel()
         pending = {t for t in tasks if not t.done()}
         warned = False
         while pending:
             _, pending = await asyncio.wait(pending, timeout=0.5)
-            if not pending:
-                break
-            for t in asyncio.all_tasks():
-                if t.cancelling() and not t.done() and _coro_name(t) in RECANCEL:
-                    t.cancel()
-            if not warned:
+            if pending and not warned:
                 warned = True
                 log.info("parts still stopping", extra={"fields": {"parts": sorted(t.get_name() for t in pending)}})
 

@@ -62,6 +62,16 @@ class _TechOp:
     future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
+def _end_if_cancelled(task: asyncio.Task[Any] | None) -> None:
+    """End the bus loop if its task was asked to stop. In Python 3.11 `asyncio.wait_for`, which pymodbus uses
+    for every request and connect, loses a cancellation that races with the reply (gh-86296): the request
+    returns as if nothing happened, and the loop would run on under whoever cancelled it (a task group waits
+    for it for ever). The request still counts on the task (`cancelling()`), so the loop honours it here, at the
+    top of each turn."""
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class PtlBus:
     """The driver of one bus. Construct, then `await start()` (or run `run()` in your TaskGroup)."""
 
@@ -158,8 +168,8 @@ class PtlBus:
             await asyncio.sleep(0)
 
     async def stop(self) -> None:
-        """Cancel the bus task and wait for it. Cancels again if needed: in Python 3.11 `asyncio.wait_for`
-        (used inside pymodbus's connect) can swallow a cancellation that races with completion."""
+        """Cancel the bus task and wait for it. The loop ends by itself after a cancellation pymodbus lost
+        (_end_if_cancelled); cancelling again every half second is only a second line of defence."""
         task, self._task = self._task, None
         if task is None:
             return
@@ -180,8 +190,10 @@ class PtlBus:
         """The bus loop; runs until cancelled. Never raises for a bus or module fault."""
         self._running = True
         self._sched.stats.started = self._clock.monotonic()
+        me = asyncio.current_task()
         try:
             while True:
+                _end_if_cancelled(me)
                 if not self._link.connected:
                     await self._connect()
                     continue
@@ -202,7 +214,9 @@ class PtlBus:
 
     async def _connect(self) -> None:
         delay = self.settings.reconnect_min_ms / 1000
+        me = asyncio.current_task()
         while True:
+            _end_if_cancelled(me)
             try:
                 await self._link.connect()
                 break

@@ -17,13 +17,9 @@ import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.app import App
-from gateway.clock import SystemClock
-from gateway.config import Config
-from gateway.service import FloorService
 from simulators.ptl.sim import PtlSimulator
 from tests.brokers import Broker, free_port
-from tests.conftest import LOCATIONS, OPERATORS, SKUS, make_config, order
+from tests.conftest import LOCATIONS, OPERATORS, SKUS, order
 from tests.gateway_proc import GatewayProcess
 from tests.ops.conftest import GatewayProc
 from tests.sync.conftest import running_hub
@@ -150,55 +146,3 @@ def test_parts_that_never_stop_do_not_hold_up_the_stop_or_the_offline_status(tmp
         assert status["state"] == "offline" and status["journal"] == started["journal"]
     finally:
         gw.close()
-
-
-class PtlBus:
-    """Stands in for drivers.ptl.bus.PtlBus: its `run` loses the first cancellation, as the real one does when
-    Python 3.11's `asyncio.wait_for` inside pymodbus gets the reply in the same turn as the cancel."""
-
-    def __init__(self) -> None:
-        self.cancels = 0
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                self.cancels += 1
-                if self.cancels > 1:
-                    raise
-
-
-class BusPart:
-    """A part that runs its bus in a task group of its own, as the devices part does."""
-
-    name = "test-bus-part"
-
-    def __init__(self) -> None:
-        self.bus = PtlBus()
-
-    async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.bus.run(), name="ptl-bus-test")
-
-
-class BusApp(App):
-    def __init__(self, cfg: Config) -> None:
-        super().__init__(cfg, SystemClock(), connect_mqtt=False, devices=False, web=False, daily_checks=False)
-        self.bus_part = BusPart()
-
-    async def open(self) -> FloorService:
-        service = await super().open()
-        self.parts.append(self.bus_part)
-        return service
-
-
-async def test_a_bus_loop_that_loses_its_cancellation_does_not_hang_the_stop(tmp_path: Path) -> None:
-    app = BusApp(make_config(tmp_path))
-    task = asyncio.create_task(app.run(install_signals=False), name="test-gateway")
-    await until(app.ready.is_set, "the gateway")
-    app.stop()
-    done, _ = await asyncio.wait({task}, timeout=SPEC_STOP_S)  # a safety limit: without a second cancel, never
-    assert task in done, "the stop hangs on a bus loop that lost its cancellation"
-    await task
-    assert app.bus_part.bus.cancels == 2

@@ -423,3 +423,52 @@ async def test_slow_replies_within_the_timeout_are_fine_late_ones_are_misses_nev
     await polls_after(bus, 2, 5)
     assert [(k.unit, k.token, k.counter) for k in rec.keys] == [(2, 12, 1)]
     assert sim.module(1).status() & 3 == sim.module(3).status() & 3 == 0
+
+
+async def test_a_cancellation_lost_inside_a_request_still_ends_the_bus_loop(sim: PtlSimulator) -> None:
+    """Python 3.11's `asyncio.wait_for` (inside pymodbus) loses a cancellation that races with the reply
+    (gh-86296): the request returns its reply as if nothing happened. The loop must end anyway, under a task
+    group that cancels it once (as the gateway's devices part runs it), not poll on for ever."""
+    bus = PtlBus(settings_for(sim))
+    bus.watch(1)
+    link = bus._link
+    real = link.read_input
+    armed = False
+    waiting = asyncio.Event()
+    lost: list[int] = []
+
+    async def racing_read(unit: int, address: int, count: int) -> list[int]:
+        if armed and not waiting.is_set():
+            waiting.set()
+            try:
+                await asyncio.Event().wait()  # the request on the wire, its reply not read yet
+            except asyncio.CancelledError:  # what wait_for does when the reply wins the race
+                lost.append(unit)
+        return await real(unit, address, count)
+
+    link.read_input = racing_read  # type: ignore[method-assign]
+    group_ended = asyncio.Event()
+
+    async def group() -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(bus.run(), name="bus")
+        finally:
+            group_ended.set()
+
+    parent = asyncio.create_task(group())
+    await until(lambda: bus.stats.modules[1].polls >= 3)
+    armed = True
+    await asyncio.wait_for(waiting.wait(), LIMIT)  # a poll is waiting for its reply
+    parent.cancel()  # the group cancels the bus loop once, inside that poll
+    done, _ = await asyncio.wait({parent}, timeout=LIMIT)
+    try:
+        assert lost == [1], "the cancellation did not land inside the request"
+        assert done, "the bus loop ran on after its cancellation was lost"
+        assert parent.cancelled() and group_ended.is_set()
+    finally:
+        while not parent.done():  # only if the loop ran on: stop it for the next test
+            for t in asyncio.all_tasks():
+                if t.get_name() == "bus":
+                    t.cancel()
+            await asyncio.wait({parent}, timeout=0.5)
