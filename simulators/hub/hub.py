@@ -255,14 +255,17 @@ class HubSim:
 
     async def command(self, name: str, payload: dict[str, Any], *, cmd_id: str | None = None,
                       timeout: float = 60.0, resend_after: float = 5.0) -> dict[str, Any]:
-        """Send a command and wait for its result, resending it with the same cmd_id until answered."""
+        """Send a command and wait for its result, resending it with the same cmd_id until answered. A cmd_id
+        answered before waits for a new answer (the gateway's answer to this repeat), not the stored one."""
         cid = cmd_id or str(uuid.uuid4())
+        answered = len(self.results.get(cid, []))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             self.send(name, payload, cmd_id=cid)
             try:
-                return await self.wait_result(cid, timeout=min(resend_after, max(deadline - loop.time(), 0.01)))
+                return await self.wait_result(cid, timeout=min(resend_after, max(deadline - loop.time(), 0.01)),
+                                              count=answered + 1)
             except TimeoutError:
                 if loop.time() >= deadline:
                     raise

@@ -71,6 +71,8 @@ async def test_duplicate_cmd_id_applied_once_answered_twice(tmp_path: Path, brok
         hub.send("order.upsert", {"order": order("O-1", lines=[(1, "SKU-1", 9)])}, cmd_id="dup-1")
         second = await hub.wait_result("dup-1", count=2)
         assert second == first  # the very same answer, ts included
+        third = await hub.command("order.upsert", {"order": order("O-1")}, cmd_id="dup-1")  # waits for a new answer
+        assert third == first and len(hub.results["dup-1"]) == 3
         await app.journal.barrier()
         assert app.journal.last_seq == seq  # not applied again (not even as an update)
         refused = await hub.command("order.cancel", {"order_id": "nope"}, cmd_id="dup-2")
