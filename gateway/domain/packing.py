@@ -317,7 +317,7 @@ def report_missing(floor: Floor, change: Change, session: Session, at: At) -> Ou
     units = sum(left.values())
     return Outcome.good(f"order {order.order_id}: {units} unit(s) reported missing; it waits on hold for a "
                         "supervisor (ship what was verified, or repack)", "missing", order_id=order.order_id,
-                        missing=units)
+                        missing=units, review=True)
 
 
 def approve(floor: Floor, change: Change, order: Order, at: At) -> None:

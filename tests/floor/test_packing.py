@@ -243,7 +243,7 @@ async def test_a_unit_missing_from_the_tote_sends_the_order_to_a_review_not_to_w
     assert (await h.scan("pack-scan", gs1(LOT_GTIN, lot="L1", expiry="271231"), "pack-1", "]C1", has_scale=True)).ok
     seq = h.seq
     out = await h.scan("pack-scan", "MISSING", station="pack-1", has_scale=True)
-    assert out.ok and out.detail["missing"] == 1, out
+    assert out.ok and out.detail["missing"] == 1 and out.detail["review"] is True, out
     assert h.types(seq) == ["pack.review_required", "order.state_changed"]
     review = h.events(seq)[0][2]
     assert review == {"station": "pack-1", "reason": "items_missing", "expected_g": 120 + 100 + 300.0,

@@ -14,7 +14,16 @@ from playwright.async_api import Page, expect
 
 from gateway.clock import ManualClock
 from gateway.contract import PackVerifiedData, ReviewRequiredData
-from tests.web.conftest import SUPERVISOR_PW, Gate, chromium, gateway, password_login, picked_order, web_config
+from tests.web.conftest import (
+    SUPERVISOR_PW,
+    Gate,
+    badge_client,
+    chromium,
+    gateway,
+    password_login,
+    picked_order,
+    web_config,
+)
 
 pytestmark = pytest.mark.timeout(120)
 expect.set_options(timeout=20_000)  # a safety limit on a shared machine, not a timing assertion
@@ -70,7 +79,8 @@ async def test_packer_reports_a_missing_unit_and_the_supervisor_ships_what_was_v
         await expect(pack.locator("#scan")).to_be_focused()
         await wedge(pack, CODE)
         fb = pack.locator("#feedback")
-        await expect(fb).to_have_attribute("data-kind", "good")
+        await expect(fb).to_have_attribute("data-kind", "warn")  # taken, but not a verified item: amber
+        await expect(fb.locator(".title")).to_have_text("Sent to review")
         await expect(fb.locator(".detail")).to_contain_text(f"order {ORDER}: 1 unit(s) reported missing")
         await expect(pack.locator("#no-order")).to_be_visible()
         await expect(pack.locator("#order-box")).to_be_hidden()
@@ -126,3 +136,31 @@ async def test_packer_reports_a_missing_unit_and_the_supervisor_ships_what_was_v
             "from": "on_hold", "to": "packed"}
         # the pack page, still open, no longer lists a review waiting
         await expect(pack.locator("#reviews")).to_be_hidden()
+
+
+async def test_the_supervisor_sees_which_serial_is_missing(tmp_path: Path) -> None:
+    """A serial-tracked unit reported missing: the review names its serial (the one picked and not verified), so
+    the supervisor knows which unit to look for."""
+    clock = ManualClock(datetime.now(UTC))
+    cfg = web_config(tmp_path, packing={"missing_code": CODE})
+    async with gateway(cfg, clock=clock) as gate, chromium() as browser:
+        ser = "04012345000016"
+        assert (await gate.cmd("masterdata.sync", {"mode": "merge", "sync_id": "ser", "part": 1, "parts": 1,
+                                                   "skus": [{"sku": "SKU-SER", "gtins": [ser], "serial_tracked": True,
+                                                             "unit_weight_g": 500.0}],
+                                                   "locations": [{"code": "A-01-09", "zone": "zone-a",
+                                                                  "sku": "SKU-SER"}]}))["ok"]
+        await picked_order(gate, "O-S", [(1, "SKU-SER", 2)], [f"]C101{ser}21S-1", f"]C101{ser}21S-2"])
+        packer, _ = await badge_client(gate, "BADGE-K1", "pack-1")
+        try:
+            for i, text in enumerate(["O-S", f"]C101{ser}21S-2", CODE]):
+                r = await packer.post("/api/v1/pack/pack-1/scan", json={"action_id": f"pack-ser-{i}", "text": text})
+                assert r.status_code == 200 and r.json()["ok"], (text, r.text)
+        finally:
+            await packer.aclose()
+        review = [e["data"] for e in gate.events("pack.review_required") if e["order_id"] == "O-S"]
+        assert review and review[0]["missing"] == [{"sku": "SKU-SER", "gtin": ser, "serial": "S-1", "qty": 1}], review
+        sup = await browser.new_page(viewport={"width": 1280, "height": 800})
+        await password_login(sup, gate.base, "/supervisor", "s1", SUPERVISOR_PW)
+        cell = sup.locator('#reviews tr[data-review="O-S"] td').nth(4)
+        await expect(cell).to_contain_text("missing: 1 \u00d7 SKU-SER Serial S-1")

@@ -166,7 +166,7 @@ const FG = (() => {
   }
 
   function answerTitle(answer) {
-    if (answer.ok) return t("ok");
+    if (answer.ok) return answer.detail && answer.detail.review ? t("sent_to_review") : t("ok");
     return answer.code ? codeTitle(answer.code) : t("refused");
   }
 

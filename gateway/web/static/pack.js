@@ -84,7 +84,11 @@
       return;
     }
     const detail = answer.message + (answer.replayed ? " (" + t("replayed") + ")" : "");
-    FG.feedback(fb, answer.ok ? "good" : "bad", FG.answerTitle(answer), detail);
+    // Taken, but the order went to a supervisor's review (the missing code): amber, not the green of a verified
+    // item, with the beep of a scan that was taken.
+    const review = answer.ok && answer.detail && answer.detail.review;
+    FG.feedback(fb, review ? "warn" : answer.ok ? "good" : "bad", FG.answerTitle(answer), detail);
+    if (review) FG.beep("good");
     if (answer.logged_out) { FG.logoutLocal(); return; }
     refresh();
   }

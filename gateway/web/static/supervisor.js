@@ -161,12 +161,17 @@
       h("button", { class: "small", onclick: () => act("/api/v1/supervisor/release", { scope: x.scope, id: x.id }) }, t("release")))) : [none()]));
   }
 
+  // "1 × SKU-2", with its lot in brackets and, for a serial-tracked unit, which serial is not in the tote.
+  function missingText(m) {
+    return m.qty + " \u00D7 " + m.sku + (m.lot ? " (" + m.lot + ")" : "") + (m.serial ? " " + t("serial") + " " + m.serial : "");
+  }
+
   function reviews(list) {
     $("reviews").replaceChildren(table(["order", "station", "expected", "actual", "review_issue", ""],
       list.map((r) => h("tr", { "data-review": r.order_id }, h("td", {}, r.order_id), h("td", {}, r.station || ""),
         h("td", {}, r.expected_g + " g"), h("td", {}, r.actual_g == null ? "—" : r.actual_g + " g"),
         h("td", {}, r.reason === "items_missing"
-          ? tag("bad", "\u26A0", t("missing_units") + ": " + (r.missing || []).map((m) => m.qty + " \u00D7 " + m.sku + (m.lot ? " (" + m.lot + ")" : "")).join(", "))
+          ? tag("bad", "\u26A0", t("missing_units") + ": " + (r.missing || []).map(missingText).join(", "))
           : tag("warn", "\u26A0", (r.deviation_pct > 0 ? "+" : "") + r.deviation_pct + "%")),
         h("td", {}, h("button", { class: "small primary", onclick: () => act(`/api/v1/supervisor/reviews/${encodeURIComponent(r.order_id)}`, { decision: "approve" }) }, t("approve")), " ",
           h("button", { class: "small", onclick: () => act(`/api/v1/supervisor/reviews/${encodeURIComponent(r.order_id)}`, { decision: "repack" }) }, t("repack")))))));
