@@ -35,6 +35,13 @@ class JournalView:
     unavailable_below: int = 0  # the gateway said these are gone (replay_unavailable)
     watermark_at: float = 0.0  # loop time the watermark last moved
     event_at: float = 0.0  # loop time of the last new event
+    tail_at: float = 0.0  # loop time the gateway last announced more than the hub held
+
+    def announce(self, last_seq: int, now: float) -> None:
+        if last_seq > self.announced:
+            if self.announced <= self.max_seen:  # a tail opens now: its grace runs from here
+                self.tail_at = now
+            self.announced = last_seq
 
     def advance(self, now: float = 0.0) -> None:
         ev = self.events
@@ -115,12 +122,12 @@ class HubSim:
             if data.get("journal"):
                 self.current = data["journal"]
                 view = self.journals.setdefault(data["journal"], JournalView(data["journal"]))
-                view.announced = max(view.announced, int(data.get("last_seq") or 0))
+                view.announce(int(data.get("last_seq") or 0), asyncio.get_running_loop().time())
         elif sub == "snapshot":
             self.snapshots.append(data)
             snap_view = self.journals.get(str(data.get("journal")))
             if snap_view is not None:
-                snap_view.announced = max(snap_view.announced, int(data.get("last_seq") or 0))
+                snap_view.announce(int(data.get("last_seq") or 0), asyncio.get_running_loop().time())
         elif sub == "telemetry":
             self.telemetry.append(data)
         self._changed.set()
@@ -194,8 +201,10 @@ class HubSim:
                 if view.max_seen > view.watermark and now - view.watermark_at >= self.gap_grace_s:
                     # A hole: events beyond it keep coming, the watermark does not move.
                     self._request_replay(view, view.watermark + 1, view.hole_end(), now)
-                elif view.announced > view.max_seen and now - view.event_at >= self.tail_grace_s:
-                    # A tail: the gateway says it has more, and nothing has come for a while.
+                elif view.announced > view.max_seen and now - max(view.event_at, view.tail_at) >= self.tail_grace_s:
+                    # A tail: the gateway says it has more, and nothing has come for a while since it said so
+                    # (counted from the announcement too: a gateway back from an outage announces its last_seq
+                    # just before it drains, and asking then replayed thousands of events twice).
                     self._request_replay(view, view.watermark + 1, view.announced, now)
             if self.auto_ack and now >= next_ack:
                 next_ack = now + self.ack_every_s
