@@ -1,6 +1,6 @@
-"""bench.journal_append and bench.rss (the Foundation issue's figures) at their smallest sizes, run as a user
-runs them: each exits 0, prints its table and, as its last line, one JSON object with every figure the README
-quotes, and leaves no temporary file behind. The figures themselves are not asserted (shared, noisy machines):
+"""bench.journal_append, bench.journal_ceiling and bench.rss (the Foundation issue's figures) at their smallest
+sizes, run as a user runs them: each exits 0, prints its table and, as its last line, one JSON object with every
+figure the README quotes, and leaves no temporary file behind. The figures themselves are not asserted (shared, noisy machines):
 only that they were measured."""
 
 from __future__ import annotations
@@ -35,6 +35,25 @@ def test_journal_append_measures_the_journal_beside_one_commit_per_event(tmp_pat
     assert 1 <= fig["events_per_commit"] <= 32
     assert len(fig["baseline_runs"]) == 2
     assert os.listdir(tmp_path) == []
+
+
+def test_journal_ceiling_measures_the_journal_without_its_sqlite_work(tmp_path: Path) -> None:
+    out, fig = run_bench("journal_ceiling", ["--seconds", "0.3", "--rounds", "1", "--producers", "32"], tmp_path)
+    assert "journal, no SQLite (loop only)" in out and "asyncio only" in out
+    for k in ("baseline", "journal", "no_sqlite", "asyncio_only"):
+        assert fig[f"{k}_per_s"] > 0
+    assert abs(fig["goal_per_s"] - 20 * fig["baseline_per_s"]) <= 11  # both rounded in the JSON
+    assert os.listdir(tmp_path) == []
+
+
+def test_journal_ceiling_puts_the_thread_trip_back() -> None:
+    from bench import journal_ceiling
+    from gateway.journal import store
+
+    real = store.run_in_connection
+    with journal_ceiling.no_sqlite():
+        assert store.run_in_connection is not real
+    assert store.run_in_connection is real
 
 
 def test_rss_measures_the_idle_gateway_beside_its_imports(tmp_path: Path) -> None:
