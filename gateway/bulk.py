@@ -379,8 +379,9 @@ class BulkApplier:
             return
         def op(floor: Floor, change: Change) -> None:
             t0 = time.perf_counter()
-            if apply_checked(floor.md, floor.md_gen, change, list_name, items, part, run.outcome):
-                relight(floor, change)
+            moved = apply_checked(floor.md, floor.md_gen, change, list_name, items, part, run.outcome)
+            if moved:
+                relight(floor, change, moved)
             run.done += len(items)
             if run.progress < run.total:
                 self._progress(run, change)

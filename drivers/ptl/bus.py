@@ -223,6 +223,7 @@ class PtlBus:
             except LinkDown as e:
                 self._link_down(str(e))
                 self._fail_tech(e)
+                _end_if_cancelled(me)  # a cancellation lost in the failed connect: not after the backoff
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.reconnect_max_ms / 1000)
         self.stats.connects += 1

@@ -82,6 +82,8 @@ class PtlDevices:
             self.done(signal[1])
         elif kind == "masterdata_replaced":
             self.watch_all()
+        elif kind == "modules_changed":  # a merge put locations on other modules: only those are shown again
+            self.watch(signal[1])
         elif kind == "floor_reloaded":
             # Memory was rebuilt from the journal after a change could not be stored (e.g. a full disk): every
             # job is shown again from what is stored, under new tokens, as after a restart, so a press made
@@ -155,13 +157,23 @@ class PtlDevices:
         (`shown`, and what self.shown holds) are refreshed too: one that no location names any more would
         otherwise keep its old job lit, and a picker would walk to it."""
         lights = {loc.light for loc in self.service.floor.md.locations.values() if loc.light is not None}
+        self._watch(lights)
+        for light in lights | set(self.service.floor.modules) | set(self.shown) | set(shown):
+            self.refresh(light)
+
+    def watch(self, lights: Iterable[Light]) -> None:
+        """Watch these modules (one a location has just joined is new to its bus) and show what each should."""
+        lights = set(lights)
+        self._watch(lights)
+        for light in lights:
+            self.refresh(light)
+
+    def _watch(self, lights: set[Light]) -> None:
         for light in lights:
             bus = self.buses.get(light.bus)
             if bus is not None:
                 bus.watch(light.unit)
                 self.registry.add(module_id(light), "ptl")
-        for light in lights | set(self.service.floor.modules) | set(self.shown) | set(shown):
-            self.refresh(light)
 
     # -- modules -> domain ----------------------------------------------------------------------------
 
@@ -177,7 +189,11 @@ class PtlDevices:
             press: KeyPress = ev
             light = Light(press.bus_id, press.unit)
             current = self.shown.get(light)
-            if current is None or current[0] != press.token:
+            job = desired(self.service.floor, light)
+            if (current is None or current[0] != press.token or job is None
+                    or (job.task_id, job.line_no) != current[1][:2]):
+                # An old token, or a line no longer on this module: it moved (master data) while the module
+                # showed the error signal, which keeps the token it had until the job is shown again.
                 log.info("stale key press ignored", extra={"fields": {"module": module_id(light),
                                                                         "token": press.token}})
                 return

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from gateway.domain.change import Change
 from gateway.domain.commands import CartonItem, LocationItem, OperatorItem, SkuItem
 from gateway.domain.floor import Floor, MasterData, ModuleSlot
-from gateway.domain.lights import rebuild_modules
-from gateway.domain.model import Carton, Light, Location, Operator, Sku
+from gateway.domain.lights import claim, line_module, release
+from gateway.domain.model import TASK_ASSIGNED, TASK_STARTED, Carton, Light, Location, Operator, Sku
 
 # Applied in this order so that locations can refer to SKUs of the same sync.
 LIST_ORDER = ("skus", "cartons", "operators", "locations")
@@ -90,71 +90,92 @@ def admit(md: MasterData, entity: Entity) -> str:
 Checked = tuple[int, Entity, str] | tuple[int, None, str]
 
 
-def _moves_light(md: MasterData, entity: Entity) -> bool:
-    """Does admitting `entity` put a location on another module (or on one, or off its own)?"""
+def _moves(md: MasterData, entity: Entity) -> set[Light]:
+    """The modules a location leaves and joins by admitting `entity` (none if it keeps its module)."""
     if not isinstance(entity, Location):
-        return False
+        return set()
     old = md.locations.get(entity.code)
-    return (old.light if old is not None else None) != entity.light
+    before = old.light if old is not None else None
+    if before == entity.light:
+        return set()
+    return {x for x in (before, entity.light) if x is not None}
 
 
 def apply_items(md: MasterData, gen: int, change: Change, list_name: str, items: list[Any], part: int,
-                start_index: int, outcome: Outcome) -> bool:
+                start_index: int, outcome: Outcome) -> set[Light]:
     """Validate and apply one run of items of one list into `md`, recording rows for generation `gen`; returns
-    whether a location moved to another module (see `relight`)."""
+    the modules that locations left or joined (see `relight`)."""
     kind = KIND[list_name]
-    moved = False
+    moved: set[Light] = set()
     for offset, raw in enumerate(items):
         try:
             entity = check_item(list_name, raw)
-            moves = _moves_light(md, entity)
+            moves = _moves(md, entity)
             key = admit(md, entity)
         except (ValidationError, ValueError) as e:
             outcome.rejected.append({"list": list_name, "part": part, "index": start_index + offset,
                                      "reason": reason(e)})
             continue
-        moved = moved or moves
+        moved |= moves
         change.masterdata.append((gen, kind, key, entity.to_doc()))
         outcome.applied += 1
     return moved
 
 
 def apply_checked(md: MasterData, gen: int, change: Change, list_name: str, items: list[Checked], part: int,
-                  outcome: Outcome) -> bool:
+                  outcome: Outcome) -> set[Light]:
     """`apply_items` for items already checked alone (check_item): only what needs the master data is left."""
     kind = KIND[list_name]
-    moved = False
+    moved: set[Light] = set()
     for index, entity, text in items:
         if entity is None:
             outcome.rejected.append({"list": list_name, "part": part, "index": index, "reason": text})
             continue
-        moves = _moves_light(md, entity)
+        moves = _moves(md, entity)
         try:
             key = admit(md, entity)
         except ValueError as e:
             outcome.rejected.append({"list": list_name, "part": part, "index": index, "reason": str(e)})
             continue
-        moved = moved or moves
+        moved |= moves
         change.masterdata.append((gen, kind, key, text))
         outcome.applied += 1
     return moved
 
 
-def relight(floor: Floor, change: Change) -> None:
+def relight(floor: Floor, change: Change, moved: set[Light] | None = None) -> None:
     """Locations changed their modules: each open line goes where its location now points (another module, or
-    none) at once, not only after the next restart, and the PTL side watches the modules master data names and
-    shows every module again on the signal. Where no line moves, the allocation is kept as it is, so that a
-    module two pickers share keeps showing the same one's line first."""
-    before = floor.modules
-    rebuild_modules(floor)
-    if _placement(floor.modules) == _placement(before):
-        floor.modules = before
-    change.signal(("masterdata_replaced", floor.md_gen))
+    none) at once, not only after the next restart. Only the lines that moved are taken off their module (the
+    next line waiting there gets it) and queued on their new one, behind what it shows: every other module keeps
+    whom it shows first. `moved`: the modules locations left or joined (a merge); the PTL side watches and shows
+    them and the modules lines left or joined. None (a new generation): it shows every module again."""
+    touched: set[Light] = set()
+    for light, slot in list(floor.modules.items()):
+        for task_id, line_no in [*([slot.owner] if slot.owner is not None else []), *slot.waiting]:
+            if _module_of(floor, task_id, line_no) != light:
+                touched |= release(floor, task_id, line_no, light)
+    placed = _placement(floor.modules)
+    for task in sorted((t for t in floor.tasks.values() if t.state in (TASK_ASSIGNED, TASK_STARTED)),
+                       key=lambda t: (t.assigned_at or "", t.task_id)):
+        claim(floor, task)  # places only what is not placed yet
+    touched |= {light for light, _ in _placement(floor.modules) ^ placed}
+    if moved is None:
+        change.signal(("masterdata_replaced", floor.md_gen))
+    else:
+        change.signal(("modules_changed", sorted(moved | touched, key=lambda x: (x.bus, x.unit))))
 
 
 def _placement(modules: dict[Light, ModuleSlot]) -> set[tuple[Light, tuple[str, int]]]:
     return {(light, key) for light, slot in modules.items()
             for key in ([slot.owner] if slot.owner is not None else []) + slot.waiting}
+
+
+def _module_of(floor: Floor, task_id: str, line_no: int) -> Light | None:
+    """The module a task's line belongs on now (None: none, or the line is gone)."""
+    task = floor.tasks.get(task_id)
+    order = floor.orders.get(task.order_id) if task is not None else None
+    line = order.line(line_no) if order is not None else None
+    return line_module(floor, line) if line is not None else None
 
 
 def swap_generation(floor: Floor, change: Change, md: MasterData, gen: int) -> None:
@@ -173,13 +194,13 @@ def apply_masterdata(floor: Floor, change: Change, mode: str, lists: dict[str, l
         md, gen = MasterData(), floor.md_gen + 1
     else:
         md, gen = floor.md, floor.md_gen
-    moved = False
+    moved: set[Light] = set()
     for name in LIST_ORDER:
         items = lists.get(name)
         if items:
-            moved = apply_items(md, gen, change, name, items, part, 0, outcome) or moved
+            moved |= apply_items(md, gen, change, name, items, part, 0, outcome)
     if mode == "replace":
         swap_generation(floor, change, md, gen)
     elif moved:
-        relight(floor, change)
+        relight(floor, change, moved)
     return outcome

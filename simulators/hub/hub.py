@@ -35,12 +35,13 @@ class JournalView:
     unavailable_below: int = 0  # the gateway said these are gone (replay_unavailable)
     watermark_at: float = 0.0  # loop time the watermark last moved
     event_at: float = 0.0  # loop time of the last new event
-    tail_at: float = 0.0  # loop time the gateway last announced more than the hub held
+    tail_at: float = 0.0  # loop time the gateway last announced a higher last_seq
 
     def announce(self, last_seq: int, now: float) -> None:
+        """A higher last_seq restarts the tail's grace: the events up to it may be on their way (a gateway back
+        from an outage announces before it drains, even with an older tail still open from before it)."""
         if last_seq > self.announced:
-            if self.announced <= self.max_seen:  # a tail opens now: its grace runs from here
-                self.tail_at = now
+            self.tail_at = now
             self.announced = last_seq
 
     def advance(self, now: float = 0.0) -> None:

@@ -1,7 +1,7 @@
 """bench.journal_append, bench.journal_ceiling and bench.rss (the Foundation issue's figures) at their smallest
 sizes, run as a user runs them: each exits 0, prints its table and, as its last line, one JSON object with every
-figure the README quotes, and leaves no temporary file behind. The figures themselves are not asserted (shared, noisy machines):
-only that they were measured."""
+figure the README quotes, and leaves no temporary file behind. The figures themselves are not asserted (shared,
+noisy machines): only that they were measured."""
 
 from __future__ import annotations
 

@@ -382,7 +382,10 @@ async def test_a_location_moved_to_another_module_takes_its_lit_line_along(h: Ha
     assert set(lit) == {("bus-a", 6), ("bus-a", 2)}
     assert (lit[("bus-a", 6)].task_id, lit[("bus-a", 6)].line_no, lit[("bus-a", 6)].qty) == (task, 1, 2)
     assert Light("bus-a", 1) not in h.floor.modules
-    assert any(s[0] == "masterdata_replaced" for s in h.signals if isinstance(s, tuple)), h.signals
+    if mode == "replace":  # a new generation: every module is shown again
+        assert ("masterdata_replaced", h.floor.md_gen) in h.signals, h.signals
+    else:  # the modules the shelf left and joined
+        assert ("modules_changed", [Light("bus-a", 1), Light("bus-a", 6)]) in h.signals, h.signals
     # What a restart would show is what is shown now.
     before = h.lit()
     await h.service.reload()
@@ -403,4 +406,33 @@ async def test_a_merge_that_moves_no_module_keeps_the_allocation_and_sends_no_si
                                         "locations": moved("A-01-01", 1)})
     assert r["ok"] and not r["rejected"], r
     assert h.floor.modules is modules
-    assert not any(isinstance(s, tuple) and s[0] == "masterdata_replaced" for s in h.signals), h.signals
+    assert not any(isinstance(s, tuple) and s[0] in ("masterdata_replaced", "modules_changed")
+                   for s in h.signals), h.signals
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+async def test_moving_one_shelf_leaves_who_is_shown_first_on_a_shared_module(h: Harness, mode: str) -> None:
+    """p1 and p2 share module 2; p2 is shown first (p1's order was held and released, so p1 queued again behind
+    p2, though p1 was assigned first, and a restart would show p1 first). Moving another shelf (one of p2's lines
+    goes with it) must not turn module 2 over to p1 under p2's hands."""
+    from tests.conftest import CARTONS, OPERATORS, SKUS
+    from tests.floor.conftest import EXTRA_OPERATORS, EXTRA_SKUS
+
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-1", [(1, "SKU-2", 1)])
+    await h.tick()
+    await h.scan("scan-2", "BADGE-P2")
+    await h.order("O-2", [(1, "SKU-2", 1), (2, "SKU-1", 1)])  # its line 2 is on the shelf that moves
+    await h.tick()
+    assert h.lit()[("bus-a", 2)].operator_id == "p1"
+    await h.hold("order", "O-1")
+    await h.hold("order", "O-1", on=False)
+    assert h.lit()[("bus-a", 2)].operator_id == "p2"
+    lists: dict[str, Any] = {"locations": moved("A-01-01", 6)}
+    if mode == "replace":
+        lists.update(skus=SKUS + EXTRA_SKUS, operators=OPERATORS + EXTRA_OPERATORS, cartons=CARTONS)
+    r = await h.cmd("masterdata.sync", {"mode": mode, "sync_id": f"other-{mode}", "part": 1, "parts": 1, **lists})
+    assert r["ok"] and not r["rejected"], r
+    assert h.lit()[("bus-a", 2)].operator_id == "p2"
+    assert h.floor.modules[Light("bus-a", 2)].waiting == [("O-1~zone-a", 1)]
+    assert h.lit()[("bus-a", 6)].operator_id == "p2" and h.lit()[("bus-a", 6)].line_no == 2

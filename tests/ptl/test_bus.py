@@ -7,6 +7,7 @@ about how long something took; waits have generous safety limits only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -472,3 +473,33 @@ async def test_a_cancellation_lost_inside_a_request_still_ends_the_bus_loop(sim:
                 if t.get_name() == "bus":
                     t.cancel()
             await asyncio.wait({parent}, timeout=0.5)
+
+
+async def test_a_cancellation_lost_in_a_failed_connect_ends_the_loop_before_its_backoff() -> None:
+    """pymodbus turns a failed connect into `False` inside its wait_for, which can lose a cancellation that races
+    with the failure: the loop must end then, not after the reconnect backoff (here ten minutes)."""
+    from drivers.ptl import BusSettings, LinkDown
+
+    settings = BusSettings(id="bus-x", transport="tcp", host="127.0.0.1", port=9, reconnect_min_ms=600_000,
+                           reconnect_max_ms=600_000)
+    bus = PtlBus(settings)
+    connecting = asyncio.Event()
+
+    async def failing_connect() -> None:
+        connecting.set()
+        with contextlib.suppress(asyncio.CancelledError):  # lost: the failure wins the race
+            await asyncio.Event().wait()  # the connect under way
+        raise LinkDown("bus-x: cannot open 127.0.0.1:9")
+
+    bus._link.connect = failing_connect  # type: ignore[method-assign]
+    task = asyncio.create_task(bus.run(), name="bus-x")
+    await asyncio.wait_for(connecting.wait(), LIMIT)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=LIMIT)
+    try:
+        assert done, "the loop sleeps its backoff after a cancellation lost in the connect"
+        assert task.cancelled()
+    finally:
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)

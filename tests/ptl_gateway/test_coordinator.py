@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from drivers.ptl import KeyPress
 from gateway.app import App
 from gateway.clock import SystemClock
 from gateway.domain.api import apply_command
@@ -61,14 +62,14 @@ class Floor:
 
 
 @contextlib.asynccontextmanager
-async def floor(tmp_path: Path, transport: str) -> AsyncIterator[Floor]:
+async def floor(tmp_path: Path, transport: str, error_signal_ms: int = 300) -> AsyncIterator[Floor]:
     async with PtlSimulator(range(1, 9), transport=transport) as sim:  # type: ignore[arg-type]
         bus: dict[str, Any] = {"id": "bus-a", "transport": transport, "poll_ms": 20, "timeout_ms": 100}
         if transport == "tcp":
             bus.update(host="127.0.0.1", port=sim.port)
         else:
             bus.update(port=sim.path, baudrate=115200)
-        cfg = make_config(tmp_path, ptl={"buses": [bus]}, picking={"error_signal_ms": 300})
+        cfg = make_config(tmp_path, ptl={"buses": [bus]}, picking={"error_signal_ms": error_signal_ms})
         app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
         task = asyncio.create_task(app.run(install_signals=False), name="ptl-test-gateway")
         try:
@@ -164,6 +165,41 @@ async def test_a_shelf_moved_to_another_module_takes_its_light_along(tmp_path: P
         assert f.sim.press(6, "confirm")
         await until(lambda: f.service.floor.orders["O-1"].state == "picked", "the order picked")
         await f.service.journal.barrier()
+        assert [(d["qty"], d["via"]) for d in f.events("pick.line_confirmed")] == [(2, "ptl_button")]
+
+
+async def test_a_press_on_the_module_a_line_left_during_its_error_signal_confirms_nothing(tmp_path: Path) -> None:
+    """The shelf moves while its module shows the error signal of a wrong scan: the error signal keeps the job's
+    token until it ends, so a press read from that module under that token must not confirm the line, which is
+    now on module 6."""
+    async with floor(tmp_path, "tcp", error_signal_ms=60_000) as f:
+        assert f.app.fleet is not None and f.app.fleet.ptl is not None and f.app.ticker is not None
+        ptl = f.app.fleet.ptl
+        assert (await f.scan("BADGE-P1")).ok
+        await f.cmd("order.upsert", {"order": {"order_id": "O-1", "lines": [{"line_no": 1, "sku": "SKU-1",
+                                                                               "qty": 2}]}})
+        f.app.ticker.poke()
+        m1, m6 = f.sim.module(1), f.sim.module(6)
+        await until(lambda: m1.mode == 1 and m1.quantity == 2, "the job on module 1")
+        assert not (await f.scan("05012345678900")).ok  # the wrong item: module 1 shows the error signal
+        await until(lambda: m1.mode == 3, "the error signal")
+        token = m1.token
+        moved = [{**loc, "light": {"bus": "bus-a", "unit": 6}} for loc in LOCATIONS if loc["code"] == "A-01-01"]
+        assert (await f.cmd("masterdata.sync", {"mode": "merge", "sync_id": "rewire", "part": 1, "parts": 1,
+                                                "locations": moved}))["ok"]
+        await until(lambda: m6.mode == 1 and m6.quantity == 2, "the job on module 6")
+        assert m1.mode == 3  # still the error signal, under the old token
+        assert (await f.scan("4006381333931")).ok  # the right item: a key may now confirm the line
+        await until(lambda: m6.quantity == 1, "the count down on module 6")
+        presses = ptl.presses
+        # What the bus reports for a key latched on module 1 under the token it still shows, handled as the
+        # coordinator handles every key the bus reports.
+        await ptl._handle("key", KeyPress("bus-a", 1, token, "confirm", 2, False))
+        assert ptl.presses == presses and f.service.floor.orders["O-1"].state != "picked"
+        assert f.sim.press(6, "confirm")
+        await until(lambda: f.service.floor.orders["O-1"].state == "picked", "the order picked")
+        await f.service.journal.barrier()
+        assert ptl.presses == presses + 1, "the press on the module the line left confirmed it"
         assert [(d["qty"], d["via"]) for d in f.events("pick.line_confirmed")] == [(2, "ptl_button")]
 
 

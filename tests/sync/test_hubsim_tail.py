@@ -41,3 +41,17 @@ async def test_an_announced_tail_that_then_arrives_is_not_asked_for(broker: Brok
     finally:
         gw.loop_stop()
         gw.disconnect()
+
+
+def test_a_higher_announcement_restarts_the_grace_of_a_tail_already_open() -> None:
+    """A tail left open from before an outage (a status slightly ahead of the events in flight when the broker
+    died) must not make the hub ask at once when the gateway, back, announces its whole backlog."""
+    from simulators.hub.hub import JournalView
+
+    view = JournalView(JOURNAL)
+    view.announce(10, now=100.0)
+    view.max_seen = 8  # two events of that tail never came
+    view.announce(5_000, now=400.0)
+    assert (view.announced, view.tail_at) == (5_000, 400.0)
+    view.announce(4_000, now=500.0)  # an older status, redelivered: changes nothing
+    assert (view.announced, view.tail_at) == (5_000, 400.0)
