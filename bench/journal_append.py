@@ -23,7 +23,9 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from gateway import runtime
 from gateway.clock import SystemClock
@@ -58,8 +60,10 @@ def baseline(path: Path, seconds: float) -> float:
     return rate
 
 
-async def journal_rate(path: Path, seconds: float, producers: int) -> tuple[float, float, int]:
-    j = await Journal.open(path, site="dc1", gateway="zone-a", clock=SystemClock())
+async def produce(submit: Callable[[Change], Awaitable[Any]], producers: int, seconds: float
+                  ) -> tuple[float, list[float]]:
+    """`producers` tasks, each submitting one change with one event and waiting for it before its next, for
+    `seconds`; returns the time they ran and every wait, in seconds."""
     stop = False
     latencies: list[float] = []
 
@@ -69,17 +73,22 @@ async def journal_rate(path: Path, seconds: float, producers: int) -> tuple[floa
             ch = Change(cmd_id=None)
             ch.emit("pick.line_confirmed", PAYLOAD, f"O-{k}-{i}")
             t = time.perf_counter()
-            await j.submit(ch)
+            await submit(ch)
             latencies.append(time.perf_counter() - t)
             i += 1
 
-    start_seq, start_commits = j.last_seq, j.commits
     t0 = time.perf_counter()
     tasks = [asyncio.create_task(producer(k), name=f"producer-{k}") for k in range(producers)]
     await asyncio.sleep(seconds)
     stop = True
     await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - t0
+    return time.perf_counter() - t0, latencies
+
+
+async def journal_rate(path: Path, seconds: float, producers: int) -> tuple[float, float, int]:
+    j = await Journal.open(path, site="dc1", gateway="zone-a", clock=SystemClock())
+    start_seq, start_commits = j.last_seq, j.commits
+    elapsed, latencies = await produce(j.submit, producers, seconds)
     events = j.last_seq - start_seq
     commits = j.commits - start_commits
     await j.close()

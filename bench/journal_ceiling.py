@@ -25,14 +25,13 @@ import logging
 import os
 import statistics
 import tempfile
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.journal_append import PAYLOAD, baseline, journal_rate
+from bench.journal_append import baseline, journal_rate, produce
 from gateway import runtime
 from gateway.domain.change import Change
 from gateway.journal import store
@@ -60,7 +59,6 @@ async def asyncio_only(seconds: float, producers: int) -> float:
     queue: deque[asyncio.Future[None]] = deque()
     wake: list[asyncio.Future[None]] = []
     done = 0
-    stop = False
 
     def submit(change: Change) -> Awaitable[None]:
         fut = asyncio.get_running_loop().create_future()
@@ -84,25 +82,8 @@ async def asyncio_only(seconds: float, producers: int) -> float:
                 f.set_result(None)
             done += len(batch)
 
-    latencies: list[float] = []  # kept as journal_rate keeps them: the same work per event
-
-    async def producer(k: int) -> None:
-        i = 0
-        while not stop:
-            ch = Change(cmd_id=None)
-            ch.emit("pick.line_confirmed", PAYLOAD, f"O-{k}-{i}")
-            t = time.perf_counter()
-            await submit(ch)
-            latencies.append(time.perf_counter() - t)
-            i += 1
-
     w = asyncio.create_task(writer())
-    t0 = time.perf_counter()
-    tasks = [asyncio.create_task(producer(k)) for k in range(producers)]
-    await asyncio.sleep(seconds)
-    stop = True
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - t0
+    elapsed, _ = await produce(submit, producers, seconds)
     w.cancel()
     return done / elapsed
 
