@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 SMALLEST = {
     "sync_drain": ["--events", "500", "--outage-s", "0.3"],
@@ -33,18 +35,7 @@ INTERRUPTED = {
 
 def naming(tmp: Path) -> list[str]:
     """`pid command line` of every live process whose command line names `tmp`."""
-    needle = str(tmp).encode()
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes()
-        except OSError:
-            continue  # gone meanwhile
-        if needle in cmd:
-            found.append(d.name + " " + cmd.replace(b"\0", b" ").decode(errors="replace"))
-    return found
+    return [f"{pid} {cmdline}" for pid, _, cmdline in processes() if str(tmp) in cmdline]
 
 
 def bench_env(tmp: Path) -> dict[str, str]:

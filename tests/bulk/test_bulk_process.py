@@ -11,32 +11,16 @@ from pathlib import Path
 from tests.brokers import Broker
 from tests.bulk.workload import masterdata_parts
 from tests.gateway_proc import GatewayProcess, write_config
+from tests.procs import processes
 from tests.sync.conftest import running_hub
 
 FLOORGATE = Path(sys.executable).parent / "floorgate"
 
 
-def _procs() -> list[tuple[int, int, str]]:
-    """(pid, ppid, command line) of every process, read from /proc: `ps` cuts its args column to the
-    terminal's width (80 without one), and a long venv path pushed "forkserver" past it in CI."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # gone in between
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])  # the name in (...) may hold spaces
-        out.append((int(d.name), ppid, cmdline))
-    return out
-
-
 def workers(pid: int) -> list[str]:
     """The gateway's worker processes: children of its fork server (gateway/bulkwork.py `context`). The fork
     server and multiprocessing's resource tracker, children of the gateway, live as long as it does."""
-    procs = _procs()
+    procs = processes()
     servers = {p for p, parent, args in procs if parent == pid and "forkserver" in args}
     assert servers, [args for p, parent, args in procs if parent == pid]  # started with the gateway
     return [args for p, parent, args in procs if parent in servers]
