@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from gateway.domain.masterdata import Checked, check_item, reason
 from gateway.jsontext import dumps
+from gateway.parentdeath import die_with_parent
 
 log = logging.getLogger("floorgate.bulk")
 
@@ -156,6 +157,11 @@ def _lower_priority() -> None:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
+def _start_worker(gateway_pid: int) -> None:
+    die_with_parent(gateway_pid)  # its parent is the fork server, which dies with the gateway
+    _lower_priority()
+
+
 # -- in the gateway ------------------------------------------------------------------------------------------
 
 
@@ -164,17 +170,18 @@ def context() -> multiprocessing.context.BaseContext:
     in the gateway with the GIL held, and the fork copies the page tables of the gateway's whole heap: the loop
     stood still 66-95 ms with 300 MB of objects, 7-10 ms with a small heap (measured 2026-12-07), and a bulk
     set's first part found the gateway holding 100,000 SKUs. The fork server is a small single-threaded
-    process (so forking it is safe), started once, early (`prestart`). Nothing is preloaded into it: a worker
-    imports this module itself (in its own process, off the loop), and an idle server stays small."""
+    process (so forking it is safe), started once, early (`prestart`). Its only preload is the call that ties
+    its life to the gateway's (gateway/forkserver_preload.py): a worker imports this module itself (in its own
+    process, off the loop), and an idle server stays small."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([])
+    ctx.set_forkserver_preload(["gateway.forkserver_preload"])
     return ctx
 
 
 def prestart() -> None:
     """Start the fork server now, while the heap is small (the gateway calls this before it loads the floor)."""
     from multiprocessing import forkserver
-    context()  # the server's preload (none) is read when it starts
+    context()  # the server's preload is read when it starts
     forkserver.ensure_running()
 
 
@@ -213,7 +220,8 @@ class Worker:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=context(), initializer=_lower_priority)
+            self._pool = ProcessPoolExecutor(1, mp_context=context(), initializer=_start_worker,
+                                             initargs=(os.getpid(),))
             self.started += 1
             log.info("bulk worker process starting")
         pool = self._pool
