@@ -30,11 +30,13 @@ from gateway.clock import rfc3339
 from gateway.config import Config
 from gateway.journal.schema import LATEST
 from gateway.ops import dbinfo
-from gateway.ops.lock import AlreadyRunning, acquire_run_lock
+from gateway.ops.lock import LOCK_NAME, AlreadyRunning, acquire_run_lock
 from gateway.ops.progress import Progress
 
 PAGES_PER_STEP = 1024
 SSCC_META_KEY = "sscc_last_serial"
+# SQLite keeps a database's state in up to three more files beside it, each named after it.
+SQLITE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 class BackupError(Exception):
@@ -72,6 +74,48 @@ def _private_file(p: Path) -> None:
     data (operator names, password hashes)."""
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     os.close(fd)
+
+
+def _same_place(a: Path, b: Path) -> bool:
+    """Whether writing (or renaming onto) `a` would hit `b`. Files that exist are compared by device and
+    inode, which sees through symlinks, hard links, relative paths and bind mounts; a file that does not
+    exist yet (a -journal, a -wal between gateway runs) by its resolved directory and name."""
+    with contextlib.suppress(OSError):
+        if os.path.samefile(a, b):
+            return True
+    ra, rb = a.resolve(), b.resolve()  # follows symlinks, even one that points at a missing file
+    if ra == rb:
+        return True
+    if ra.name != rb.name:
+        return False
+    try:
+        return os.path.samefile(ra.parent, rb.parent)
+    except OSError:
+        return False
+
+
+def gateway_file(db_path: Path, out: Path) -> tuple[Path, str] | None:
+    """The file of the gateway (and what it is) that writing `out` would replace, or None.
+
+    Replacing one of them under a running gateway loses data silently: the gateway keeps writing into the
+    unlinked database and reuses its seq numbers after the next start (SPEC §1), a replaced -wal or -shm
+    loses or corrupts committed transactions, and a replaced run lock lets a second gateway start on the
+    same journal. No --force can make that right, so callers refuse.
+    """
+    data_dir = db_path.parent
+    owned: list[tuple[Path, str]] = []
+    # SQLite names its side files after the path it opened; with a symlinked database that is the target's.
+    for db in dict.fromkeys((db_path, db_path.resolve())):
+        owned.append((db, "the live database"))
+        owned += [(db.with_name(db.name + suffix), f"the live database's {suffix} file") for suffix in SQLITE_SUFFIXES]
+    owned += [(data_dir / LOCK_NAME, "the gateway's run lock"),
+              (data_dir / f".{db_path.name}.restoring", "the work file of a restore")]
+    for path, what in owned:
+        if _same_place(out, path):
+            return path, what
+    if _same_place(out, data_dir):
+        return data_dir, "the gateway's data directory"
+    return None
 
 
 def copy_database(src: sqlite3.Connection, dst_path: Path, progress: Callable[[int, int], None] | None = None,
@@ -112,6 +156,14 @@ def verify(path: Path) -> tuple[list[str], dict[str, str], int]:
 def backup(db_path: Path, out: Path, *, force: bool = False, stream: TextIO | None = None,
            quiet: bool = False, pages_per_step: int = PAGES_PER_STEP) -> BackupResult:
     """Online backup of `db_path` to `out`; safe while the gateway writes."""
+    hit = gateway_file(db_path, out)
+    if hit is not None:  # checked first, so the refusal never suggests --force
+        path, what = hit
+        raise BackupError(f"refused: {out} is {what} ({path}); a backup written there would destroy it, "
+                          f"with or without --force. Nothing was written: choose another file, e.g. "
+                          f"{db_path.parent / datetime.now(UTC).strftime('backup-%Y-%m-%d.db')}")
+    if out.is_dir():
+        raise BackupError(f"{out} is a directory; give the backup file's name, e.g. {out / 'floorgate-backup.db'}")
     if out.exists() and not force:
         raise BackupError(f"{out} already exists; choose another name or add --force to overwrite it")
     if not out.parent.is_dir():

@@ -93,8 +93,17 @@ def _restore(args: argparse.Namespace) -> int:
     cfg = _config(args, "restore")
     if cfg is None:
         return 2
-    if not args.yes and sys.stdin.isatty():
-        answer = input(f"Replace {cfg.db_path} with {args.source}? The gateway must be stopped. [y/N] ")
+    if not args.yes:
+        # A restore replaces the journal: only a person's "yes" or an explicit --yes may start it, never
+        # whatever happens to be on a pipe (`echo n |`, a script's leftover input).
+        if not sys.stdin.isatty():
+            print("floorgate restore: no terminal to ask for confirmation: use --yes; nothing done",
+                  file=sys.stderr)
+            return 1
+        try:
+            answer = input(f"Replace {cfg.db_path} with {args.source}? The gateway must be stopped. [y/N] ")
+        except EOFError:
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("floorgate restore: nothing done", file=sys.stderr)
             return 1
@@ -118,7 +127,8 @@ def add_restore_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                                    "replaced database is kept next to it.")
     p.add_argument("--config", required=True, help="path of the TOML config")
     p.add_argument("--from", dest="source", required=True, help="backup file")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed when stdin is not "
+                                                    "a terminal)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_restore)
 

@@ -2,8 +2,11 @@
 
 Rows are read in chunks by key from a read-only connection, each chunk its own short read, so a long
 export neither holds the WAL open nor slows the gateway's commits. CSV is UTF-8 with a BOM, because that
-is what makes Excel (where audit exports usually end up) read umlauts and the like correctly. Stored text
-is exported exactly as stored: an audit file must show what was scanned, byte for byte.
+is what makes Excel (where audit exports usually end up) read umlauts and the like correctly. JSON has
+stored text exactly as stored: an audit file must show what was scanned, byte for byte. CSV does too,
+except that a text cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`
+(gateway/csvcell.py, as in the supervisor's CSV), because a spreadsheet would run it as a formula: a
+scanned `=HYPERLINK(...)` must stay text.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.clock import parse_rfc3339, rfc3339
+from gateway.csvcell import cell
 from gateway.ops import dbinfo
+from gateway.ops.backup import gateway_file
 from gateway.ops.progress import Progress
 
 CHUNK = 5000
@@ -80,11 +85,14 @@ def _rows(conn: sqlite3.Connection, what: str, since: str | None, until: str | N
 
 def _csv_row(what: str, row: tuple[Any, ...]) -> list[Any]:
     if what == "audit":
-        return list(row)  # the columns, then `details`: the whole audit record as stored
-    seq, journal, event_id, typ, ts, order_id, body = row
-    env = json.loads(body)
-    data = json.dumps(env.get("data", {}), ensure_ascii=False, separators=(",", ":"))
-    return [seq, journal, event_id, typ, ts, order_id or "", env.get("cmd_id", ""), data]
+        cells = list(row)  # the columns, then `details`: the whole audit record as stored
+    else:
+        seq, journal, event_id, typ, ts, order_id, body = row
+        env = json.loads(body)
+        data = json.dumps(env.get("data", {}), ensure_ascii=False, separators=(",", ":"))
+        cells = [seq, journal, event_id, typ, ts, order_id or "", env.get("cmd_id", ""), data]
+    # Every cell: scans, names, order ids, reasons and command ids all come from outside.
+    return [cell(v) for v in cells]
 
 
 def _json_text(what: str, row: tuple[Any, ...]) -> str:
@@ -143,6 +151,11 @@ def export(db_path: Path, what: str, fmt: str, out_path: str, *, since: str | No
     if out_path == "-":
         return write_export(db_path, what, fmt, sys.stdout, since=since, until=until, progress=bar, chunk=chunk)
     out = Path(out_path)
+    hit = gateway_file(db_path, out)
+    if hit is not None:  # the file is renamed into place: that would swap the gateway's file for the export
+        path, what_file = hit
+        raise ExportError(f"refused: {out} is {what_file} ({path}); an export written there would destroy it. "
+                          "Nothing was written: choose another file")
     if not out.parent.is_dir():
         raise ExportError(f"{out.parent} is not a directory")
     tmp = out.with_name(f".{out.name}.partial")

@@ -3,8 +3,8 @@ packs as CSV. Both read the journal's read-only connection, so they never hold u
 
 Sources: the `events` table (pick.line_confirmed, pick.line_short, pack.verified; kept until the hub acked
 them and `sync.retention_h` passed) and the `audit` table (every scan with its lot, kept longer). The CSV
-is UTF-8 with a BOM so that spreadsheet programs read non-ASCII text right; a text cell starting with
-`=`, `+`, `-` or `@` gets a leading `'` so a scanned value can never run as a spreadsheet formula.
+is UTF-8 with a BOM so that spreadsheet programs read non-ASCII text right; a text cell that a spreadsheet
+would run as a formula gets a leading `'` (gateway/csvcell.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from datetime import date, timedelta
 from typing import Any
 
 import aiosqlite
+
+from gateway.csvcell import cell
 
 MAX_ROWS = 1000
 PICK_TYPES = ("pick.line_confirmed", "pick.line_short")
@@ -59,14 +61,6 @@ async def recall(db: aiosqlite.Connection, lot: str) -> dict[str, Any]:
     return {"lot": lot, "orders": orders, "picks": picks, "packs": packs, "scans": scans}
 
 
-def _cell(v: Any) -> Any:
-    if isinstance(v, list):
-        v = " ".join(str(x) for x in v)
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@"):
-        return "'" + v
-    return "" if v is None else v
-
-
 async def day_csv(db: aiosqlite.Connection, day: date) -> str:
     """The day's (UTC) picks and packs, one row per confirmed lot, short line and packed item."""
     start, end = _day_bounds(day)
@@ -87,14 +81,14 @@ async def day_csv(db: aiosqlite.Connection, day: date) -> str:
                 row = {**data, **base}
                 if typ == "pick.line_short":
                     row["qty"] = data.get("qty_picked")
-                w.writerow([_cell(row.get(c)) for c in CSV_COLUMNS])
+                w.writerow([cell(row.get(c)) for c in CSV_COLUMNS])
                 continue
             for item in data.get("items", []) or [{}]:
                 row = {**base, **{k: data.get(k) for k in ("station", "operator_id", "tote", "carton", "sscc",
                                                             "weight_g", "expected_g")},
                        "gtin": item.get("gtin"), "lot": item.get("lot"), "serials": item.get("serial"),
                        "qty": item.get("qty")}
-                w.writerow([_cell(row.get(c)) for c in CSV_COLUMNS])
+                w.writerow([cell(row.get(c)) for c in CSV_COLUMNS])
         if len(rows) < 5000:
             break
         last = rows[-1][0]

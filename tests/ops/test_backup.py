@@ -3,8 +3,13 @@ seq continued, SSCC serials skipped and the replaced database kept."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import pty
 import sqlite3
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from gateway.ops import dbinfo
 from gateway.ops.backup import BackupError, backup, restore
 from gateway.ops.lock import AlreadyRunning, acquire_run_lock, is_running
 from gateway.service import FloorService
-from tests.ops.conftest import app_wires, floorgate_run, ops_cli, wired_gateway, write_config
+from tests.ops.conftest import ROOT, app_wires, floorgate_run, ops_cli, wired_gateway, write_config
 
 
 def _meta(path: Path) -> dict[str, str]:
@@ -234,3 +239,133 @@ def test_restore_refused_while_floorgate_run_runs(tmp_path: Path) -> None:
     finally:
         assert gw.terminate() == 0
     assert not is_running(data)
+
+
+def _inodes(paths: list[Path]) -> dict[str, tuple[int, int] | None]:
+    out: dict[str, tuple[int, int] | None] = {}
+    for p in paths:
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            out[p.name] = None
+        else:
+            out[p.name] = (st.st_dev, st.st_ino)
+    return out
+
+
+def _deleted_db_fds(pid: int) -> list[str]:
+    """What the process has open of a floorgate.db that is no longer in its directory (Linux /proc)."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    if not fd_dir.is_dir():
+        return []
+    found = []
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if "floorgate.db" in target and target.endswith("(deleted)"):
+            found.append(target)
+    return found
+
+
+def test_backup_refuses_the_running_gateways_own_files(tmp_path: Path) -> None:
+    """`--out` the live database (or a side file SQLite keeps beside it, or the run lock) is refused even
+    with --force: replacing it under a running gateway loses events and reuses their seq numbers."""
+    data = tmp_path / "data"
+    cfg_path = write_config(tmp_path / "floorgate.toml", data)
+    db = data / "floorgate.db"
+    side = [db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal"), data / "floorgate.lock"]
+    gw = wired_gateway(cfg_path, load=True).start()
+    try:
+        seq = _wait_seq(db, 50)
+        journal_id = _meta(db)["journal_id"]
+        before = _inodes(side)
+        assert before["floorgate.db-wal"] is not None and before["floorgate.lock"] is not None
+        # The CLI as the tester ran it: the absolute path, and a relative one (ops_cli runs in the repo root).
+        for out in (str(db), os.path.relpath(db, ROOT)):
+            r = ops_cli("backup", "--config", str(cfg_path), "--out", out, "--force")
+            assert r.returncode == 1, (r.stdout, r.stderr)
+            assert "refused" in r.stderr and "the live database" in r.stderr and "--force" in r.stderr
+            assert "backup written" not in r.stdout and "Traceback" not in r.stderr
+        # Each side file, the lock, a path through `..`, and a symlinked directory into the data dir.
+        (tmp_path / "data-link").symlink_to(data, target_is_directory=True)
+        for out_path in (*side[1:], data / ".." / "data" / "floorgate.db", tmp_path / "data-link" / "floorgate.db",
+                         tmp_path / "data-link" / "floorgate.db-wal"):
+            with pytest.raises(BackupError, match="refused") as e:
+                backup(db, out_path, force=True, quiet=True)
+            assert "Nothing was written" in str(e.value)
+        assert _inodes(side) == before  # the same files, and no -journal made
+        assert not [p for p in data.iterdir() if p.name.endswith(".partial")]
+        assert gw.proc is not None and _deleted_db_fds(gw.proc.pid) == []
+        # The gateway keeps committing into the file that stays: the events after the refusal are on disk.
+        later = _wait_seq(db, seq + 100)
+    finally:
+        assert gw.terminate() == 0
+    gw = wired_gateway(cfg_path).start()
+    try:
+        started = gw.wait_log(lambda rec: rec.get("msg") == "gateway started")
+        assert started["journal"] == journal_id and started["last_seq"] >= later
+    finally:
+        assert gw.terminate() == 0
+
+
+def test_backup_refuses_a_symlink_to_the_live_database(tmp_path: Path) -> None:
+    db = asyncio.run(_small_journal(tmp_path / "data", 3))
+    ino = db.stat().st_ino
+    link = tmp_path / "backup.db"
+    link.symlink_to(db)
+    for force in (False, True):
+        with pytest.raises(BackupError, match=r"refused: .* is the live database"):
+            backup(db, link, force=force, quiet=True)
+    assert link.is_symlink() and db.stat().st_ino == ino
+    # A dangling symlink to where SQLite would make the -journal, and a hard link: the same file too.
+    (tmp_path / "j.db").symlink_to(Path(f"{db}-journal"))
+    with pytest.raises(BackupError, match="-journal file"):
+        backup(db, tmp_path / "j.db", force=True, quiet=True)
+    os.link(db, tmp_path / "hard.db")
+    with pytest.raises(BackupError, match="the live database"):
+        backup(db, tmp_path / "hard.db", force=True, quiet=True)
+    assert not Path(f"{db}-journal").exists() and db.stat().st_ino == ino
+    assert backup(db, tmp_path / "data" / "ok.db", quiet=True).last_seq == 3  # the data dir itself is fine
+
+
+def _restore_on_a_terminal(cfg_path: Path, source: Path, answer: str) -> tuple[int, str]:
+    """`floorgate restore` without --yes with a pseudo-terminal as stdin, answering `answer`."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.ops.cli", "restore", "--config", str(cfg_path),
+                                 "--from", str(source), "--quiet"], stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        os.close(slave)
+        slave = -1
+        os.write(master, answer.encode() + b"\n")
+        out, _ = proc.communicate(timeout=120)
+        return proc.returncode, out
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def test_restore_without_yes_needs_a_terminal_and_a_yes(tmp_path: Path) -> None:
+    """A restore replaces the journal: `echo n | floorgate restore` (stdin no terminal) must not restore."""
+    db = asyncio.run(_small_journal(tmp_path / "data", 3))
+    out = tmp_path / "b.db"
+    backup(db, out, quiet=True)
+    cfg_path = write_config(tmp_path / "floorgate.toml", tmp_path / "data")
+    journal_id = _meta(db)["journal_id"]
+    for stdin in ("n\n", "y\n", ""):
+        r = ops_cli("restore", "--config", str(cfg_path), "--from", str(out), stdin=stdin)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert "no terminal to ask for confirmation: use --yes" in r.stderr and "nothing done" in r.stderr
+        assert "restored" not in r.stdout
+    assert _meta(db)["journal_id"] == journal_id
+    assert not [p for p in db.parent.iterdir() if ".replaced-" in p.name]
+
+    rc, text = _restore_on_a_terminal(cfg_path, out, "n")
+    assert rc == 1 and "[y/N]" in text and "nothing done" in text, text
+    assert _meta(db)["journal_id"] == journal_id
+    rc, text = _restore_on_a_terminal(cfg_path, out, "y")
+    assert rc == 0 and "restored" in text, text
+    assert _meta(db)["journal_id"] != journal_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,8 @@ async def test_audit_csv_exact_and_with_bom(setup: Setup, tmp_path: Path) -> Non
     assert len(rows) == 15
     assert list(rows[0]) == ["id", "ts", "kind", "device_id", "operator_id", "order_id", "lot", "raw", "result",
                              "details"]
-    assert [r["raw"] for r in rows[:5]] == RAWS  # byte for byte, commas, quotes and all
+    # Byte for byte, commas, quotes and all; a formula gets its leading `'` (test_csv_cells_never_run_as_formulas).
+    assert [r["raw"] for r in rows[:5]] == [*RAWS[:3], "'" + RAWS[3], RAWS[4]]
     assert rows[0]["lot"] == "L1" and rows[1]["lot"] == ""
     assert json.loads(rows[1]["details"])["raw"] == RAWS[1]
     assert out.read_bytes().count(b"\r\n") == 16
@@ -142,3 +144,65 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert r.returncode == 2 and "invalid choice" in r.stderr
     assert not (tmp_path / "x.csv").exists()
     assert "Traceback" not in r.stderr
+
+
+TRIGGERS = ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "\t=1+2", "\r=1+2"]
+
+
+async def test_csv_cells_never_run_as_formulas(setup: Setup, tmp_path: Path) -> None:
+    """Every text cell from outside (scans, device, operator, order, lot, result, command id) starting with
+    a formula trigger gets a leading `'`, as in the supervisor's CSV; numbers (id, seq) stay numbers, and
+    JSON keeps the text exactly as stored."""
+    for i, bad in enumerate(TRIGGERS):
+        c = Change(cmd_id=bad)
+        c.emit("scan.rejected", {"device_id": bad, "operator_id": bad, "code": "unknown_barcode", "reason": bad,
+                                 "raw": bad}, order_id=bad)
+        c.audit.append({"kind": bad, "device_id": bad, "operator_id": bad, "order_id": bad, "lot": bad,
+                        "raw": bad, "result": bad, "n": -5 - i})
+        await setup.journal.commit(c)
+    out = tmp_path / "audit.csv"
+    r = ops_cli("export", "--config", str(setup.cfg_path), "--what", "audit", "--format", "csv", "--out", str(out),
+                "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = _csv(out)[15:]
+    assert len(rows) == len(TRIGGERS)
+    for row, bad in zip(rows, TRIGGERS, strict=True):
+        for col in ("kind", "device_id", "operator_id", "order_id", "lot", "raw", "result"):
+            assert row[col] == "'" + bad, (col, row[col])
+        assert row["id"].isdigit() and json.loads(row["details"])["raw"] == bad
+    assert [json.loads(row["details"])["n"] for row in rows] == [-5 - i for i in range(len(TRIGGERS))]
+
+    out = tmp_path / "events.csv"
+    r = ops_cli("export", "--config", str(setup.cfg_path), "--what", "events", "--format", "csv", "--out", str(out),
+                "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = _csv(out)[15:]
+    for n, (row, bad) in enumerate(zip(rows, TRIGGERS, strict=True), start=16):
+        assert row["order_id"] == row["cmd_id"] == "'" + bad
+        assert row["seq"] == str(n) and json.loads(row["data"])["raw"] == bad
+
+    out = tmp_path / "audit.json"
+    assert ops_cli("export", "--config", str(setup.cfg_path), "--what", "audit", "--format", "json",
+                   "--out", str(out), "--quiet").returncode == 0
+    assert [a["raw"] for a in json.loads(out.read_text(encoding="utf-8"))[15:]] == TRIGGERS  # byte for byte
+
+
+def test_export_refuses_to_replace_the_live_database(tmp_path: Path) -> None:
+    """The export is renamed into place: onto the database (or its -wal) it would swap the journal for a CSV."""
+    data = tmp_path / "data"
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(f'data_dir = "{data}"\n')
+    data.mkdir()
+    conn = sqlite3.connect(data / "floorgate.db")
+    conn.executescript("PRAGMA journal_mode=wal; CREATE TABLE audit(id INTEGER PRIMARY KEY, ts TEXT, kind TEXT, "
+                       "device_id TEXT, operator_id TEXT, order_id TEXT, lot TEXT, raw TEXT, result TEXT, "
+                       "body TEXT); INSERT INTO audit(ts, kind, body) VALUES ('t', 'scan', '{}');")
+    try:
+        before = {p.name: p.stat().st_ino for p in data.iterdir()}
+        for out in (data / "floorgate.db", data / "floorgate.db-wal", tmp_path / "." / "data" / "floorgate.db"):
+            r = ops_cli("export", "--config", str(cfg_path), "--what", "audit", "--format", "csv", "--out", str(out))
+            assert r.returncode == 1 and "refused" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert {p.name: p.stat().st_ino for p in data.iterdir()} == before
+        assert conn.execute("SELECT count(*) FROM audit").fetchone() == (1,)
+    finally:
+        conn.close()
