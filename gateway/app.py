@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import __version__, bulkwork, runtime
 from gateway.clock import Clock, SystemClock
-from gateway.config import Config, ConfigError, load_config
+from gateway.config import Config, ConfigError, check_start, load_config, restart_keys
 from gateway.devices.fleet import DeviceFleet
 from gateway.devices.registry import DeviceRegistry
 from gateway.journal import Journal, JournalError
@@ -224,10 +224,16 @@ class App:
             return
         try:
             cfg = load_config(self.config_path)
+            check_start(cfg, str(self.config_path))
         except ConfigError as e:
             log.error("SIGHUP: the new config is not valid; keeping the running one",
                       extra={"fields": {"error": str(e)}})
             return
+        if stale := restart_keys(self.cfg, cfg):
+            log.warning("SIGHUP: these keys changed but take effect only after a restart; the running values stay",
+                        extra={"fields": {"keys": stale}})
+            cfg = cfg.model_copy(update={k: getattr(self.cfg, k) for k in {key.split(".")[0] for key in stale}})
+        self.cfg = cfg
         if self.notifier is not None:
             self.notifier.reloading()
         self.fleet.reload(cfg)
@@ -308,6 +314,10 @@ class App:
             log.info("gateway started", extra={"fields": {
                 "version": __version__, "site": self.cfg.site, "gateway": self.cfg.gateway,
                 "journal": self.journal.journal_id, "last_seq": self.journal.last_seq, "db": str(self.cfg.db_path)}})
+            if not self.cfg.packing.sscc_company_prefix:
+                log.warning("packing.sscc_company_prefix is not set: SSCCs on labels use GS1's demo prefix; set "
+                            "your GS1 company prefix before shipping real parcels",
+                            extra={"fields": {"prefix": self.cfg.packing.company_prefix}})
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(p.run(), name=p.name) for p in self.parts]
                 stopper = tg.create_task(self._stop.wait(), name="stop-wait")

@@ -16,12 +16,13 @@ from gateway import __version__
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import App
-    from gateway.config import ConfigError, load_config
+    from gateway.config import ConfigError, check_start, load_config
     from gateway.logs import setup_logging
     from gateway.ops.lock import AlreadyRunning
 
     try:
         cfg = load_config(args.config)
+        check_start(cfg, str(args.config))
     except ConfigError as e:
         print(f"floorgate: bad config: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ the message alone. Unknown keys are errors (a typo must not silently fall back t
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -21,6 +22,7 @@ Id = Annotated[str, Field(pattern=ID_PATTERN)]
 BusId = Annotated[str, Field(pattern=BUS_ID_PATTERN)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Positive = Annotated[int, Field(gt=0)]
+DevicePath = Annotated[str, Field(pattern=r"^/")]  # a device's absolute path: a relative one depends on the cwd
 HexBytes = Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2})*$")]
 
 
@@ -33,12 +35,24 @@ class ConfigError(Exception):
         super().__init__(where + expected)
 
 
+class _At(Exception):  # not a ValueError: pydantic lets it through, with its key
+    """A mistake found across sections, with the key it is about (pydantic would place it at the top level)."""
+
+    def __init__(self, key: str, expected: str) -> None:
+        super().__init__(expected)
+        self.key, self.expected = key, expected
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+MQTT_MAX_PACKET = 268_435_455  # the largest packet MQTT's length encoding can describe
+SERIAL_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)  # the PTL node's (SPEC §4: baud / 100)
+
+
 class MqttConfig(_Section):
-    host: str = "127.0.0.1"
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     port: Port = 1883
     client_id: str = ""
     username: str = ""
@@ -47,7 +61,7 @@ class MqttConfig(_Section):
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
-    max_payload_bytes: Positive = 16 * 1024 * 1024
+    max_payload_bytes: Annotated[int, Field(gt=0, le=MQTT_MAX_PACKET)] = 16 * 1024 * 1024
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     inflight: Annotated[int, Field(ge=1, le=65535)] = 200
     reconnect_max_s: Annotated[float, Field(gt=0, le=60)] = 1.0
@@ -74,6 +88,13 @@ class HttpConfig(_Section):
     tls_key_file: str = ""
     session_ttl_min: Positive = 720
 
+    @model_validator(mode="after")
+    def _tls_files(self) -> HttpConfig:
+        if (self.tls_cert_file == "") != (self.tls_key_file == ""):
+            raise ValueError("expected tls_cert_file and tls_key_file together (both for HTTPS, or neither); "
+                             "with one alone the pages would be served over plain HTTP")
+        return self
+
 
 class BusConfig(_Section):
     id: BusId
@@ -91,8 +112,12 @@ class BusConfig(_Section):
     def _port_matches_transport(self) -> BusConfig:
         if self.transport == "tcp" and not (isinstance(self.port, int) and 1 <= self.port <= 65535):
             raise ValueError("expected port to be a TCP port number (1-65535) with transport = \"tcp\"")
-        if self.transport == "rtu" and not isinstance(self.port, str):
-            raise ValueError('expected port to be a serial device path such as "/dev/ttyUSB0" with transport = "rtu"')
+        if self.transport == "rtu" and not (isinstance(self.port, str) and self.port.startswith("/")):
+            raise ValueError('expected port to be a serial device path such as "/dev/ttyUSB0" with transport = "rtu"'
+                             + (f"; got {self.port!r}" if isinstance(self.port, str) else ""))
+        if self.transport == "rtu" and self.baudrate not in SERIAL_BAUD_RATES:
+            raise ValueError(f"expected baudrate to be one a PTL node can store: "
+                             f"{', '.join(map(str, SERIAL_BAUD_RATES))}; got {self.baudrate}")
         return self
 
 
@@ -118,11 +143,17 @@ class ScannerConfig(_Section):
 
     @model_validator(mode="after")
     def _device_given(self) -> ScannerConfig:
-        if self.kind == "serial" and not self.port:
-            raise ValueError('expected port for a serial scanner, e.g. "/dev/serial/by-id/usb-..." or "/dev/ttyACM0"')
-        if self.kind == "hid" and not self.path:
-            raise ValueError("expected path for a HID scanner, e.g. \"/dev/input/by-id/usb-...-event-kbd\"")
+        if self.kind == "serial" and not self.port.startswith("/"):
+            raise ValueError('expected port for a serial scanner, a device path such as "/dev/serial/by-id/usb-..." '
+                             'or "/dev/ttyACM0"' + (f"; got {self.port!r}" if self.port else ""))
+        if self.kind == "hid" and not self.path.startswith("/"):
+            raise ValueError("expected path for a HID scanner, a device path such as "
+                             "\"/dev/input/by-id/usb-...-event-kbd\"" + (f"; got {self.path!r}" if self.path else ""))
         return self
+
+    @property
+    def device(self) -> str:
+        return self.port if self.kind == "serial" else self.path
 
 
 class PickingConfig(_Section):
@@ -213,7 +244,7 @@ class DispatchConfig(_Section):
 class ScaleConfig(_Section):
     id: Id
     station: Id
-    port: str
+    port: DevicePath
     baudrate: Positive = 9600
     mode: Literal["sics", "continuous"] = "sics"
 
@@ -230,14 +261,25 @@ class WebhookConfig(_Section):
     timeout_s: Annotated[float, Field(gt=0)] = 10
 
 
+Address = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]
+
+
 class SmtpConfig(_Section):
     host: str = ""
     port: Port = 25
-    sender: str = "floorgate@localhost"
-    to: list[str] = []
+    sender: Address = "floorgate@localhost"
+    to: list[Address] = []
     username: str = ""
     password_file: str = ""
     starttls: bool = False
+
+    @model_validator(mode="after")
+    def _host_and_to(self) -> SmtpConfig:
+        if self.to and not self.host:
+            raise ValueError("expected host (the mail server) when `to` is set: alarm mails would go nowhere")
+        if self.host and not self.to:
+            raise ValueError("expected `to` (at least one address) when host is set")
+        return self
 
 
 class AlarmsConfig(_Section):
@@ -270,9 +312,35 @@ class Config(_Section):
             ("scales", [s.id for s in self.scales]),
             ("printers", [p.id for p in self.printers]),
         ):
-            dup = {i for i in ids if ids.count(i) > 1}
-            if dup:
-                raise ValueError(f"expected unique ids in {what}; {sorted(dup)[0]!r} is used more than once")
+            for n, i in enumerate(ids):
+                if i in ids[:n]:
+                    raise _At(f"{what}[{n}].id", f"expected a unique id; {i!r} is already {what}[{ids.index(i)}]")
+        # Device events and the technician's page name a device by its id alone.
+        owner: dict[str, str] = {}
+        for what, ids in (("scanners", [s.id for s in self.scanners]), ("scales", [s.id for s in self.scales]),
+                          ("printers", [p.id for p in self.printers])):
+            for n, i in enumerate(ids):
+                if i in owner:
+                    raise _At(f"{what}[{n}].id", f"expected a unique device id; {i!r} is already {owner[i]}")
+                owner[i] = f"{what}[{n}]"
+        # Two readers of one device file would each get half of its bytes (or the second could not open it).
+        users: dict[str, str] = {}
+        for key, path in ([(f"scanners[{n}].{'port' if s.kind == 'serial' else 'path'}", s.device)
+                           for n, s in enumerate(self.scanners)]
+                          + [(f"scales[{n}].port", s.port) for n, s in enumerate(self.scales)]
+                          + [(f"ptl.buses[{n}].port", str(b.port)) for n, b in enumerate(self.ptl.buses)
+                             if b.transport == "rtu"]):
+            if path in users:
+                raise _At(key, f"expected one device per port; {path} is already {users[path]}")
+            users[path] = key
+        stations: dict[str, int] = {}
+        for n, scale in enumerate(self.scales):
+            if scale.station == "pick":
+                raise _At(f"scales[{n}].station", 'expected a packing station such as "pack-1", not "pick"')
+            if scale.station in stations:
+                raise _At(f"scales[{n}].station", f"expected one scale per packing station; {scale.station!r} "
+                                                  f"already has scales[{stations[scale.station]}]")
+            stations[scale.station] = n
         return self
 
     @property
@@ -354,6 +422,8 @@ def _fields_at(loc: tuple[int | str, ...]) -> dict[str, Any]:
 def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
+    except _At as e:
+        raise ConfigError(file, e.key, e.expected) from None
     except ValidationError as e:
         err = e.errors()[0]
         loc = tuple(err["loc"])
@@ -375,6 +445,62 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(p), "", f"is not valid TOML: {e}") from None
     return parse_config(data, str(p))
+
+
+def referenced_files(cfg: Config) -> list[tuple[str, str]]:
+    """(key, path) of every file the config names that the gateway reads at start-up."""
+    files = [("mqtt.password_file", cfg.mqtt.password_file), ("alarms.smtp.password_file",
+                                                                cfg.alarms.smtp.password_file)]
+    if cfg.mqtt.tls:
+        files += [("mqtt.ca_file", cfg.mqtt.ca_file), ("mqtt.cert_file", cfg.mqtt.cert_file),
+                  ("mqtt.key_file", cfg.mqtt.key_file)]
+    files += [("http.tls_cert_file", cfg.http.tls_cert_file), ("http.tls_key_file", cfg.http.tls_key_file)]
+    return [(key, path) for key, path in files if path]
+
+
+def check_start(cfg: Config, file: str) -> None:
+    """What `floorgate run` needs beyond a well-formed config: the files it names, readable, and a data
+    directory it can make. Checked before anything starts, so that a typo in a path is a `bad config` naming the
+    key, not a traceback halfway through the start (`floorgate doctor` reports the same, and more)."""
+    for key, path in referenced_files(cfg):
+        f = Path(path)
+        if not f.exists():
+            raise ConfigError(file, key, f"expected an existing file; {path} does not exist")
+        if not f.is_file():
+            raise ConfigError(file, key, f"expected a file; {path} is not a regular file")
+        if not os.access(f, os.R_OK):
+            raise ConfigError(file, key, f"expected a file this user can read; {path} cannot be read")
+    d = Path(cfg.data_dir)
+    if not d.is_absolute():
+        raise ConfigError(file, "data_dir", f"expected an absolute path (a service's working directory is not "
+                                            f"yours); got {cfg.data_dir!r}")
+    try:
+        d.mkdir(parents=True, exist_ok=True)  # the run lock would make it a moment later
+    except FileExistsError:
+        raise ConfigError(file, "data_dir", f"expected a directory; {d} is a file") from None
+    except OSError as e:
+        raise ConfigError(file, "data_dir", f"expected a directory that exists or can be made; {d}: "
+                                            f"{e.strerror}") from None
+    if not d.is_dir():
+        raise ConfigError(file, "data_dir", f"expected a directory; {d} is not one")
+
+
+DEVICE_SECTIONS = ("scanners", "ptl", "scales", "printers")  # what a SIGHUP applies (SPEC §5)
+
+
+def restart_keys(old: Config, new: Config) -> list[str]:
+    """The keys that differ between two configs outside the device sections: a SIGHUP does not apply them, and
+    the technician must be told so rather than believe them in force."""
+    def leaves(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if not prefix and k in DEVICE_SECTIONS:
+                continue
+            key = f"{prefix}{k}"
+            out.update(leaves(v, key + ".") if isinstance(v, dict) and v else {key: v})
+        return out
+    a, b = leaves(old.model_dump()), leaves(new.model_dump())
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 def secret_from_file(path: str) -> str:

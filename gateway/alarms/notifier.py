@@ -60,16 +60,13 @@ def build_channels(cfg: Config, clock: Clock, *, smtp_timeout_s: float = 30.0,
         seen.add(ch.id)
         channels.append(ch)
     smtp = cfg.alarms.smtp
-    if smtp.host and smtp.to:
+    if smtp.host:  # with `to`: the config refuses one without the other (gateway/config.py SmtpConfig)
         mail = SmtpChannel(smtp, clock, password=load_password(smtp), timeout_s=smtp_timeout_s,
                            tls_context=tls_context)
         if mail.sends_password_in_clear:
             log.warning("alarms.smtp logs in without TLS: the password crosses the network in clear; set "
                         "starttls = true or use port 465", extra={"fields": {"channel": mail.label}})
         channels.append(mail)
-    elif smtp.host or smtp.to:
-        log.warning("alarms.smtp needs both host and to; no alarm e-mail will be sent",
-                    extra={"fields": {"host": smtp.host, "to": len(smtp.to)}})
     return channels
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -76,11 +75,13 @@ def test_webhook_channel_id_is_stable_and_hides_the_token(tmp_path: Path) -> Non
     assert chans[0].label == "webhook #1 (chat.example.test)"
 
 
-def test_smtp_needs_host_and_recipients(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    cfg = make_config(tmp_path, alarms={"smtp": {"host": "mail.example.test"}})
-    with caplog.at_level(logging.WARNING):
-        assert build_channels(cfg, ManualClock()) == []
-    assert "alarms.smtp needs both host and to" in caplog.text
+def test_smtp_needs_host_and_recipients(tmp_path: Path) -> None:
+    """Half an SMTP setting is a config mistake at start-up, not a warning that no mail will ever be sent."""
+    for smtp, expected in (({"host": "mail.example.test"}, "expected `to`"),
+                           ({"to": ["a@example.test"]}, "expected host")):
+        with pytest.raises(ConfigError) as e:
+            make_config(tmp_path, alarms={"smtp": smtp})
+        assert e.value.key == "alarms.smtp" and expected in e.value.expected
 
 
 def test_missing_password_file_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:

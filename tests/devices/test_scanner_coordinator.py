@@ -86,13 +86,17 @@ def test_sighup_rereads_the_devices(tmp_path: Path) -> None:
                 return {d["device_id"] for t, d in event_types(db) if t == "device.online"}
 
             asyncio.run(_wait(lambda: "scan-1" in online(), "scan-1 online"))
-            cfg.write_text(base + f'[[scanners]]\nid = "scan-1"\nport = "{tmp_path / "s1"}"\n'
-                                  f'[[scanners]]\nid = "scan-2"\nport = "{tmp_path / "s2"}"\n', encoding="utf-8")
+            # A new scanner, and a key a SIGHUP does not apply (the pages' port): the technician is told.
+            cfg.write_text(base.replace("[http]\n", "[http]\nsession_ttl_min = 60\n")
+                           + f'[[scanners]]\nid = "scan-1"\nport = "{tmp_path / "s1"}"\n'
+                           f'[[scanners]]\nid = "scan-2"\nport = "{tmp_path / "s2"}"\n', encoding="utf-8")
             assert gw.proc is not None
             os.kill(gw.proc.pid, signal.SIGHUP)
             asyncio.run(_wait(lambda: "scan-2" in online(), "scan-2 online after SIGHUP"))
             asyncio.run(_wait(lambda: any(rec.get("msg") == "config re-read on SIGHUP" for rec in gw.lines),
                               "the SIGHUP log line"))  # read from a pipe by a thread: it may trail the event
+            stale = [rec for rec in gw.lines if "take effect only after a restart" in str(rec.get("msg"))]
+            assert [rec["keys"] for rec in stale] == [["http.session_ttl_min"]], stale
             assert gw.terminate() == 0
         finally:
             gw.kill()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.brokers import free_port
 
@@ -29,9 +32,54 @@ def test_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)  # SPEC §5: SIGTERM stops the gateway within 10 s
         assert proc.returncode == 0, err
-        assert any(json.loads(ln)["msg"] == "gateway stopped" for ln in out.splitlines())
+        msgs = [json.loads(ln)["msg"] for ln in out.splitlines()]
+        assert "gateway stopped" in msgs
+        # SPEC §3: without sscc_company_prefix the demo prefix is used, "with a warning"
+        assert any(m.startswith("packing.sscc_company_prefix is not set") for m in msgs), msgs
         assert (tmp_path / "floorgate.db").exists()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(("extra", "key", "expected"), [
+    ('[mqtt]\ntls = true\nca_file = "/nonexistent/ca.pem"\n', "mqtt.ca_file", "/nonexistent/ca.pem does not exist"),
+    ('[mqtt]\npassword_file = "/nonexistent/pw"\n', "mqtt.password_file", "/nonexistent/pw does not exist"),
+    ('[mqtt]\npassword_file = "/"\n', "mqtt.password_file", "not a regular file"),
+    ('[http]\ntls_cert_file = "/nonexistent/c.pem"\ntls_key_file = "/nonexistent/k.pem"\n', "http.tls_cert_file",
+     "does not exist"),
+    ('[alarms.smtp]\nhost = "mail"\nto = ["ops@example.com"]\npassword_file = "/nonexistent/pw"\n',
+     "alarms.smtp.password_file", "does not exist"),
+    ('data_dir = "{file}"\n', "data_dir", "is a file"),
+    ('data_dir = "/proc/floorgate-test"\n', "data_dir", "exists or can be made"),
+    ('data_dir = "rel/data"\n', "data_dir", "absolute path"),
+])
+def test_run_refuses_paths_it_cannot_use(tmp_path: Path, extra: str, key: str, expected: str) -> None:
+    """A path the gateway needs at start-up is checked before anything starts: a `bad config` naming the key,
+    exit 2, instead of a traceback from deep in the start (a TLS context, the run lock)."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    extra = extra.replace("{file}", str(a_file))
+    data_dir = "" if extra.startswith("data_dir") else f'data_dir = "{tmp_path / "data"}"\n'
+    cfg = tmp_path / "floorgate.toml"
+    cfg.write_text(data_dir + extra, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"floorgate: bad config: {cfg}: {key}: "), proc.stderr
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "rel").exists()
+
+
+def test_run_refuses_a_file_it_may_not_read(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file")
+    secret = tmp_path / "pw"
+    secret.write_text("x")
+    secret.chmod(0)
+    cfg = tmp_path / "floorgate.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "data"}"\n[mqtt]\npassword_file = "{secret}"\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "mqtt.password_file" in proc.stderr and "cannot be read" in proc.stderr

@@ -66,6 +66,7 @@ port = 1
 url = "https://hooks.example.invalid/services/{HOOK_TOKEN}?token={HOOK_TOKEN}"
 [alarms.smtp]
 host = "smtp.example.invalid"
+to = ["ops@example.invalid"]
 username = "alarms"
 password_file = "{smtp}"
 ''', encoding="utf-8")
