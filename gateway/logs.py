@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import orjson
+
 from gateway.clock import rfc3339
-from gateway.jsontext import json_str
+from gateway.jsontext import dumps, json_str
 
 _SECRETS: set[str] = set()
 
@@ -62,6 +64,20 @@ def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
 
 _events_logger = logging.getLogger("floorgate.events")
 
+# Events whose line carries their data: what a technician reads in `journalctl` (which scanner went offline and
+# why, which alarm, which scan was refused and its code, which hold). They are few beside the order and pick
+# events, whose lines stay short: the hot path writes one per event at thousands per second.
+DETAILED = ("device.", "alarm.", "scan.", "dispatch.")
+
+
+def _data_member(body: str) -> str:
+    try:
+        data = orjson.loads(body).get("data")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    text = f',"data":{dumps(data)}'
+    return scrub(text) if _SECRETS else text
+
 
 def log_events(events: Sequence[tuple[int, str, str, str, str | None, Any, Any]]) -> None:
     """One line per committed event, from the journal's rows (seq, event_id, type, ts, order_id, ...), formatted
@@ -70,10 +86,11 @@ def log_events(events: Sequence[tuple[int, str, str, str, str | None, Any, Any]]
     if not events or not _events_logger.isEnabledFor(logging.INFO):
         return
     lines = []
-    for seq, _, typ, ts, order_id, *_ in events:
+    for seq, _, typ, ts, order_id, _, body in events:
         oid = f',"order_id":{json_str(order_id)}' if order_id is not None else ""
+        data = _data_member(body) if typ.startswith(DETAILED) else ""
         lines.append(f'{{"ts":"{ts}","level":"info","logger":"floorgate.events","msg":"event","seq":{seq},'
-                     f'"type":"{typ}"{oid}}}\n')
+                     f'"type":"{typ}"{oid}{data}}}\n')
     text = "".join(lines)
     for h in logging.getLogger().handlers:
         if isinstance(h, logging.StreamHandler) and isinstance(h.formatter, JsonFormatter):

@@ -223,3 +223,36 @@ async def test_aiosqlite_still_runs_a_function_in_its_thread(journal: Journal) -
     ident = await run_in_connection(journal._conn, lambda conn: (threading.get_ident(),
                                                                 conn.execute("SELECT 1").fetchone()[0]))
     assert ident[1] == 1 and ident[0] != main
+
+
+async def test_a_technicians_events_carry_their_data_in_the_log(service: FloorService) -> None:
+    """`journalctl` must say which scanner went offline and why; order and pick lines stay short (the hot path
+    writes one per event)."""
+    import io
+    import json
+    import logging
+
+    from gateway.logs import setup_logging
+
+    def op(floor: Floor, change: Change) -> None:
+        change.emit("device.offline", {"device_id": "scan-1", "kind": "scanner",
+                                       "detail": "end of file: the device went away"})
+        change.emit("order.received", {"lines": 2}, order_id="O-1")
+
+    out = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    setup_logging("info", out)
+    try:
+        await service.execute(op)
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(level)
+    lines = [json.loads(ln) for ln in out.getvalue().splitlines() if '"msg":"event"' in ln]
+    assert [(r["type"], r.get("data"), r.get("order_id")) for r in lines] == [
+        ("device.offline", {"device_id": "scan-1", "kind": "scanner", "detail": "end of file: the device went away"},
+         None),
+        ("order.received", None, "O-1")]
