@@ -203,6 +203,8 @@ def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Ou
         if floor.rules.location_scan == "off":
             return Outcome.good("location noted", "location")
         lines = [x for x in open_lines(floor, op) if x[2].location == bc.code]
+        if not lines and not tasks:  # no shelf is right without a task: say what is missing
+            raise Refused("no_task", "you have no pick task right now")
         if not lines:
             raise Refused("wrong_location", f"none of your lines is at {bc.code}")
         # Several of the picker's lines at one shelf: the one its light shows, else the lowest line_no.

@@ -182,6 +182,12 @@ async def test_location_scan_selects_the_line_in_hand(h: Harness) -> None:
     assert (await h.item("scan-1", "05012345678900")).ok
 
 
+async def test_a_location_scan_without_a_task_says_there_is_no_task(h: Harness) -> None:
+    await h.scan("scan-1", "BADGE-P1")
+    out = await h.scan("scan-1", "A-01-01")  # a real shelf, but p1 has nothing to pick yet
+    assert (out.code, out.message) == ("no_task", "you have no pick task right now")
+
+
 async def test_undo_within_the_window_only(h: Harness) -> None:
     task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
     await h.item("scan-1", "4006381333931")
