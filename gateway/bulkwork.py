@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import multiprocessing
 import os
@@ -31,7 +30,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from gateway.domain.masterdata import Checked, check_item, reason
-from gateway.jsontext import dumps
+from gateway.jsontext import dumps, loads_strict
 from gateway.parentdeath import die_with_parent
 
 log = logging.getLogger("floorgate.bulk")
@@ -52,17 +51,13 @@ class WorkerLost(RuntimeError):
 # -- in the worker ------------------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def load_object(payload: bytes) -> dict[str, Any]:
-    """The payload as a JSON object. The json module, not orjson: orjson reads an integer beyond 64 bits as
-    a float, silently; parsing is a small share of the worker's time beside validating the items."""
+    """The payload as a JSON object, read as the gateway reads every command (`loads_strict`); parsing is a
+    small share of the worker's time beside validating the items."""
     if not payload.strip():
         raise StreamError("not JSON: empty payload")
     try:
-        data = json.loads(payload, parse_constant=_reject_constant)
+        data = loads_strict(payload)
     except (ValueError, RecursionError) as e:
         raise StreamError(f"not JSON: {e}") from None
     if not isinstance(data, dict):

@@ -8,6 +8,7 @@ which the journal serializes for every event) and falls back to the json module 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -27,3 +28,29 @@ def json_str(text: str) -> str:
     if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return f'"{text}"'
     return json.dumps(text, ensure_ascii=False)
+
+
+# A \uD800-\uDFFF escape: legal JSON syntax, but only in a high-low pair is it Unicode text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(payload: bytes) -> Any:
+    """JSON from outside (the hub's commands), as the contract defines it, not as Python's json module
+    accepts it: strict UTF-8 (the json module decodes bytes with "surrogatepass"), no NaN or Infinity, and
+    no lone UTF-16 surrogate escape (`"\\udc00"`). A lone surrogate becomes a str that no UTF-8 encoder
+    takes, and the first commit or publish that met it failed: a cmd_id holding one stopped the gateway,
+    again after every restart, as the broker redelivered the command. The json module rather than orjson:
+    orjson reads an integer beyond 64 bits as a float, silently. Raises ValueError (UnicodeDecodeError and
+    json.JSONDecodeError are ValueErrors) or RecursionError."""
+    text = payload.decode("utf-8")
+    data = json.loads(text.removeprefix("\ufeff"), parse_constant=_reject_constant)
+    if _SURROGATE_ESCAPE.search(text):  # rare (an emoji written as escapes): check the text really encodes
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone UTF-16 surrogate escape: not Unicode text") from None
+    return data

@@ -9,7 +9,6 @@ answers the repeat without applying it twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import zlib
@@ -25,7 +24,7 @@ from gateway.clock import Clock, rfc3339
 from gateway.domain.api import apply_command
 from gateway.domain.commands import BULK_COMMANDS, COMMANDS, BulkPart, Command, SyncAck, SyncReplay, SyncSnapshot
 from gateway.journal import JournalError
-from gateway.jsontext import dumps
+from gateway.jsontext import dumps, loads_strict
 from gateway.service import FloorService
 from gateway.sync.mqtt import AsyncMqtt, Message
 from gateway.sync.publisher import OutboxPublisher
@@ -53,7 +52,7 @@ def _cmd_id_hint(payload: bytes) -> str | None:
     if m is None:
         return None
     try:
-        cmd_id = json.loads(b'"' + m.group(1) + b'"')  # a bad escape or bad UTF-8 in it: no cmd_id
+        cmd_id = loads_strict(b'"' + m.group(1) + b'"')  # a bad escape or bad UTF-8 in it: no cmd_id
     except ValueError:
         return None
     return cmd_id if isinstance(cmd_id, str) else None
@@ -94,6 +93,24 @@ class CommandIntake:
                     log.warning("command waits to be stored", extra={"fields": {"topic": msg.topic,
                                                                                "error": str(e)}})
                     await asyncio.sleep(RETRY_S)
+                except Exception as e:
+                    # A defect met by one command must not stop the gateway: unanswered and unacked, the broker
+                    # would deliver it again after the restart, and stop the gateway again, every time.
+                    self._poisoned(msg, e)
+                    break
+
+    def _poisoned(self, msg: Message, e: Exception) -> None:
+        """Answered (not stored: a resend after the fix is handled afresh) and acknowledged, with the whole
+        traceback in the log for whoever fixes it."""
+        cmd_id = _cmd_id_hint(msg.payload)
+        log.exception("command could not be handled: answered invalid_payload and acknowledged", extra={
+            "fields": {"topic": msg.topic, "cmd_id": cmd_id}})
+        self.rejected += 1
+        try:
+            self.publish_result(self._error(cmd_id, "invalid_payload", f"the gateway could not handle this command "
+                                            f"({type(e).__name__}); the details are in its log"))
+        finally:
+            self.mqtt.ack(msg)
 
     def _error(self, cmd_id: str | None, code: str, message: str, **extra: Any) -> dict[str, Any]:
         return {"cmd_id": cmd_id, "ok": False, "ts": rfc3339(self.clock.now()),
@@ -127,10 +144,10 @@ class CommandIntake:
                 data, counts, stored = await self.bulk.worker.run(bulkwork.receive, payload, BULK_LISTS)
                 part: tuple[bytes, int] | None = (stored, sum(counts.values()))
             else:
-                data, part = json.loads(payload), None
-        except (UnicodeDecodeError, json.JSONDecodeError, StreamError) as e:
-            return [self._error(None, "invalid_payload", f"not JSON: {e}" if not isinstance(e, StreamError)
-                                else str(e))]
+                data, part = loads_strict(payload), None
+        except ValueError as e:  # not UTF-8, not JSON, NaN, a lone surrogate (StreamError is one too)
+            return [self._error(_cmd_id_hint(payload), "invalid_payload",
+                                f"not JSON: {e}" if not isinstance(e, StreamError) else str(e))]
         except RecursionError:  # json.loads gives up on ~1,000 levels of nesting; no command has more than 5
             return [self._error(_cmd_id_hint(payload), "invalid_payload", "JSON nested too deeply")]
         if not isinstance(data, dict):

@@ -51,6 +51,21 @@ async def test_malformed_commands_are_refused_and_change_nothing(tmp_path: Path,
         assert too_large["error"]["code"] == "too_large" and "max_payload_bytes" in too_large["error"]["message"]
         missing = await hub.command("order.cancel", {"order_id": "O-404"})
         assert missing["error"]["code"] == "not_found"
+        # A lone UTF-16 surrogate (escaped, or encoded in the bytes) is not text: it once stopped the gateway,
+        # again at every restart as the broker redelivered it. NaN is not JSON (a bulk part with one was
+        # accepted, then its set failed with no result).
+        for payload in (rb'{"cmd_id":"sur-\udc00","order_id":"O-404","reason":"x"}',
+                        b'{"cmd_id":"sur-\xed\xb0\x80","order_id":"O-404","reason":"x"}'):
+            r = await null_result("order.cancel", payload)
+            assert r["error"]["code"] == "invalid_payload" and "not JSON" in r["error"]["message"], r
+        for name, payload in (("order.upsert", b'{"cmd_id":"nan-1","order":{"order_id":"O-N","priority":'
+                                               b'{"value_cents":NaN},"lines":[{"line_no":1,"sku":"SKU-1","qty":1}]}}'),
+                              ("masterdata.sync", b'{"cmd_id":"nan-2","mode":"merge","sync_id":"n","part":1,'
+                                                  b'"parts":1,"skus":[{"sku":"S-N","unit_weight_g":Infinity}]}')):
+            hub.send_raw(name, payload)
+            cid = json.loads(payload.replace(b"NaN", b"0").replace(b"Infinity", b"0"))["cmd_id"]
+            r = await hub.wait_result(cid)  # the cmd_id it did carry
+            assert r["error"]["code"] == "invalid_payload" and "is not JSON" in r["error"]["message"], r
         await app.journal.barrier()
         assert app.journal.last_seq == before_seq  # no event: nothing changed
         assert app.service.floor.orders == before_orders
@@ -125,3 +140,32 @@ async def test_replay_snapshot_ack_and_prune(tmp_path: Path, broker: Broker) -> 
         assert ack_id not in hub.results  # sync.ack is never answered
         meta = await app.journal.read_meta()
         assert meta["hub_acked_seq"] == str(last)
+
+
+async def test_a_command_that_meets_a_defect_is_answered_and_the_gateway_runs_on(tmp_path: Path,
+                                                                                broker: Broker) -> None:
+    """A defect (here injected into the order.cancel path) must cost one command, not the gateway: before, the
+    exception left the task group, the gateway stopped, and the broker's redelivery stopped it again after every
+    restart. The command is answered, acknowledged (not delivered again) and not stored (a resend after the fix
+    is handled afresh)."""
+    cfg = gateway_config(tmp_path, broker)
+    async with running_gateway(cfg) as app, running_hub(broker.port) as hub:
+        assert app.link is not None
+        intake = app.link.intake
+        real = intake._process
+
+        async def defect(name: str, payload: bytes) -> list[dict[str, Any]]:
+            if name == "order.cancel":
+                raise KeyError("a defect")
+            return await real(name, payload)
+
+        intake._process = defect  # type: ignore[method-assign]
+        r = await hub.command("order.cancel", {"order_id": "O-1", "reason": "x"}, cmd_id="poison-1")
+        assert r["ok"] is False and r["error"]["code"] == "invalid_payload" and "KeyError" in r["error"]["message"]
+        md = await hub.command("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1,
+                                                   "skus": SKUS})
+        assert md["ok"]  # the intake goes on with the next command
+        intake._process = real  # type: ignore[method-assign]
+        again = await hub.command("order.cancel", {"order_id": "O-1", "reason": "x"}, cmd_id="poison-1")
+        assert again["error"]["code"] == "not_found"  # handled afresh: the first answer was not stored
+        assert app.journal is not None and await app.journal.command_result("poison-1") == again
