@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 from collections.abc import Awaitable, Callable
 
+import serial
+
 from .bus import PtlBus
-from .codec import BAUD_RATES, Colour, Identity
-from .errors import LinkDown, PtlError
+from .codec import BAUD_RATES, Colour, Identity, check_unit
+from .errors import LinkDown, ModuleMiss, NoResponse, PtlError
 from .model import BusSettings, ModuleState
+
+# A unit id counts as free only after this many silent probes: one reply lost to noise must not let a
+# second module be put on an occupied address.
+FREE_PROBES = 2
+# How long the moved module may take to answer at its new address (reboot, then the firmware's start).
+VERIFY_S = 3.0
+
+
+class AddressCheckFailed(PtlError):
+    """set-address refused a move, or could not confirm that the module it moved is the one answering."""
 
 
 def parse_units(text: str) -> list[int]:
@@ -88,6 +101,84 @@ async def light_test(bus: PtlBus, units: list[int], seconds: float,
     return failed
 
 
+async def _answer_at(bus: PtlBus, unit: int) -> str | None:
+    """What answers at `unit` (a module's serial, an exception, a garbled reply), or None after silence."""
+    for _ in range(FREE_PROBES):
+        try:
+            ident = await bus.read_identity(unit)
+        except NoResponse:
+            continue
+        except ModuleMiss as e:  # an exception or a garbled reply is still a device at that address
+            return f"a device ({e})"
+        return f"the module with serial {ident.serial!r}"
+    return None
+
+
+async def set_address(bus: PtlBus, unit: int, new_unit: int, new_baudrate: int | None = None,
+                      out: Callable[[str], None] = print) -> Identity | None:
+    """Move the module at `unit` to `new_unit` (and `new_baudrate`), refusing an occupied address.
+
+    Two modules at one unit id both answer every request and their replies collide on RS-485, so the
+    new id is probed first; and since a module that missed those probes can still be there, the module
+    answering at the new id after the reboot must have the serial read at the old id. Returns the
+    identity seen at the new id, or None when a baud change on RTU leaves nothing to check at this rate.
+    """
+    check_unit(new_unit)
+    try:
+        before = await bus.read_identity(unit)
+    except ModuleMiss as e:
+        raise AddressCheckFailed(f"u{unit:03d} does not answer ({e}); nothing was changed") from None
+    if new_unit != unit:
+        there = await _answer_at(bus, new_unit)
+        if there is not None:
+            raise AddressCheckFailed(
+                f"unit {new_unit} is already taken: {there} answers there. Nothing was changed; pick a free "
+                f"unit id (`floorgate ptl scan` lists the used ones) or move that module first")
+    new = await bus.set_comm(unit, unit_id=new_unit, baudrate=new_baudrate)
+    out(f"u{unit:03d} (serial {before.serial!r}): stored unit id {new.unit_id}, {new.baudrate} baud; "
+        "module rebooting")
+    if new.baudrate != bus.settings.baudrate and bus.settings.transport == "rtu":
+        out("baud rate changed: reconnect at the new rate to check it")
+        return None
+    deadline = asyncio.get_running_loop().time() + max(VERIFY_S, 10 * bus.settings.timeout_ms / 1000)
+    while True:
+        try:
+            ident = await bus.read_identity(new.unit_id)
+            break
+        except NoResponse:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise AddressCheckFailed(
+                    f"nothing answers at u{new.unit_id:03d} after the reboot; `floorgate ptl scan` shows where "
+                    f"the module with serial {before.serial!r} is") from None
+        except ModuleMiss as e:
+            raise AddressCheckFailed(f"after the reboot u{new.unit_id:03d} answers, but not as the moved "
+                                     f"module: {e}") from None
+    if (ident.serial, ident.model_number, ident.model_name) != (before.serial, before.model_number,
+                                                                 before.model_name):
+        raise AddressCheckFailed(
+            f"u{new.unit_id:03d} answers with serial {ident.serial!r}, not {before.serial!r} (the module moved "
+            f"from u{unit:03d}): another module that missed the check is at unit {new.unit_id} too, and on "
+            "RS-485 their replies collide. Disconnect one of them and give it a free unit id")
+    out(f"u{new.unit_id:03d} answers: serial {ident.serial!r}, the module moved from u{unit:03d}")
+    return ident
+
+
+def _port_problem(port: str, baudrate: int) -> str | None:
+    """Why a serial port cannot be opened, from pyserial itself: pymodbus reports every failure to open
+    one as a plain "not connected", which would blame the adapter for a port another process holds."""
+    try:
+        probe = serial.Serial(port, baudrate, exclusive=True)
+    except serial.SerialException as e:
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY) or "lock" in str(e):
+            return (f"{port} is in use by another process (the gateway? a serial port has one master: "
+                    f"stop it first): {e.strerror or e}")
+        return f"cannot open {port}: {e.strerror or e} (is the adapter plugged in?)"
+    except (OSError, ValueError) as e:
+        return f"cannot open {port}: {e}"
+    probe.close()
+    return None
+
+
 async def _with_bus(args: argparse.Namespace, work: Callable[[PtlBus], Awaitable[int]]) -> int:
     try:
         settings = settings_from_args(args)
@@ -99,13 +190,18 @@ async def _with_bus(args: argparse.Namespace, work: Callable[[PtlBus], Awaitable
             async with asyncio.timeout(max(1.0, 3 * settings.timeout_ms / 1000)):
                 await bus.wait_until(lambda: bus.link_up)
         except TimeoutError:
-            print(f"floorgate ptl: cannot open the bus ({bus.snapshot()['link_error']})", file=sys.stderr)
-            return 1
-        try:
-            return await work(bus)
-        except (PtlError, ValueError) as e:
-            print(f"floorgate ptl: {e}", file=sys.stderr)
-            return 1
+            reason = bus.snapshot()["link_error"]
+        else:
+            try:
+                return await work(bus)
+            except (PtlError, ValueError) as e:
+                print(f"floorgate ptl: {e}", file=sys.stderr)
+                return 1
+    # The bus is closed now, so probing the port cannot take it from the bus's own reconnect attempts.
+    if settings.transport == "rtu":
+        reason = _port_problem(str(settings.port), settings.baudrate) or reason
+    print(f"floorgate ptl: cannot open the bus ({reason})", file=sys.stderr)
+    return 1
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -138,14 +234,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
 
 def _cmd_set_address(args: argparse.Namespace) -> int:
     async def work(bus: PtlBus) -> int:
-        new = await bus.set_comm(args.unit, unit_id=args.new_unit, baudrate=args.new_baudrate)
-        print(f"u{args.unit:03d}: stored unit id {new.unit_id}, {new.baudrate} baud; module rebooting")
-        if new.baudrate != bus.settings.baudrate and bus.settings.transport == "rtu":
-            print("baud rate changed: reconnect at the new rate to check it")
-            return 0
-        await asyncio.sleep(0.3)
-        ident = await bus.read_identity(new.unit_id)
-        print(f"u{new.unit_id:03d} answers: serial {ident.serial!r}")
+        await set_address(bus, args.unit, args.new_unit, args.new_baudrate)
         return 0
 
     return _run(args, work)

@@ -1,87 +1,47 @@
-"""pymodbus 3.16 server glue: requests go to the firmware register logic of the addressed simulated node.
+"""pymodbus 3.16 server glue: requests go to the firmware's own request logic for the addressed node.
 
-Two things are replaced in pymodbus, each for a reason found in its 3.16 source:
-- the datastore: `ModbusServerContext` in "old simulator" mode lets us answer every read and write from
-  the firmware's `Node` (a register map with rules, not a memory block), without the deprecated
-  datastore classes and their warnings;
+pymodbus does the transport and the MBAP framing on TCP; on RTU the firmware's `FrameAssembler` cuts the
+frames, and everything after the frame is the reference firmware's `reply_pdu`, fed with the raw request
+PDU, so the simulator answers exactly as the firmware does ("the simulator runs the same logic", SPEC §4).
+Replaced in pymodbus, each for a reason found in its 3.16 source:
+- request decoding and the datastore: pymodbus validates a request while decoding it and, when that
+  fails (FC03 count 0 or 126), answers with function code 0x80 and exception 1 instead of the request's
+  code + 0x80 and exception 3; it echoes FC05 values other than 0x0000/0xFF00 as a write of ON; and its
+  datastore API (`ModbusServerContext` in "old simulator" mode) is only kept because the server
+  constructor requires one;
+- the RTU framer (see `SimRequestHandler.__init__` for why);
 - the request handler: `ServerRequestHandler.handle_request` reads `self.last_pdu` again *after* awaiting
-  the datastore, so a deliberately slow reply would go out labelled with the next request's unit id.
-  Ours captures the request first, names its task, and applies the simulator's faults (silence, delay,
-  exception, corrupted CRC) per unit.
+  the datastore, so a deliberately slow reply would go out labelled with the next request's unit id, and
+  broadcasts (`broadcast_enable`) are only executed there. Ours takes each frame as it is cut, names its
+  task, applies a broadcast (unit 0) to every present node without a reply, and applies the simulator's
+  faults (silence, delay, exception, corrupted CRC) per unit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.framer import FramerType
-from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 
-from firmware_stubs.ptl_node.registers import EX_ILLEGAL_FUNCTION, ModbusError
+from firmware_stubs.ptl_node.hardware import gap_us
+from firmware_stubs.ptl_node.modbus_rtu import FrameAssembler, crc_ok, reply_pdu
 
 if TYPE_CHECKING:
     from .sim import PtlSimulator
 
-SUPPORTED = (1, 3, 4, 5, 6, 15, 16)
-
 
 class SimContext(ModbusServerContext):
-    """Routes the server's datastore calls to the simulated nodes."""
+    """Satisfies the server constructor; the handler below never calls a datastore."""
 
     def __init__(self, sim: PtlSimulator) -> None:  # no super().__init__: it only builds the deprecated store
         self.sim = sim
         self.old_simulator = True
         self.simdevices = []
         self._devices = {}
-        self._echo: list[Any] | None = None
-
-    async def async_getValues(
-        self, device_id: int, func_code: int, address: int, count: int = 1
-    ) -> list[int] | list[bool] | ExcCodes:
-        if func_code in (5, 6) and self._echo is not None:
-            # FC05/FC06 replies echo the request; pymodbus builds them by reading back, and HR 5/6 read as 0.
-            echo, self._echo = self._echo, None
-            return echo
-        node = self.sim.node_for(device_id)
-        if node is None:
-            return ExcCodes.GATEWAY_NO_RESPONSE
-        now = self.sim.now_ms()
-        try:
-            if func_code == 4:
-                return node.read_input(address, count, now)
-            if func_code == 3:
-                return node.read_holding(address, count, now)
-            if func_code == 1:
-                return node.read_coils(address, count)
-        except ModbusError as e:
-            return ExcCodes(e.code)
-        return ExcCodes.ILLEGAL_FUNCTION
-
-    async def async_setValues(
-        self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
-    ) -> ExcCodes | None:
-        node = self.sim.node_for(device_id)
-        if node is None:
-            return ExcCodes.GATEWAY_NO_RESPONSE
-        now = self.sim.now_ms()
-        try:
-            if func_code in (6, 16):
-                node.write_holding(address, [int(v) for v in values], now)
-            elif func_code in (5, 15):
-                node.write_coils(address, [bool(v) for v in values])
-            else:
-                return ExcCodes.ILLEGAL_FUNCTION
-        except ModbusError as e:
-            return ExcCodes(e.code)
-        if func_code in (5, 6):
-            self._echo = list(values)
-        return None
 
     def device_ids(self) -> list[int]:
         return self.sim.units()
@@ -90,38 +50,82 @@ class SimContext(ModbusServerContext):
 class SimRequestHandler(ServerRequestHandler):
     def __init__(self, owner: Any) -> None:
         super().__init__(owner, None, None, None)  # type: ignore[no-untyped-call]
+        sim: PtlSimulator = owner.sim
+        self._gap_s = gap_us(sim.baudrate, 0, 1) / 1e6
+        # RTU frames are cut by the firmware's own assembler (length of the functions it knows, the
+        # 3.5-character silence for the rest), not by pymodbus's RTU framer, which has no notion of
+        # silence (a half frame swallows the next request), consumes a whole read as one frame (a second
+        # request in the same read is lost) and skips functions it cannot size.
+        self._assembler = FrameAssembler(gap_us(sim.baudrate, 0, 1)) if sim.transport == "rtu" else None
+        self._silence: asyncio.TimerHandle | None = None
 
-    def handle_later(self) -> None:
-        pdu, addr = self.last_pdu, self.last_addr
-        self.last_pdu = None
-        if pdu is None:
-            return
-        self.server.sim.spawn(self._serve(pdu, addr), "ptl-sim-request")
+    def _now_us(self) -> int:
+        return int(self.loop.time() * 1e6)
 
-    async def _serve(self, pdu: ModbusPDU, addr: Any) -> None:
+    def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+        """Cut the received bytes into request frames; returns how many bytes were used."""
+        if self._assembler is not None:
+            self._rtu_frames(self._assembler.feed(data, self._now_us()), addr)
+            return len(data)
+        used = 0
+        while used < len(data):
+            n, unit, tid, pdu = self.framer.decode(data[used:])  # MBAP
+            if not n:
+                break
+            used += n
+            if pdu:
+                self.server.sim.spawn(self._serve(unit, tid, pdu, addr), "ptl-sim-request")
+        return used
+
+    def _rtu_frames(self, frames: list[bytes], addr: Any) -> None:
+        for frame in frames:
+            if crc_ok(frame):  # a corrupt frame gets no reply from a node, whoever it was for
+                self.server.sim.spawn(self._serve(frame[0], 0, frame[1:-2], addr), "ptl-sim-request")
+        if self._silence is not None:
+            self._silence.cancel()
+            self._silence = None
+        if self._assembler is not None and self._assembler.buf:
+            # The device's main loop feeds its assembler on every turn; here a timer looks at the line
+            # once the silence can have passed (and again if the event loop fired it a little early).
+            self._silence = self.loop.call_later(self._gap_s, self._line_silent, addr)
+
+    def _line_silent(self, addr: Any) -> None:
+        self._silence = None
+        if self._assembler is not None:
+            self._rtu_frames(self._assembler.feed(b"", self._now_us()), addr)
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        if self._silence is not None:
+            self._silence.cancel()
+            self._silence = None
+        super().callback_disconnected(exc)
+
+    async def _serve(self, unit: int, tid: int, request: bytes, addr: Any) -> None:
         sim: PtlSimulator = self.server.sim
-        unit = pdu.dev_id
+        fc = request[0]
+        if unit == 0:
+            sim.broadcast(request)
+            return
         if not await sim.before_reply(unit):
             return  # gone: silence, as on a real bus
-        if pdu.function_code not in SUPPORTED:
-            response: ModbusPDU = ExceptionResponse(pdu.function_code, EX_ILLEGAL_FUNCTION)
-        else:
-            response = await pdu.datastore_update(self.server.context, unit)
+        node = sim.node_for(unit)
+        if node is None:
+            return  # removed or re-addressed while the reply was delayed
+        reply = reply_pdu(node, request, False, sim.now_ms())
+        if reply is None:
+            return  # not a request (an exception reply's function code): a node stays silent
         code = sim.faults(unit).exception
         if code:
-            response = ExceptionResponse(pdu.function_code, code)
-        response.transaction_id = pdu.transaction_id
-        response.dev_id = unit
-        sim.after_reply(unit, pdu.function_code)
+            reply = bytes([fc | 0x80, code])
+        sim.after_reply(unit, fc)
         if not self.transport:
             return
+        packet = bytearray(self.framer.encode(reply, unit, tid))
         if sim.faults(unit).corrupt and sim.transport == "rtu":
-            packet = bytearray(self.framer.buildFrame(response))
             packet[-1] ^= 0x5A  # CRC no longer matches: the driver must count a miss, never a press
-            self.send(bytes(packet), addr=addr)
-            return
-        sim.count_served(unit)
-        self.server_send(response, addr)  # type: ignore[no-untyped-call]
+        else:
+            sim.count_served(unit)
+        self.send(bytes(packet), addr=addr)
 
 
 class _Owned:

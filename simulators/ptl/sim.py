@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
+from firmware_stubs.ptl_node.modbus_rtu import reply_pdu
 from firmware_stubs.ptl_node.registers import Node
 
 from .line import PtyLine
@@ -177,6 +178,17 @@ class PtlSimulator:
         if f is not None and f.delay_s:
             await asyncio.sleep(f.delay_s)
         return True
+
+    def broadcast(self, request: bytes) -> None:
+        """Unit 0: every node that is present (not `gone`) applies the request, as every module on a line
+        hears it; nobody replies, and a refused write is refused silently by each node on its own."""
+        self.requests[0] += 1
+        self.tick()
+        now = self.now_ms()
+        for node in list(self.nodes):
+            f = self._faults.get(node.unit_id)
+            if f is None or not f.gone:
+                reply_pdu(node, request, True, now)
 
     def after_reply(self, unit: int, function_code: int) -> None:
         for fn in self._hooks.pop((unit, function_code), []):

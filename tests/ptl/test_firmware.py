@@ -279,7 +279,7 @@ def test_frame_assembler_splits_by_length_and_drops_at_silence() -> None:
     assert fa.feed(b[5:], 100) == [b]
     assert fa.feed(b"\x01\x04\x00", 200) == []
     assert fa.feed(a, 200 + 1750) == [a]  # the half frame was dropped at the silence
-    assert fa.feed(b"\x01\x2b\x00\x00", 5000) == []  # not a request we know: dropped
+    assert fa.feed(b"\x01\x2b\x00\x00", 5000) == []  # not a request whose length we know: kept until the silence
     assert request_length(b"\x01") == 0 and gap_us(9600, 0, 1) == 3647
 
 
