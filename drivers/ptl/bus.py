@@ -38,7 +38,7 @@ from .codec import (
 )
 from .errors import BusNotRunning, LinkDown, ModuleMiss, PtlError
 from .link import ModbusLink
-from .model import BusSettings, BusStats, HealthEvent, KeyPress, ModuleOffline, ModuleOnline, ModuleState
+from .model import BusSettings, BusStats, HealthEvent, KeyPress, ModuleFault, ModuleOffline, ModuleOnline, ModuleState
 from .scheduler import Action, Clear, Event, ModuleView, Poll, Scheduler, Write
 
 log = logging.getLogger("floorgate.ptl")
@@ -290,6 +290,8 @@ class PtlBus:
                     log.warning("PTL %s-u%03d offline: %s", ev.bus_id, ev.unit, ev.detail)
                 elif isinstance(ev, ModuleOnline):
                     log.info("PTL %s-u%03d online: %s", ev.bus_id, ev.unit, ev.detail)
+                elif isinstance(ev, ModuleFault) and ev.fault:
+                    log.warning("PTL %s-u%03d reports a fault (status bit 8)", ev.bus_id, ev.unit)
                 if self._on_health is not None:
                     self._on_health(ev)
             except Exception:  # a faulty consumer must not stop the lights of a whole bus

@@ -93,7 +93,16 @@ class ModuleOffline:
     detail: str
 
 
-HealthEvent = ModuleOnline | ModuleOffline
+@dataclass(frozen=True, slots=True)
+class ModuleFault:
+    """The module's fault bit (IR 0 bit 8) changed: set by its self-checks (a dead segment, a stuck key)."""
+
+    bus_id: str
+    unit: int
+    fault: bool
+
+
+HealthEvent = ModuleOnline | ModuleOffline | ModuleFault
 
 
 @dataclass(frozen=True, slots=True)

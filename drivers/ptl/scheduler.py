@@ -35,6 +35,7 @@ from .model import (
     BusStats,
     HealthEvent,
     KeyPress,
+    ModuleFault,
     ModuleOffline,
     ModuleOnline,
     ModuleState,
@@ -81,9 +82,9 @@ class _Module:
     """One module's bookkeeping. `dirty` (shown != desired) is kept up to date by the two setters, since
     the scheduler consults it for every module before every transaction."""
 
-    __slots__ = ("_desired", "_shown", "backoff", "dirty", "dirty_since", "last_status", "misses", "next_poll",
-                 "next_probe", "not_before", "offline_since", "online", "pending_clear", "reported", "sent_token",
-                 "stats", "unit")
+    __slots__ = ("_desired", "_shown", "backoff", "dirty", "dirty_since", "fault", "last_status", "misses",
+                 "next_poll", "next_probe", "not_before", "offline_since", "online", "pending_clear", "reported",
+                 "sent_token", "stats", "unit")
 
     def __init__(self, unit: int, backoff: float, now: float) -> None:
         self.unit = unit
@@ -102,6 +103,7 @@ class _Module:
         self.reported: tuple[int, int] | None = None  # (token, counter) of the last KeyPress
         self.sent_token = 0  # the last job token this bus sent to the module (0: none yet)
         self.last_status: Status | None = None
+        self.fault: bool | None = None  # the fault bit as last reported (None: not polled yet)
         self.stats = ModuleStats()
 
     @property
@@ -294,6 +296,11 @@ class Scheduler:
         now = sent
         m.last_status = status
         m.next_poll = sent + (self.poll_s if m.fast else self.health_s)
+        if status.fault != m.fault:
+            # Reported once per change, and at the first poll either way: a fault alarm raised before a
+            # restart must be cleared by a module that comes back healthy.
+            m.fault = status.fault
+            events.append(ModuleFault(self.bus_id, m.unit, status.fault))
         if status.powered_up:
             # Rebooted: what it showed is gone. Rewrite the desired state first (writes go before clears),
             # then clear the power-up bit, so a failed restore is noticed again at the next poll.

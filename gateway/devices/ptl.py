@@ -21,11 +21,21 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
-from drivers.ptl import BusSettings, Colour, KeyPress, ModuleOffline, ModuleOnline, ModuleState, Pattern, PtlBus
+from drivers.ptl import (
+    BusSettings,
+    Colour,
+    HealthEvent,
+    KeyPress,
+    ModuleFault,
+    ModuleOnline,
+    ModuleState,
+    Pattern,
+    PtlBus,
+)
 from gateway.config import Config
 from gateway.devices.registry import DeviceRegistry
 from gateway.domain.change import Change
-from gateway.domain.devices import device_status
+from gateway.domain.devices import device_fault, device_status, fault_alarm_id
 from gateway.domain.floor import Floor
 from gateway.domain.lights import LightJob, desired
 from gateway.domain.model import Light
@@ -180,7 +190,7 @@ class PtlDevices:
     def _on_key(self, press: KeyPress) -> None:
         self._events.put_nowait(("key", press))
 
-    def _on_health(self, event: ModuleOnline | ModuleOffline) -> None:
+    def _on_health(self, event: HealthEvent) -> None:
         self._events.put_nowait(("health", event))
 
     async def _handle(self, kind: str, ev: Any) -> None:
@@ -211,6 +221,10 @@ class PtlDevices:
                 self.shown.pop(light, None)
                 self.refresh(light)
                 raise
+        elif isinstance(ev, ModuleFault):
+            device = module_id(Light(ev.bus_id, ev.unit))
+            if ev.fault or fault_alarm_id(device) in self.service.floor.alarms:  # a healthy first poll: nothing
+                await self.service.execute(lambda f, c: device_fault(f, c, device, "ptl", ev.fault, at))
         else:
             online = isinstance(ev, ModuleOnline)
             light = Light(ev.bus_id, ev.unit)

@@ -44,3 +44,18 @@ def offline_alarms(floor: Floor, change: Change, at: At) -> None:
             raise_alarm(floor, change, f"device_offline:{st.device_id}", "device_offline", "warning",
                         f"{st.kind} {st.device_id} has been offline for {minutes:.0f} min ({st.detail}); "
                         "check its cable and power", at.wall)
+
+
+def fault_alarm_id(device_id: str) -> str:
+    return f"device_fault:{device_id}"
+
+
+def device_fault(floor: Floor, change: Change, device_id: str, kind: str, fault: bool, at: At) -> bool:
+    """A device that answers but reports a fault of its own (a PTL module's status bit 8): it still takes
+    jobs, so nothing stops, but a technician must look at it before a picker trusts its display."""
+    alarm_id = fault_alarm_id(device_id)
+    if fault:
+        return raise_alarm(floor, change, alarm_id, "device_fault", "warning",
+                           f"{kind} {device_id} reports a fault; run its self-test from the technician page, and "
+                           "replace it if the fault stays", at.wall)
+    return clear_alarm(floor, change, alarm_id, f"{device_id} no longer reports a fault")

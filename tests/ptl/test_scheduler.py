@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from drivers.ptl import BusSettings, Colour, KeyPress, ModuleOffline, ModuleOnline, ModuleState, Pattern
-from drivers.ptl.codec import ST_CONFIRM, ST_JOB_ACTIVE, ST_POWER_UP, ST_SHORTAGE, Status
+from drivers.ptl import BusSettings, Colour, KeyPress, ModuleFault, ModuleOffline, ModuleOnline, ModuleState, Pattern
+from drivers.ptl.codec import ST_CONFIRM, ST_FAULT, ST_JOB_ACTIVE, ST_POWER_UP, ST_SHORTAGE, Status
 from drivers.ptl.errors import BadReply, NoResponse
 from drivers.ptl.scheduler import Action, Clear, Event, Poll, Scheduler, Write
 from gateway.clock import ManualClock
@@ -57,7 +57,9 @@ def test_unknown_module_is_polled_before_its_first_write() -> None:
     s.set_state(1, JOB, clock.monotonic())
     a = s.next_action(clock.monotonic())
     assert a == Poll(1)
-    assert ok(s, clock, a, Status(ST_POWER_UP, 0, 0, 0)) == [ModuleOnline("bus-a", 1, "first reply")]
+    # the first poll also reports the fault bit, healthy or not (a fault alarm from before a restart clears)
+    assert ok(s, clock, a, Status(ST_POWER_UP, 0, 0, 0)) == [ModuleOnline("bus-a", 1, "first reply"),
+                                                            ModuleFault("bus-a", 1, False)]
     assert s.next_action(clock.monotonic()) == Write(1, JOB)  # write before clearing the power-up bit
     ok(s, clock, Write(1, JOB))
     assert s.next_action(clock.monotonic()) == Clear(1, 0)
@@ -217,7 +219,8 @@ def test_key_latched_under_a_token_this_bus_never_sent_is_stale() -> None:
     s = make(clock, 1)
     s.set_state(1, JOB, clock.monotonic())
     latched = Status(ST_JOB_ACTIVE | ST_CONFIRM, 4, 42, 9)
-    assert ok(s, clock, Poll(1), latched)[1:] == []  # first contact: only the ModuleOnline
+    # first contact: the ModuleOnline and the fault bit's first reading, no press
+    assert ok(s, clock, Poll(1), latched)[1:] == [ModuleFault("bus-a", 1, False)]
     assert s.next_action(clock.monotonic()) == Write(1, JOB)
     ok(s, clock, Write(1, JOB))
     assert s.next_action(clock.monotonic()) == Clear(1, 9)
@@ -328,3 +331,13 @@ def test_idle_modules_get_health_polls_job_modules_fast_polls() -> None:
     job_polls = s.stats.modules[1].polls - start[1]
     idle_polls = s.stats.modules[2].polls - start[2]
     assert 80 <= job_polls <= 101 and 1 <= idle_polls <= 3  # every 20 ms vs every 1 s
+
+
+def test_the_fault_bit_is_reported_at_the_first_poll_and_then_once_per_change() -> None:
+    clock = ManualClock()
+    s = make(clock, 1)
+    faulty = Status(ST_FAULT, 0, 0, 0)
+    assert ok(s, clock, Poll(1), faulty)[1:] == [ModuleFault("bus-a", 1, True)]  # after the ModuleOnline
+    assert ok(s, clock, Poll(1), faulty) == []  # unchanged: said once
+    assert ok(s, clock, Poll(1), IDLE) == [ModuleFault("bus-a", 1, False)]
+    assert ok(s, clock, Poll(1), IDLE) == []

@@ -264,3 +264,28 @@ async def test_press_latched_before_a_restart_does_not_confirm_the_job_after_it(
         finally:
             app.stop()
             await asyncio.wait_for(task, 30)
+
+
+async def test_a_module_reporting_a_fault_raises_an_alarm_until_it_reports_none(tmp_path: Path) -> None:
+    """The fault bit (IR 0 bit 8) was shown on the technician page only: no log line, event or alarm. It raises
+    a `device_fault` alarm once per change and clears it, also after a restart when the module comes back
+    healthy (the alarm is kept across the restart, the module's state is not)."""
+    alarm = "device_fault:bus-a-u003"
+
+    def count(f: Floor, typ: str) -> int:
+        return sum(1 for d in f.events(typ) if d["alarm_id"] == alarm)
+
+    async with floor(tmp_path, "tcp") as f:
+        f.sim.set_fault_bit(3, True)
+        await until(lambda: count(f, "alarm.raised") == 1, "the fault alarm")
+        assert f.service.floor.alarms[alarm].code == "device_fault"
+        f.sim.set_fault_bit(3, False)
+        await until(lambda: count(f, "alarm.cleared") == 1, "the alarm cleared")
+        f.sim.set_fault_bit(3, True)
+        await until(lambda: count(f, "alarm.raised") == 2, "raised again")
+        served = f.sim.served[3]
+        await until(lambda: f.sim.served[3] > served + 5, "the faulty module still served")
+    async with floor(tmp_path, "tcp") as f:  # a new simulator: the module answers without a fault
+        await until(lambda: count(f, "alarm.cleared") == 2, "cleared after the restart")
+        assert alarm not in f.service.floor.alarms
+        assert count(f, "alarm.raised") == 2
