@@ -57,7 +57,9 @@ def set_hold(floor: Floor, change: Change, scope: str, target: str, by: str, at:
         floor.dispatch.set_hold(scope, target, on)
         if scope == "order":
             _order_lights(floor, change, target, on=not on)
-        elif scope == "operator":
+        elif scope == "operator" and target in floor.md.operators:
+            # Someone not in master data is held for when they come (the hold is kept), but is no picker of
+            # dispatch's: it would list them in telemetry and on the supervisor page as one, score 100.
             sync_picker(floor, target, at)
         change.signal(("dispatch", "hold"))
     return result

@@ -140,3 +140,12 @@ async def test_state_survives_reload(service: FloorService, clock: ManualClock) 
     assert service.floor.orders["O-1"].to_doc() == before
     assert before["updated_seq"] == events(service)[-1][0]
     assert "order:O-1" in service.floor.holds
+
+
+async def test_a_hold_on_an_operator_not_in_master_data_makes_no_picker(service: FloorService,
+                                                                       clock: ManualClock) -> None:
+    await load_md(service, clock)
+    r = await cmd(service, "dispatch.hold", {"cmd_id": "h1", "scope": "operator", "id": "nobody"}, clock)
+    assert r["ok"]
+    assert "nobody" not in [p.operator_id for p in service.floor.dispatch.pickers()]  # telemetry lists these
+    assert "operator:nobody" in service.floor.holds  # kept for when they come
