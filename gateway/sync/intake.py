@@ -154,7 +154,8 @@ class CommandIntake:
             return [self._error(None, "invalid_payload", "the payload must be a JSON object")]
         cmd_id = data.get("cmd_id")
         if not isinstance(cmd_id, str) or not cmd_id or len(cmd_id) > 128:
-            return [self._error(None, "invalid_payload", "cmd_id is missing or not a string of 1-128 characters")]
+            carried = cmd_id if isinstance(cmd_id, str) and cmd_id else None  # SPEC: "or the cmd_id it did carry"
+            return [self._error(carried, "invalid_payload", "cmd_id is missing or not a string of 1-128 characters")]
         if name == "sync.ack":
             await self._sync_ack(data)
             return []

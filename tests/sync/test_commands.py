@@ -58,6 +58,10 @@ async def test_malformed_commands_are_refused_and_change_nothing(tmp_path: Path,
                         b'{"cmd_id":"sur-\xed\xb0\x80","order_id":"O-404","reason":"x"}'):
             r = await null_result("order.cancel", payload)
             assert r["error"]["code"] == "invalid_payload" and "not JSON" in r["error"]["message"], r
+        long_id = "L" * 129  # over the 128 characters a cmd_id may have, but the hub can still match it
+        hub.send_raw("order.cancel", json.dumps({"cmd_id": long_id, "order_id": "O-404"}).encode())
+        r = await hub.wait_result(long_id)
+        assert r["error"]["code"] == "invalid_payload" and "1-128" in r["error"]["message"]
         for name, payload in (("order.upsert", b'{"cmd_id":"nan-1","order":{"order_id":"O-N","priority":'
                                                b'{"value_cents":NaN},"lines":[{"line_no":1,"sku":"SKU-1","qty":1}]}}'),
                               ("masterdata.sync", b'{"cmd_id":"nan-2","mode":"merge","sync_id":"n","part":1,'
