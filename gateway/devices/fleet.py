@@ -19,59 +19,112 @@ log = logging.getLogger("floorgate.devices")
 
 
 class DeviceFleet:
+    """A SIGHUP restarts only the devices whose settings changed (and starts new ones, stops removed ones): the
+    others keep their port, their state and their counters. Before, every reload rebuilt every device, so adding
+    one scanner cut a scan in progress on the others and rewrote every PTL module."""
+
     name = "devices"
 
     def __init__(self, cfg: Config, service: FloorService, registry: DeviceRegistry) -> None:
         self.service = service
         self.registry = registry
         self.cfg = cfg
-        self.members: list[Any] = []
+        self.members: dict[tuple[str, str], Any] = {}
+        self._settings: dict[tuple[str, str], Any] = {}
         self.ptl: PtlDevices | None = None
         self.scanners: dict[str, ScannerDevice] = {}
         self.scales: dict[str, ScaleDevice] = {}
         self.printers: dict[str, PrinterDevice] = {}
         self._reload = asyncio.Event()
+        self._pending = cfg
         self._build(cfg)
 
-    def _build(self, cfg: Config) -> None:
-        for m in self.members:  # coordinators of the old set stop listening
-            handler = getattr(m, "_on_signal", None)
+    @staticmethod
+    def _wanted(cfg: Config) -> dict[tuple[str, str], Any]:
+        """Each device's key and the settings it is built from: equal settings, same device."""
+        with_scale = {s.station for s in cfg.scales}
+        wanted: dict[tuple[str, str], Any] = {}
+        for sc in cfg.scanners:
+            wanted[("scanner", sc.id)] = (sc, sc.station in with_scale)
+        for sl in cfg.scales:
+            wanted[("scale", sl.id)] = sl
+        for pr in cfg.printers:
+            wanted[("printer", pr.id)] = pr
+        if cfg.ptl.buses:
+            wanted[("ptl", "")] = (cfg.ptl, cfg.picking)
+        return wanted
+
+    def _build(self, cfg: Config) -> list[tuple[str, str]]:
+        """Make the members `cfg` asks for, keeping those whose settings did not change; returns the keys of
+        the members dropped (removed or changed), whose tasks must stop."""
+        wanted = self._wanted(cfg)
+        dropped = [k for k in self.members if self._settings.get(k) != wanted.get(k, _GONE)]
+        for key in dropped:  # they stop listening to the floor
+            handler = getattr(self.members.pop(key), "_on_signal", None)
             if handler is not None:
                 self.service.off_signal(handler)
         self.cfg = cfg
-        stations_with_scale = {s.station for s in cfg.scales}
-        self.scanners = {s.id: ScannerDevice(s, self.service, self.registry, stations_with_scale.__contains__)
-                         for s in cfg.scanners}
-        self.scales = {s.id: ScaleDevice(s, self.service, self.registry) for s in cfg.scales}
-        self.printers = {p.id: PrinterDevice(p, cfg, self.service, self.registry) for p in cfg.printers}
-        self.ptl = PtlDevices(cfg, self.service, self.registry) if cfg.ptl.buses else None
-        self.members = [*self.scanners.values(), *self.scales.values(), *self.printers.values()]
-        if self.ptl is not None:
-            self.members.append(self.ptl)
+        with_scale = {s.station for s in cfg.scales}
+        for sc in cfg.scanners:
+            if ("scanner", sc.id) not in self.members:
+                self.members[("scanner", sc.id)] = ScannerDevice(sc, self.service, self.registry,
+                                                                 with_scale.__contains__)
+        for sl in cfg.scales:
+            if ("scale", sl.id) not in self.members:
+                self.members[("scale", sl.id)] = ScaleDevice(sl, self.service, self.registry)
+        for pr in cfg.printers:
+            if ("printer", pr.id) not in self.members:
+                self.members[("printer", pr.id)] = PrinterDevice(pr, cfg, self.service, self.registry)
+        if cfg.ptl.buses and ("ptl", "") not in self.members:
+            self.members[("ptl", "")] = PtlDevices(cfg, self.service, self.registry)
+        self._settings = wanted
+        self.scanners = {k[1]: m for k, m in self.members.items() if k[0] == "scanner"}
+        self.scales = {k[1]: m for k, m in self.members.items() if k[0] == "scale"}
+        self.printers = {k[1]: m for k, m in self.members.items() if k[0] == "printer"}
+        self.ptl = self.members.get(("ptl", ""))
+        return dropped
 
     def reload(self, cfg: Config) -> None:
         self._pending = cfg
         self._reload.set()
 
     async def run(self) -> None:
-        while True:
-            self._reload.clear()
-            tasks = [asyncio.create_task(m.run(), name=m.name) for m in self.members]
-            waiter = asyncio.create_task(self._reload.wait(), name="devices-reload-wait")
-            try:
-                done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    if t is not waiter and t.exception() is not None:
-                        raise t.exception()  # type: ignore[misc]
-            finally:
-                for t in [*tasks, waiter]:
-                    t.cancel()
-                for t in [*tasks, waiter]:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await t
-            log.info("devices re-read from the config")
-            self._build(self._pending)
+        running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        try:
+            while True:
+                self._reload.clear()
+                for key, member in self.members.items():
+                    if key not in running:
+                        running[key] = asyncio.create_task(member.run(), name=member.name)
+                waiter = asyncio.create_task(self._reload.wait(), name="devices-reload-wait")
+                try:
+                    done, _ = await asyncio.wait([*running.values(), waiter], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                for key, t in list(running.items()):
+                    if t in done:
+                        if t.exception() is not None:
+                            raise t.exception()  # type: ignore[misc]
+                        del running[key]  # it ended by itself: not started again until its settings change
+                if waiter in done:
+                    dropped = self._build(self._pending)
+                    await _stop([running.pop(k) for k in dropped if k in running])
+                    log.info("devices re-read from the config", extra={"fields": {
+                        "restarted": [f"{kind} {key}".strip() for kind, key in dropped]}})
+        finally:
+            await _stop(list(running.values()))
 
     async def shutdown(self) -> None:
         if self.ptl is not None:
             await self.ptl.shutdown()
+
+
+_GONE = object()
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t

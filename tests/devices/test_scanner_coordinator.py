@@ -107,3 +107,46 @@ def test_sighup_rereads_the_devices(tmp_path: Path) -> None:
 
 async def _wait(pred: Callable[[], bool], what: str) -> None:
     await until(pred, what, 30)
+
+
+async def test_a_reload_restarts_only_the_devices_whose_settings_changed(tmp_path: Path) -> None:
+    """Adding a scanner must not cut a scan in progress on another one: the unchanged scanner keeps its reader
+    (the same object, its scan counter, a half scan sent before the reload completed after it), a changed one
+    is made anew, a removed one stops."""
+    sims = {n: VirtualSerialScanner(tmp_path / f"s{n}") for n in (1, 2, 3)}
+    for sim in sims.values():
+        sim.plug()
+    base = f'data_dir = "{tmp_path / "gw"}"\n[http]\nhost = "127.0.0.1"\nport = {free_port()}\n'
+
+    def scanner(n: int, baudrate: int = 9600) -> str:
+        return f'[[scanners]]\nid = "scan-{n}"\nport = "{tmp_path / f"s{n}"}"\nbaudrate = {baudrate}\n'
+
+    path = tmp_path / "gw.toml"
+    path.write_text(base + scanner(1) + scanner(2), encoding="utf-8")
+    from gateway.config import load_config
+    app = App(load_config(path), SystemClock(), config_path=path, connect_mqtt=False, web=False,
+              daily_checks=False)
+    task = asyncio.create_task(app.run(install_signals=False), name="reload-test-gateway")
+    try:
+        await until(lambda: app.ready.is_set() and all(app.registry.devices[f"scan-{n}"].online for n in (1, 2)),
+                    "both scanners online")
+        assert app.fleet is not None
+        one, two = app.fleet.scanners["scan-1"], app.fleet.scanners["scan-2"]
+        await sims[1].send(b"A-01-")  # half a scan on scan-1 when the reload comes
+        path.write_text(base + scanner(1) + scanner(2, baudrate=19200) + scanner(3), encoding="utf-8")
+        app.reload()
+        await until(lambda: "scan-3" in app.fleet.scanners and app.registry.devices["scan-3"].online,  # type: ignore[union-attr]
+                    "the new scanner online")
+        assert app.fleet.scanners["scan-1"] is one  # unchanged: the same reader, still running
+        assert app.fleet.scanners["scan-2"] is not two  # its baud rate changed: made anew
+        await sims[1].send(b"01\r\n")  # the rest of the scan: one scan, not a lost half
+        await until(lambda: app.registry.devices["scan-1"].scans == 1, "the whole scan")
+        assert app.registry.devices["scan-1"].last_scans[-1]["raw"] == "A-01-01"  # in one piece
+        path.write_text(base + scanner(1), encoding="utf-8")
+        app.reload()
+        await until(lambda: set(app.fleet.scanners) == {"scan-1"}, "scan-2 and scan-3 removed")  # type: ignore[union-attr]
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 30)
+        for sim in sims.values():
+            sim.close()
