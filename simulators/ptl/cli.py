@@ -10,8 +10,11 @@ import argparse
 import asyncio
 import contextlib
 import os
+import selectors
+import signal
 import sys
 from collections.abc import Callable
+from typing import TextIO
 from dataclasses import dataclass
 
 from .sim import KEYS, PtlSimulator
@@ -147,12 +150,27 @@ async def serve(args: argparse.Namespace) -> int:
     print(f"PTL simulator: {len(units)} modules on {where}. Type 'help'.", flush=True)
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    stopped = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)  # a clean stop: the RTU link is removed
+    transport: asyncio.BaseTransport | None = None
+    if _pollable(sys.stdin):
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    else:  # /dev/null or a file (a service, `< /dev/null`): nothing to read commands from
+        print("stdin is neither a terminal nor a pipe: no commands; running until SIGTERM or Ctrl-C", flush=True)
     last = ""
     view = asyncio.create_task(_view_loop(sim, where, lambda: last, args.no_view), name="ptl-sim-view")
     try:
-        while True:
-            raw = await reader.readline()
+        if transport is None:
+            await stopped.wait()
+        while transport is not None:
+            line = asyncio.ensure_future(reader.readline())
+            stop = asyncio.ensure_future(stopped.wait())
+            await asyncio.wait([line, stop], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not line.done():
+                line.cancel()
+                break
+            raw = line.result()
             if not raw:
                 break
             reply = execute(sim, raw.decode(errors="replace"))
@@ -162,14 +180,27 @@ async def serve(args: argparse.Namespace) -> int:
             if reply.quit:
                 break
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         view.cancel()
         await asyncio.gather(view, return_exceptions=True)
-        transport.close()
+        if transport is not None:
+            transport.close()
         await sim.stop()
         if args.transport == "rtu" and args.link:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(args.link)
     return 0
+
+
+def _pollable(stream: TextIO) -> bool:
+    """Whether the event loop can wait on `stream`: epoll refuses /dev/null and regular files, and asyncio only
+    finds out in a callback after `connect_read_pipe` returned (a logged PermissionError, then no input)."""
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(stream, selectors.EVENT_READ)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 async def _view_loop(sim: PtlSimulator, where: str, last: Callable[[], str], quiet: bool) -> None:

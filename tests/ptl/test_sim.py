@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +150,27 @@ def test_sim_cli_runs_and_quits_on_stdin() -> None:
 def test_set_job_values_from_the_public_api() -> None:
     s = ModuleState.job(3, Colour.GREEN, Pattern.STEADY, 17)
     assert (s.mode, s.qty, s.colour, s.pattern, s.token) == (1, 3, Colour.GREEN, Pattern.STEADY, 17)
+
+
+def test_the_simulator_runs_without_a_stdin_to_read_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """As a service (stdin /dev/null, which epoll cannot watch) it used to die with a PermissionError; now it
+    serves without commands until SIGTERM, and removes its RTU link on the way out."""
+    link = tmp_path / "ptl-bus"
+    floorgate = Path(sys.executable).parent / "floorgate"
+    with open(os.devnull) as devnull:
+        proc = subprocess.Popen([str(floorgate), "sim", "ptl", "--transport", "rtu", "--modules", "1-2",
+                                 "--no-view", "--link", str(link)], stdin=devnull, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert "PTL simulator: 2 modules" in lines[0] and "no commands" in lines[1], lines
+        assert link.is_symlink()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "Traceback" not in err, err
+        assert not link.exists() and not link.is_symlink()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
