@@ -14,8 +14,8 @@ import selectors
 import signal
 import sys
 from collections.abc import Callable
-from typing import TextIO
 from dataclasses import dataclass
+from typing import TextIO
 
 from .sim import KEYS, PtlSimulator
 from .view import CLEAR_HOME, render
