@@ -158,8 +158,11 @@ def cancel_order(floor: Floor, change: Change, order_id: str, reason: str,
     # Dispatch forgets the hold too, or the id would stay held there for good: a re-sent order of that id
     # (once the cancelled one is forgotten) would never be assigned.
     floor.dispatch.set_hold("order", order_id, False)
-    # Its totes are free for other orders (what was picked into them is listed by `returns_to_stock`).
+    # Its totes are free for other orders (what was picked into them is listed by `returns_to_stock`), and so is
+    # a packing station that was verifying it.
     floor.free_totes(order)
+    from gateway.domain.packing import free_station_of  # packing builds on this module
+    free_station_of(floor, change, order_id)
     return {"order_id": order_id, "state": CANCELLED, "changed": True}
 
 

@@ -66,6 +66,14 @@ def expected_weight(floor: Floor, order: Order, carton: str | None) -> float:
     return round(grams + (c.tare_g if c is not None else 0.0), 1)
 
 
+def _not_held(order: Order) -> None:
+    """SPEC §1: while an order is on_hold, scans for it are refused and change nothing. Checked before a unit
+    is counted: the last unit of a held order used to be counted and then meet the hold as a `conflict`."""
+    if order.state == ON_HOLD:
+        raise Refused("not_allowed", f"order {order.order_id} is on hold: wait for its release, or scan the next "
+                                     "order to set this one aside")
+
+
 def _station(floor: Floor, station_id: str) -> Station:
     st = floor.stations.get(station_id)
     if st is None:
@@ -83,21 +91,27 @@ def _holder(floor: Floor, order_id: str) -> str | None:
 def _take_order(floor: Floor, change: Change, st: Station, session: Session, order: Order, at: At,
                 tote: str | None = None) -> Outcome:
     """Start verifying `order` here; `tote` is the tote it was scanned by (an order picked in several zones
-    has several), else the one it was bound to last."""
+    has several), else the one it was bound to last. An order put on hold while it was here is set aside by
+    the next order scanned: it is verified again from scratch, here or elsewhere, once it is released."""
     if st.order_id == order.order_id:
+        _not_held(order)
         if st.awaiting_weight:
             change.signal(("weigh", st.station, order.order_id))
             return Outcome.good(f"weighing order {order.order_id} again", "order", order_id=order.order_id)
         return Outcome.good(f"order {order.order_id}: continue", "order", order_id=order.order_id)
-    if st.order_id is not None:
+    current = floor.orders.get(st.order_id) if st.order_id is not None else None
+    set_aside = current is not None and current.state == ON_HOLD
+    if st.order_id is not None and not set_aside:
         raise Refused("not_allowed", f"this station is verifying order {st.order_id}; finish it first")
     holder = _holder(floor, order.order_id)
     if holder is not None:
         raise Refused("not_allowed", f"order {order.order_id} is being verified at {holder}")
-    if order.state in (PICKED, SHORT_PICKED):
-        transition(change, order, PACKING)
-    elif order.state != PACKING:
+    if order.state not in (PICKED, SHORT_PICKED, PACKING):  # checked before anything changes
         raise Refused("order_not_ready", f"order {order.order_id} is {order.state.replace('_', ' ')}, not picked")
+    if set_aside:
+        _clear(change, st)
+    if order.state != PACKING:
+        transition(change, order, PACKING)
     st.order_id = order.order_id
     st.operator_id = session.operator_id
     st.tote = tote or order.tote
@@ -123,6 +137,7 @@ def pack_scan(floor: Floor, change: Change, session: Session, bc: Barcode, at: A
     if st.order_id is None:
         raise Refused("no_task", "scan the order or its tote first")
     order = floor.orders[st.order_id]
+    _not_held(order)
     if st.awaiting_weight:
         if bc.kind == "item":
             raise Refused("over_scan", "one too many: every item of the order is already scanned; put it aside "
@@ -221,6 +236,14 @@ def _packed(floor: Floor, change: Change, order: Order, parcel: dict[str, Any], 
     return Outcome.good(f"order {order.order_id} packed, SSCC {sscc}", "packed", sscc=sscc, order_id=order.order_id)
 
 
+def free_station_of(floor: Floor, change: Change, order_id: str) -> None:
+    """A cancelled order leaves the bench it was being verified at: its items are put aside (the supervisor's
+    "return to stock" lists them), and the station takes the next order. Kept, it blocked the station."""
+    holder = _holder(floor, order_id)
+    if holder is not None:
+        _clear(change, floor.stations[holder])
+
+
 def _clear(change: Change, st: Station) -> None:
     st.order_id = st.operator_id = st.tote = st.carton = None
     st.scanned = {}
@@ -244,6 +267,7 @@ def pack_weight(floor: Floor, change: Change, station_id: str, grams: float, at:
     if st is None or st.order_id is None or not st.awaiting_weight:
         raise Refused("not_allowed", f"station {station_id} is not waiting for a weight")
     order = floor.orders[st.order_id]
+    _not_held(order)
     expected = expected_weight(floor, order, st.carton)
     tol = floor.rules.weight_tolerance_pct
     raw = (grams - expected) / expected * 100.0 if expected > 0 else 0.0
@@ -298,6 +322,7 @@ def report_missing(floor: Floor, change: Change, session: Session, at: At) -> Ou
     if st is None or st.order_id is None:
         raise Refused("no_task", "no order at this station: scan the order or its tote first")
     order = floor.orders[st.order_id]
+    _not_held(order)
     if st.awaiting_weight:
         raise Refused("not_allowed", "nothing is missing: every item is scanned; put the parcel on the scale")
     left = remaining_items(order, st)

@@ -291,3 +291,54 @@ async def test_the_missing_code_is_refused_when_nothing_is_missing(h: Harness) -
     refused = await h.scan("pack-scan", "MISSING", station="pack-1", has_scale=True)
     assert refused.code == "not_allowed" and "nothing is missing" in refused.message
     assert h.types(seq) == [] and h.floor.orders["O-1"].state == "packing"
+
+
+async def test_an_order_held_at_the_bench_is_refused_there_and_packs_after_its_release(h: Harness) -> None:
+    """SPEC §1: while an order is on_hold, scans for it are refused (`not_allowed`) and change nothing. At the
+    packing bench the last item ran into the hold as a `conflict` after the unit was counted: the station was
+    stuck with the order (every scan answered "too many" or "nothing is missing"), and blocked for others."""
+    await picked(h)
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    assert (await h.scan("pack-scan", "O-1", station="pack-1")).ok
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).ok
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).ok
+    assert (await h.hold("order", "O-1"))["changed"]
+    seq = h.seq
+    held = await h.item("pack-scan", LOT_GTIN, station="pack-1", lot="L1", expiry="271231")
+    assert (held.code, held.ok) == ("not_allowed", False) and "hold" in held.message
+    assert h.types(seq, skip=()) == ["scan.rejected"]
+    assert sum(h.floor.stations["pack-1"].scanned.values()) == 2  # the held scan counted nothing
+    assert (await h.hold("order", "O-1", on=False))["changed"]
+    done = await h.item("pack-scan", LOT_GTIN, station="pack-1", lot="L1", expiry="271231")
+    assert done.ok and h.floor.orders["O-1"].state == "packed"
+    assert h.floor.stations["pack-1"].order_id is None  # free for the next order
+
+
+async def test_an_order_cancelled_at_the_bench_frees_the_station(h: Harness) -> None:
+    await picked(h)
+    await picked(h, "O-2")
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    assert (await h.scan("pack-scan", "O-1", station="pack-1")).ok
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).ok
+    assert (await h.cmd("order.cancel", {"order_id": "O-1", "reason": "customer"}))["ok"]
+    assert h.floor.stations["pack-1"].order_id is None
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).code == "no_task"
+    assert (await h.scan("pack-scan", "O-2", station="pack-1")).ok  # the next order, not "finish O-1 first"
+
+
+async def test_a_held_order_is_set_aside_by_the_next_order_and_verified_again_after_release(h: Harness) -> None:
+    await picked(h)
+    await picked(h, "O-2")
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    assert (await h.scan("pack-scan", "O-1", station="pack-1")).ok
+    assert (await h.item("pack-scan", "4006381333931", station="pack-1")).ok
+    assert (await h.hold("order", "O-1"))["changed"]
+    again = await h.scan("pack-scan", "O-1", station="pack-1")
+    assert again.code == "not_allowed" and "hold" in again.message
+    assert (await h.scan("pack-scan", "O-2", station="pack-1")).ok  # sets O-1 aside
+    assert h.floor.stations["pack-1"].order_id == "O-2"
+    assert (await h.hold("order", "O-1", on=False))["changed"]
+    assert h.floor.orders["O-1"].state == "packing"
+    await h.scan("pack-scan-2", "BADGE-K1", station="pack-2")
+    assert (await h.scan("pack-scan-2", "O-1", station="pack-2")).ok  # from scratch, at another bench
+    assert sum(h.floor.stations["pack-2"].scanned.values()) == 0
