@@ -27,8 +27,8 @@ from gateway import bulkwork
 from gateway.clock import Clock, rfc3339
 from gateway.domain.api import receive_order
 from gateway.domain.change import Change
-from gateway.domain.commands import BulkPart, OrderIn
-from gateway.domain.errors import DomainError
+from gateway.domain.commands import BulkPart, MasterdataSync, OrderIn
+from gateway.domain.errors import Busy, Conflict, DomainError
 from gateway.domain.floor import Floor, MasterData
 from gateway.domain.masterdata import LIST_ORDER, Checked, Outcome, apply_checked, relight, swap_generation
 from gateway.domain.model import At
@@ -70,6 +70,25 @@ class _Run:
         if not self.staged:
             return self.done
         return (self.done + self.written + len(self.outcome.rejected)) // 2
+
+
+@dataclass
+class _Set:
+    """What the parts stored under one sync_id agreed on. A part that does not fit is refused, never stored: the
+    journal keeps one row per (sync_id, part), so it once replaced a received part (its items applied by no
+    one, reported nowhere), or joined a set of another command, size or mode and vanished under its ok."""
+    name: str
+    parts: int
+    mode: str | None  # a master data set's; None for orders, or unknown (a stored part that cannot be read)
+    got: dict[int, str] = field(default_factory=dict)  # part -> the cmd_id it came as
+    completed_by: str | None = None
+    done: bool = False  # its result is stored: only clearing its stored parts is left
+    published: bool = False  # its result went out from this process (a retried clean-up does not send it again)
+
+
+class SetConflict(Exception):
+    """Stored parts of one set that disagree (stored by a gateway that did not check them): the set is answered
+    `conflict`, not applied as whichever part came first."""
 
 
 Thunk = Callable[[], list[Any]]  # a chunk's items, read (unpickled or checked) when the chunk is applied
@@ -125,7 +144,8 @@ class BulkApplier:
         self.yield_factor = 0.5  # seconds of pause per second of bulk work (at most 2/3 of the loop)
         self.write_yield = 1.0  # seconds of pause per second a replace's staged commit took (_write_staged)
         self._releasing: asyncio.Future[int] | None = None  # the swapped-out generation being let go (release)
-        self._received: dict[str, set[int]] = {}
+        self._sets: dict[str, _Set] = {}  # sync_id -> the set whose parts are stored under it
+        self._clear_waits: dict[str, float] = {}  # sync_id -> next wait before clearing a done set's parts again
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self.running: _Run | None = None
         self._busy = 0.0  # loop time of the last chunk's op
@@ -136,27 +156,84 @@ class BulkApplier:
         self._staged: list[tuple[str, str, int, Any]] = []
 
     async def start(self) -> None:
-        rows = await self.journal.reader.execute_fetchall("SELECT sync_id, part, parts FROM bulk_parts")
-        parts: dict[str, int] = {}
-        for sync_id, part, n in rows:
-            self._received.setdefault(sync_id, set()).add(int(part))
-            parts[sync_id] = int(n)
-        for sync_id, got in self._received.items():
-            if len(got) >= parts[sync_id]:
+        rows = await self.journal.reader.execute_fetchall(
+            "SELECT sync_id, name, part, parts, cmd_id FROM bulk_parts ORDER BY sync_id, part")
+        for sync_id, name, part, n, cmd_id in rows:
+            s = self._sets.setdefault(sync_id, _Set(str(name), int(n), None))
+            s.got[int(part)] = str(cmd_id)
+        meta = await self.journal.read_meta()
+        for sync_id, s in self._sets.items():
+            s.completed_by = meta.get(f"bulk:{sync_id}:completed_by")
+            if len(s.got) >= s.parts:
+                done = json.loads(meta.get(f"bulk:{sync_id}:result", "null"))
+                s.done = done is not None and done.get("cmd_id") == s.completed_by
                 self._queue.put_nowait(sync_id)  # complete before a restart: apply again (idempotent)
+            elif s.name == "masterdata.sync":
+                s.mode = await self._stored_mode(sync_id, min(s.got))
+        if self._queue.empty():
+            await self.worker.close()
+
+    async def _stored_mode(self, sync_id: str, part: int) -> str | None:
+        """A waiting set's mode, which its next part must share: it is kept only in the stored parts."""
+        [(payload, items)] = await self.journal.reader.execute_fetchall(
+            "SELECT payload, items FROM bulk_parts WHERE sync_id = ? AND part = ?", (sync_id, part))
+        try:
+            head, _ = (bulkwork.count(payload, LIST_ORDER) if _inline(int(items or 0), payload)
+                       else await self.worker.run(bulkwork.count, payload, LIST_ORDER))
+        except (ValueError, bulkwork.WorkerLost):
+            return None  # unreadable: the set fails when it is applied, and is answered then
+        mode = head.get("mode")
+        return mode if isinstance(mode, str) else None
 
     def accept(self, change: Change, name: str, cmd: BulkPart, stored: bytes | str, items: int) -> dict[str, Any]:
         """Record one part (inside the command's own commit) as received: `stored` compressed (gateway/bulkwork.py;
         text for parts stored before), `items` how many items its lists hold (the set's progress total). Its
-        items are validated when the set is applied."""
+        items are validated when the set is applied. A part that does not fit the set stored under its sync_id
+        is refused (`conflict`, stored under its cmd_id like any refusal) and changes nothing: stored, it would
+        replace a received part or be applied as part of a set it does not belong to, and the hub would never
+        learn of it."""
+        mode = cmd.mode if isinstance(cmd, MasterdataSync) else None
+        s = self._sets.get(cmd.sync_id)
+        if s is not None:
+            self._check_fits(s, name, cmd, mode)
+        else:
+            s = _Set(name, cmd.parts, mode)
         change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, items, stored))
-        got = self._received.setdefault(cmd.sync_id, set())
-        complete = cmd.part not in got and len(got) + 1 >= cmd.parts
-        got.add(cmd.part)
+        self._sets[cmd.sync_id] = s
+        s.got[cmd.part] = cmd.cmd_id
+        complete = len(s.got) >= s.parts
         if complete:
+            s.completed_by = cmd.cmd_id
             change.meta[f"bulk:{cmd.sync_id}:completed_by"] = cmd.cmd_id
         return {"status": "accepted", "sync_id": cmd.sync_id, "part": cmd.part, "parts": cmd.parts,
                 "complete": complete}
+
+    @staticmethod
+    def _check_fits(s: _Set, name: str, cmd: BulkPart, mode: str | None) -> None:
+        sync_id, part = cmd.sync_id, cmd.part
+        if s.got.get(part) == cmd.cmd_id:
+            return  # this very part again: its commit failed and the intake stores it again
+        if s.done:
+            # Not stored for dedup (`busy`): the sync_id is free as soon as the clearing succeeds.
+            raise Busy(f"set {sync_id!r} is done but its stored parts are not cleared yet (storage); send this "
+                       f"part again later", sync_id=sync_id)
+        first = s.got[min(s.got)]
+        if len(s.got) >= s.parts:
+            raise Conflict(f"set {sync_id!r} ({s.parts} parts, completed by cmd {s.completed_by}) is being "
+                           f"applied; its sync_id can be used for a new set once its done result is out",
+                           sync_id=sync_id)
+        if name != s.name:
+            raise Conflict(f"set {sync_id!r} is a {s.name} set (part {min(s.got)} came as cmd {first}); a {name} "
+                           f"part cannot join it", sync_id=sync_id)
+        if cmd.parts != s.parts:
+            raise Conflict(f"set {sync_id!r} has {s.parts} parts (part {min(s.got)} came as cmd {first}); this "
+                           f"part says {cmd.parts}", sync_id=sync_id)
+        if s.mode is not None and mode != s.mode:
+            raise Conflict(f"set {sync_id!r} is a {s.mode} (part {min(s.got)} came as cmd {first}); this part "
+                           f"says {mode}", sync_id=sync_id)
+        if part in s.got:
+            raise Conflict(f"part {part} of set {sync_id!r} was already received as cmd {s.got[part]}",
+                           sync_id=sync_id)
 
     def kick(self, sync_id: str) -> None:
         self._queue.put_nowait(sync_id)
@@ -177,17 +254,29 @@ class BulkApplier:
                 # tried again from its stored parts, orders from their cursor, until it is done: the hub waits
                 # for its one result. A failed commit costs a rebuild of the floor, so the waits double (to
                 # RETRY_MAX_S) while it keeps failing.
-                wait = self._waits.get(sync_id, self.retry_s)
-                self._waits[sync_id] = min(wait * 2, RETRY_MAX_S)
-                log.warning("bulk set stopped; trying again", extra={"fields": {
-                    "sync_id": sync_id, "error": str(e), "retry_s": wait}})
-                asyncio.get_running_loop().call_later(wait, self._queue.put_nowait, sync_id)
-            except Exception:
+                self._retry(sync_id, e)
+            except Exception as e:
+                # Not a storage fault: applying it again would fail again (a part an older gateway stored
+                # unreadable, parts that disagree, a defect). The hub still waits for its one result.
                 log.exception("bulk set failed", extra={"fields": {"sync_id": sync_id}})
+                run, self.running = self.running, None
+                try:
+                    await self._fail(sync_id, run, e)
+                except (JournalError, sqlite3.OperationalError) as e2:
+                    self._retry(sync_id, e2)
+                else:
+                    self._waits.pop(sync_id, None)
             else:
                 self._waits.pop(sync_id, None)
             finally:
                 self.running = None
+
+    def _retry(self, sync_id: str, e: Exception) -> None:
+        wait = self._waits.get(sync_id, self.retry_s)
+        self._waits[sync_id] = min(wait * 2, RETRY_MAX_S)
+        log.warning("bulk set stopped; trying again", extra={"fields": {
+            "sync_id": sync_id, "error": str(e), "retry_s": wait}})
+        asyncio.get_running_loop().call_later(wait, self._queue.put_nowait, sync_id)
 
     async def close(self, kill: bool = False) -> None:
         if self._releasing is not None and not self._releasing.done():
@@ -224,6 +313,10 @@ class BulkApplier:
         if not rows or len(rows) < int(rows[0][2]):
             return
         name = rows[0][0]
+        for other, part, n, cmd_id, _ in rows[1:]:
+            if other != name or int(n) != int(rows[0][2]):
+                raise SetConflict(f"part {part} of set {sync_id!r} (cmd {cmd_id}) is a {other} part of {n} parts, "
+                                  f"part {rows[0][1]} (cmd {rows[0][3]}) a {name} part of {rows[0][2]}")
         lists = lists_of(name)
         completed_by = meta.get(f"bulk:{sync_id}:completed_by", rows[-1][3])
         parts = [int(part) for _, part, _, _, _ in rows]
@@ -483,24 +576,78 @@ class BulkApplier:
             self._progress(run, change, final=True)
             change.meta[f"bulk:{run.sync_id}:result"] = dumps(result)
         await self.service.execute(op, cmd_id=run.cmd_id, background=True)
+        self._stored(run.sync_id)
         if old and old[0] is not self.service.floor.md:
             self._releasing = asyncio.ensure_future(release(old.pop()))
         log.info("bulk set done", extra={"fields": {"sync_id": run.sync_id, "applied": run.outcome.applied,
                                                      "rejected": len(run.outcome.rejected)}})
         await self._cleanup_and_publish(run.sync_id, result)
 
+    def _stored(self, sync_id: str) -> None:
+        """The set's result is committed: it is done, and a new part under its sync_id starts a new set as soon
+        as its stored parts are cleared (until then it is answered `busy`, so it comes again)."""
+        s = self._sets.get(sync_id)
+        if s is not None:
+            s.done = True
+
+    async def _fail(self, sync_id: str, run: _Run | None, e: Exception) -> None:
+        """End a set that cannot be applied with its one `done` result, ok false, to the part that completed it,
+        and free its sync_id. What a merge or a batch committed before it stopped is live and counted; a
+        replace is never swapped in, so nothing of it is."""
+        meta = await self.journal.read_meta()
+        done = json.loads(meta.get(f"bulk:{sync_id}:result", "null"))
+        s = self._sets.get(sync_id)
+        cmd_id = meta.get(f"bulk:{sync_id}:completed_by") or (s.completed_by if s else None) or (
+            run.cmd_id if run else None)
+        if done is not None and done.get("cmd_id") == cmd_id:
+            await self._cleanup_and_publish(sync_id, done)  # it failed after its result was stored
+            return
+        if cmd_id is None:
+            log.error("bulk set failed with no part left to answer", extra={"fields": {"sync_id": sync_id}})
+            return
+        live = run is not None and not run.staged
+        applied = run.outcome.applied if run is not None and live else 0
+        if isinstance(e, SetConflict):
+            code, message = "conflict", f"the stored parts disagree: {e}; nothing of the set was applied"
+        elif isinstance(e, bulkwork.StreamError):
+            code, message = "invalid_payload", f"a stored part cannot be read: {e}"
+        else:
+            code, message = "invalid_payload", (f"the gateway could not apply this set ({type(e).__name__}); "
+                                                f"the details are in its log")
+        if applied:
+            message += f"; {applied} items were applied before it stopped"
+        result: dict[str, Any] = {
+            "cmd_id": cmd_id, "ok": False, "ts": rfc3339(self.clock.now()), "status": "done", "sync_id": sync_id,
+            "applied": applied, "rejected": run.outcome.rejected if run is not None and live else [],
+            "error": {"code": code, "message": message}}
+
+        def op(floor: Floor, change: Change) -> None:
+            change.meta[f"bulk:{sync_id}:result"] = dumps(result)
+        await self.service.execute(op, cmd_id=cmd_id, background=True)
+        self._stored(sync_id)
+        await self._cleanup_and_publish(sync_id, result)
+
     async def _cleanup_and_publish(self, sync_id: str, result: dict[str, Any]) -> None:
         """The set is done once its result is stored: clearing its parts is housekeeping, and if that fails (a
-        full disk) the result still goes out; the parts are cleared when the set comes round again."""
+        full disk) the result still goes out, once; the clearing is tried again later (and at the next start).
+        Its sync_id stays taken until then: a new set's parts must not be stored beside the old ones."""
         async def cleanup(db: Any) -> None:
             await db.execute("DELETE FROM bulk_parts WHERE sync_id = ?", (sync_id,))
             await db.execute("DELETE FROM meta WHERE key IN (?, ?)", (f"bulk:{sync_id}:completed_by",
                                                                      f"bulk:{sync_id}:cursor"))
+        s = self._sets.get(sync_id)
         try:
             await self.journal.run_job(cleanup)
         except (JournalError, sqlite3.Error) as e:
-            log.warning("bulk set's parts not cleared; cleared at the next start", extra={"fields": {
-                "sync_id": sync_id, "error": str(e)}})
+            wait = self._clear_waits.get(sync_id, self.retry_s)
+            self._clear_waits[sync_id] = min(wait * 2, RETRY_MAX_S)
+            log.warning("bulk set's parts not cleared; trying again", extra={"fields": {
+                "sync_id": sync_id, "error": str(e), "retry_s": wait}})
+            asyncio.get_running_loop().call_later(wait, self._queue.put_nowait, sync_id)
         else:
-            self._received.pop(sync_id, None)
-        self.publish_result(result)
+            self._sets.pop(sync_id, None)
+            self._clear_waits.pop(sync_id, None)
+        if s is None or not s.published:
+            if s is not None:
+                s.published = True
+            self.publish_result(result)
