@@ -124,7 +124,19 @@ def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Ord
     matches = [x for x in open_lines(floor, operator_id) if x[2].sku == bc.sku]
     if not matches:
         raise Refused("wrong_item", f"{bc.sku or bc.gtin} is not on your pick list")
-    return min(matches, key=lambda x: (x[2].line_no, x[0].task_id))
+    # SPEC §6: the lowest line_no. Across a picker's several orders, the order the PDA shows first comes first:
+    # the picker puts the unit in the tote of the order on screen, and the lowest line_no of all orders once
+    # credited it to another order that shared the SKU.
+    shown = _task_rank(floor, operator_id)
+    return min(matches, key=lambda x: (shown.get(x[0].task_id, len(shown)), x[2].line_no, x[0].task_id))
+
+
+def _task_rank(floor: Floor, operator_id: str) -> dict[str, int]:
+    """The picker's tasks in the order their PDA shows them (picker_view): the first line's task first."""
+    rank: dict[str, int] = {}
+    for line in picker_view(floor, operator_id)["lines"]:
+        rank.setdefault(line["task_id"], len(rank))
+    return rank
 
 
 def add_units(floor: Floor, change: Change, task: Task, line: Line, item: dict[str, Any], units: int,
@@ -242,14 +254,18 @@ def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Ou
     picker.in_hand = (task.task_id, line.line_no)
     change.save("picker", op, picker)
     change.save("order", order.order_id, order)
+    # With several orders open, the answer names the one the unit went to (its tote).
+    of = f" of order {order.order_id}" if len(tasks) > 1 else ""
     if line.picked >= line.qty:
         finish_line(floor, change, task, order, line, "scan", at)
-        return Outcome.good(f"line {line.line_no} complete", "item", task_id=task.task_id, line_no=line.line_no)
+        return Outcome.good(f"line {line.line_no}{of} complete", "item", task_id=task.task_id,
+                            line_no=line.line_no, order_id=order.order_id)
     light = line_module(floor, line)
     if light is not None:
         _signal_lights(change, {light})  # the display shows what is left
-    return Outcome.good(f"{line.sku}: {line.picked} of {line.qty}, {line.remaining} to go", "item",
-                        task_id=task.task_id, line_no=line.line_no, remaining=line.remaining)
+    return Outcome.good(f"{line.sku}: {line.picked} of {line.qty}, {line.remaining} to go"
+                        + (f" (order {order.order_id})" if of else ""), "item", task_id=task.task_id,
+                        line_no=line.line_no, remaining=line.remaining, order_id=order.order_id)
 
 
 def bind_tote(floor: Floor, change: Change, op: str, tote: str, tasks: list[Task]) -> Outcome:

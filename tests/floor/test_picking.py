@@ -442,3 +442,20 @@ async def test_moving_one_shelf_leaves_who_is_shown_first_on_a_shared_module(h: 
     assert h.lit()[("bus-a", 2)].operator_id == "p2"
     assert h.floor.modules[Light("bus-a", 2)].waiting == [("O-1~zone-a", 1)]
     assert h.lit()[("bus-a", 6)].operator_id == "p2" and h.lit()[("bus-a", 6)].line_no == 2
+
+
+async def test_an_item_scan_goes_to_the_order_the_pda_shows_first_and_says_which(h: Harness) -> None:
+    """Two orders on one PDA share a SKU. The lowest line_no of all orders credited the unit to the order not on
+    screen (its line 1) while the picker put it in the tote of the order shown (line 2 there)."""
+    from gateway.domain.picking import picker_view
+
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-A", [(1, "SKU-2", 1), (2, "SKU-1", 1)])
+    await h.order("O-B", [(1, "SKU-1", 1)])
+    await h.tick()
+    assert {t.order_id for t in h.floor.tasks.values() if t.operator_id == "p1"} == {"O-A", "O-B"}
+    shown = picker_view(h.floor, "p1")["lines"][0]["order_id"]
+    out = await h.item("scan-1", "4006381333931")  # SKU-1, no location scanned
+    credited = next(ln for ln in h.floor.orders[shown].lines if ln.sku == "SKU-1")
+    assert out.ok and credited.picked == 1
+    assert out.detail["order_id"] == shown and f"of order {shown}" in out.message
