@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.responses import StreamingResponse
 
 from drivers.scanner.scan import split_aim
@@ -16,7 +16,7 @@ from gateway.domain.change import Change
 from gateway.domain.floor import Floor
 from gateway.domain.scanning import ScanInput, handle_scan
 from gateway.domain.sessions import set_break, touch
-from gateway.web.auth import PDA_ROLES, Caller, Require, check
+from gateway.web.auth import PDA_ROLES, Caller, Require, check, set_cookie
 from gateway.web.errors import ApiError
 from gateway.web.models import BreakIn, ConfirmIn, LineRef, ScanIn, ShortIn
 from gateway.web.ops import outcome_answer, pda_key, undo_line
@@ -70,7 +70,7 @@ async def stream(request: Request, caller: PdaCaller) -> StreamingResponse:
 
 
 @router.post("/scan", summary="A scan typed by the PDA's scanner into the page")
-async def scan(body: ScanIn, request: Request, caller: PdaCaller) -> dict[str, Any]:
+async def scan(body: ScanIn, request: Request, response: Response, caller: PdaCaller) -> dict[str, Any]:
     web = web_state(request)
     t0 = time.monotonic()
     s = scan_input(caller.session.device_id or "", "pick", body.text)
@@ -83,6 +83,15 @@ async def scan(body: ScanIn, request: Request, caller: PdaCaller) -> dict[str, A
     out = _reply(answer, body.action_id, replayed)
     if answer["kind"] == "badge" and answer["detail"].get("login") is False:
         out["logged_out"] = True  # the same badge again logs out, as on a scanner
+    elif answer["kind"] == "badge" and answer["ok"] and not replayed:
+        # Another badge on this PDA: as on a scanner, it replaced the operator (SPEC §6). The page carries on
+        # as the new one; before, the new operator was logged in on a device no page showed, and could be
+        # given work nobody saw.
+        operator_id = answer["detail"].get("operator_id")
+        if isinstance(operator_id, str) and operator_id != caller.operator_id:
+            token, _ = web.sessions.create(operator_id, "badge", "pick", caller.session.device_id)
+            set_cookie(web, response, token)  # the new operator's own language (master data), not the last one's
+            out["switched_to"] = operator_id
     return out
 
 

@@ -396,3 +396,22 @@ async def test_the_dashboard_explains_the_decision_as_made_not_a_new_ranking(tmp
         finally:
             for x in (p1, p2, s):
                 await x.aclose()
+
+
+async def test_another_badge_on_the_pda_page_carries_on_as_that_picker(tmp_path: Path) -> None:
+    """SPEC §6: a second badge logs the first operator out (`replaced`). On the PDA page the new picker was
+    logged in on a device no page showed (and could be given work nobody saw); the page now carries on as them."""
+    async with gateway(web_config(tmp_path)) as gate:
+        c, me = await badge_client(gate, "BADGE-P1")
+        try:
+            r = await post(c, "/api/v1/pda/scan", text="BADGE-P2")
+            assert r["ok"] and r["switched_to"] == "p2", r
+            who = (await c.get("/api/v1/auth/me")).json()  # the client keeps the new cookie
+            assert who["operator_id"] == "p2" and who["language"] == "zh"  # p2's own, from master data
+            device = me["device_id"]
+            sessions = [s for s in gate.service.floor.sessions.values() if s.device_id == device]
+            assert [s.operator_id for s in sessions] == ["p2"]
+            view = (await c.get("/api/v1/pda/view")).json()
+            assert view["operator_id"] == "p2"
+        finally:
+            await c.aclose()
