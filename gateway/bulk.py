@@ -32,6 +32,7 @@ from gateway.domain.errors import Busy, Conflict, DomainError
 from gateway.domain.floor import Floor, MasterData
 from gateway.domain.masterdata import LIST_ORDER, Checked, Outcome, apply_checked, relight, swap_generation
 from gateway.domain.model import At
+from gateway.domain.sessions import follow_masterdata
 from gateway.journal import JournalError
 from gateway.jsontext import dumps
 from gateway.service import FloorService, settle_heap
@@ -475,6 +476,8 @@ class BulkApplier:
             moved = apply_checked(floor.md, floor.md_gen, change, list_name, items, part, run.outcome)
             if moved:
                 relight(floor, change, moved)
+            if list_name == "operators":
+                follow_masterdata(floor, change, self.service.at())
             run.done += len(items)
             if run.progress < run.total:
                 self._progress(run, change)
@@ -573,6 +576,7 @@ class BulkApplier:
             if staging is not None:
                 old.append(floor.md)
                 swap_generation(floor, change, staging[0], staging[1])
+                follow_masterdata(floor, change, self.service.at())
             self._progress(run, change, final=True)
             change.meta[f"bulk:{run.sync_id}:result"] = dumps(result)
         await self.service.execute(op, cmd_id=run.cmd_id, background=True)

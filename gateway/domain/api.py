@@ -24,7 +24,7 @@ from gateway.domain.masterdata import apply_masterdata
 from gateway.domain.model import RECEIVED, TASK_ASSIGNED, TASK_STARTED, At, Task
 from gateway.domain.orders import cancel_order, upsert_order
 from gateway.domain.review import resolve_review
-from gateway.domain.sessions import sync_picker
+from gateway.domain.sessions import follow_masterdata, sync_picker
 from gateway.domain.tasks import plan_tasks, stop_task
 
 
@@ -79,6 +79,8 @@ def apply_command(floor: Floor, change: Change, cmd: Command, at: At, by: str = 
     if isinstance(cmd, MasterdataSync):
         lists = {"skus": cmd.skus, "locations": cmd.locations, "operators": cmd.operators, "cartons": cmd.cartons}
         out = apply_masterdata(floor, change, cmd.mode, lists, cmd.part)
+        if cmd.mode == "replace" or cmd.operators:
+            follow_masterdata(floor, change, at)
         return {"applied": out.applied, "rejected": out.rejected}
     raise InvalidPayload(f"{type(cmd).__name__} is not applied through the domain API")
 

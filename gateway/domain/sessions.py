@@ -68,6 +68,19 @@ def logout(floor: Floor, change: Change, device_id: str, reason: str, at: At) ->
     return True
 
 
+def follow_masterdata(floor: Floor, change: Change, at: At) -> None:
+    """Master data changed its operators: someone no longer in it, or no longer with a role for the station they
+    are logged in at, is logged out (`manual`: nobody's badge did it; their unstarted tasks go back to dispatch),
+    and every picker's zones are told to dispatch again. Before, a replace that dropped a logged-in picker left
+    them logged in, with their tasks, until they logged out themselves."""
+    for device_id, session in list(floor.sessions.items()):
+        op = floor.md.operators.get(session.operator_id)
+        if op is None or not set(op.roles) & set(allowed_roles(session.station)):
+            logout(floor, change, device_id, "manual", at)
+        elif session.station == PICK:
+            sync_picker(floor, session.operator_id, at)
+
+
 def idle_logouts(floor: Floor, change: Change, at: At) -> list[str]:
     """Log out every device idle for longer than `picking.idle_logout_min`."""
     limit = floor.rules.idle_logout_s

@@ -61,3 +61,28 @@ async def test_a_bulk_merge_moves_a_lit_line_to_its_shelfs_new_module(tmp_path: 
     finally:
         await applier.close()
         await j.close()
+
+
+async def test_a_bulk_replace_that_drops_a_logged_in_picker_logs_them_out(tmp_path: Path, clock: ManualClock) -> None:
+    """The bulk path follows the operators as the small sync does (gateway/domain/sessions.py follow_masterdata)."""
+    j, s = await open_service(tmp_path, clock)
+    assert (await command(s, "masterdata.sync", {"cmd_id": "md", "mode": "replace", "sync_id": "md", "part": 1,
+                                                 "parts": 1, "skus": SKUS, "locations": LOCATIONS,
+                                                 "operators": OPERATORS}))["ok"]
+    badge = ScanInput("scan-1", "pick", "BADGE-P1", None, "BADGE-P1")
+    assert (await s.execute(lambda f, c: handle_scan(f, c, badge, s.at(), False))).ok
+    body = {"cmd_id": "md-2", "mode": "replace", "sync_id": "drop", "part": 1, "parts": 1, "skus": SKUS,
+            "locations": LOCATIONS, "operators": [o for o in OPERATORS if o["operator_id"] != "p1"]}
+    results: list[dict[str, Any]] = []
+    applier = BulkApplier(s, clock, results.append, chunk=20)
+    applier.yield_factor = 0.0
+    try:
+        cmd = COMMANDS["masterdata.sync"].model_validate(body)
+        await s.execute(partial(accept, applier, cmd, json.dumps(body)))
+        await applier._apply("drop")
+        await until(lambda: bool(results), "the set's result")
+        assert results[0]["ok"], results
+        assert not [x for x in s.floor.sessions.values() if x.operator_id == "p1"]
+    finally:
+        await applier.close()
+        await j.close()

@@ -459,3 +459,30 @@ async def test_an_item_scan_goes_to_the_order_the_pda_shows_first_and_says_which
     credited = next(ln for ln in h.floor.orders[shown].lines if ln.sku == "SKU-1")
     assert out.ok and credited.picked == 1
     assert out.detail["order_id"] == shown and f"of order {shown}" in out.message
+
+
+async def test_master_data_that_drops_a_logged_in_picker_logs_them_out_and_frees_their_task(h: Harness) -> None:
+    from tests.conftest import CARTONS, LOCATIONS, OPERATORS, SKUS
+    from tests.floor.conftest import EXTRA_LOCATIONS, EXTRA_OPERATORS, EXTRA_SKUS
+
+    task = await h.picker_with_task()
+    seq = h.seq
+    r = await h.cmd("masterdata.sync", {"mode": "replace", "sync_id": "md2", "part": 1, "parts": 1,
+                                        "skus": SKUS + EXTRA_SKUS, "locations": LOCATIONS + EXTRA_LOCATIONS,
+                                        "operators": [o for o in OPERATORS + EXTRA_OPERATORS
+                                                      if o["operator_id"] != "p1"], "cartons": CARTONS})
+    assert r["ok"]
+    logouts = [d for t, _, d in h.events(seq) if t == "operator.logout"]
+    assert [(d["operator_id"], d["reason"]) for d in logouts] == [("p1", "manual")]
+    assert not [s for s in h.floor.sessions.values() if s.operator_id == "p1"]
+    await h.tick()
+    assert h.floor.tasks[task].operator_id != "p1"  # back to dispatch, not kept by someone who is gone
+
+
+async def test_a_merge_that_takes_the_picker_role_away_logs_the_picker_out(h: Harness) -> None:
+    await h.picker_with_task()
+    p1 = next(o for o in h.floor.md.operators.values() if o.operator_id == "p1")
+    r = await h.cmd("masterdata.sync", {"mode": "merge", "sync_id": "md3", "part": 1, "parts": 1, "operators": [
+        {"operator_id": "p1", "name": p1.name, "badge": p1.badge, "roles": ["packer"], "zones": list(p1.zones)}]})
+    assert r["ok"] and not r["rejected"], r
+    assert not [s for s in h.floor.sessions.values() if s.operator_id == "p1"]
