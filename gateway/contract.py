@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from gateway.domain.commands import COMMANDS
 
@@ -22,6 +23,9 @@ Gtin14 = Annotated[str, Field(pattern=r"^\d{14}$")]
 Date = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 Score = Annotated[float, Field(ge=0, le=100)]
 Kind = Literal["scanner", "ptl", "scale", "bus", "broker", "printer"]
+# A member the gateway leaves out when it has no value (SPEC: "`cmd_id` is present when a command caused the
+# event"), never sends as null: the schemas say so, so that a hub validating against them catches a null.
+Absent = SkipJsonSchema[None]
 
 
 class Out(BaseModel):
@@ -45,7 +49,7 @@ class CancelledData(Out):
 class OperatorSessionData(Out):
     operator_id: str
     device_id: str
-    reason: Literal["badge", "idle", "replaced", "manual"] | None = None
+    reason: Literal["badge", "idle", "replaced", "manual"] | Absent = None
 
 
 class OperatorData(Out):
@@ -76,7 +80,7 @@ class TaskEscalatedData(Out):
 
 class TaskData(Out):
     task_id: str
-    operator_id: str | None = None
+    operator_id: str | Absent = None
 
 
 class ToteBoundData(Out):
@@ -122,7 +126,7 @@ ScanCode = Literal["unknown_barcode", "invalid_barcode", "wrong_item", "wrong_lo
 
 class ScanRejectedData(Out):
     device_id: str
-    operator_id: str | None = None
+    operator_id: str | Absent = None
     code: ScanCode
     reason: str
     raw: str
@@ -242,8 +246,8 @@ class EventEnvelope(Out):
     ts: Ts
     site: str
     gateway: str
-    order_id: str | None = None
-    cmd_id: str | None = None
+    order_id: str | Absent = None
+    cmd_id: str | Absent = None
     data: dict[str, Any]
 
 

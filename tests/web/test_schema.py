@@ -228,3 +228,12 @@ async def test_fuzzing_the_openapi_schema_as_every_allowed_role_gives_no_server_
         assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures[:25])
         assert not stopped, "never past the role check:\n" + "\n".join(stopped)
         assert calls > 600
+
+
+def test_members_the_gateway_leaves_out_are_never_null_in_the_schemas() -> None:
+    """A hub validating against the schemas must catch a null where SPEC says the member is left out."""
+    from gateway.contract import EventEnvelope, TaskData
+
+    env = EventEnvelope.model_json_schema()["properties"]
+    assert env["cmd_id"]["type"] == "string" and env["order_id"]["type"] == "string"
+    assert TaskData.model_json_schema()["properties"]["operator_id"]["type"] == "string"
