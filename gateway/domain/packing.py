@@ -106,6 +106,8 @@ def _take_order(floor: Floor, change: Change, st: Station, session: Session, ord
     holder = _holder(floor, order.order_id)
     if holder is not None:
         raise Refused("not_allowed", f"order {order.order_id} is being verified at {holder}")
+    if order.state == PACKED:
+        raise Refused("order_not_ready", f"order {order.order_id} is already packed")  # SPEC §6's code
     if order.state not in (PICKED, SHORT_PICKED, PACKING):  # checked before anything changes
         raise Refused("order_not_ready", f"order {order.order_id} is {order.state.replace('_', ' ')}, not picked")
     if set_aside:
@@ -166,7 +168,8 @@ def pack_scan(floor: Floor, change: Change, session: Session, bc: Barcode, at: A
     units = bc.units or 1
     left = exp[key] - st.scanned.get(key, 0)
     if units > left:
-        raise Refused("over_scan", f"one too many: {bc.sku} lot {bc.lot or '-'} is complete")
+        raise Refused("over_scan", f"one too many: {bc.sku}" + (f" lot {bc.lot}" if bc.lot else "")
+                      + " is complete; put the unit aside")
     st.scanned[key] = st.scanned.get(key, 0) + units
     st.items.append({k: v for k, v in (("gtin", bc.gtin), ("lot", bc.lot), ("serial", bc.serial),
                                        ("qty", units)) if v is not None})

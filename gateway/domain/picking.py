@@ -123,6 +123,13 @@ def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Ord
                       line=hand[2].line_no)
     matches = [x for x in open_lines(floor, operator_id) if x[2].sku == bc.sku]
     if not matches:
+        done = [(order, line) for task in picker_tasks(floor, operator_id)
+                for order in [floor.orders[task.order_id]] for no in task.line_nos
+                for line in [order.line(no)] if line is not None and line.done and line.sku == bc.sku]
+        if done:  # one unit too many, not a wrong item: the picker put the right SKU in hand once too often
+            order, line = done[0]
+            raise Refused("over_scan", f"one too many: line {line.line_no} of order {order.order_id} ({line.sku}) "
+                                       "is already complete; put the unit back")
         raise Refused("wrong_item", f"{bc.sku or bc.gtin} is not on your pick list")
     # SPEC §6: the lowest line_no. Across a picker's several orders, the order the PDA shows first comes first:
     # the picker puts the unit in the tote of the order on screen, and the lowest line_no of all orders once

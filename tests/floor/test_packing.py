@@ -342,3 +342,17 @@ async def test_a_held_order_is_set_aside_by_the_next_order_and_verified_again_af
     await h.scan("pack-scan-2", "BADGE-K1", station="pack-2")
     assert (await h.scan("pack-scan-2", "O-1", station="pack-2")).ok  # from scratch, at another bench
     assert sum(h.floor.stations["pack-2"].scanned.values()) == 0
+
+
+async def test_packing_refusals_say_what_happened(h: Harness) -> None:
+    await picked(h)
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    await h.scan("pack-scan", "O-1", station="pack-1")
+    await h.item("pack-scan", "4006381333931", station="pack-1")
+    await h.item("pack-scan", "4006381333931", station="pack-1")
+    extra = await h.item("pack-scan", "4006381333931", station="pack-1")
+    assert extra.code == "over_scan" and extra.message == "one too many: SKU-1 is complete; put the unit aside"
+    await h.item("pack-scan", LOT_GTIN, station="pack-1", lot="L1", expiry="271231")
+    assert h.floor.orders["O-1"].state == "packed"
+    again = await h.scan("pack-scan", "O-1", station="pack-1")
+    assert (again.code, again.message) == ("order_not_ready", "order O-1 is already packed")

@@ -486,3 +486,10 @@ async def test_a_merge_that_takes_the_picker_role_away_logs_the_picker_out(h: Ha
         {"operator_id": "p1", "name": p1.name, "badge": p1.badge, "roles": ["packer"], "zones": list(p1.zones)}]})
     assert r["ok"] and not r["rejected"], r
     assert not [s for s in h.floor.sessions.values() if s.operator_id == "p1"]
+
+
+async def test_one_unit_too_many_on_a_complete_line_is_over_scan_not_wrong_item(h: Harness) -> None:
+    await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
+    assert (await h.item("scan-1", "4006381333931")).ok  # line 1 complete
+    extra = await h.item("scan-1", "4006381333931")
+    assert extra.code == "over_scan" and "line 1 of order O-1" in extra.message and "already complete" in extra.message
