@@ -107,6 +107,22 @@ def store_password(db_path: Path, operator_id: str, hashed: str, now: datetime |
         conn.close()
 
 
+def operator_roles(db_path: Path, operator_id: str) -> list[str] | None:
+    """The operator's roles in the live master data, None when they are not in it."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'md_gen'").fetchone()
+        gen = int(row[0]) if row else 1
+        doc = conn.execute("SELECT body FROM masterdata WHERE gen = ? AND kind = 'operator' AND id = ?",
+                           (gen, operator_id)).fetchone()
+    finally:
+        conn.close()
+    if doc is None:
+        return None
+    roles = json.loads(doc[0]).get("roles") if isinstance(doc[0], str) else None
+    return [str(r) for r in roles] if isinstance(roles, list) else []
+
+
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
@@ -139,6 +155,12 @@ def _set_password(args: argparse.Namespace) -> int:
     if not known:
         print(f"note: {args.operator} is not in the current master data; the password works once the hub "
               "sends that operator with a supervisor or technician role", file=sys.stderr)
+    else:
+        roles = operator_roles(cfg.db_path, args.operator) or []
+        if not {"supervisor", "technician"} & set(roles):
+            print(f"note: {args.operator} has no supervisor or technician role ({', '.join(roles) or 'none'}): "
+                  "the password opens no page until master data gives them one (pickers and packers log in "
+                  "with their badge)", file=sys.stderr)
     return 0
 
 

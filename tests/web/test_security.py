@@ -4,6 +4,7 @@ request without the CSRF token (403). A new route cannot be forgotten: it is in 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -317,3 +318,24 @@ async def test_set_password_cli_writes_a_local_argon2id_hash(tmp_path: Path, mon
         assert r.status_code == 200  # the local hash wins over master data's bcrypt one
         r = await c.post("/api/v1/auth/login", json={"operator_id": "t1", "password": TECH_PW})
         assert r.status_code == 401
+
+
+async def test_set_password_for_a_picker_says_it_opens_no_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import io
+
+    from gateway.users import add_parser
+
+    cfg = web_config(tmp_path)
+    async with gateway(cfg):  # master data with p1, a picker
+        cfg_path = tmp_path / "floorgate.toml"
+        cfg_path.write_text(f'data_dir = "{cfg.data_dir}"\n', encoding="utf-8")
+        parser = argparse.ArgumentParser()
+        add_parser(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(["user", "set-password", "--config", str(cfg_path), "--operator", "p1",
+                                  "--password-stdin"])
+        monkeypatch.setattr("sys.stdin", io.StringIO("picker-password-1\n"))
+        assert await asyncio.to_thread(args.func, args) == 0
+    err = capsys.readouterr().err
+    assert "p1 has no supervisor or technician role (picker)" in err and "opens no page" in err
