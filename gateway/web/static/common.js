@@ -18,11 +18,20 @@ const FG = (() => {
     return s;
   }
 
+  // A value the gateway sends as a word (a task state, a device kind...): translated when the page knows it,
+  // else shown as sent.
+  function tv(prefix, value) {
+    const key = prefix + String(value).replace(/ /g, "_");
+    return Object.prototype.hasOwnProperty.call(I18N.en, key) ? t(key) : String(value);
+  }
+
   function applyI18n(root) {
     const r = root || document;
     r.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
     r.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
     r.querySelectorAll("[data-i18n-label]").forEach((el) => { el.setAttribute("aria-label", t(el.dataset.i18nLabel)); });
+    const titleKey = document.body && document.body.dataset.i18nTitle;
+    if (titleKey) document.title = titleKey === "home_title" ? t(titleKey) : t("home_title") + " \u00B7 " + t(titleKey);
     document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
     const sel = document.getElementById("lang");
     if (sel) sel.value = state.lang;
@@ -151,12 +160,24 @@ const FG = (() => {
   }
 
   const ICONS = { good: "\u2714", bad: "\u2716", info: "\u2139", warn: "\u26A0" };
+  /* A feedback box marked `toast` (supervisor, technician: long pages) is pinned to the bottom of the viewport,
+     so the answer to a button shows where the person is; a good answer goes away by itself, a refusal stays
+     until it is closed or replaced. */
   function feedback(el, kind, title, detail, sound) {
+    const toast = el.classList.contains("toast");
     el.hidden = false;
-    el.className = "feedback " + kind;
+    el.className = "feedback " + kind + (toast ? " toast" : "");
     el.dataset.kind = kind;
-    el.replaceChildren(h("span", { class: "icon", "aria-hidden": "true" }, ICONS[kind] || ""),
-      h("div", {}, h("strong", { class: "title" }, title), h("div", { class: "detail" }, detail || "")));
+    const parts = [h("span", { class: "icon", "aria-hidden": "true" }, ICONS[kind] || ""),
+      h("div", {}, h("strong", { class: "title" }, title), h("div", { class: "detail" }, detail || ""))];
+    if (toast) {
+      el.setAttribute("role", kind === "bad" ? "alert" : "status");
+      parts.push(h("button", { type: "button", class: "small close", "aria-label": t("close"), title: t("close"),
+        onclick: () => { el.hidden = true; } }, "\u00D7"));
+      clearTimeout(el._fgTimer);
+      if (kind !== "bad" && kind !== "warn") el._fgTimer = setTimeout(() => { el.hidden = true; }, 10000);
+    }
+    el.replaceChildren(...parts);
     if (sound !== false && (kind === "good" || kind === "bad")) beep(kind);
   }
 
@@ -258,6 +279,24 @@ const FG = (() => {
     if (!Number.isNaN(ms)) state.offset = ms - Date.now();
   }
 
+  /* Timestamps are UTC (RFC 3339, Z) in the data; pages show local time: the time alone for today, the date
+     and time otherwise. `timeEl` keeps the UTC value in the title (for support) and in `datetime`. */
+  const pad = (n) => String(n).padStart(2, "0");
+  const ymd = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  function localTime(iso, short) {
+    if (!iso) return "";
+    const ms = Date.parse(iso);
+    if (Number.isNaN(ms)) return String(iso);
+    const d = new Date(ms);
+    const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    const clock = short ? hm : `${hm}:${pad(d.getSeconds())}`;
+    return ymd(d) === ymd(new Date(Date.now() + state.offset)) ? clock : `${ymd(d)} ${hm}`;
+  }
+  function timeEl(iso, short) {
+    if (!iso) return h("span", { class: "muted" }, "\u2014");
+    return h("time", { datetime: iso, title: iso + " (UTC)" }, localTime(iso, short));
+  }
+
   function hms(ms) {
     const s = Math.floor(Math.abs(ms) / 1000);
     const hh = Math.floor(s / 3600);
@@ -283,6 +322,32 @@ const FG = (() => {
   }
   setInterval(tickCountdowns, 1000);
 
+  /* Scanning pages: a keyboard-wedge scanner types into whatever has the focus, so the scan field gets it back
+     after any control that is not a text field (the language select, a button), and a key typed while such a
+     control has the focus goes to the scan field. `target()` is the field to use now, or null (a dialog, a
+     hidden form). */
+  const TEXT_TYPES = new Set(["text", "search", "number", "password", "email", "tel", "url", ""]);
+  function isTextEntry(el) {
+    if (!el) return false;
+    if (el.tagName === "TEXTAREA" || el.isContentEditable) return true;
+    return el.tagName === "INPUT" && TEXT_TYPES.has((el.getAttribute("type") || "").toLowerCase());
+  }
+  function keepScanFocus(target) {
+    const refocus = () => {
+      const f = target();
+      if (f && !isTextEntry(document.activeElement)) f.focus();
+    };
+    document.addEventListener("change", (e) => { if (!isTextEntry(e.target)) refocus(); });
+    document.addEventListener("fg:lang", refocus);
+    document.addEventListener("keydown", (e) => {
+      if (e.ctrlKey || e.altKey || e.metaKey || e.isComposing) return;
+      if (!(e.key.length === 1 && e.key !== " ")) return;  // printable: what a scanner types
+      if (isTextEntry(document.activeElement)) return;
+      const f = target();
+      if (f) f.focus();  // the key itself then lands in the scan field
+    }, true);
+  }
+
   function initHeader() {
     const sel = document.getElementById("lang");
     if (sel) {
@@ -298,8 +363,9 @@ const FG = (() => {
   }
 
   return {
-    state, t, applyI18n, setLang, api, ApiError, newId, Outbox, feedback, answerTitle, codeTitle, beep, h, me, loginBadge,
+    state, t, tv, applyI18n, setLang, api, ApiError, newId, Outbox, feedback, answerTitle, codeTitle, beep, h, me, loginBadge,
     loginPassword, logout, logoutLocal, stream, setNow, countdown, tickCountdowns, initHeader, setConn,
+    localTime, timeEl, keepScanFocus, isTextEntry,
     onLogout: (fn) => state.onLogout.push(fn),
   };
 })();

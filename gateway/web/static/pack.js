@@ -124,6 +124,7 @@
       const a = document.activeElement;
       if (!$("work").hidden && (!a || a === document.body || a.tagName === "BUTTON")) $("scan").focus();
     }, 150));
+    FG.keepScanFocus(() => (!$("work").hidden ? $("scan") : !$("login").hidden ? $("badge") : null));
     $("reprint").addEventListener("click", async () => {
       try {
         const r = await FG.api("POST", base + "/reprint", { action_id: FG.newId() });

@@ -82,6 +82,14 @@
       FG.logoutLocal();
       return;
     }
+    if (answer.switched_to) {
+      // Another picker's badge: the gateway carries the page on as them (a new session cookie). The old
+      // session's stream is closed first, so its "logout" cannot send the new picker to the badge screen.
+      FG.state.streams.forEach((s) => s.close());
+      FG.state.streams = [];
+      FG.me().then((me) => (me ? showWork() : showLogin()));
+      return;
+    }
     refresh();
   }
 
@@ -132,6 +140,7 @@
     $("badge").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); badgeEntered(); } });
     $("scan").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); scanEntered(); } });
     $("scan").addEventListener("blur", keepFocus);
+    FG.keepScanFocus(() => (dialogOpen ? null : !$("work").hidden ? $("scan") : !$("login").hidden ? $("badge") : null));
     document.addEventListener("click", keepFocus);
     $("confirm").addEventListener("click", () => {
       const n = view && view.next;

@@ -41,6 +41,7 @@
     const svgNS = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(svgNS, "svg");
     svg.setAttribute("viewBox", `0 0 ${W} ${H + 20}`);
+    svg.setAttribute("overflow", "hidden");
     svg.setAttribute("class", "trend");
     svg.setAttribute("role", "img");
     const max = Math.max(1, ...points.map((p) => p[1]));
@@ -59,8 +60,10 @@
       const step = points.length > 1 ? (W - P) / (points.length - 1) : 0;
       const xy = points.map((p, i) => `${(P + i * step).toFixed(1)},${(H - (H - 8) * p[1] / max).toFixed(1)}`);
       add("polyline", { points: points.length > 1 ? xy.join(" ") : xy[0] + " " + xy[0] });
-      add("text", { x: P, y: H + 16 }, points[0][0].slice(11, 16));
-      add("text", { x: W - 40, y: H + 16 }, points[points.length - 1][0].slice(11, 16) + " · " + points[points.length - 1][1]);
+      // local time; the last label ends at the right edge (text-anchor end), so its number is never cut off
+      add("text", { x: P, y: H + 16, "data-at": points[0][0] }, FG.localTime(points[0][0], true));
+      const last = points[points.length - 1];
+      add("text", { x: W - 2, y: H + 16, "text-anchor": "end", "data-at": last[0] }, FG.localTime(last[0], true) + " \u00B7 " + last[1]);
     }
     $("trend").replaceChildren(svg);
   }
@@ -86,7 +89,7 @@
     $("alarms").replaceChildren(...(list.length ? list.map((a) => {
       const [cls, icon] = SEV[a.severity] || SEV.info;
       return h("div", { class: "banner " + (cls === "bad" ? "bad" : "warn") }, tag(cls, icon, t("sev_" + a.severity)), " ", a.message,
-        h("div", { class: "muted" }, a.raised_at));
+        h("div", { class: "muted" }, FG.timeEl(a.raised_at)));
     }) : [none()]));
   }
 
@@ -120,13 +123,15 @@
   // The decision stored with the task when it was made: what its event said, and every picker passed over.
   function decided(task, d) {
     const from = d.from_operator ? `${d.from_name || d.from_operator} \u2192 ` : "";
+    const chosen = d.name || d.operator_id || "";
     const who = d.kind === "requeued" ? `\u21A9 ${d.from_name || d.from_operator || ""}`
-      : `\u2714 ${from}${d.name || d.operator_id || ""}` + (d.score === undefined ? "" : ` \u00B7 ${t("score")} ${d.score}`);
+      : !chosen ? `\u26A0 ${t("nobody_chosen")}`  // escalated with nobody to take it: no tick
+        : `\u2714 ${from}${chosen}` + (d.score === undefined ? "" : ` \u00B7 ${t("score")} ${d.score}`);
     const esc = d.escalation ? [" ", tag("warn", "\u26A0", t("level_n", { n: d.escalation.level }) + ": " + d.escalation.reason)] : null;
     return h("details", { "data-key": "why-" + task.task_id, class: "decision", "data-kind": d.kind },
       h("summary", {}, `${who} \u00B7 ${d.reason}`, esc),
       h("div", { class: "muted" }, t("kind_" + d.kind), d.strategy ? " \u00B7 " + d.strategy : "", " \u00B7 ",
-        t("decided_at", { at: d.at })),
+        t("decided_at", { at: "" }), FG.timeEl(d.at)),
       d.candidates && d.candidates.length ? candidates(d.candidates) : null,
       d.omitted ? h("div", { class: "muted" }, t("more_pickers", { n: d.omitted })) : null);
   }
@@ -147,7 +152,7 @@
           operators.map((o) => h("option", { value: o.operator_id, selected: o.operator_id === task.operator_id }, o.name)));
         return h("tr", { "data-task": task.task_id },
           h("td", {}, task.task_id), h("td", {}, task.order_id), h("td", {}, task.zone),
-          h("td", {}, task.state, task.held ? [" ", tag("bad", "\u2016", t("held"))] : null),
+          h("td", { "data-state": task.state }, FG.tv("task_", task.state), task.held ? [" ", tag("bad", "\u2016", t("held"))] : null),
           h("td", {}, task.name || "—"), h("td", {}, task.escalation ? tag("warn", "\u26A0", String(task.escalation)) : "0"),
           h("td", {}, cutoff(task.cutoff_at)), h("td", {}, why(task)),
           h("td", {}, sel, " ", h("button", { class: "small", onclick: () => act(`/api/v1/supervisor/tasks/${encodeURIComponent(task.task_id)}/reassign`,
@@ -157,7 +162,7 @@
 
   function holds(list) {
     $("holds").replaceChildren(...(list.length ? list.map((x) => h("div", { class: "row-form", "data-hold": x.scope + ":" + x.id },
-      tag("bad", "\u2016", x.scope + " " + x.id), h("span", { class: "muted" }, x.by + " · " + x.at),
+      tag("bad", "\u2016", FG.tv("scope_", x.scope) + (x.id ? " " + x.id : "")), h("span", { class: "muted" }, x.by, " \u00B7 ", FG.timeEl(x.at)),
       h("button", { class: "small", onclick: () => act("/api/v1/supervisor/release", { scope: x.scope, id: x.id }) }, t("release")))) : [none()]));
   }
 
@@ -187,14 +192,14 @@
   function sync(s, storage, gw) {
     const kv = [[t("connected"), yesNo(s.connected)], [t("pending"), s.pending === undefined ? "—" : String(s.pending)],
       [t("acked"), s.acked_seq === undefined ? "—" : String(s.acked_seq)], [t("last_seq"), String(s.last_seq)],
-      [t("storage"), storage === "ok" ? tag("good", "\u2714", "ok") : tag("bad", "\u26A0", storage)]];
+      [t("storage"), storage === "ok" ? tag("good", "\u2714", t("storage_ok")) : tag("bad", "\u26A0", storage)]];
     $("sync").replaceChildren(...kv.flatMap(([k, v]) => [h("span", {}, k), h("span", {}, v)]));
     $("gw-name").textContent = gw.site + " / " + gw.gateway;
   }
 
   function devices(list) {
     $("devices").replaceChildren(table(["device", "kind", "state", "errors"], list.map((d) => h("tr", {},
-      h("td", {}, d.device_id), h("td", {}, d.kind), h("td", {}, d.online ? tag("good", "\u2714", t("online")) : tag("bad", "\u2716", t("offline")),
+      h("td", {}, d.device_id), h("td", { "data-kind": d.kind }, FG.tv("dev_", d.kind)), h("td", {}, d.online ? tag("good", "\u2714", t("online")) : tag("bad", "\u2716", t("offline")),
         d.online ? "" : h("div", { class: "muted" }, d.detail)), h("td", {}, d.errors)))));
   }
 
@@ -207,7 +212,7 @@
   function orders(o) {
     $("orders").replaceChildren(table(["order", "state", "line", "cutoff", "holds"], o.open.map((x) => h("tr", { "data-order": x.order_id, "data-state": x.state },
       h("td", {}, x.order_id), h("td", {}, t("state_" + x.state)), h("td", {}, `${x.lines_done} / ${x.lines}`), h("td", {}, cutoff(x.cutoff_at)),
-      h("td", {}, x.holds.length ? tag("bad", "\u2016", x.holds.join(", ")) : "")))));
+      h("td", {}, x.holds.length ? tag("bad", "\u2016", x.holds.map((k) => FG.tv("hold_", k)).join(", ")) : "")))));
   }
 
   function render(s) {
@@ -238,11 +243,11 @@
       $("recall").replaceChildren(
         h("p", {}, t("order") + ": " + (r.orders.join(", ") || t("none"))),
         h("h3", {}, t("picks")), table(["when", "order", "line", "sku", "qty", "location", "picker"], r.picks.map((p) => h("tr", {},
-          h("td", {}, p.ts), h("td", {}, p.order_id), h("td", {}, p.line_no), h("td", {}, p.sku), h("td", {}, p.qty), h("td", {}, p.location || ""), h("td", {}, p.operator_id)))),
+          h("td", {}, FG.timeEl(p.ts)), h("td", {}, p.order_id), h("td", {}, p.line_no), h("td", {}, p.sku), h("td", {}, p.qty), h("td", {}, p.location || ""), h("td", {}, p.operator_id)))),
         h("h3", {}, t("packs")), table(["when", "order", "qty", "station", "sscc"], r.packs.map((p) => h("tr", {},
-          h("td", {}, p.ts), h("td", {}, p.order_id), h("td", {}, p.qty), h("td", {}, p.station), h("td", {}, p.sscc)))),
+          h("td", {}, FG.timeEl(p.ts)), h("td", {}, p.order_id), h("td", {}, p.qty), h("td", {}, p.station), h("td", {}, p.sscc)))),
         h("h3", {}, t("scans")), table(["when", "device", "picker", "order", "result"], r.scans.map((p) => h("tr", {},
-          h("td", {}, p.ts), h("td", {}, p.device_id || ""), h("td", {}, p.operator_id || ""), h("td", {}, p.order_id || ""), h("td", {}, p.result || "")))));
+          h("td", {}, FG.timeEl(p.ts)), h("td", {}, p.device_id || ""), h("td", {}, p.operator_id || ""), h("td", {}, p.order_id || ""), h("td", {}, p.result || "")))));
     } catch (e) {
       FG.feedback($("feedback"), "bad", FG.codeTitle(e.code), e.message, false);
     }
@@ -258,13 +263,13 @@
     });
     $("recall-form").addEventListener("submit", (e) => { e.preventDefault(); recall($("recall-lot").value.trim()); });
     const day = $("export-day");
-    day.value = new Date().toISOString().slice(0, 10);
+    day.value = new Date(Date.now() + FG.state.offset).toISOString().slice(0, 10);  // the export's day is UTC
     const link = () => { $("export-link").href = "/api/v1/supervisor/export.csv?day=" + encodeURIComponent(day.value); };
     day.addEventListener("change", link);
     link();
     PasswordLogin(["supervisor"], () => {
       handle = FG.stream("/api/v1/supervisor/stream", render);
-    }, () => { if (handle) handle.close(); });
+    }, () => { if (handle) handle.close(); }, "only_supervisors");
   }
 
   start();

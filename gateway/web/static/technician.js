@@ -9,6 +9,9 @@
 
   const tag = (kind, icon, text) => h("span", { class: "tag " + kind }, icon + " " + text);
   const state = (online) => (online ? tag("good", "\u2714", t("online")) : tag("bad", "\u2716", t("offline")));
+  // a device's own words for its state ("answering", "link up", "printed"...) and a module's mode, translated
+  // where the page knows them; anything else (an error sentence from a driver) is shown as the gateway said it
+  const word = (prefix, v) => (v ? FG.tv(prefix, v) : "");
   const table = (heads, rows) => (rows.length ? h("table", {}, h("thead", {}, h("tr", {}, heads.map((k) => h("th", {}, t(k))))),
     h("tbody", {}, rows)) : h("p", { class: "muted" }, t("none")));
 
@@ -27,18 +30,19 @@
     data = d;
     $("gw-name").textContent = d.gateway.site + " / " + d.gateway.gateway;
     $("devices").replaceChildren(table(["device", "kind", "state", "detail", "errors", "scans", "rejects"], d.devices.map((x) => h("tr", { "data-device": x.device_id },
-      h("td", {}, x.device_id), h("td", {}, x.kind), h("td", {}, state(x.online)), h("td", {}, x.detail), h("td", {}, x.errors),
+      h("td", {}, x.device_id), h("td", { "data-kind": x.kind }, FG.tv("dev_", x.kind)), h("td", {}, state(x.online)),
+      h("td", { "data-detail": x.detail || "" }, word("detail_", x.detail)), h("td", {}, x.errors),
       h("td", {}, x.scans), h("td", {}, x.rejects)))));
     $("buses").replaceChildren(...(d.buses.length ? d.buses.map((b) => h("div", { class: "card", "data-bus": b.bus },
       h("h3", {}, b.bus, " ", state(b.link_up), " ", h("span", { class: "muted" }, `${t("transactions")} ${b.transactions} · ${t("misses")} ${b.misses}`)),
       table(["device", "state", "mode", "transactions", "misses", ""], b.modules.map((m) => h("tr", { "data-module": m.module_id },
-        h("td", {}, m.module_id), h("td", {}, state(m.online)), h("td", {}, m.mode || ""), h("td", {}, m.transactions), h("td", {}, m.misses),
+        h("td", {}, m.module_id), h("td", {}, state(m.online)), h("td", { "data-mode": m.mode || "" }, word("mode_", m.mode)), h("td", {}, m.transactions), h("td", {}, m.misses),
         h("td", {}, h("button", { class: "small", onclick: () => drive("POST", m.module_id, "identify") }, t("identify")), " ",
           h("button", { class: "small", onclick: () => drive("GET", m.module_id, "identity") }, t("identity")), " ",
           h("button", { class: "small", onclick: () => drive("POST", m.module_id, "self-test") }, t("self_test")))))))) : [h("p", { class: "muted" }, t("none"))]));
     $("scanners").replaceChildren(...(d.scanners.length ? d.scanners.map((s) => h("div", {},
       h("h3", {}, s.device_id, " ", state(s.online)),
-      table(["when", "raw", "result", "message"], s.last_scans.map((x) => h("tr", {}, h("td", {}, x.ts), h("td", {}, h("code", {}, x.raw)),
+      table(["when", "raw", "result", "message"], s.last_scans.map((x) => h("tr", {}, h("td", {}, FG.timeEl(x.ts)), h("td", {}, h("code", {}, x.raw)),
         h("td", {}, x.ok ? tag("good", "\u2714", t("ok")) : tag("bad", "\u2716", FG.codeTitle(x.code))), h("td", {}, x.message)))))) : [h("p", { class: "muted" }, t("none"))]));
   }
 
@@ -48,5 +52,5 @@
 
   document.addEventListener("fg:lang", () => { if (data) render(data); });
   PasswordLogin(["technician", "supervisor"], () => { poll(); timer = setInterval(poll, 3000); },
-    () => { if (timer) clearInterval(timer); timer = null; });
+    () => { if (timer) clearInterval(timer); timer = null; }, "only_technicians");
 })();
