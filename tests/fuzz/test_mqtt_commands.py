@@ -322,18 +322,37 @@ def strict_json(obj: Any) -> None:
     json.dumps(obj, allow_nan=False)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_loads(payload: bytes) -> Any:
+    """JSON as RFC 8259 has it (and SPEC §1 by it): UTF-8, no NaN or Infinity, no lone surrogate. Python's json
+    module takes all three; the gateway does not (a surrogate cmd_id once stopped it at every restart)."""
+    # A leading BOM: RFC 8259 lets a parser ignore it (the gateway does, as Python's json module did for bytes).
+    data = json.loads(payload.decode("utf-8").removeprefix("\ufeff"), parse_constant=_no_constant)
+    json.dumps(data, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
+    return data
+
+
 def parse_cmd_id(payload: bytes) -> str | bool | None:
     """The payload's valid cmd_id, None without one, False if the payload cannot be read whole."""
     if len(payload) > MAX_PAYLOAD:
         return False
     try:
-        data = json.loads(payload)
+        data = strict_loads(payload)
     except ValueError:
         return None
     except RecursionError:
         return False
     cmd_id = data.get("cmd_id") if isinstance(data, dict) else None
     return cmd_id if isinstance(cmd_id, str) and 1 <= len(cmd_id) <= 128 else None
+
+
+def carried(cmd_id: str, payload: bytes) -> bool:
+    """SPEC §1: a refusal for want of a valid cmd_id carries null "or the cmd_id it did carry": the answered one
+    must be text the payload holds as a cmd_id's value."""
+    return b'"cmd_id"' in payload and json.dumps(cmd_id, ensure_ascii=False).encode()[1:-1] in payload
 
 
 def check_result(r: dict[str, Any], names: set[str], payload: bytes) -> None:
@@ -351,6 +370,8 @@ def check_result(r: dict[str, Any], names: set[str], payload: bytes) -> None:
         assert not r["ok"] and r["error"]["code"] == "invalid_payload", r
     elif r["cmd_id"] is None:
         assert cmd_id is None and not r["ok"] and r["error"]["code"] == "invalid_payload", r
+    elif cmd_id is None:  # no valid cmd_id, but it carried one (not JSON, or too long): echoed, refused
+        assert not r["ok"] and r["error"]["code"] == "invalid_payload" and carried(r["cmd_id"], payload), r
     else:
         assert r["cmd_id"] == cmd_id, (r, payload[:200])
     if not r["ok"]:
