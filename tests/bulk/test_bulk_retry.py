@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,22 @@ async def stored_replace(s: FloorService, clock: ManualClock, results: list[dict
     await s.execute(partial(accept, applier, cmd, json.dumps(body)))
     return applier
 
+
+
+def fail_first_cleanup(j: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """The first clearing of a done set's parts fails as on a full disk (the journal's job is real otherwise);
+    returns how many failed so far."""
+    real_run_job = j.run_job
+    failed = 0
+
+    async def run_job(fn: Any) -> Any:
+        nonlocal failed
+        if "cleanup" in getattr(fn, "__qualname__", "") and not failed:
+            failed += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return await real_run_job(fn)
+    monkeypatch.setattr(j, "run_job", run_job)
+    return lambda: failed
 
 async def test_a_chunk_that_fails_to_commit_leaves_the_old_master_data_and_the_set_finishes_later(
         tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,18 +158,9 @@ async def test_a_set_whose_clean_up_fails_is_answered_and_never_applied_twice(
     old_gen = s.floor.md_gen
     results: list[dict[str, Any]] = []
     applier = await stored_replace(s, clock, results)
-    real_run_job = j.run_job
-    failed = 0
-
-    async def run_job(fn: Any) -> Any:
-        nonlocal failed
-        if "cleanup" in getattr(fn, "__qualname__", "") and not failed:
-            failed += 1
-            raise sqlite3.OperationalError("database or disk is full")
-        return await real_run_job(fn)
-    monkeypatch.setattr(j, "run_job", run_job)
+    failed = fail_first_cleanup(j, monkeypatch)
     await applier._apply("big")
-    assert failed == 1 and [r["status"] for r in results] == ["done"]
+    assert failed() == 1 and [r["status"] for r in results] == ["done"]
     assert s.floor.md_gen == old_gen + 1
 
     restarted = BulkApplier(s, clock, results.append, chunk=20)  # the next start finds the parts still stored

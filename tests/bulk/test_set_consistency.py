@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from gateway.service import FloorService
 from simulators.hub import HubSim
 from tests.brokers import Broker
 from tests.bulk.test_bulk_resume import open_service
+from tests.bulk.test_bulk_retry import fail_first_cleanup
 from tests.conftest import order, until
 from tests.sync.conftest import gateway_config, running_gateway, running_hub
 
@@ -254,21 +254,12 @@ async def test_a_new_set_waits_busy_until_the_done_sets_parts_are_cleared(
     results: list[dict[str, Any]] = []
     applier = await applying(s, clock, results)
     applier.retry_s = 0.2
-    real_run_job = j.run_job
-    failed = 0
-
-    async def run_job(fn: Any) -> Any:
-        nonlocal failed
-        if "cleanup" in getattr(fn, "__qualname__", "") and not failed:
-            failed += 1
-            raise sqlite3.OperationalError("database or disk is full")
-        return await real_run_job(fn)
-    monkeypatch.setattr(j, "run_job", run_job)
+    failed = fail_first_cleanup(j, monkeypatch)
     runner = asyncio.create_task(applier.run())
     try:
         await submit(s, applier, MD, {"cmd_id": "b-1", **md_part("b", 1, 1, "B-1")})
         await until(lambda: bool(dones(results)), "the first set's done result", timeout=30)
-        assert failed == 1
+        assert failed() == 1
         new = {"cmd_id": "b-2", **md_part("b", 1, 1, "B-2")}
         answer = await submit(s, applier, MD, new)
         assert answer["ok"] is False and answer["error"]["code"] == "busy", answer
