@@ -192,9 +192,11 @@ def supervisor(web: WebState) -> dict[str, Any]:
                       # What was decided, as stored then; and, for a task still waiting, why nobody gets it now.
                       "decision": decision_of(web, task),
                       "choice": choice_of(web, task.task_id, at.mono) if task.state == TASK_OPEN else None})
+    # `verified`: units verified before the review; with none, there is nothing to approve (ship), only repack.
     reviews = [{"order_id": o.order_id, "reason": o.review.get("reason") or "weight_deviation",
                 **{k: o.review.get(k) for k in ("station", "operator_id", "expected_g", "actual_g", "deviation_pct",
-                                                "missing")}}
+                                                "missing")},
+                "verified": sum(int(i.get("qty") or 0) for i in (o.review.get("items") or []))}
                for o in floor.orders.values() if o.review is not None]
     return {
         "gateway": gateway_info(web),

@@ -164,3 +164,25 @@ async def test_the_supervisor_sees_which_serial_is_missing(tmp_path: Path) -> No
         await password_login(sup, gate.base, "/supervisor", "s1", SUPERVISOR_PW)
         cell = sup.locator('#reviews tr[data-review="O-S"] td').nth(4)
         await expect(cell).to_contain_text("missing: 1 \u00d7 SKU-SER Serial S-1")
+
+
+
+async def test_a_review_with_nothing_verified_offers_repack_only(tmp_path: Path) -> None:
+    """Every unit reported missing: approving would ship an empty parcel (the gateway refuses it), so the page
+    offers only Repack; a review with units verified still offers both."""
+    clock = ManualClock(datetime.now(UTC))
+    cfg = web_config(tmp_path, packing={"missing_code": CODE})
+    async with gateway(cfg, clock=clock) as gate, chromium() as browser:
+        await picked_order(gate, "O-E", [(1, "SKU-1", 1)], ["4006381333931"])
+        packer, _ = await badge_client(gate, "BADGE-K1", "pack-1")
+        try:
+            for i, text in enumerate(["O-E", CODE]):
+                r = await packer.post("/api/v1/pack/pack-1/scan", json={"action_id": f"pack-e-{i}", "text": text})
+                assert r.status_code == 200 and r.json()["ok"], (text, r.text)
+        finally:
+            await packer.aclose()
+        sup = await browser.new_page(viewport={"width": 1280, "height": 800})
+        await password_login(sup, gate.base, "/supervisor", "s1", SUPERVISOR_PW)
+        row = sup.locator('#reviews tr[data-review="O-E"]')
+        await expect(row.locator("button", has_text="Repack")).to_be_visible()
+        await expect(row.locator("button", has_text="Approve")).to_have_count(0)

@@ -178,7 +178,9 @@
         h("td", {}, r.reason === "items_missing"
           ? tag("bad", "\u26A0", t("missing_units") + ": " + (r.missing || []).map(missingText).join(", "))
           : tag("warn", "\u26A0", (r.deviation_pct > 0 ? "+" : "") + r.deviation_pct + "%")),
-        h("td", {}, h("button", { class: "small primary", onclick: () => act(`/api/v1/supervisor/reviews/${encodeURIComponent(r.order_id)}`, { decision: "approve" }) }, t("approve")), " ",
+        h("td", {}, r.verified > 0 || r.reason !== "items_missing"  // an empty parcel cannot be shipped: repack only
+          ? h("button", { class: "small primary", onclick: () => act(`/api/v1/supervisor/reviews/${encodeURIComponent(r.order_id)}`, { decision: "approve" }) }, t("approve"))
+          : "", " ",
           h("button", { class: "small", onclick: () => act(`/api/v1/supervisor/reviews/${encodeURIComponent(r.order_id)}`, { decision: "repack" }) }, t("repack")))))));
   }
 
