@@ -363,3 +363,23 @@ async def test_another_badge_scanned_on_the_pda_carries_the_page_on_as_that_pick
         await expect(pda.locator("#scan")).to_be_focused()
         pickers = [s.operator_id for s in gate.service.floor.sessions.values() if s.station == "pick"]
         assert pickers == ["p2"]
+
+
+async def test_a_language_chosen_by_hand_ends_with_the_session_on_a_shared_pda(tmp_path: Path) -> None:
+    """One picker switched the PDA to Chinese by hand and logged out; the next (master data: English) got
+    Chinese. The hand-chosen language is now the session's, and the next login gets their own."""
+    async with gateway(web_config(tmp_path)) as gate, chromium() as browser:
+        context = await browser.new_context(viewport=PDA, has_touch=True, is_mobile=True)
+        pda = await context.new_page()
+        await pda.goto(gate.base + "/pda")
+        await expect(pda.locator("#badge")).to_be_focused()
+        await wedge(pda, "BADGE-P2")  # p2 reads Chinese (master data)
+        await expect(pda.locator("#work")).to_be_visible()
+        await expect(pda.locator("#lang")).to_have_value("zh")
+        await pda.select_option("#lang", "en")  # by hand
+        await expect(pda.locator("#lang")).to_have_value("en")
+        await pda.click("#logout")
+        await expect(pda.locator("#badge")).to_be_focused()
+        await wedge(pda, "BADGE-P2")  # the next session: master data's language again
+        await expect(pda.locator("#work")).to_be_visible()
+        await expect(pda.locator("#lang")).to_have_value("zh")

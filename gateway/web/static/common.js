@@ -232,6 +232,8 @@ const FG = (() => {
 
   function logoutLocal() {
     state.me = null;
+    // A language chosen by hand was this person's: on a shared PDA the next one gets their own (master data).
+    localStorage.removeItem("fg_lang_manual");
     state.outboxes.forEach((o) => o.clear());
     state.streams.forEach((s) => s.close());
     state.streams = [];
