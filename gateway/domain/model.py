@@ -376,16 +376,20 @@ class PickerState:
     on_break: bool = False
     slots: dict[str, int] = field(default_factory=dict)  # zone -> light slot (colour and pattern)
     in_hand: tuple[str, int] | None = None  # (task_id, line_no) whose location was scanned last
+    # Orders cancelled while this picker had units of them in a tote: what to put back, shown on their PDA
+    # until their next accepted scan or confirm (the supervisor's "return to stock" keeps the full list).
+    put_back: list[dict[str, Any]] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
         return _drop_none({"operator_id": self.operator_id, "on_break": self.on_break, "slots": self.slots,
-                           "in_hand": list(self.in_hand) if self.in_hand else None})
+                           "in_hand": list(self.in_hand) if self.in_hand else None,
+                           "put_back": self.put_back or None})
 
     @classmethod
     def from_doc(cls, d: dict[str, Any]) -> PickerState:
         ih = d.get("in_hand")
         return cls(d["operator_id"], d.get("on_break", False), dict(d.get("slots", {})),
-                   (ih[0], int(ih[1])) if ih else None)
+                   (ih[0], int(ih[1])) if ih else None, list(d.get("put_back") or []))
 
 
 @dataclass(slots=True)

@@ -148,6 +148,8 @@ def cancel_order(floor: Floor, change: Change, order_id: str, reason: str,
             if operator:
                 data["operator_id"] = operator
             change.emit("task.cancelled", data, order_id)
+            if operator:
+                _tell_to_put_back(floor, change, operator, task, order)
             if on_task_stopped is not None:
                 on_task_stopped(task)
     order.holds = []
@@ -164,6 +166,17 @@ def cancel_order(floor: Floor, change: Change, order_id: str, reason: str,
     from gateway.domain.packing import free_station_of  # packing builds on this module
     free_station_of(floor, change, order_id)
     return {"order_id": order_id, "state": CANCELLED, "changed": True}
+
+
+def _tell_to_put_back(floor: Floor, change: Change, operator_id: str, task: Task, order: Order) -> None:
+    """The picker has units of a cancelled order in hand or in its tote: their PDA says which to put back."""
+    units = [{"sku": line.sku, "qty": sum(p.qty for p in line.picks), "location": line.location}
+             for no in task.line_nos for line in [order.line(no)] if line is not None and line.picks]
+    if not units:
+        return
+    picker = floor.picker(operator_id)
+    picker.put_back = [*picker.put_back, {"order_id": order.order_id, "tote": task.tote, "units": units}][-10:]
+    change.save("picker", operator_id, picker)
 
 
 def is_ready_for_packing(order: Order) -> bool:

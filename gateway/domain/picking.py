@@ -192,6 +192,7 @@ def finish_line(floor: Floor, change: Change, task: Task, order: Order, line: Li
     line.done_at = at.ts
     line.done_mono = at.mono
     change.save("order", order.order_id, order)
+    put_back_seen(floor, change, operator)
     picker = floor.pickers.get(operator)
     if picker is not None and picker.in_hand == (task.task_id, line.line_no):
         picker.in_hand = None
@@ -207,11 +208,21 @@ def finish_line(floor: Floor, change: Change, task: Task, order: Order, line: Li
 def pick_scan(floor: Floor, change: Change, session: Session, bc: Barcode, at: At) -> Outcome:
     op = session.operator_id
     try:
-        return _pick_scan(floor, change, op, bc, at)
+        out = _pick_scan(floor, change, op, bc, at)
     except Refused as e:
         hand = _in_hand(floor, op)
         _error_lights(floor, change, op, hand[2] if hand else None)
         raise e
+    put_back_seen(floor, change, op)
+    return out
+
+
+def put_back_seen(floor: Floor, change: Change, operator_id: str | None) -> None:
+    """The picker works on (a scan taken, a line closed): the notice of units to put back has been read."""
+    picker = floor.pickers.get(operator_id) if operator_id else None
+    if picker is not None and picker.put_back:
+        picker.put_back = []
+        change.save("picker", picker.operator_id, picker)
 
 
 def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Outcome:
@@ -399,7 +410,8 @@ def picker_view(floor: Floor, operator_id: str) -> dict[str, Any]:
                       "item_scanned": line.item is not None, "on_hold": order.state == ON_HOLD,
                       "lit": _is_lit(floor, task, line)})
     lines.sort(key=lambda x: (not x["in_hand"], not x["lit"], x["task_id"], x["line_no"]))
-    return {"operator_id": operator_id, "lines": lines}
+    picker = floor.pickers.get(operator_id)
+    return {"operator_id": operator_id, "lines": lines, "put_back": list(picker.put_back) if picker else []}
 
 
 def key_press(floor: Floor, change: Change, task_id: str, line_no: int, kind: str, qty: int, adjusted: bool,

@@ -493,3 +493,19 @@ async def test_one_unit_too_many_on_a_complete_line_is_over_scan_not_wrong_item(
     assert (await h.item("scan-1", "4006381333931")).ok  # line 1 complete
     extra = await h.item("scan-1", "4006381333931")
     assert extra.code == "over_scan" and "line 1 of order O-1" in extra.message and "already complete" in extra.message
+
+
+async def test_a_cancelled_order_tells_its_picker_what_to_put_back_until_they_work_on(h: Harness) -> None:
+    from gateway.domain.picking import picker_view
+
+    await h.picker_with_task(lines=[(1, "SKU-1", 2), (2, "SKU-2", 1)])
+    assert (await h.scan("scan-1", "TOTE-7")).ok
+    assert (await h.item("scan-1", "4006381333931")).ok  # 1 of 2 in the tote
+    assert (await h.cmd("order.cancel", {"order_id": "O-1", "reason": "customer"}))["ok"]
+    back = picker_view(h.floor, "p1")["put_back"]
+    assert back == [{"order_id": "O-1", "tote": "TOTE-7", "units": [{"sku": "SKU-1", "qty": 1, "location": "A-01-01"}]}]
+    await h.order("O-2", [(1, "SKU-2", 1)])
+    await h.tick()
+    assert picker_view(h.floor, "p1")["put_back"] == back  # still shown: not worked on yet
+    assert (await h.item("scan-1", "05012345678900")).ok  # the next accepted scan: read
+    assert picker_view(h.floor, "p1")["put_back"] == []

@@ -383,3 +383,22 @@ async def test_a_language_chosen_by_hand_ends_with_the_session_on_a_shared_pda(t
         await wedge(pda, "BADGE-P2")  # the next session: master data's language again
         await expect(pda.locator("#work")).to_be_visible()
         await expect(pda.locator("#lang")).to_have_value("zh")
+
+
+async def test_the_pda_says_what_to_put_back_when_an_order_is_cancelled_mid_pick(tmp_path: Path) -> None:
+    """The hub cancelled a half-picked order: its lines vanished from the PDA with no word about the unit in the
+    tote. The PDA now says which units to put back, until the picker's next scan."""
+    async with gateway(web_config(tmp_path)) as gate, chromium() as browser:
+        await gate.order("O-1", [(1, "SKU-1", 2)])
+        pda = await open_in(browser, gate, "/pda", "en", viewport=PDA, has_touch=True, is_mobile=True)
+        await expect(pda.locator("#badge")).to_be_focused()
+        await wedge(pda, "BADGE-P1")
+        await expect(pda.locator("#loc")).to_have_text("A-01-01")
+        await wedge(pda, GTIN_1)
+        await expect(pda.locator("#progress")).to_contain_text("1")
+        assert (await gate.cmd("order.cancel", {"order_id": "O-1", "reason": "customer"}))["ok"]
+        banner = pda.locator("#put-back")
+        await expect(banner).to_be_visible()
+        await expect(banner).to_contain_text("Order O-1 was cancelled")
+        await expect(banner).to_contain_text("1 \u00d7 SKU-1 \u2192 A-01-01")
+        await expect(pda.locator("#idle")).to_be_visible()  # no lines left

@@ -48,6 +48,12 @@
     $("idle").hidden = !!next;
     $("job").hidden = !next;
     $("hold-banner").hidden = !(next && next.on_hold);
+    // Orders cancelled while their units were in this picker's hands: what to put back (until the next scan).
+    const back = v.put_back || [];
+    $("put-back").hidden = !back.length;
+    $("put-back").replaceChildren(...back.map((b) => h("div", { "data-order": b.order_id },
+      "\u21A9 ", t("put_back", { order: b.order_id, tote: b.tote || "—" }), " ",
+      b.units.map((u) => u.qty + " \u00D7 " + u.sku + (u.location ? " → " + u.location : "")).join(", "))));
     $("confirm").disabled = !next;
     $("short").disabled = !next;
     if (next) {
