@@ -201,8 +201,12 @@ class Demo:
         assert app is not None and app.service is not None and app.journal is not None
         floor = app.service.floor
         states = Counter(o.state for o in floor.orders.values())
-        out: dict[str, Any] = {"orders": dict(states), "last_seq": app.journal.last_seq,
-                               "devices_online": sum(d.online for d in app.registry.devices.values()),
+        # A PTL bus's state is its link's (as on the technician page): its registry entry carries no status, and
+        # counted as is it showed the whole demo one device short ("49 / 50").
+        buses = app.fleet.ptl.buses if app.fleet is not None and app.fleet.ptl is not None else {}
+        online = sum(d.online for d in app.registry.devices.values() if d.device_id not in buses)
+        online += sum(bus.link_up for bus in buses.values())
+        out: dict[str, Any] = {"orders": dict(states), "last_seq": app.journal.last_seq, "devices_online": online,
                                "devices": len(app.registry.devices), "alarms": len(floor.alarms)}
         if self.hub is not None:
             view = self.hub.journals.get(app.journal.journal_id)
