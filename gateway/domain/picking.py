@@ -131,19 +131,13 @@ def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Ord
             raise Refused("over_scan", f"one too many: line {line.line_no} of order {order.order_id} ({line.sku}) "
                                        "is already complete; put the unit back")
         raise Refused("wrong_item", f"{bc.sku or bc.gtin} is not on your pick list")
-    # SPEC §6: the lowest line_no. Across a picker's several orders, the order the PDA shows first comes first:
-    # the picker puts the unit in the tote of the order on screen, and the lowest line_no of all orders once
-    # credited it to another order that shared the SKU.
-    shown = _task_rank(floor, operator_id)
-    return min(matches, key=lambda x: (shown.get(x[0].task_id, len(shown)), x[2].line_no, x[0].task_id))
-
-
-def _task_rank(floor: Floor, operator_id: str) -> dict[str, int]:
-    """The picker's tasks in the order their PDA shows them (picker_view): the first line's task first."""
-    rank: dict[str, int] = {}
-    for line in picker_view(floor, operator_id)["lines"]:
-        rank.setdefault(line["task_id"], len(rank))
-    return rank
+    # SPEC §6: "the lowest line_no". With several orders (or a line whose light another picker's line holds),
+    # the line the PDA shows first of that SKU: the picker puts the unit in the tote of the order on screen,
+    # and the lowest line_no of all orders once credited it to another order's tote. The PDA shows lit lines
+    # first, then by task and line_no (picker_view), so within one order with equal lights it is the lowest.
+    shown = {(x["task_id"], x["line_no"]): i for i, x in enumerate(picker_view(floor, operator_id)["lines"])}
+    return min(matches, key=lambda x: (shown.get((x[0].task_id, x[2].line_no), len(shown)), x[2].line_no,
+                                       x[0].task_id))
 
 
 def add_units(floor: Floor, change: Change, task: Task, line: Line, item: dict[str, Any], units: int,

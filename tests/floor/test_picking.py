@@ -509,3 +509,21 @@ async def test_a_cancelled_order_tells_its_picker_what_to_put_back_until_they_wo
     assert picker_view(h.floor, "p1")["put_back"] == back  # still shown: not worked on yet
     assert (await h.item("scan-1", "05012345678900")).ok  # the next accepted scan: read
     assert picker_view(h.floor, "p1")["put_back"] == []
+
+
+async def test_an_item_scan_goes_to_the_lit_line_the_pda_shows_before_an_unlit_one(h: Harness) -> None:
+    """A review of the rule above: ranking whole orders by their first line sent the unit to an unlit line of
+    the order shown first, while the lit line of that SKU (another order) stood higher on the PDA."""
+    from gateway.domain.picking import picker_view
+
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-B", [(1, "SKU-1", 1)], value_cents=900000, customer_level=3)  # takes the SKU-1 module
+    await h.tick()
+    await h.order("O-A", [(1, "SKU-2", 1), (2, "SKU-1", 1)])
+    await h.tick()
+    view = picker_view(h.floor, "p1")["lines"]
+    first_sku1 = next(x for x in view if x["sku"] == "SKU-1")
+    assert first_sku1["lit"]
+    out = await h.item("scan-1", "4006381333931")
+    assert out.ok and (out.detail["order_id"], out.detail["line_no"]) == (first_sku1["order_id"],
+                                                                         first_sku1["line_no"])
