@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -87,9 +88,10 @@ class CommandIntake:
                 try:
                     await self.handle(msg)
                     break
-                except (JournalError, WorkerLost) as e:
+                except (JournalError, WorkerLost, sqlite3.OperationalError) as e:
                     # Not stored, not answered, not acked: try again (in order) when the journal is back (or
-                    # with a fresh bulk worker process).
+                    # with a fresh bulk worker process). A read that failed (disk I/O, out of file descriptors)
+                    # is the journal's trouble too, not the command's: it must not be refused as a defect.
                     log.warning("command waits to be stored", extra={"fields": {"topic": msg.topic,
                                                                                "error": str(e)}})
                     await asyncio.sleep(RETRY_S)

@@ -173,3 +173,26 @@ async def test_a_command_that_meets_a_defect_is_answered_and_the_gateway_runs_on
         again = await hub.command("order.cancel", {"order_id": "O-1", "reason": "x"}, cmd_id="poison-1")
         assert again["error"]["code"] == "not_found"  # handled afresh: the first answer was not stored
         assert app.journal is not None and await app.journal.command_result("poison-1") == again
+
+
+async def test_a_failed_read_of_the_journal_is_tried_again_not_refused(tmp_path: Path, broker: Broker) -> None:
+    """A read that fails (disk I/O, out of file descriptors) is the journal's trouble, not the command's: the
+    command waits and is handled, not answered `invalid_payload` and dropped (found in review)."""
+    import sqlite3
+
+    cfg = gateway_config(tmp_path, broker)
+    async with running_gateway(cfg) as app, running_hub(broker.port) as hub:
+        assert app.journal is not None
+        j = app.journal
+        real = j.command_result
+        calls = 0
+
+        async def flaky(cmd_id: str) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise sqlite3.OperationalError("disk I/O error")
+            return await real(cmd_id)
+        j.command_result = flaky  # type: ignore[method-assign]
+        r = await hub.command("order.cancel", {"order_id": "O-1", "reason": "x"}, cmd_id="flaky-1")
+        assert calls >= 2 and r["ok"] is False and r["error"]["code"] == "not_found", r
