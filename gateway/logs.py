@@ -71,10 +71,14 @@ DETAILED = ("device.", "alarm.", "scan.", "dispatch.")
 
 
 def _data_member(body: str) -> str:
+    """The event's data, without a scan's `raw`: a refused scan may be a badge code, which logs a person in
+    on the pages (the support bundle keeps raw scans out for that reason, gateway/ops/bundle.py)."""
     try:
         data = orjson.loads(body).get("data")
     except (orjson.JSONDecodeError, AttributeError):
         return ""
+    if isinstance(data, dict) and "raw" in data:
+        data = {k: v for k, v in data.items() if k != "raw"}
     text = f',"data":{dumps(data)}'
     return scrub(text) if _SECRETS else text
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers.scanner import MAX_SCAN_CHARS, RawScan, make_reader
+from drivers.scanner import RawScan, make_reader
 from gateway.config import ScannerConfig
 from gateway.devices.registry import DeviceRegistry
 from gateway.domain.barcode import escape_raw
@@ -73,10 +73,8 @@ class ScannerDevice:
             log.warning("device status not stored", extra={"fields": {"device": self.cfg.id}})
 
     async def handle(self, raw: RawScan) -> Outcome:
-        kept = escape_raw(raw.raw)
-        if raw.too_long:  # the audit trail must not pass off the kept head as the whole scan
-            kept += f" [cut: {raw.length} characters in all, the first {MAX_SCAN_CHARS} kept]"
-        scan = ScanInput(self.cfg.id, self.cfg.station, raw.text, raw.symbology, kept, raw.too_long)
+        scan = ScanInput(self.cfg.id, self.cfg.station, raw.text, raw.symbology, escape_raw(raw.raw), raw.too_long,
+                         length=raw.length)
         at = self.service.at()
         scale = self.has_scale(self.cfg.station)
 

@@ -4,10 +4,10 @@ trail whatever the answer. A refusal changes nothing but the audit trail and a `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from gateway.domain.barcode import Barcode, interpret, strip_controls
+from gateway.domain.barcode import MAX_SCAN_CHARS, Barcode, interpret, strip_controls
 from gateway.domain.change import Change
 from gateway.domain.floor import Floor
 from gateway.domain.model import At
@@ -26,11 +26,17 @@ class ScanInput:
     raw: str = ""  # escaped per SPEC, for the audit trail and scan.rejected
     too_long: bool = False
     source: str = "scanner"  # "scanner" | "page"
+    length: int = 0  # of a too-long scan, all of it (`raw` keeps its first 4096 characters)
 
 
 def interpret_scan(floor: Floor, scan: ScanInput) -> Barcode:
-    return interpret(scan.text, symbology=scan.symbology, md=floor.md, open_orders=floor.orders,
-                     totes=floor.totes, tote_pattern=floor.rules.tote_pattern, too_long=scan.too_long)
+    bc = interpret(scan.text, symbology=scan.symbology, md=floor.md, open_orders=floor.orders,
+                   totes=floor.totes, tote_pattern=floor.rules.tote_pattern, too_long=scan.too_long)
+    if scan.too_long and scan.length and bc.kind == "invalid":
+        # The reason says how long it was: `raw` (SPEC: what was scanned) keeps only the head, unmarked.
+        bc = replace(bc, reason=f"scan of {scan.length} characters is longer than {MAX_SCAN_CHARS}; rescan the "
+                                "label, or check the scanner's terminator setting")
+    return bc
 
 
 def _route(floor: Floor, change: Change, scan: ScanInput, bc: Barcode, at: At, has_scale: bool) -> Outcome:

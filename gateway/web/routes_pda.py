@@ -34,7 +34,7 @@ def scan_input(device_id: str, station: str, body_text: str) -> ScanInput:
     text = body_text.strip("\r\n")
     symbology, rest = split_aim(text)
     return ScanInput(device_id, station, rest, symbology, escape_raw(text[:MAX_SCAN]), len(text) > MAX_SCAN,
-                     source="page")
+                     source="page", length=len(text))
 
 
 def count_scan(web: WebState, answer: dict[str, Any], replayed: bool, t0: float) -> None:

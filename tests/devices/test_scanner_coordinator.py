@@ -152,7 +152,7 @@ async def test_a_reload_restarts_only_the_devices_whose_settings_changed(tmp_pat
             sim.close()
 
 
-async def test_a_scan_too_long_is_refused_and_its_cut_raw_says_so(tmp_path: Path) -> None:
+async def test_a_scan_too_long_is_refused_and_its_reason_says_how_long(tmp_path: Path) -> None:
     link = tmp_path / "scanner-1"
     sim = VirtualSerialScanner(link)
     sim.plug()
@@ -167,7 +167,8 @@ async def test_a_scan_too_long_is_refused_and_its_cut_raw_says_so(tmp_path: Path
         await app.journal.barrier()
         rejected = [d for t, d in event_types(cfg.db_path) if t == "scan.rejected"]
         assert [d["code"] for d in rejected] == ["invalid_barcode"]
-        assert rejected[0]["raw"] == "7" * 4096 + " [cut: 5000 characters in all, the first 4096 kept]"
+        assert rejected[0]["raw"] == "7" * 4096  # SPEC: what was scanned (its head), nothing added to it
+        assert rejected[0]["reason"].startswith("scan of 5000 characters is longer than 4096")
     finally:
         app.stop()
         await asyncio.wait_for(task, 30)

@@ -238,6 +238,8 @@ async def test_a_technicians_events_carry_their_data_in_the_log(service: FloorSe
         change.emit("device.offline", {"device_id": "scan-1", "kind": "scanner",
                                        "detail": "end of file: the device went away"})
         change.emit("order.received", {"lines": 2}, order_id="O-1")
+        change.emit("scan.rejected", {"device_id": "pack-scan", "code": "not_allowed", "reason": "no role",
+                                      "raw": "BADGE-P1"})
 
     out = io.StringIO()
     root = logging.getLogger()
@@ -255,4 +257,6 @@ async def test_a_technicians_events_carry_their_data_in_the_log(service: FloorSe
     assert [(r["type"], r.get("data"), r.get("order_id")) for r in lines] == [
         ("device.offline", {"device_id": "scan-1", "kind": "scanner", "detail": "end of file: the device went away"},
          None),
-        ("order.received", None, "O-1")]
+        ("order.received", None, "O-1"),
+        # a refused scan may be a badge code, which logs a person in on the pages: its raw stays out of the log
+        ("scan.rejected", {"device_id": "pack-scan", "code": "not_allowed", "reason": "no role"}, None)]
