@@ -4,6 +4,7 @@ the page's action id and is applied once (see actions.py)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated, Any
 
@@ -20,9 +21,11 @@ from gateway.web.auth import PDA_ROLES, Caller, Require, check, set_cookie
 from gateway.web.errors import ApiError
 from gateway.web.models import BreakIn, ConfirmIn, LineRef, ScanIn, ShortIn
 from gateway.web.ops import outcome_answer, pda_key, undo_line
+from gateway.web.routes_auth import me
 from gateway.web.state import WebState, web_state
 from gateway.web.views import pda
 
+log = logging.getLogger("floorgate.web")
 router = APIRouter(prefix="/api/v1/pda", tags=["pda"])
 PDA = Require(*PDA_ROLES, badge_at="pick")
 PdaCaller = Annotated[Caller, Depends(PDA)]
@@ -88,10 +91,16 @@ async def scan(body: ScanIn, request: Request, response: Response, caller: PdaCa
         # as the new one; before, the new operator was logged in on a device no page showed, and could be
         # given work nobody saw.
         operator_id = answer["detail"].get("operator_id")
-        if isinstance(operator_id, str) and operator_id != caller.operator_id:
-            token, _ = web.sessions.create(operator_id, "badge", "pick", caller.session.device_id)
+        op = web.service.floor.md.operators.get(operator_id) if isinstance(operator_id, str) else None
+        if op is not None and operator_id != caller.operator_id:
+            token, session = web.sessions.create(op.operator_id, "badge", "pick", caller.session.device_id)
             set_cookie(web, response, token)  # the new operator's own language (master data), not the last one's
-            out["switched_to"] = operator_id
+            out["switched_to"] = op.operator_id
+            # The page's next action goes out right after this answer, with the new cookie: it needs the new
+            # session's CSRF token now, not after a round trip to /auth/me.
+            out["me"] = me(web, session, op)
+            log.info("page session passed on by a badge scan", extra={"fields": {
+                "device": caller.session.device_id, "from": caller.operator_id, "to": op.operator_id}})
     return out
 
 

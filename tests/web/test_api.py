@@ -406,6 +406,7 @@ async def test_another_badge_on_the_pda_page_carries_on_as_that_picker(tmp_path:
         try:
             r = await post(c, "/api/v1/pda/scan", text="BADGE-P2")
             assert r["ok"] and r["switched_to"] == "p2", r
+            assert r["me"]["operator_id"] == "p2" and r["me"]["csrf"]  # the next action needs the new token at once
             who = (await c.get("/api/v1/auth/me")).json()  # the client keeps the new cookie
             assert who["operator_id"] == "p2" and who["language"] == "zh"  # p2's own, from master data
             device = me["device_id"]

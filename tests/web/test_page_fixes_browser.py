@@ -356,13 +356,17 @@ async def test_another_badge_scanned_on_the_pda_carries_the_page_on_as_that_pick
         await wedge(pda, "BADGE-P1")
         await expect(pda.locator("#work")).to_be_visible()
         await expect(pda.locator("#who")).to_have_text("Ana")
+        await gate.order("O-1", [(1, "SKU-1", 2)])
         await wedge(pda, "BADGE-P2")
+        await wedge(pda, GTIN_1)  # at once: sent right after the switch, with the new session's CSRF token
         await expect(pda.locator("#who")).to_have_text("Bo")
         await expect(pda.locator("#work")).to_be_visible()
         await expect(pda.locator("#login")).to_be_hidden()
         await expect(pda.locator("#scan")).to_be_focused()
         pickers = [s.operator_id for s in gate.service.floor.sessions.values() if s.station == "pick"]
         assert pickers == ["p2"]
+        fb = pda.locator("#feedback")
+        await expect(fb).not_to_contain_text("CSRF")  # the scan after the badge was not refused
 
 
 async def test_a_language_chosen_by_hand_ends_with_the_session_on_a_shared_pda(tmp_path: Path) -> None:

@@ -89,11 +89,14 @@
       return;
     }
     if (answer.switched_to) {
-      // Another picker's badge: the gateway carries the page on as them (a new session cookie). The old
-      // session's stream is closed first, so its "logout" cannot send the new picker to the badge screen.
+      // Another picker's badge: the gateway carries the page on as them (a new session cookie). Their session
+      // (CSRF token included) is taken at once, before the outbox sends the next scan; the old session's
+      // stream is closed first, so its "logout" cannot send the new picker to the badge screen.
       FG.state.streams.forEach((s) => s.close());
       FG.state.streams = [];
-      FG.me().then((me) => (me ? showWork() : showLogin()));
+      FG.state.me = answer.me;
+      if (!localStorage.getItem("fg_lang_manual")) FG.setLang(answer.me.language, false);
+      showWork();
       return;
     }
     refresh();
