@@ -224,7 +224,7 @@ class App:
             return
         try:
             cfg = load_config(self.config_path)
-            check_start(cfg, str(self.config_path))
+            check_start(cfg, str(self.config_path), data_dir=False)
         except ConfigError as e:
             log.error("SIGHUP: the new config is not valid; keeping the running one",
                       extra={"fields": {"error": str(e)}})

@@ -16,6 +16,7 @@ import pickle
 import sqlite3
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -181,7 +182,7 @@ class BulkApplier:
         try:
             head, _ = (bulkwork.count(payload, LIST_ORDER) if _inline(int(items or 0), payload)
                        else await self.worker.run(bulkwork.count, payload, LIST_ORDER))
-        except (ValueError, bulkwork.WorkerLost):
+        except (ValueError, zlib.error, bulkwork.WorkerLost):
             return None  # unreadable: the set fails when it is applied, and is answered then
         mode = head.get("mode")
         return mode if isinstance(mode, str) else None

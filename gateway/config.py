@@ -458,10 +458,11 @@ def referenced_files(cfg: Config) -> list[tuple[str, str]]:
     return [(key, path) for key, path in files if path]
 
 
-def check_start(cfg: Config, file: str) -> None:
+def check_start(cfg: Config, file: str, data_dir: bool = True) -> None:
     """What `floorgate run` needs beyond a well-formed config: the files it names, readable, and a data
     directory it can make. Checked before anything starts, so that a typo in a path is a `bad config` naming the
-    key, not a traceback halfway through the start (`floorgate doctor` reports the same, and more)."""
+    key, not a traceback halfway through the start (`floorgate doctor` reports the same, and more). A SIGHUP
+    passes `data_dir=False`: a new data_dir applies only after a restart, so it is not made then."""
     for key, path in referenced_files(cfg):
         f = Path(path)
         if not f.exists():
@@ -470,6 +471,8 @@ def check_start(cfg: Config, file: str) -> None:
             raise ConfigError(file, key, f"expected a file; {path} is not a regular file")
         if not os.access(f, os.R_OK):
             raise ConfigError(file, key, f"expected a file this user can read; {path} cannot be read")
+    if not data_dir:
+        return
     d = Path(cfg.data_dir)
     if not d.is_absolute():
         raise ConfigError(file, "data_dir", f"expected an absolute path (a service's working directory is not "
