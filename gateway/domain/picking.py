@@ -371,6 +371,7 @@ def undo(floor: Floor, change: Change, task_id: str, line_no: int, by: str, at: 
     if age > window:
         raise Refused("not_allowed", f"the undo window of {window:.0f} s is over")
     qty = line.picked
+    picked = [{"sku": line.sku, "qty": qty, "location": line.location}] if qty else []
     for p in line.picks:
         for s in p.serials:
             floor.serials.discard((line.sku, s))
@@ -384,6 +385,13 @@ def undo(floor: Floor, change: Change, task_id: str, line_no: int, by: str, at: 
     change.emit("pick.line_undone", {"task_id": task_id, "line_no": line_no, "qty": qty,
                                      "operator_id": task.operator_id or "", "by": by}, order.order_id)
     change.save("order", order.order_id, order)
+    if task.operator_id and by != task.operator_id and picked:
+        # Undone by someone else (a supervisor): the picker's PDA says so, or the line just reappears under
+        # the picker's own green answer of a moment ago.
+        picker = floor.picker(task.operator_id)
+        picker.put_back = [*picker.put_back, {"order_id": order.order_id, "tote": task.tote, "units": picked,
+                                              "undone_line": line_no, "by": by}][-10:]
+        change.save("picker", task.operator_id, picker)
     if task.state == TASK_COMPLETED:
         reopen(floor, change, task, at)
     from gateway.domain.lights import claim

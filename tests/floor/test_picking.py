@@ -527,3 +527,19 @@ async def test_an_item_scan_goes_to_the_lit_line_the_pda_shows_before_an_unlit_o
     out = await h.item("scan-1", "4006381333931")
     assert out.ok and (out.detail["order_id"], out.detail["line_no"]) == (first_sku1["order_id"],
                                                                          first_sku1["line_no"])
+
+
+async def test_a_supervisors_undo_is_told_on_the_pickers_pda_and_their_own_is_not(h: Harness) -> None:
+    from gateway.domain.picking import picker_view
+
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
+    assert (await h.item("scan-1", "4006381333931")).ok
+    assert (await h.undo(task, 1, by="p1")).ok  # their own: they know
+    assert picker_view(h.floor, "p1")["put_back"] == []
+    assert (await h.item("scan-1", "4006381333931")).ok
+    assert (await h.undo(task, 1, by="s1")).ok
+    assert picker_view(h.floor, "p1")["put_back"] == [
+        {"order_id": "O-1", "tote": None, "units": [{"sku": "SKU-1", "qty": 1, "location": "A-01-01"}],
+         "undone_line": 1, "by": "s1"}]
+    assert (await h.item("scan-1", "4006381333931")).ok  # picked again: read
+    assert picker_view(h.floor, "p1")["put_back"] == []

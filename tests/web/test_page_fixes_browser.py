@@ -26,6 +26,7 @@ from tests.web.conftest import (
     Gate,
     chromium,
     gateway,
+    password_client,
     picked_order,
     web_config,
 )
@@ -406,3 +407,25 @@ async def test_the_pda_says_what_to_put_back_when_an_order_is_cancelled_mid_pick
         await expect(banner).to_contain_text("Order O-1 was cancelled")
         await expect(banner).to_contain_text("1 \u00d7 SKU-1 \u2192 A-01-01")
         await expect(pda.locator("#idle")).to_be_visible()  # no lines left
+
+
+async def test_the_pda_says_when_a_supervisor_undid_a_line(tmp_path: Path) -> None:
+    """The line reappeared under the picker's own green "OK" of a moment ago, with no word of the undo."""
+    async with gateway(web_config(tmp_path)) as gate, chromium() as browser:
+        await gate.order("O-1", [(1, "SKU-1", 1), (2, "SKU-2", 1)])
+        pda = await open_in(browser, gate, "/pda", "en", viewport=PDA, has_touch=True, is_mobile=True)
+        await expect(pda.locator("#badge")).to_be_focused()
+        await wedge(pda, "BADGE-P1")
+        await expect(pda.locator("#loc")).to_have_text("A-01-01")
+        await wedge(pda, GTIN_1)
+        await expect(pda.locator("#loc")).to_have_text("A-01-02")  # line 1 done
+        s, _ = await password_client(gate, "s1", SUPERVISOR_PW)
+        try:
+            r = await s.post("/api/v1/supervisor/undo", json={"action_id": "undo-by-s1-0001", "task_id": "O-1~zone-a",
+                                                            "line_no": 1})
+            assert r.status_code == 200 and r.json()["ok"], r.text
+        finally:
+            await s.aclose()
+        banner = pda.locator("#put-back")
+        await expect(banner).to_contain_text("s1 undid line 1 of order O-1")
+        await expect(banner).to_contain_text("1 \u00d7 SKU-1")

@@ -52,7 +52,9 @@
     const back = v.put_back || [];
     $("put-back").hidden = !back.length;
     $("put-back").replaceChildren(...back.map((b) => h("div", { "data-order": b.order_id },
-      "\u21A9 ", t("put_back", { order: b.order_id, tote: b.tote || "—" }), " ",
+      "\u21A9 ", b.undone_line
+        ? t("undone_by", { line: b.undone_line, order: b.order_id, by: b.by, tote: b.tote || "—" })
+        : t("put_back", { order: b.order_id, tote: b.tote || "—" }), " ",
       b.units.map((u) => u.qty + " \u00D7 " + u.sku + (u.location ? " → " + u.location : "")).join(", "))));
     $("confirm").disabled = !next;
     $("short").disabled = !next;
