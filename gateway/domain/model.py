@@ -376,8 +376,9 @@ class PickerState:
     on_break: bool = False
     slots: dict[str, int] = field(default_factory=dict)  # zone -> light slot (colour and pattern)
     in_hand: tuple[str, int] | None = None  # (task_id, line_no) whose location was scanned last
-    # Orders cancelled while this picker had units of them in a tote: what to put back, shown on their PDA
-    # until their next accepted scan or confirm (the supervisor's "return to stock" keeps the full list).
+    # What others did to this picker's work, shown on their PDA until their next accepted scan or closed line:
+    # orders cancelled while their units were in the picker's tote (what to put back; the supervisor's "return
+    # to stock" keeps the full list), and lines a supervisor undid (`undone_line`, `by`: take out, pick again).
     put_back: list[dict[str, Any]] = field(default_factory=list)
 
     def to_doc(self) -> dict[str, Any]:
