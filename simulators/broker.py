@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,9 +21,29 @@ def available() -> bool:
 
 
 def free_port() -> int:
+    """A free loopback port for a server started a moment later, chosen below the kernel's ephemeral range. Port
+    0 hands out an ephemeral port, which any outgoing connection made in between (a broker client, a Modbus
+    link) may take before the server binds it: a test's web server once failed so ("address already in use")."""
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(64) if low > 10_001 else ():
+        port = rng.randrange(10_000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 class Broker:
