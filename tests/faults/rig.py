@@ -309,6 +309,8 @@ async def floor_rig(tmp: Path, *, seed: int = SEED, via_proxy: bool = False, bro
             finally:
                 await floor.stop()
     finally:
-        if gw is not None:
-            await gw.kill()
-        broker.stop()
+        try:
+            if gw is not None:
+                await gw.kill()  # raises again what stopped a gateway that failed to start
+        finally:
+            broker.stop()  # left running (by PID) when the gateway's start had failed
