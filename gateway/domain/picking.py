@@ -132,12 +132,10 @@ def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Ord
                                        "is already complete; put the unit back")
         raise Refused("wrong_item", f"{bc.sku or bc.gtin} is not on your pick list")
     # SPEC §6: "the lowest line_no". With several orders (or a line whose light another picker's line holds),
-    # the line the PDA shows first of that SKU: the picker puts the unit in the tote of the order on screen,
-    # and the lowest line_no of all orders once credited it to another order's tote. The PDA shows lit lines
-    # first, then by task and line_no (picker_view), so within one order with equal lights it is the lowest.
-    shown = {(x["task_id"], x["line_no"]): i for i, x in enumerate(picker_view(floor, operator_id)["lines"])}
-    return min(matches, key=lambda x: (shown.get((x[0].task_id, x[2].line_no), len(shown)), x[2].line_no,
-                                       x[0].task_id))
+    # the line the PDA shows first of that SKU (picker_view's order; none is in hand here): the picker puts
+    # the unit in the tote of the order on screen, and the lowest line_no of all orders once credited it to
+    # another order's tote. Within one order with equal lights it is the lowest line_no.
+    return min(matches, key=lambda x: (not _is_lit(floor, x[0], x[2]), x[0].task_id, x[2].line_no))
 
 
 def add_units(floor: Floor, change: Change, task: Task, line: Line, item: dict[str, Any], units: int,
