@@ -125,3 +125,21 @@ async def test_every_field_of_the_audit_row_of_a_scan(gateway: tuple[App, Virtua
     assert junk["raw"] == "NO\\x07PE\\x5c\\xff"
     assert (junk["result"], junk["order_id"], junk["lot"]) == ("unknown_barcode", None, None)
     assert json.loads(junk["body"])["interpretation"]["kind"] == "unknown"
+
+
+async def test_a_scan_too_long_is_refused_and_its_reason_says_how_long(
+        gateway: tuple[App, VirtualSerialScanner]) -> None:
+    app, sim = gateway
+    assert app.journal is not None
+    await sim.send(b"7" * 5000 + b"\r\n")
+    await until(lambda: app.registry.devices["scan-1"].scans == 1, "the scan")
+    await app.journal.barrier()
+    conn = sqlite3.connect(app.cfg.db_path)
+    try:
+        rejected = [json.loads(b)["data"] for (b,) in conn.execute(
+            "SELECT body FROM events WHERE type = 'scan.rejected' ORDER BY seq")]
+    finally:
+        conn.close()
+    assert [d["code"] for d in rejected] == ["invalid_barcode"]
+    assert rejected[0]["raw"] == "7" * 4096  # SPEC: what was scanned (its head), nothing added to it
+    assert rejected[0]["reason"].startswith("scan of 5000 characters is longer than 4096")

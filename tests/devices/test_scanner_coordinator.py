@@ -150,26 +150,3 @@ async def test_a_reload_restarts_only_the_devices_whose_settings_changed(tmp_pat
         await asyncio.wait_for(task, 30)
         for sim in sims.values():
             sim.close()
-
-
-async def test_a_scan_too_long_is_refused_and_its_reason_says_how_long(tmp_path: Path) -> None:
-    link = tmp_path / "scanner-1"
-    sim = VirtualSerialScanner(link)
-    sim.plug()
-    cfg = make_config(tmp_path / "gw", scanners=[{"id": "scan-1", "port": str(link), "station": "pick"}])
-    app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
-    task = asyncio.create_task(app.run(install_signals=False), name="scanner-test-gateway")
-    try:
-        await until(lambda: app.ready.is_set() and app.registry.devices["scan-1"].online, "the scanner online")
-        await sim.send(b"7" * 5000 + b"\r\n")
-        await until(lambda: app.registry.devices["scan-1"].scans == 1, "the scan")
-        assert app.journal is not None
-        await app.journal.barrier()
-        rejected = [d for t, d in event_types(cfg.db_path) if t == "scan.rejected"]
-        assert [d["code"] for d in rejected] == ["invalid_barcode"]
-        assert rejected[0]["raw"] == "7" * 4096  # SPEC: what was scanned (its head), nothing added to it
-        assert rejected[0]["reason"].startswith("scan of 5000 characters is longer than 4096")
-    finally:
-        app.stop()
-        await asyncio.wait_for(task, 30)
-        sim.close()
