@@ -64,25 +64,25 @@ class DeviceFleet:
             if handler is not None:
                 self.service.off_signal(handler)
         self.cfg = cfg
-        with_scale = {s.station for s in cfg.scales}
-        for sc in cfg.scanners:
-            if ("scanner", sc.id) not in self.members:
-                self.members[("scanner", sc.id)] = ScannerDevice(sc, self.service, self.registry,
-                                                                 with_scale.__contains__)
-        for sl in cfg.scales:
-            if ("scale", sl.id) not in self.members:
-                self.members[("scale", sl.id)] = ScaleDevice(sl, self.service, self.registry)
-        for pr in cfg.printers:
-            if ("printer", pr.id) not in self.members:
-                self.members[("printer", pr.id)] = PrinterDevice(pr, cfg, self.service, self.registry)
-        if cfg.ptl.buses and ("ptl", "") not in self.members:
-            self.members[("ptl", "")] = PtlDevices(cfg, self.service, self.registry)
+        for key, settings in wanted.items():
+            if key not in self.members:
+                self.members[key] = self._make(key[0], settings, cfg)
         self._settings = wanted
         self.scanners = {k[1]: m for k, m in self.members.items() if k[0] == "scanner"}
         self.scales = {k[1]: m for k, m in self.members.items() if k[0] == "scale"}
         self.printers = {k[1]: m for k, m in self.members.items() if k[0] == "printer"}
         self.ptl = self.members.get(("ptl", ""))
         return dropped
+
+    def _make(self, kind: str, settings: Any, cfg: Config) -> Any:
+        if kind == "scanner":
+            scanner, has_scale = settings  # a scale added or removed at its station makes it anew
+            return ScannerDevice(scanner, self.service, self.registry, lambda _station: has_scale)
+        if kind == "scale":
+            return ScaleDevice(settings, self.service, self.registry)
+        if kind == "printer":
+            return PrinterDevice(settings, cfg, self.service, self.registry)
+        return PtlDevices(cfg, self.service, self.registry)
 
     def reload(self, cfg: Config) -> None:
         self._pending = cfg
