@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drivers.ptl.codec import BAUD_RATES  # what a PTL node can store (SPEC §4: baud / 100)
+
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 BUS_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,26}$"
 DEMO_SSCC_PREFIX = "0614141"  # GS1's own example company prefix, used in GS1's documentation
@@ -48,7 +50,6 @@ class _Section(BaseModel):
 
 
 MQTT_MAX_PACKET = 268_435_455  # the largest packet MQTT's length encoding can describe
-SERIAL_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)  # the PTL node's (SPEC §4: baud / 100)
 
 
 class MqttConfig(_Section):
@@ -115,9 +116,9 @@ class BusConfig(_Section):
         if self.transport == "rtu" and not (isinstance(self.port, str) and self.port.startswith("/")):
             raise ValueError('expected port to be a serial device path such as "/dev/ttyUSB0" with transport = "rtu"'
                              + (f"; got {self.port!r}" if isinstance(self.port, str) else ""))
-        if self.transport == "rtu" and self.baudrate not in SERIAL_BAUD_RATES:
+        if self.transport == "rtu" and self.baudrate not in BAUD_RATES:
             raise ValueError(f"expected baudrate to be one a PTL node can store: "
-                             f"{', '.join(map(str, SERIAL_BAUD_RATES))}; got {self.baudrate}")
+                             f"{', '.join(map(str, BAUD_RATES))}; got {self.baudrate}")
         return self
 
 
