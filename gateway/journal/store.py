@@ -287,6 +287,7 @@ class Journal:
         # them, woken by the writer (polling the WAL's size does not work: a restarted WAL keeps its length).
         self._unchecked = 0
         self._checkpoint_due = asyncio.Event()
+        self._checkpointing = asyncio.Lock()  # one checkpoint at a time: the writer's or the one beside it
         self.finished_checkpoints = 0  # by the writer, past WAL_LIMIT_BYTES
         self._next_finish = 0  # self.commits from which the writer may finish a checkpoint again
         self._failed: JournalError | None = None
@@ -364,11 +365,12 @@ class Journal:
             self._unchecked = 0
             if self._ckpt is None:
                 return
-            try:
-                await self._ckpt.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-                self.checkpoints += 1
-            except sqlite3.Error as e:
-                log.warning("checkpoint failed; will try again", extra={"fields": {"error": str(e)}})
+            async with self._checkpointing:
+                try:
+                    await self._ckpt.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                    self.checkpoints += 1
+                except sqlite3.Error as e:
+                    log.warning("checkpoint failed; will try again", extra={"fields": {"error": str(e)}})
 
     @property
     def writer_task(self) -> asyncio.Task[None] | None:
@@ -528,16 +530,24 @@ class Journal:
 
     async def _finish_checkpoint(self) -> None:
         """Copy what is left of the WAL from the writer's own connection: no commit can come in between, so (unless
-        a reader still reads an older snapshot) all of it is copied and the next commit restarts the WAL."""
-        try:
-            rows = await run_in_connection(self._conn,
-                                           lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
-        except sqlite3.Error as e:
-            log.warning("checkpoint failed; will try again", extra={"fields": {"error": str(e)}})
-            rows = []
+        a reader still reads an older snapshot) all of it is copied and the next commit restarts the WAL.
+
+        It first waits for a copy the checkpointer beside is making: SQLite runs one checkpoint at a time and
+        answers a second PASSIVE one busy at once, so the writer's failed and was put off FINISH_RETRY_BATCHES
+        batches, again and again while the one beside ran often or slowly (a noisy CI disk: a 256 KB limit
+        reached 2.7 MB; the checkpointer beside run every 64 KB: 8.6 MB)."""
+        async with self._checkpointing:
+            try:
+                rows = await run_in_connection(self._conn,
+                                               lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+            except sqlite3.Error as e:
+                log.warning("checkpoint failed; will try again", extra={"fields": {"error": str(e)}})
+                rows = []
         _, frames, copied = rows[0] if rows else (1, -1, -1)
         if 0 <= frames == copied:
             self.finished_checkpoints += 1
+            self._unchecked = 0  # all of it is copied: the checkpointer beside has nothing to do yet
+            self._checkpoint_due.clear()
         else:  # a reader still reads an older snapshot (or the checkpointer beside held the lock): later
             self._next_finish = self.commits + FINISH_RETRY_BATCHES
 
