@@ -92,7 +92,6 @@ class DeviceFleet:
         running: dict[tuple[str, str], asyncio.Task[None]] = {}
         try:
             while True:
-                self._reload.clear()
                 for key, member in self.members.items():
                     if key not in running:
                         running[key] = asyncio.create_task(member.run(), name=member.name)
@@ -107,6 +106,9 @@ class DeviceFleet:
                             raise t.exception()  # type: ignore[misc]
                         del running[key]  # it ended by itself: not started again until its settings change
                 if waiter in done:
+                    # Cleared here, just before the config is read, not at the top of the loop: a SIGHUP that
+                    # comes while the changed devices stop (below) must leave the event set for the next turn.
+                    self._reload.clear()
                     dropped = self._build(self._pending)
                     await _stop([running.pop(k) for k in dropped if k in running])
                     log.info("devices re-read from the config", extra={"fields": {

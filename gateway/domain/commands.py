@@ -25,7 +25,9 @@ Code = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+    # allow_inf_nan=False: a second guard behind loads_strict, for commands made in-process (tests, the bulk
+    # worker's re-reads): a float field never takes a value the journal's JSON cannot hold.
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class PackGtinItem(Strict):

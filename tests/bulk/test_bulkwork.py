@@ -34,6 +34,7 @@ from tests.conftest import SKUS, until
     (b'{"skus": [', "not JSON"),
     (b'{"w": NaN}', "not JSON"),
     (b'{"w": Infinity}', "not JSON"),
+    (b'{"w": -1e999}', "out of range"),
     (b"\xff\xfe{}", "not JSON"),
 ])
 def test_a_part_that_is_not_a_json_object_is_refused_with_a_reason(payload: bytes, message: str) -> None:

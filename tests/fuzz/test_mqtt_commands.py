@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -326,11 +327,20 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: infinity by another name
+        raise ValueError(text)
+    return value
+
+
 def strict_loads(payload: bytes) -> Any:
-    """JSON as RFC 8259 has it (and SPEC §1 by it): UTF-8, no NaN or Infinity, no lone surrogate. Python's json
-    module takes all three; the gateway does not (a surrogate cmd_id once stopped it at every restart)."""
+    """JSON as RFC 8259 has it (and SPEC §1 by it): UTF-8, no NaN or Infinity (nor 1e400), no lone surrogate.
+    Python's json module takes all of these; the gateway does not (a surrogate cmd_id once stopped it at every
+    restart)."""
     # A leading BOM: RFC 8259 lets a parser ignore it (the gateway does, as Python's json module did for bytes).
-    data = json.loads(payload.decode("utf-8").removeprefix("\ufeff"), parse_constant=_no_constant)
+    data = json.loads(payload.decode("utf-8").removeprefix("\ufeff"), parse_constant=_no_constant,
+                      parse_float=_finite)
     json.dumps(data, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
     return data
 

@@ -388,6 +388,16 @@ async def test_a_language_chosen_by_hand_ends_with_the_session_on_a_shared_pda(t
         await wedge(pda, "BADGE-P2")  # the next session: master data's language again
         await expect(pda.locator("#work")).to_be_visible()
         await expect(pda.locator("#lang")).to_have_value("zh")
+        # The same when the next picker takes over by scanning their badge, with no logout in between: the
+        # hand-chosen language stayed with the PDA, for every picker after.
+        await pda.select_option("#lang", "en")  # by hand, p2's choice
+        await expect(pda.locator("#lang")).to_have_value("en")
+        await pda.locator("#scan").focus()
+        await wedge(pda, "BADGE-P1")
+        await expect(pda.locator("#who")).to_have_text("Ana")
+        await wedge(pda, "BADGE-P2")  # a new session of p2: master data's language
+        await expect(pda.locator("#who")).to_have_text("Bo")
+        await expect(pda.locator("#lang")).to_have_value("zh")
 
 
 async def test_the_pda_says_what_to_put_back_when_an_order_is_cancelled_mid_pick(tmp_path: Path) -> None:

@@ -97,7 +97,8 @@
       FG.state.streams.forEach((s) => s.close());
       FG.state.streams = [];
       FG.state.me = answer.me;
-      if (!localStorage.getItem("fg_lang_manual")) FG.setLang(answer.me.language, false);
+      localStorage.removeItem("fg_lang_manual"); // a language chosen by hand ends with its session
+      FG.setLang(answer.me.language, false);
       showWork();
       return;
     }
