@@ -1,12 +1,13 @@
 """Light-guided picking with scan checks (SPEC §6).
 
 A picker's item scan is matched to their open line of that SKU (the line whose location was scanned last,
-if any, else the lowest line_no) and checked: the right item, a lot where the SKU needs one, not expired
-and with enough shelf life left, a serial not picked before, not more than the line wants. A scan counts
-its units (a pack GTIN its pack quantity); a line is confirmed when its last unit is scanned, by the PTL
-key (the quantity shown, possibly adjusted down), or from the PDA page, and every confirm needs an item
-scan first. A serial-tracked unit counts only by its own scan: a serial is never copied onto units a key
-or the PDA would count. Units of different lots give one `pick.line_confirmed` per lot. A confirm can be undone within
+if any, else the one the PDA lists first: not on hold, lit, then task and lowest line_no) and checked: the
+right item, a lot where the SKU needs one, not expired and with enough shelf life left, a serial not picked
+before, not more than the line wants. A scan counts its units (a pack GTIN its pack quantity); a line is
+confirmed when its last unit is scanned, by the PTL key (the quantity shown, possibly adjusted down), or from
+the PDA page, and every confirm needs an item scan first. A serial-tracked unit counts only by its own scan: a
+serial is never copied onto units a key or the PDA would count. Units of different lots give one
+`pick.line_confirmed` per lot. A confirm can be undone within
 `picking.undo_window_s`.
 
 Every refusal is raised (`Refused`) before anything changed.
@@ -135,7 +136,15 @@ def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Ord
     # the line the PDA shows first of that SKU (picker_view's order; none is in hand here): the picker puts
     # the unit in the tote of the order on screen, and the lowest line_no of all orders once credited it to
     # another order's tote. Within one order with equal lights it is the lowest line_no.
-    return min(matches, key=lambda x: (not _is_lit(floor, x[0], x[2]), x[0].task_id, x[2].line_no))
+    return min(matches, key=lambda x: _shown_first(floor, x))
+
+
+def _shown_first(floor: Floor, x: tuple[Task, Order, Line]) -> tuple[bool, bool, str, int]:
+    """The order in which the PDA lists a picker's lines (after the one in hand), and so the line a scan that
+    fits several of them goes to: a held order's last (a scan went to it, and was refused "put the item back",
+    while another of the picker's orders needed that very SKU), then the lit ones, then task and line."""
+    task, order, line = x
+    return (order.state == ON_HOLD, not _is_lit(floor, task, line), task.task_id, line.line_no)
 
 
 def add_units(floor: Floor, change: Change, task: Task, line: Line, item: dict[str, Any], units: int,
@@ -229,8 +238,8 @@ def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Ou
             raise Refused("no_task", "you have no pick task right now")
         if not lines:
             raise Refused("wrong_location", f"none of your lines is at {bc.code}")
-        # Several of the picker's lines at one shelf: the one its light shows, else the lowest line_no.
-        task, order, line = min(lines, key=lambda x: (not _is_lit(floor, x[0], x[2]), x[2].line_no, x[0].task_id))
+        # Several of the picker's lines at one shelf: the one the PDA shows first, as for an item scan.
+        task, order, line = min(lines, key=lambda x: _shown_first(floor, x))
         if order.state == ON_HOLD:
             raise Refused("not_allowed", f"order {order.order_id} is on hold")
         line.located = True
@@ -409,7 +418,7 @@ def picker_view(floor: Floor, operator_id: str) -> dict[str, Any]:
                       "cutoff_at": order.priority.cutoff_at, "in_hand": hand is not None and hand[2] is line,
                       "item_scanned": line.item is not None, "on_hold": order.state == ON_HOLD,
                       "lit": _is_lit(floor, task, line)})
-    lines.sort(key=lambda x: (not x["in_hand"], not x["lit"], x["task_id"], x["line_no"]))
+    lines.sort(key=lambda x: (not x["in_hand"], x["on_hold"], not x["lit"], x["task_id"], x["line_no"]))
     picker = floor.pickers.get(operator_id)
     return {"operator_id": operator_id, "lines": lines, "put_back": list(picker.put_back) if picker else []}
 

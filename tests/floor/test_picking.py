@@ -543,3 +543,32 @@ async def test_a_supervisors_undo_is_told_on_the_pickers_pda_and_their_own_is_no
          "undone_line": 1, "by": "s1"}]
     assert (await h.item("scan-1", "4006381333931")).ok  # picked again: read
     assert picker_view(h.floor, "p1")["put_back"] == []
+
+
+async def test_a_scan_that_fits_a_held_order_and_another_goes_to_the_other(h: Harness) -> None:
+    """A review: two of the picker's orders need SKU-1 and the one shown first is put on hold. The item scan (and
+    the shelf's location scan) went to the held order's line and was refused "put the item back", while the
+    other order needed that very unit. The PDA now lists the held order's line last, and the scans follow it."""
+    from gateway.domain.picking import picker_view
+
+    r = await h.cmd("masterdata.sync", {"mode": "merge", "sync_id": "unlit", "part": 1, "parts": 1, "locations": [
+        {"code": "A-01-01", "zone": "zone-a", "sku": "SKU-1"}]})  # a shelf without a light: nothing ranks by it
+    assert r["ok"] and not r["rejected"], r
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-A", [(1, "SKU-1", 1)])
+    await h.order("O-B", [(1, "SKU-1", 1)])
+    await h.tick()
+    assert {t.order_id for t in h.floor.tasks.values() if t.operator_id == "p1"} == {"O-A", "O-B"}
+    first = picker_view(h.floor, "p1")["lines"][0]["order_id"]
+    other = ({"O-A", "O-B"} - {first}).pop()
+    assert (await h.cmd("dispatch.hold", {"scope": "order", "id": first, "reason": "customer call"}))["ok"]
+    assert h.floor.orders[first].state == "on_hold"
+    view = picker_view(h.floor, "p1")["lines"]
+    assert [(x["order_id"], x["on_hold"]) for x in view] == [(other, False), (first, True)]
+    located = await h.scan("scan-1", "A-01-01")
+    assert located.ok and located.detail["task_id"] == view[0]["task_id"]
+    out = await h.item("scan-1", "4006381333931")
+    assert out.ok and out.detail["order_id"] == other, out
+    assert h.floor.orders[first].lines[0].picked == 0
+    held_only = await h.item("scan-1", "4006381333931")  # only the held order needs SKU-1 now: refused, kept
+    assert held_only.code == "not_allowed" and "on hold" in held_only.message
