@@ -98,19 +98,28 @@ class CommandIntake:
                 except Exception as e:
                     # A defect met by one command must not stop the gateway: unanswered and unacked, the broker
                     # would deliver it again after the restart, and stop the gateway again, every time.
-                    self._poisoned(msg, e)
+                    await self._poisoned(msg, e)
                     break
 
-    def _poisoned(self, msg: Message, e: Exception) -> None:
-        """Answered (not stored: a resend after the fix is handled afresh) and acknowledged, with the whole
-        traceback in the log for whoever fixes it."""
+    async def _poisoned(self, msg: Message, e: Exception) -> None:
+        """Answered and acknowledged, with the whole traceback in the log for whoever fixes it. The answer is
+        the stored one where the command's effect was committed before the defect (a snapshot or a bulk set's
+        start that failed after it): an `invalid_payload` there was contradicted by the `ok` a resend got.
+        Otherwise `invalid_payload`, not stored: a resend after the fix is handled afresh."""
         cmd_id = _cmd_id_hint(msg.payload)
-        log.exception("command could not be handled: answered invalid_payload and acknowledged", extra={
+        log.exception("command could not be handled: answered and acknowledged", extra={
             "fields": {"topic": msg.topic, "cmd_id": cmd_id}})
-        self.rejected += 1
         try:
-            self.publish_result(self._error(cmd_id, "invalid_payload", f"the gateway could not handle this command "
-                                            f"({type(e).__name__}); the details are in its log"))
+            stored = await self.journal.command_result(cmd_id) if cmd_id is not None else None
+        except Exception:  # the journal's own trouble: the defect's answer still goes out
+            log.exception("could not look up the command's stored result", extra={"fields": {"cmd_id": cmd_id}})
+            stored = None
+        if stored is None:
+            self.rejected += 1
+        try:
+            self.publish_result(stored if stored is not None else self._error(
+                cmd_id, "invalid_payload", f"the gateway could not handle this command ({type(e).__name__}); "
+                                           "the details are in its log"))
         finally:
             self.mqtt.ack(msg)
 

@@ -179,6 +179,21 @@ async def test_a_command_that_meets_a_defect_is_answered_and_the_gateway_runs_on
         again = await hub.command("order.cancel", {"order_id": "O-1", "reason": "x"}, cmd_id="poison-1")
         assert again["error"]["code"] == "not_found"  # handled afresh: the first answer was not stored
         assert app.journal is not None and await app.journal.command_result("poison-1") == again
+        # A defect after the command's effect was committed (here: the snapshot a sync.snapshot starts): the
+        # answer is the stored one, which a resend gets too, not an invalid_payload contradicting it.
+        real_snapshot = intake.snapshot
+
+        async def broken_snapshot() -> None:
+            raise RuntimeError("a defect after the commit")
+
+        intake.snapshot = broken_snapshot
+        try:
+            snap = await hub.command("sync.snapshot", {}, cmd_id="poison-2")
+        finally:
+            intake.snapshot = real_snapshot
+        stored = await app.journal.command_result("poison-2")
+        assert stored is not None and snap == stored and snap["ok"], snap
+        assert await hub.command("sync.snapshot", {}, cmd_id="poison-2") == stored
 
 
 async def test_a_failed_read_of_the_journal_is_tried_again_not_refused(tmp_path: Path, broker: Broker) -> None:
