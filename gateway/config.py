@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.ptl.codec import BAUD_RATES  # what a PTL node can store (SPEC §4: baud / 100)
 
@@ -262,7 +263,19 @@ class WebhookConfig(_Section):
     timeout_s: Annotated[float, Field(gt=0)] = 10
 
 
-Address = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]
+_BARE_ADDRESS = re.compile(r'[^@\s<>,;:\\"]+@[^@\s<>,;:\\"]+')
+
+
+def _mail_address(value: str) -> str:
+    """A bare address or one with a display name (`Floorgate <gw@example.com>`, as EmailMessage takes it): the
+    bare-only pattern refused configs that name their sender, which mail servers and readers expect."""
+    _, addr = parseaddr(value)
+    if any(c in value for c in "\r\n") or len(getaddresses([value])) != 1 or not _BARE_ADDRESS.fullmatch(addr):
+        raise ValueError('an address like ops@example.com or "Floorgate <ops@example.com>"')
+    return value
+
+
+Address = Annotated[str, AfterValidator(_mail_address)]
 
 
 class SmtpConfig(_Section):

@@ -281,6 +281,20 @@ async def test_smtp_password_never_reaches_logs_or_journal(
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command makes the test cert")
 
 
+async def test_a_sender_and_recipients_with_display_names(tmp_path: Path, clock: ManualClock, smtp: SmtpReceiver
+                                                           ) -> None:
+    """`Floorgate <gw@...>` is how a mail names its sender; the config refused it (a bare address only)."""
+    cfg = make_config(tmp_path, alarms=alarms_config(smtp_port=smtp.port, sender="Floorgate zone A <gw@example.test>",
+                                                     to=['"Ops, night shift" <ops@example.test>']))
+    async with gateway(cfg, clock) as service, running(notifier(cfg, service, clock)):
+        await raise_(service, clock)
+        await until(lambda: statuses(service) == ["delivered"], "delivered")
+    m = smtp.mails[0]
+    assert m.mail_from == "gw@example.test" and m.rcpt_tos == ["ops@example.test"]
+    assert m.message["From"] == "Floorgate zone A <gw@example.test>"
+    assert m.message["To"] == '"Ops, night shift" <ops@example.test>'
+
+
 @needs_openssl
 async def test_smtp_starttls(tmp_path: Path, clock: ManualClock, password_file: Path) -> None:
     cert, key = self_signed(tmp_path)

@@ -120,7 +120,9 @@ to = []
         ("[mqtt]\nhost = ''\n", "mqtt.host", "at least 1 character"),
         ("[mqtt]\nmax_payload_bytes = 999999999999\n", "mqtt.max_payload_bytes", "268435455"),
         ("[alarms.smtp]\nto = ['ops@example.com']\n", "alarms.smtp", "expected host"),
-        ("[alarms.smtp]\nhost = 'mail'\nto = ['not-an-address']\n", "alarms.smtp.to[0]", "matching"),
+        ("[alarms.smtp]\nhost = 'mail'\nto = ['not-an-address']\n", "alarms.smtp.to[0]", "an address like"),
+        ("[alarms.smtp]\nhost = 'mail'\nto = ['a@b']\nsender = \"gw@x\\nBcc: c@d\"\n", "alarms.smtp.sender",
+         "an address like"),
         ("[mqtt]\nport = 70000\n", "mqtt.port", "less than or equal to 65535"),
     ],
 )
