@@ -222,17 +222,27 @@ class App:
         if self.config_path is None or self.fleet is None:
             log.warning("SIGHUP ignored: no config file to re-read")
             return
+        file = str(self.config_path)
         try:
-            cfg = load_config(self.config_path)
-            check_start(cfg, str(self.config_path), data_dir=False)
+            read = load_config(self.config_path)
+            stale = restart_keys(self.cfg, read)
+            # What a SIGHUP applies: the new device sections, the running values of the rest. Only its files are
+            # checked now: a TLS certificate named for the next restart, and not there yet, refused the whole
+            # SIGHUP, and with it the new scanner the technician had added.
+            cfg = read.model_copy(update={k: getattr(self.cfg, k) for k in {key.split(".")[0] for key in stale}})
+            check_start(cfg, file, data_dir=False)
         except ConfigError as e:
             log.error("SIGHUP: the new config is not valid; keeping the running one",
                       extra={"fields": {"error": str(e)}})
             return
-        if stale := restart_keys(self.cfg, cfg):
+        if stale:
             log.warning("SIGHUP: these keys changed but take effect only after a restart; the running values stay",
                         extra={"fields": {"keys": stale}})
-            cfg = cfg.model_copy(update={k: getattr(self.cfg, k) for k in {key.split(".")[0] for key in stale}})
+            try:
+                check_start(read, file, data_dir=False)
+            except ConfigError as e:
+                log.warning("SIGHUP: applied, but the next restart will refuse this config as it stands",
+                            extra={"fields": {"error": str(e)}})
         self.cfg = cfg
         if self.notifier is not None:
             self.notifier.reloading()
