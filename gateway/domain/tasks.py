@@ -253,8 +253,11 @@ def dispatch_tick(floor: Floor, change: Change, at: At) -> int:
 # -- progress -------------------------------------------------------------------------------------------
 
 def start(floor: Floor, change: Change, task: Task, at: At) -> None:
-    """The task's first accepted scan."""
+    """The task's first accepted scan; on a started task, an accepted scan clears the escalation of a picker who
+    had logged out with it (the work moves again)."""
     if task.state != TASK_ASSIGNED:
+        if task.escalation >= 2 and f"escalation:{task.task_id}" in floor.alarms:
+            clear_alarm(floor, change, f"escalation:{task.task_id}", f"task {task.task_id} is being picked again")
         return
     task.state = TASK_STARTED
     task.started_at = at.ts
@@ -274,6 +277,7 @@ def complete_if_done(floor: Floor, change: Change, task: Task, at: At) -> bool:
     task.state = TASK_COMPLETED
     task.completed_at = at.ts
     change.save("task", task.task_id, task)
+    clear_alarm(floor, change, f"escalation:{task.task_id}", f"task {task.task_id} is complete")
     data: dict[str, Any] = {"task_id": task.task_id}
     if task.operator_id:
         data["operator_id"] = task.operator_id

@@ -117,3 +117,27 @@ def test_idle_intervals_do_not_open_or_close(rig: Rig) -> None:
     rig.picker("p1")
     out = rig.advance(3600)
     assert changes(out) == [] and rig.breaker("p1") == "closed" and rig.index("p1") == 100
+
+
+def test_a_trial_task_that_leaves_the_picker_gives_them_another(rig: Rig) -> None:
+    """Found on a running floor: the half-open picker's trial task went back to the queue (a break; or its order
+    was cancelled) before an interval judged it. With no work there was no evidence, the breaker stayed
+    half-open with its trial "used", and the picker got nothing again while the backlog grew."""
+    rig.picker("p1")
+    rig.task("T1")
+    rig.tick()
+    assert ("p1", OPENED) in changes(rejecting(rig, "p1", 180))
+    out = rig.advance(300)
+    assert changes(out) == [("p1", HALF_OPEN)] and ("T1", "p1") in given(out)  # the trial task
+    rig.engine.on_break_start("p1", rig.t)  # it goes back to the queue
+    assert rig.holder("T1") is None
+    rig.engine.on_break_end("p1", rig.t + 1)
+    out = rig.advance(1)
+    assert given(out) == [("T1", "p1")]  # a trial again
+    rig.task("T2")
+    rig.tick()
+    assert rig.holder("T2") is None  # one trial at a time
+    rig.engine.on_task_removed("T1", rig.t)  # its order cancelled
+    out = rig.tick()
+    assert given(out) == [("T2", "p1")]
+    assert rig.breaker("p1") == "half_open"

@@ -176,3 +176,57 @@ def test_bad_schedule_is_a_clear_error(items: list[dict[str, object]], message: 
     with pytest.raises(ValueError, match="escalation schedule entry 1") as e:
         EscalationSchedule.parse(items)
     assert message in str(e.value)
+
+
+def test_a_task_handed_on_late_does_not_blame_its_new_picker() -> None:
+    """The task keeps its clock when handed on (p1 went on break 29 minutes in); p2 had it one minute when the
+    time ran out, and the timeout was counted against p2 (their index fell below p1's)."""
+    rig = Rig(NO_BREAKER)
+    rig.picker("p1")
+    rig.task("T1")
+    assert given(rig.tick()) == [("T1", "p1")]
+    rig.advance(29 * 60, step=60)
+    rig.picker("p2")
+    rig.engine.on_break_start("p1", rig.t)
+    assert given(rig.tick()) == [("T1", "p2")]
+    out: list[Decision] = []
+    timeouts = 0
+    for _ in range(4):  # each minute's interval, as it closes
+        out += rig.advance(60, step=60)
+        stats = rig.engine.picker_stats("p2")
+        assert stats is not None
+        timeouts += stats.timeouts
+    assert escalations(out) == [("T1", 2)]  # nobody else to move it to: the supervisor
+    assert timeouts == 0
+
+
+def test_a_task_past_level_2_handed_on_is_not_escalated_again() -> None:
+    rig = Rig(NO_BREAKER)
+    rig.picker("p1")
+    rig.task("T1")
+    rig.tick()
+    out = rig.advance(31 * 60, step=60)
+    assert escalations(out) == [("T1", 2)]  # no one to move it to
+    rig.picker("p2")
+    rig.engine.on_break_start("p1", rig.t)
+    out = rig.advance(3 * 3600, step=60)
+    assert given(out) == [("T1", "p2")] and escalations(out) == []
+
+
+def test_a_picker_logging_out_with_a_started_task_tells_the_supervisor() -> None:
+    """Started work stays with its picker (units are in their tote); once they logged out, nothing watched it
+    and the order waited silently."""
+    rig = Rig(NO_BREAKER)
+    rig.picker("p1")
+    rig.task("T1")
+    rig.tick()
+    rig.engine.on_first_scan("T1", rig.t)
+    rig.engine.on_logout("p1", rig.t)
+    out = rig.tick()
+    assert escalations(out) == [("T1", 2)]
+    d = next(d for d in out if isinstance(d, Escalate))
+    assert d.operator_id == "p1" and "logged out with the task started" in d.reason
+    assert rig.holder("T1") == "p1"
+    rig.engine.on_login("p1", ["a"], rig.t)
+    rig.engine.on_logout("p1", rig.t)
+    assert escalations(rig.advance(3600, step=60)) == []  # told once

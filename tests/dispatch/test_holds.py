@@ -118,3 +118,19 @@ def test_storage_full_gives_out_no_new_task_and_keeps_a_supervisor_hold(rig: Rig
     assert given(rig.tick()) == []
     rig.engine.set_hold("all", "", False)
     assert given(rig.tick()) == [("T2", "p1")]
+
+
+@pytest.mark.parametrize("scope", ["zone", "all"])
+def test_a_queued_task_whose_time_ran_out_in_a_zone_or_all_hold_escalates_after_it(scope: str) -> None:
+    """Found on a running floor: nobody logged in, the zone (or everything) held, orders waiting. The timer of a
+    waiting task that fell due during the hold was dropped: after the release it was never escalated, while a
+    task that came after the hold was."""
+    rig = Rig(NO_BREAKER)
+    rig.task("T1")
+    rig.engine.set_hold(scope, "a", True)
+    assert rig.advance(2 * 3600, step=60) == []  # held: no escalation
+    rig.engine.set_hold(scope, "a", False)
+    assert rig.advance(29 * 60, step=60) == []  # a fresh period from the release
+    out = rig.advance(2 * 60, step=60)
+    assert [(d.task_id, d.level) for d in out if isinstance(d, Escalate)] == [("T1", 2)]
+    assert rig.advance(3600, step=60) == []  # once

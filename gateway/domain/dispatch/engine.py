@@ -20,8 +20,8 @@ scan: on the A/B floor that delayed other orders more than it sped up the split 
 
 Holds (`set_hold`) stop assignment within their scope: a held task or order is not assigned and never
 escalated (its escalation timer restarts when the hold ends); a held zone or "all" stops assignment
-and escalation in that scope; a held operator gets no new tasks (their unstarted tasks still escalate,
-since the work must get done).
+and escalation in that scope (timers restart when it ends, too); a held operator gets no new tasks (their
+unstarted tasks still escalate, since the work must get done).
 
 Speed: choosing a picker looks only at the task's zone's logged-in pickers (load is a counter per
 picker), queues are heaps, timers are a heap; nothing scans the open tasks.
@@ -193,6 +193,22 @@ class DispatchEngine:
             self._requeue_picker(p, t, "picker logged out")
         elif was and view.logged_in and view.on_break and s.requeue_on_break:
             self._requeue_picker(p, t, "picker on break")
+        if old.logged_in and not view.logged_in:
+            self._started_left_behind(p)
+
+    def _started_left_behind(self, p: _Picker) -> None:
+        """A picker logged out with started work: it stays theirs (units are in their tote), but nobody works
+        on it now and no timer watches a started task, so it waited silently for good (a PDA gone flat on a
+        peak day). The supervisor is told at once (level 2): they move it by hand or the picker comes back."""
+        for tid in p.tasks:
+            ts = self._tasks[tid]
+            if ts.state != STARTED or ts.ladder >= 3:
+                continue
+            ts.ladder, ts.escalation = 3, 2
+            v = ts.view
+            self._pending.append(Escalate(v.task_id, v.order_id, v.zone, 2, p.view.operator_id,
+                                          f"picker {p.view.operator_id} logged out with the task started; "
+                                          "supervisor needed"))
 
     def on_login(self, operator_id: str, zones: frozenset[str] | set[str] | list[str], t: float) -> None:
         p = self._pickers.get(operator_id)
@@ -494,6 +510,11 @@ class DispatchEngine:
         p = self._pickers[op]
         p.load -= 1
         p.tasks.pop(ts.view.task_id, None)
+        if p.breaker.state == STATE_HALF_OPEN and not p.tasks:
+            # The trial task left them before an interval judged it (a break, a cancelled order, a move): with
+            # no work there is no evidence, so the breaker stayed half-open with its trial "used" and the picker
+            # got no work ever again. They get another trial.
+            p.breaker.trial_used = False
         if ts.state == STARTED:
             self.book.on_task_done(op, t)
         else:
@@ -590,15 +611,29 @@ class DispatchEngine:
             if ts is None or ts.gen != gen:
                 continue
             if ts.state == QUEUED:
+                if ts.parked or ts.ladder >= 3:  # a held task or order is timed afresh when released (_push)
+                    continue
+                if self._task_held(ts):
+                    # A held zone or "all": checked again later, and timed afresh once the hold ends. The timer
+                    # was dropped here, and a task whose time ran out during the hold was never escalated.
+                    # Pushed without a new gen: the queue's entry for the task carries the same gen.
+                    ts.held_seen = True
+                    heapq.heappush(timers, (t + self.settings.index_interval_s, ts.gen, tid))
+                    continue
+                if ts.held_seen:
+                    ts.held_seen = False
+                    heapq.heappush(timers, (t + ts.threshold_s, ts.gen, tid))
+                    continue
                 # Nobody could take it in time (everyone busy, away, or their breakers open): a supervisor.
-                if not self._task_held(ts) and not ts.parked and ts.ladder < 3:
-                    ts.ladder, ts.escalation = 3, 2
-                    v = ts.view
-                    out.append(Escalate(v.task_id, v.order_id, v.zone, 2, None,
-                                        f"no picker could take it within {ts.threshold_s / 60:g} min "
-                                        f"({ts.threshold_src}); supervisor needed"))
+                ts.ladder, ts.escalation = 3, 2
+                v = ts.view
+                out.append(Escalate(v.task_id, v.order_id, v.zone, 2, None,
+                                    f"no picker could take it within {ts.threshold_s / 60:g} min "
+                                    f"({ts.threshold_src}); supervisor needed"))
                 continue
-            if ts.state != ASSIGNED:
+            if ts.state != ASSIGNED or ts.ladder >= 3:
+                # Past the end of the ladder, the supervisor has been told: a task handed on after it (a breaker
+                # opened) was escalated to level 2 again at once, its old clock long run out.
                 continue
             if self._task_held(ts):
                 ts.held_seen = True
@@ -615,7 +650,10 @@ class DispatchEngine:
         assert op is not None
         v = ts.view
         why = f"not started within {ts.threshold_s / 60:g} min ({ts.threshold_src})"
-        self.book.on_timeout(op, t)
+        if t - ts.assigned_at >= ts.threshold_s:
+            # Counted against the picker only if they had it a whole period: a task handed on keeps its clock,
+            # and the picker who got it a minute before its time ran out was blamed for the one who sat on it.
+            self.book.on_timeout(op, t)
         ts.deadline = None
         if ts.ladder == 0:
             ts.ladder = 1
