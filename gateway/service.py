@@ -292,21 +292,31 @@ class FloorService:
         else:
             level = STORAGE_OK
         now = self.clock.now()
-        mb = self.storage_bytes / 1e6
-        free_mb = free / 1e6
+        # The messages name the condition, in steps, not the live figures: an alarm whose text changes is raised
+        # again, and "91 MB free on disk" moving with every other program's writes raised storage_near_full
+        # anew every 5 s, to the hub and the pages.
+        cap_mb, reserve_mb = cap / 1e6, DISK_RESERVE_BYTES / 1e6
+        if level == STORAGE_FULL:
+            why = [f"the database reached sync.max_db_mb ({cap_mb:.0f} MB)" if self.storage_bytes >= cap else "",
+                   f"under {reserve_mb:.0f} MB free on disk" if free < DISK_RESERVE_BYTES else "",
+                   "the disk was full" if was_full and self.storage_bytes < cap and free >= DISK_RESERVE_BYTES
+                   else ""]
+        else:
+            why = [f"the database at {int(pct // 5 * 5)}% or more of sync.max_db_mb ({cap_mb:.0f} MB)"
+                   if pct >= 80 else "",
+                   f"under {4 * reserve_mb:.0f} MB free on disk" if free < 4 * DISK_RESERVE_BYTES else ""]
+        reason = "; ".join(w for w in why if w)
 
         def apply(f: Floor, c: Change) -> None:
             f.set_storage(level)
             if level == STORAGE_FULL:
                 raise_alarm(f, c, "storage_full", "storage_full", "critical",
-                            f"storage full ({mb:.0f} MB of {cap / 1e6:.0f} MB, {free_mb:.0f} MB free on disk): "
-                            "new orders and tasks are refused; check the uplink so the hub can ack and events "
-                            "can be pruned, or raise sync.max_db_mb", now)
+                            f"storage full ({reason}): new orders and tasks are refused; check the uplink so the "
+                            "hub can ack and events can be pruned, free disk space, or raise sync.max_db_mb", now)
                 clear_alarm(f, c, "storage_near_full")
             elif level == STORAGE_WARNING:
                 raise_alarm(f, c, "storage_near_full", "storage_near_full", "warning",
-                            f"storage at {pct:.0f}% of sync.max_db_mb ({mb:.0f} MB), {free_mb:.0f} MB free on disk",
-                            now)
+                            f"storage nearly full: {reason}", now)
                 clear_alarm(f, c, "storage_full")
             else:
                 clear_alarm(f, c, "storage_near_full")

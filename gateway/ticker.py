@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.domain.change import Change
@@ -20,15 +21,18 @@ from gateway.service import FloorService
 log = logging.getLogger("floorgate.ticker")
 
 MAX_SLEEP_S = 1.0
+RETRY_S = (0.5, 1.0, 2.0, 5.0)  # after a tick that could not be stored: the wait before the next, growing
 
 
 class FloorTicker:
     name = "floor-ticker"
 
-    def __init__(self, service: FloorService) -> None:
+    def __init__(self, service: FloorService, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.service = service
         self._wake = asyncio.Event()
+        self._sleep = sleep
         self.decisions = 0
+        self.failed_ticks = 0
         service.on_signal(self._on_signal)
 
     def _on_signal(self, signal: Any) -> None:
@@ -52,13 +56,23 @@ class FloorTicker:
 
     async def run(self) -> None:
         clock = self.service.clock
+        failing = 0
         while True:
             self._wake.clear()
             try:
                 n = await self.tick()
             except JournalError as e:
-                log.warning("floor tick not stored; retrying", extra={"fields": {"error": str(e)}})
-                n = 0
+                # On a full disk every tick fails until there is room: retried at once, it logged 60-90 lines a
+                # second. Said once, then tried again after a growing wait.
+                self.failed_ticks += 1
+                if not failing:
+                    log.warning("floor tick not stored; retrying", extra={"fields": {"error": str(e)}})
+                await self._sleep(RETRY_S[min(failing, len(RETRY_S) - 1)])
+                failing += 1
+                continue
+            if failing:
+                log.info("floor tick stored again", extra={"fields": {"failed_ticks": failing}})
+                failing = 0
             if n:
                 continue  # decisions may free or need more: look again at once
             due = self.service.floor.dispatch.next_due() - clock.monotonic()

@@ -245,4 +245,10 @@ class CommandIntake:
             log.warning("sync.ack for another journal ignored", extra={"fields": {"journal": ack.journal}})
             return
         if self.publisher.hub_ack(ack.up_to_seq):
-            await self.journal.set_meta("hub_acked_seq", str(self.publisher.hub_acked))
+            try:
+                await self.journal.set_meta("hub_acked_seq", str(self.publisher.hub_acked))
+            except (sqlite3.Error, JournalError) as e:
+                # Bookkeeping, as the publisher's watermark: held in memory and saved with the next ack. Retried
+                # as a command, it held up every command behind it for as long as the disk stayed full, and
+                # those never got their `busy`.
+                log.warning("hub's ack not saved; saved with the next one", extra={"fields": {"error": str(e)}})

@@ -22,9 +22,10 @@ import asyncio
 import bisect
 import heapq
 import logging
+import sqlite3
 from collections import deque
 
-from gateway.journal import Journal, StoredEvent
+from gateway.journal import Journal, JournalError, StoredEvent
 from gateway.sync.mqtt import AsyncMqtt
 
 log = logging.getLogger("floorgate.publisher")
@@ -57,6 +58,7 @@ class OutboxPublisher:
         self._replays: deque[tuple[int, int]] = deque()
         self._wake = asyncio.Event()
         self._saved_broker_acked = 0
+        self._save_failing = False
         journal.on_commit(self._on_commit)
         mqtt.on_puback = self._on_puback
         mqtt.on_connect.append(self._on_connect)
@@ -267,8 +269,19 @@ class OutboxPublisher:
         return sent > 0 or not batch
 
     async def save_progress(self) -> None:
-        """Persist the PUBACK watermark now and then: after a restart, publishing resumes there."""
+        """Persist the PUBACK watermark now and then: after a restart, publishing resumes there. Bookkeeping,
+        not state: on a full disk it is kept for later (a watermark saved late only means events sent again,
+        which the hub drops by their ids). The error once left the hub link's task and stopped the gateway."""
         if self.broker_acked != self._saved_broker_acked:
             acked = self.broker_acked
-            await self.journal.set_meta("broker_acked_seq", str(acked))
+            try:
+                await self.journal.set_meta("broker_acked_seq", str(acked))
+            except (sqlite3.Error, JournalError) as e:
+                if not self._save_failing:
+                    log.warning("publish watermark not saved; trying again", extra={"fields": {"error": str(e)}})
+                self._save_failing = True
+                return
+            if self._save_failing:
+                log.info("publish watermark saved again")
+            self._save_failing = False
             self._saved_broker_acked = acked

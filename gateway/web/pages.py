@@ -66,8 +66,11 @@ async def technician_page() -> HTMLResponse:
 async def healthz(request: Request) -> dict[str, Any]:
     gw = web_state(request).gw
     j = gw.journal
+    # `storage` (ok | warning | full), from the floor in memory: while the disk is full, the storage_full alarm
+    # cannot be stored (nothing can), so a monitor reading only alarms saw nothing wrong.
     return {"ok": j is not None and j.integrity_ok, "last_seq": j.last_seq if j else None,
-            "mqtt": bool(gw.link and gw.link.mqtt.connected.is_set())}
+            "mqtt": bool(gw.link and gw.link.mqtt.connected.is_set()),
+            "storage": gw.service.floor.storage if gw.service is not None else None}
 
 
 @router.get("/metrics", tags=["health"], summary="Prometheus text exposition",

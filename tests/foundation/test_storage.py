@@ -121,3 +121,28 @@ async def test_disk_full_refuses_then_resumes(tmp_path: Path, clock: ManualClock
     conn = sqlite3.connect(tmp_path / "floorgate.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+async def test_the_near_full_alarm_is_raised_once_while_the_free_disk_moves(
+        tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found on a nearly full disk: the alarm's text carried the live free megabytes, which move with every other
+    program's writes, and an alarm whose text changes is raised again: storage_near_full every 5 s."""
+    import shutil
+
+    j, s = await setup(tmp_path, clock)
+    free = iter([100_000_000, 99_000_000, 97_500_000, 110_000_000])
+    real = shutil.disk_usage
+
+    def disk_usage(path: Any) -> Any:
+        return real(path)._replace(free=next(free))
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    try:
+        seq = j.last_seq
+        for _ in range(4):
+            assert await s.check_storage() == STORAGE_WARNING
+        bodies = [r.body for r in await j.read_events(seq + 1)]
+        assert sum('"alarm.raised"' in b for b in bodies) == 1, bodies
+        assert "under 134 MB free on disk" in s.floor.alarms["storage_near_full"].message
+    finally:
+        await j.close()

@@ -3,7 +3,9 @@ changes nothing; a repeated cmd_id is applied once and answered twice alike; rep
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +219,45 @@ async def test_a_failed_read_of_the_journal_is_tried_again_not_refused(tmp_path:
         j.command_result = flaky  # type: ignore[method-assign]
         r = await hub.command("order.cancel", {"order_id": "O-1", "reason": "x"}, cmd_id="flaky-1")
         assert calls >= 2 and r["ok"] is False and r["error"]["code"] == "not_found", r
+
+
+async def test_bookkeeping_writes_failing_on_a_full_disk_stop_neither_the_gateway_nor_its_commands(
+        tmp_path: Path, broker: Broker) -> None:
+    """Found on a real full disk (tmpfs filled with dd): the publisher's watermark write failed with "database or
+    disk is full", left the hub link's task and stopped the gateway within a second. A hub's sync.ack whose write
+    failed was retried as a command, holding up every command behind it for as long as the disk stayed full."""
+    cfg = gateway_config(tmp_path, broker)
+    async with running_gateway(cfg) as app, running_hub(broker.port, auto_ack=False) as hub:
+        assert app.journal is not None and app.link is not None
+        journal = app.journal
+        real = journal.set_meta
+        failed: list[str] = []
+
+        async def full(key: str, value: str) -> None:
+            failed.append(key)
+            raise sqlite3.OperationalError("database or disk is full")
+
+        journal.set_meta = full  # type: ignore[method-assign]
+        md = await hub.command("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1,
+                                                   "skus": SKUS})
+        await hub.wait_result(md["cmd_id"], count=2)
+        await journal.barrier()
+        last = journal.last_seq
+        await hub.wait_until(lambda: hub.holds(last), 30)
+        await hub.wait_until(lambda: "broker_acked_seq" in failed, 30)  # the link's periodic save failed
+        hub.send("sync.ack", {"up_to_seq": last, "journal": journal.journal_id})
+        await hub.wait_until(lambda: "hub_acked_seq" in failed, 30)
+        r = await hub.command("order.upsert", {"order": order("O-1")})  # answered, not stuck behind the ack
+        assert r["ok"], r
+        assert app.link.publisher.hub_acked == last  # held in memory
+        gateway = next(t for t in asyncio.all_tasks() if t.get_name() == "test-gateway")
+        assert not gateway.done()  # still running
+        journal.set_meta = real  # type: ignore[method-assign]
+        await hub.wait_until(lambda: app.link is not None and app.link.publisher.broker_acked > last, 30)
+
+        async def saved() -> bool:
+            meta = await journal.read_meta()
+            return int(meta.get("broker_acked_seq", "0")) >= last
+        async with asyncio.timeout(30):
+            while not await saved():
+                await asyncio.sleep(0.05)

@@ -331,7 +331,7 @@ async def test_healthz_openapi_and_sync_backlog_with_a_broker(tmp_path: Path) ->
             await gate.until(lambda: app.link is not None and app.link.mqtt.connected.is_set())
             async with httpx.AsyncClient(base_url=gate.base) as anon:
                 health = (await anon.get("/healthz")).json()
-                assert health["ok"] is True and health["mqtt"] is True
+                assert health["ok"] is True and health["mqtt"] is True and health["storage"] == "ok"
                 schema = (await anon.get("/api/v1/openapi.json")).json()
             assert "/api/v1/pda/scan" in schema["paths"] and "/api/v1/supervisor/hold" in schema["paths"]
             s, _ = await password_client(gate, "s1", SUPERVISOR_PW)
