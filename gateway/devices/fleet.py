@@ -13,6 +13,8 @@ from gateway.devices.packing import PrinterDevice, ScaleDevice
 from gateway.devices.ptl import PtlDevices
 from gateway.devices.registry import DeviceRegistry
 from gateway.devices.scanners import ScannerDevice
+from gateway.domain.devices import forget_devices
+from gateway.journal import JournalError
 from gateway.service import FloorService
 
 log = logging.getLogger("floorgate.devices")
@@ -88,8 +90,29 @@ class DeviceFleet:
         self._pending = cfg
         self._reload.set()
 
+    def configured(self, device_id: str) -> bool:
+        """A device id of the running config: a scanner, scale, printer or bus, or a module on one of its buses."""
+        cfg = self.cfg
+        buses = {b.id for b in cfg.ptl.buses}
+        ids = {*(d.id for d in cfg.scanners), *(d.id for d in cfg.scales), *(d.id for d in cfg.printers), *buses}
+        bus, sep, unit = device_id.rpartition("-u")
+        return device_id in ids or (bool(sep) and unit.isdigit() and bus in buses)
+
+    async def _forget_removed(self) -> None:
+        """Clear the alarms of devices the config no longer has (at start, after a SIGHUP): only a device coming
+        back cleared its offline alarm, so one taken out of the config kept it for good. Tried again at the next
+        reload if it cannot be stored now."""
+        try:
+            cleared = await self.service.execute(lambda f, c: forget_devices(f, c, self.configured))
+        except JournalError as e:
+            log.warning("alarms of removed devices not cleared", extra={"fields": {"error": str(e)}})
+            return
+        if cleared:
+            log.info("alarms of devices no longer configured cleared", extra={"fields": {"alarms": cleared}})
+
     async def run(self) -> None:
         running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        await self._forget_removed()
         try:
             while True:
                 for key, member in self.members.items():
@@ -111,6 +134,7 @@ class DeviceFleet:
                     self._reload.clear()
                     dropped = self._build(self._pending)
                     await _stop([running.pop(k) for k in dropped if k in running])
+                    await self._forget_removed()
                     log.info("devices re-read from the config", extra={"fields": {
                         "restarted": [f"{kind} {key}".strip() for kind, key in dropped]}})
         finally:

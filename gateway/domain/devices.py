@@ -3,12 +3,17 @@ for a device that stays offline too long (a scanner left unplugged, a module gon
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
 from gateway.domain.floor import Floor
 from gateway.domain.model import At, DeviceState
 
 KINDS = ("scanner", "ptl", "scale", "bus", "broker", "printer")
+BROKER = "broker"  # the hub link's broker, as a device (SPEC kind `broker`)
+BROKER_CHECK_ALARM = "doctor.broker"  # the start-up check's alarm that it could not be reached
+DEVICE_ALARMS = ("device_offline:", "device_fault:")
 
 
 def device_status(floor: Floor, change: Change, device_id: str, kind: str, online: bool, detail: str,
@@ -59,3 +64,27 @@ def device_fault(floor: Floor, change: Change, device_id: str, kind: str, fault:
                            f"{kind} {device_id} reports a fault; run its self-test from the technician page, and "
                            "replace it if the fault stays", at.wall)
     return clear_alarm(floor, change, alarm_id, f"{device_id} no longer reports a fault")
+
+
+def broker_status(floor: Floor, change: Change, online: bool, detail: str, at: At) -> bool:
+    """The broker as a device: offline and online like any other (the hub reads the outage's start and end from
+    the events once the link is back), with the offline alarm past `device_offline_alarm_min`. Reachable again,
+    it also clears the start-up check's alarm, which stayed up, critical, until the next daily check."""
+    changed = device_status(floor, change, BROKER, BROKER, online, detail, at)
+    if online:
+        clear_alarm(floor, change, BROKER_CHECK_ALARM, "the broker is reachable again")
+    return changed
+
+
+def forget_devices(floor: Floor, change: Change, configured: Callable[[str], bool]) -> list[str]:
+    """Devices no longer in the config: their offline and fault alarms clear (they stayed up for good, as only
+    the device coming back cleared them), and their state is dropped. Returns the alarms cleared."""
+    cleared = []
+    for alarm_id in list(floor.alarms):
+        for prefix in DEVICE_ALARMS:
+            if alarm_id.startswith(prefix) and not configured(alarm_id[len(prefix):]):
+                clear_alarm(floor, change, alarm_id, f"{alarm_id[len(prefix):]} is no longer in the config")
+                cleared.append(alarm_id)
+    for device_id in [d for d in floor.devices if d != BROKER and not configured(d)]:
+        del floor.devices[device_id]
+    return cleared

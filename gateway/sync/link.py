@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from gateway import __version__
 from gateway.bulk import BulkApplier
 from gateway.clock import Clock, rfc3339
 from gateway.config import Config, secret_from_file
+from gateway.domain.devices import broker_status
 from gateway.domain.model import FINAL_STATES
+from gateway.journal import JournalError
 from gateway.jsontext import dumps
 from gateway.service import FloorService
 from gateway.sync.intake import CommandIntake
@@ -23,6 +26,8 @@ from gateway.sync.publisher import OutboxPublisher
 log = logging.getLogger("floorgate.sync")
 
 SAVE_PROGRESS_S = 1.0
+BROKER_GRACE_S = 30.0  # a start without a broker this long: the broker is reported offline
+BROKER_RETRY_S = 5.0
 
 
 def settings_from_config(cfg: Config) -> MqttSettings:
@@ -53,6 +58,9 @@ class HubLink:
                                     cfg.mqtt.max_payload_bytes, clock, self.publish_snapshot)
         self.mqtt.on_message = self.intake.on_message
         self.mqtt.on_connect.append(lambda present: self.publish_status())
+        self._broker_changed = asyncio.Event()
+        self.mqtt.on_connect.append(lambda present: self._broker_changed.set())
+        self.mqtt.on_disconnect.append(self._broker_changed.set)
         self.telemetry_sources: list[Callable[[], dict[str, Any]]] = []
         self._status_seq = -1
 
@@ -108,6 +116,31 @@ class HubLink:
                 next_snap = now + snap_every
                 await self.publish_snapshot()
 
+    async def _watch_broker(self) -> None:
+        """The broker as a device of the floor (device.online / device.offline, kind `broker`, and the offline
+        alarm): a broker lost after the start-up check raised nothing at all, and the check's own alarm stayed
+        up a day after the broker came back. Unknown until the first connection, or offline after
+        BROKER_GRACE_S without one, so that an ordinary start says nothing."""
+        where = f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}"
+        told: bool | None = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(BROKER_GRACE_S):
+                await self.mqtt.connected.wait()
+        while True:
+            self._broker_changed.clear()
+            online = self.mqtt.connected.is_set()
+            if online != told:
+                try:
+                    await self.service.execute(partial(
+                        broker_status, online=online, at=self.service.at(),
+                        detail=f"connected to {where}" if online else f"cannot reach {where}"))
+                except JournalError as e:
+                    log.warning("broker state not stored; trying again", extra={"fields": {"error": str(e)}})
+                    await asyncio.sleep(BROKER_RETRY_S)
+                    continue
+                told = online
+            await self._broker_changed.wait()
+
     # -- life cycle -------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -120,6 +153,7 @@ class HubLink:
                 tg.create_task(self.intake.run(), name="command-intake")
                 tg.create_task(self.bulk.run(), name="bulk-applier")
                 tg.create_task(self._periodic(), name="sync-periodic")
+                tg.create_task(self._watch_broker(), name="broker-watch")
         finally:
             await self.bulk.close(kill=True)  # the worker process, if one is running: stopping, not waited for
 

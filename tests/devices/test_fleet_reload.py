@@ -37,6 +37,13 @@ class SlowToStop:
             raise
 
 
+class NoAlarms:
+    """The floor service as far as the fleet uses it here: no alarm of a removed device to clear."""
+
+    async def execute(self, op: Any) -> list[str]:
+        return []
+
+
 def config(tmp_path: Path, port: str) -> Config:
     return parse_config({"data_dir": str(tmp_path), "scanners": [
         {"id": "s1", "kind": "serial", "port": port, "station": "pick"}]})
@@ -46,7 +53,7 @@ async def test_a_second_reload_while_the_first_one_stops_devices_is_applied(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gate, stopping = asyncio.Event(), asyncio.Event()
     monkeypatch.setattr(DeviceFleet, "_make", lambda self, kind, settings, cfg: SlowToStop(settings, gate, stopping))
-    fleet = DeviceFleet(config(tmp_path, "/dev/ttyA"), service=None, registry=None)  # type: ignore[arg-type]
+    fleet = DeviceFleet(config(tmp_path, "/dev/ttyA"), service=NoAlarms(), registry=None)  # type: ignore[arg-type]
     task = asyncio.create_task(fleet.run(), name="fleet")
     try:
         await until(lambda: fleet.members[("scanner", "s1")].running, "the scanner on ttyA running")

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,6 +189,65 @@ async def test_a_reload_applies_new_devices_though_a_restart_only_file_is_not_th
         assert any("take effect only after a restart" in m for m in warned), warned
         assert any("next restart will refuse" in m for m in warned), warned
         assert not any("not valid; keeping the running one" in m for m in warned), warned
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 30)
+        for sim in sims.values():
+            sim.close()
+
+
+async def test_alarms_of_devices_taken_out_of_the_config_clear_on_reload_and_at_start(tmp_path: Path) -> None:
+    """Found by a technician: a scanner left unplugged raised its offline alarm; taken out of the config (SIGHUP,
+    then a restart too) it kept the alarm for good, as only the device coming back cleared it."""
+    from gateway.config import load_config
+    from gateway.domain.alarms import raise_alarm
+
+    sims = {n: VirtualSerialScanner(tmp_path / f"s{n}") for n in (1, 2)}
+    for sim in sims.values():
+        sim.plug()
+    base = f'data_dir = "{tmp_path / "gw"}"\n[http]\nhost = "127.0.0.1"\nport = {free_port()}\n'
+    bus = '[[ptl.buses]]\nid = "bus-a"\ntransport = "tcp"\nhost = "127.0.0.1"\nport = 1\n'
+
+    def scanner(n: int) -> str:
+        return f'[[scanners]]\nid = "scan-{n}"\nport = "{tmp_path / f"s{n}"}"\n'
+
+    path = tmp_path / "gw.toml"
+    path.write_text(base + scanner(1) + scanner(2) + bus, encoding="utf-8")
+
+    async def running(app: App) -> asyncio.Task[None]:
+        task = asyncio.create_task(app.run(install_signals=False), name="forget-test-gateway")
+        await until(lambda: app.ready.is_set(), "the gateway ready")
+        return task
+
+    app = App(load_config(path), SystemClock(), config_path=path, connect_mqtt=False, web=False, daily_checks=False)
+    task = await running(app)
+    try:
+        assert app.service is not None
+        await until(lambda: all(app.registry.devices[f"scan-{n}"].online for n in (1, 2)), "both scanners online")
+        now = app.clock.now()
+
+        def alarms(f: Any, c: Any) -> None:
+            for device in ("bus-a", "scan-2", "bus-a-u001", "bus-gone-u001"):
+                raise_alarm(f, c, f"device_offline:{device}", "device_offline", "warning", "offline", now)
+            raise_alarm(f, c, "device_fault:scan-2", "device_fault", "warning", "fault", now)
+        await app.service.execute(alarms)
+        path.write_text(base + scanner(1) + bus, encoding="utf-8")
+        app.reload()
+        await until(lambda: "device_fault:scan-2" not in app.service.floor.alarms,  # type: ignore[union-attr]
+                    "the removed scanner's alarms cleared")
+        assert sorted(a for a in app.service.floor.alarms if a.startswith("device_")) == [
+            "device_offline:bus-a", "device_offline:bus-a-u001"]  # still configured: kept
+        now = app.clock.now()
+        await app.service.execute(lambda f, c: raise_alarm(f, c, "device_offline:scan-9", "device_offline",
+                                                           "warning", "offline", now))
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 30)
+    app = App(load_config(path), SystemClock(), config_path=path, connect_mqtt=False, web=False, daily_checks=False)
+    task = await running(app)
+    try:
+        await until(lambda: "device_offline:scan-9" not in app.service.floor.alarms,  # type: ignore[union-attr]
+                    "an alarm of a device gone before the restart cleared at start")
     finally:
         app.stop()
         await asyncio.wait_for(task, 30)

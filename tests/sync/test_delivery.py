@@ -50,7 +50,9 @@ async def test_broker_killed_three_times_during_a_5000_event_burst(tmp_path: Pat
             if i % 50 == 0:
                 await asyncio.sleep(0.005)
         last = app.journal.last_seq
-        assert last == 5000
+        types = [e.type for e in await app.journal.read_events(1, limit=100_000)]
+        assert types.count("test.burst") == 5000
+        assert set(types) <= {"test.burst", "device.online", "device.offline"}  # the broker's, as a device
         await hub.wait_until(lambda: hub.holds(last), 120)
         assert_complete(hub, app.journal.journal_id, last)
         # Whether a kill lost events the broker had acked depends on timing; when it did, the hub closed the
@@ -177,3 +179,35 @@ async def test_app_runs_offline_and_catches_up(tmp_path: Path, broker: Broker) -
         async with running_hub(broker.port) as hub:
             await hub.wait_until(lambda: hub.holds(300), 60)
             assert_complete(hub, app.journal.journal_id, 300)
+
+
+async def test_the_broker_is_a_device_offline_and_online_and_clears_the_start_check_alarm(
+        tmp_path: Path, broker: Broker) -> None:
+    """Found in an outage: the start-up check's critical `doctor.broker` alarm stayed up a day after the broker
+    came back, and a broker lost after that check raised nothing. The broker is now a device (SPEC kind
+    `broker`): offline and online, and reachable again it clears the check's alarm."""
+    from gateway.domain.alarms import raise_alarm
+
+    cfg = gateway_config(tmp_path, broker)
+    async with running_gateway(cfg) as app, running_hub(broker.port) as hub:
+        assert app.service is not None and app.journal is not None
+        service = app.service
+
+        def broker_events() -> list[tuple[str, dict[str, Any]]]:
+            view = hub.journals.get(hub.current or "")
+            events = [view.events[k] for k in sorted(view.events)] if view is not None else []
+            return [(e["type"], e["data"]) for e in events
+                    if e["type"].startswith("device.") and e["data"]["kind"] == "broker"]
+
+        await asyncio.wait_for(_until(lambda: len(broker_events()) == 1), 30)
+        assert broker_events()[0][0] == "device.online"
+        assert broker_events()[0][1]["device_id"] == "broker"
+        now = app.clock.now()
+        await service.execute(lambda f, c: raise_alarm(f, c, "doctor.broker", "broker_unreachable", "critical",
+                                                       "MQTT broker: cannot reach it", now))
+        broker.stop()
+        await asyncio.wait_for(_until(lambda: not service.floor.devices["broker"].online), 30)
+        broker.start()
+        await asyncio.wait_for(_until(lambda: len(broker_events()) == 3), 60)
+        assert [t for t, _ in broker_events()] == ["device.online", "device.offline", "device.online"]
+        assert "doctor.broker" not in service.floor.alarms
