@@ -375,6 +375,11 @@ def undo(floor: Floor, change: Change, task_id: str, line_no: int, by: str, at: 
         from gateway.clock import parse_rfc3339
 
         age = (at.wall - parse_rfc3339(line.done_at)).total_seconds() if line.done_at else window + 1
+        # Confirmed before a restart, so only the wall clock tells the age. Confirmed "in the future" means the
+        # clock was stepped back since (NTP after a boot): the age is unknown, and an undo long after the
+        # window (units taken back out of the tote's count) is worse than one refused: it was accepted.
+        if age < 0:
+            age = window + 1
     if age > window:
         raise Refused("not_allowed", f"the undo window of {window:.0f} s is over")
     qty = line.picked

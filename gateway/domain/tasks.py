@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from gateway.clock import parse_rfc3339
 from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
 from gateway.domain.dispatch import (
@@ -114,13 +115,29 @@ def restore_dispatch(floor: Floor, at: At) -> None:
         order = floor.orders.get(task.order_id)
         if order is None or order.state in FINAL_STATES:
             continue
+        # The timers go on from when the task was given out (or began to wait), read from the wall clock: the
+        # monotonic clock of the run before is gone. A wall clock stepped back counts as no time passed.
+        since = _mono_of(task.assigned_at if task.operator_id is not None else task.created_at, at)
         try:
             floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD,
                                               handoff_zone=handoff_zone(floor, task)), at.mono,
                                     operator_id=task.operator_id, started=task.state == TASK_STARTED,
-                                    strategy=task.strategy)
+                                    strategy=task.strategy, escalation=task.escalation,
+                                    assigned_at=since if task.operator_id is not None else None,
+                                    waiting_since=since if task.operator_id is None else None)
         except DispatchError:
             continue
+
+
+def _mono_of(stamp: str | None, at: At) -> float | None:
+    """The monotonic time of a stored wall-clock stamp, as seen from `at`; never later than now."""
+    if stamp is None:
+        return None
+    try:
+        elapsed: float = (at.wall - parse_rfc3339(stamp)).total_seconds()
+    except ValueError:
+        return None
+    return at.mono - max(elapsed, 0.0)
 
 
 # -- explanations -----------------------------------------------------------------------------------------------

@@ -244,3 +244,76 @@ async def test_zone_handoff_a_multi_zone_order_is_consolidated_and_picked_only_w
     assert [(t, d.get("to")) for t, _, d in h.events(seq)] == [
         ("pick.line_confirmed", None), ("task.completed", None), ("order.state_changed", "picked")]
     assert h.floor.orders["O-2"].state == "assigned"  # O-2 follows in zone-b
+
+
+async def test_a_restart_keeps_the_escalation_timers_and_levels(tmp_path: Path) -> None:
+    """Found by restarting a gateway: the timer of a task given out 25 minutes before restarted from zero (the
+    level 2 came at minute 54, not 30), and an escalated task went up the whole ladder again."""
+    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
+    clock = ManualClock()
+    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    try:
+        s = FloorService(cfg, j, clock)
+        await s.start()
+        h = Harness(s, clock)
+        await h.load()
+        await h.scan("scan-1", "BADGE-P1")
+        await h.order("O-1", [(1, "SKU-1", 1)])
+        await h.tick()
+        task = "O-1~zone-a"
+        assert h.floor.tasks[task].operator_id == "p1"
+        for _ in range(25):
+            clock.advance(60)
+            await h.tick()
+        await j.close()
+        j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+        s = FloorService(cfg, j, clock)
+        await s.start()
+        h = Harness(s, clock)
+        seq = h.seq
+        for _ in range(4):
+            clock.advance(60)
+            await h.tick()
+        assert "task.escalated" not in h.types(seq)
+        clock.advance(90)  # minute 30.5 since the task was given out
+        await h.tick()
+        levels = [d["level"] for t, _, d in h.events(seq) if t == "task.escalated"]
+        assert levels == [2], h.types(seq)  # p1 alone: no one to move it to, so the supervisor
+        await j.close()
+        j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+        s = FloorService(cfg, j, clock)
+        await s.start()
+        h = Harness(s, clock)
+        seq = h.seq
+        for _ in range(90):
+            clock.advance(60)
+            await h.tick()
+        assert [t for t in h.types(seq) if t.startswith("task.")] == []  # past level 2: told once, not again
+    finally:
+        await j.close()
+
+
+async def test_an_undo_after_a_restart_and_a_clock_stepped_back_is_refused(tmp_path: Path) -> None:
+    """Found with a moved clock: a line confirmed before a restart, the wall clock stepped back an hour (NTP after a
+    boot), an undo ten minutes later: accepted, as the confirm seemed to lie in the future."""
+    cfg = make_config(tmp_path)
+    clock = ManualClock()
+    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    try:
+        s = FloorService(cfg, j, clock)
+        await s.start()
+        h = Harness(s, clock)
+        await h.load()
+        task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
+        assert (await h.item("scan-1", "4006381333931")).ok  # line 1 confirmed
+        await j.close()
+        j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+        s = FloorService(cfg, j, clock)
+        await s.start()
+        h = Harness(s, clock)
+        clock.advance(600)
+        clock.jump_wall(-3600)
+        out = await h.undo(task, 1)
+        assert not out.ok and "undo window" in out.message
+    finally:
+        await j.close()

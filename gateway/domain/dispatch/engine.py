@@ -232,10 +232,14 @@ class DispatchEngine:
 
     # -- tasks --------------------------------------------------------------------------------------
     def add_task(self, view: TaskView, t: float, *, operator_id: str | None = None,
-                 assigned_at: float | None = None, started: bool = False, strategy: str | None = None) -> None:
+                 assigned_at: float | None = None, started: bool = False, strategy: str | None = None,
+                 waiting_since: float | None = None, escalation: int = 0) -> None:
         """A new task waits for a picker. With `operator_id` it is an existing assignment restored after a
-        restart (its escalation timer restarts from `assigned_at`, default now); `strategy` restores the
-        arm it was dispatched through (default: the zone's strategy or the A/B split)."""
+        restart (its escalation timer runs from `assigned_at`, default now); `strategy` restores the
+        arm it was dispatched through (default: the zone's strategy or the A/B split). After a restart,
+        `waiting_since` is when a waiting task began to wait and `escalation` the level it reached: a restart
+        (a crash, a deploy) gave every task a fresh escalation period and sent escalated ones up the whole
+        ladder again."""
         t = self._time(t)
         if view.task_id in self._tasks:
             raise DispatchError(f"task {view.task_id} is already known to dispatch; remove it first")
@@ -249,6 +253,10 @@ class DispatchEngine:
         key = (cutoff, 0 if view.cold_chain else 1, 0 if handed else 1, -view.value_cents, -view.customer_level,
                next(self._seq))
         ts = _Task(view, strategy, key, t)
+        if escalation:
+            ts.escalation, ts.ladder = min(escalation, 2), 2 if escalation == 1 else 3
+        if waiting_since is not None:
+            ts.unstarted_since = min(waiting_since, t)
         self._tasks[view.task_id] = ts
         self._order_tasks.setdefault(view.order_id, set()).add(view.task_id)
         if view.held:
@@ -258,7 +266,9 @@ class DispatchEngine:
             return
         p = self._picker(operator_id, t)
         ts.state, ts.operator_id = (STARTED if started else ASSIGNED), operator_id
-        ts.assigned_at = assigned_at if assigned_at is not None else t
+        ts.assigned_at = min(assigned_at, t) if assigned_at is not None else t
+        if not started:
+            ts.unstarted_since = ts.assigned_at
         ts.started_at = t
         p.load += 1
         p.tasks[view.task_id] = None
