@@ -26,11 +26,14 @@ class Outcome:
 class Refused(Exception):
     """A scan or action refused with a SPEC code; raised before anything changed."""
 
-    def __init__(self, code: str, message: str, **detail: Any) -> None:
+    def __init__(self, code: str, message: str, *, picker_error: bool = True, **detail: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.detail = detail
+        # False where the floor changed under the picker (their order held or cancelled): such a refusal does not
+        # count against their health index, which had opened the breaker of a picker who did nothing wrong.
+        self.picker_error = picker_error
 
 
 def attempt(change: Any, fn: Any) -> Outcome:

@@ -235,13 +235,13 @@ def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Ou
             return Outcome.good("location noted", "location")
         lines = [x for x in open_lines(floor, op) if x[2].location == bc.code]
         if not lines and not tasks:  # no shelf is right without a task: say what is missing
-            raise Refused("no_task", "you have no pick task right now")
+            raise Refused("no_task", "you have no pick task right now", picker_error=False)
         if not lines:
             raise Refused("wrong_location", f"none of your lines is at {bc.code}")
         # Several of the picker's lines at one shelf: the one the PDA shows first, as for an item scan.
         task, order, line = min(lines, key=lambda x: _shown_first(floor, x))
         if order.state == ON_HOLD:
-            raise Refused("not_allowed", f"order {order.order_id} is on hold")
+            raise Refused("not_allowed", f"order {order.order_id} is on hold", picker_error=False)
         line.located = True
         picker = floor.picker(op)
         picker.in_hand = (task.task_id, line.line_no)
@@ -253,12 +253,12 @@ def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Ou
         raise Refused("not_allowed", f"a {bc.kind} cannot be scanned while picking; scan an item, a location "
                                      "or a tote")
     if not tasks:
-        raise Refused("no_task", "you have no pick task right now")
+        raise Refused("no_task", "you have no pick task right now", picker_error=False)
     if bc.sku is None:
         raise Refused("unknown_barcode", f"GTIN {bc.gtin} is not in master data")
     task, order, line = _choose_line(floor, op, bc)
     if order.state == ON_HOLD:
-        raise Refused("not_allowed", f"order {order.order_id} is on hold: put the item back")
+        raise Refused("not_allowed", f"order {order.order_id} is on hold: put the item back", picker_error=False)
     if floor.rules.location_scan == "required" and not line.located:
         raise Refused("wrong_location", f"scan the location {line.location} first")
     sku = floor.md.skus[line.sku]
@@ -335,7 +335,7 @@ def confirm(floor: Floor, change: Change, task_id: str, line_no: int, kind: str,
         raise Refused("no_task", f"line {line_no} of task {task_id} is not open")
     if order.state == ON_HOLD:
         _error_lights(floor, change, task.operator_id or "", line)
-        raise Refused("not_allowed", f"order {order.order_id} is on hold")
+        raise Refused("not_allowed", f"order {order.order_id} is on hold", picker_error=False)
     if line.item is None:
         _error_lights(floor, change, task.operator_id or "", line)
         raise Refused("not_allowed", f"scan the item of line {line_no} first")

@@ -76,7 +76,7 @@ def handle_scan(floor: Floor, change: Change, scan: ScanInput, at: At, has_scale
         if operator is not None:
             data["operator_id"] = operator
         change.emit("scan.rejected", data, bc.order_id)
-        if operator is not None and session is not None and session.station == PICK:
+        if operator is not None and session is not None and session.station == PICK and e.picker_error:
             floor.dispatch.on_reject(operator, at.mono)
     else:
         change.absorb(effect)

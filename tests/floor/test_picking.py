@@ -593,3 +593,21 @@ async def test_a_picker_who_logs_out_mid_task_is_reported_and_cleared_when_work_
     assert (await h.item("scan-1", "05012345678900")).ok  # line 2: the task is complete
     assert f"escalation:{task}" not in h.floor.alarms
     assert "alarm.cleared" in h.types(seq)
+
+
+async def test_refusals_for_a_held_order_do_not_count_against_the_picker(h: Harness) -> None:
+    """Found on a running floor: the hub held the order a picker had started; their scans were refused "on hold",
+    each counted as the picker's mistake, and their breaker opened although they did nothing wrong."""
+    await h.picker_with_task(lines=[(1, "SKU-1", 2), (2, "SKU-2", 1)])
+    assert (await h.item("scan-1", "4006381333931")).ok
+    assert (await h.cmd("dispatch.hold", {"scope": "order", "id": "O-1", "reason": "customer call"}))["ok"]
+    for _ in range(3):
+        refused = await h.item("scan-1", "4006381333931")
+        assert refused.code == "not_allowed" and "on hold" in refused.message
+    wrong = await h.scan("scan-1", "A-09-09")  # a real mistake still counts
+    assert not wrong.ok
+    interval = h.floor.dispatch.settings.index_interval_s
+    h.clock.advance(interval + 1)
+    await h.tick()
+    stats = h.floor.dispatch.picker_stats("p1")
+    assert stats is not None and stats.rejects == 1, stats
