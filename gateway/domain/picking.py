@@ -1,7 +1,7 @@
 """Light-guided picking with scan checks (SPEC §6).
 
 A picker's item scan is matched to their open line of that SKU (the line whose location was scanned last,
-if any, else the one the PDA lists first: not on hold, lit, then task and lowest line_no) and checked: the
+if any, else the one the PDA lists first: not on hold, lit, most urgent, lowest line_no) and checked: the
 right item, a lot where the SKU needs one, not expired and with enough shelf life left, a serial not picked
 before, not more than the line wants. A scan counts its units (a pack GTIN its pack quantity); a line is
 confirmed when its last unit is scanned, by the PTL key (the quantity shown, possibly adjusted down), or from
@@ -139,12 +139,17 @@ def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Ord
     return min(matches, key=lambda x: _shown_first(floor, x))
 
 
-def _shown_first(floor: Floor, x: tuple[Task, Order, Line]) -> tuple[bool, bool, str, int]:
+_NOT_DISPATCHED = (float("inf"),)
+
+
+def _shown_first(floor: Floor, x: tuple[Task, Order, Line]) -> tuple[bool, bool, tuple[float, ...], str, int]:
     """The order in which the PDA lists a picker's lines (after the one in hand), and so the line a scan that
     fits several of them goes to: a held order's last (a scan went to it, and was refused "put the item back",
-    while another of the picker's orders needed that very SKU), then the lit ones, then task and line."""
+    while another of the picker's orders needed that very SKU), then the lit ones, then by dispatch's urgency
+    (cutoff first: by task id, an order due in 20 minutes stood last of a picker's eight), then task and line."""
     task, order, line = x
-    return (order.state == ON_HOLD, not _is_lit(floor, task, line), task.task_id, line.line_no)
+    return (order.state == ON_HOLD, not _is_lit(floor, task, line),
+            floor.dispatch.urgency(task.task_id) or _NOT_DISPATCHED, task.task_id, line.line_no)
 
 
 def add_units(floor: Floor, change: Change, task: Task, line: Line, item: dict[str, Any], units: int,
@@ -415,15 +420,14 @@ def undo(floor: Floor, change: Change, task_id: str, line_no: int, by: str, at: 
 def picker_view(floor: Floor, operator_id: str) -> dict[str, Any]:
     """What the picker's PDA shows: their lines, the next one first."""
     hand = _in_hand(floor, operator_id)
-    lines = []
-    for task, order, line in open_lines(floor, operator_id):
-        lines.append({"task_id": task.task_id, "order_id": order.order_id, "line_no": line.line_no,
-                      "sku": line.sku, "qty": line.qty, "picked": line.picked, "remaining": line.remaining,
-                      "location": line.location, "zone": task.zone, "tote": task.tote,
-                      "cutoff_at": order.priority.cutoff_at, "in_hand": hand is not None and hand[2] is line,
-                      "item_scanned": line.item is not None, "on_hold": order.state == ON_HOLD,
-                      "lit": _is_lit(floor, task, line)})
-    lines.sort(key=lambda x: (not x["in_hand"], x["on_hold"], not x["lit"], x["task_id"], x["line_no"]))
+    ranked = sorted(open_lines(floor, operator_id),
+                    key=lambda x: (hand is None or hand[2] is not x[2], _shown_first(floor, x)))
+    lines = [{"task_id": task.task_id, "order_id": order.order_id, "line_no": line.line_no,
+              "sku": line.sku, "qty": line.qty, "picked": line.picked, "remaining": line.remaining,
+              "location": line.location, "zone": task.zone, "tote": task.tote,
+              "cutoff_at": order.priority.cutoff_at, "in_hand": hand is not None and hand[2] is line,
+              "item_scanned": line.item is not None, "on_hold": order.state == ON_HOLD,
+              "lit": _is_lit(floor, task, line)} for task, order, line in ranked]
     picker = floor.pickers.get(operator_id)
     return {"operator_id": operator_id, "lines": lines, "put_back": list(picker.put_back) if picker else []}
 

@@ -611,3 +611,20 @@ async def test_refusals_for_a_held_order_do_not_count_against_the_picker(h: Harn
     await h.tick()
     stats = h.floor.dispatch.picker_stats("p1")
     assert stats is not None and stats.rejects == 1, stats
+
+
+async def test_the_pda_lists_the_most_urgent_order_first(h: Harness) -> None:
+    """Found on a peak day: the PDA listed lines by task id, so an order due in 20 minutes stood last of the
+    picker's lines (dispatch had given it out first)."""
+    from datetime import timedelta
+
+    from gateway.clock import rfc3339
+    from gateway.domain.picking import picker_view
+
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("A-LATER", [(1, "SKU-2", 1)])
+    await h.order("Z-URGENT", [(1, "SKU-1", 1)], cutoff_at=rfc3339(h.clock.now() + timedelta(minutes=20)))
+    await h.tick()
+    view = picker_view(h.floor, "p1")["lines"]
+    assert [x["order_id"] for x in view] == ["Z-URGENT", "A-LATER"]
+    assert all(x["lit"] for x in view)

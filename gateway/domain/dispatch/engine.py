@@ -444,6 +444,12 @@ class DispatchEngine:
         return TaskStatus(task_id, ts.state, ts.operator_id, ts.strategy, ts.escalation, ts.reassignments,
                           ts.deadline, ts.threshold_s or None)
 
+    def urgency(self, task_id: str) -> tuple[float, ...] | None:
+        """The task's place in dispatch's order (cutoff, cold chain, zone handoff, value, customer level,
+        arrival): lower is more urgent. None for a task dispatch does not know."""
+        ts = self._tasks.get(task_id)
+        return ts.key if ts is not None else None
+
     def queued(self, zone: str | None = None) -> int:
         return sum(1 for ts in self._tasks.values() if ts.state == QUEUED and (zone is None or ts.view.zone == zone))
 
