@@ -181,8 +181,12 @@ def supervisor(web: WebState) -> dict[str, Any]:
                         "held": f"operator:{p.operator_id}" in floor.holds,
                         "last_decision": last.get(p.operator_id)})
     tasks = []
-    for task in sorted((t for t in floor.tasks.values() if t.state in TASK_ACTIVE),
-                       key=lambda t: (t.created_at, t.task_id))[:MAX_TASKS]:
+    active = [t for t in floor.tasks.values() if t.state in TASK_ACTIVE]
+    # The ones that matter first, as dispatch ranks them, escalated ones above all: the oldest first hid an
+    # urgent order and every escalation behind a backlog of 150.
+    none = (float("inf"),)
+    for task in sorted(active, key=lambda t: (-t.escalation, floor.dispatch.urgency(t.task_id) or none,
+                                              t.created_at, t.task_id))[:MAX_TASKS]:
         order = floor.orders.get(task.order_id)
         tasks.append({"task_id": task.task_id, "order_id": task.order_id, "zone": task.zone, "state": task.state,
                       "operator_id": task.operator_id, "name": _name(web, task.operator_id),
@@ -205,6 +209,7 @@ def supervisor(web: WebState) -> dict[str, Any]:
         "trend": [list(p) for p in web.live.trend],
         "pickers": pickers,
         "tasks": tasks,
+        "tasks_total": len(active),
         "alarms": sorted((a.to_doc() for a in floor.alarms.values()), key=lambda a: a["raised_at"], reverse=True),
         "holds": sorted((h.to_doc() for h in floor.holds.values()), key=lambda h: (h["scope"], h["id"])),
         "reviews": reviews,

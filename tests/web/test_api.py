@@ -416,3 +416,25 @@ async def test_another_badge_on_the_pda_page_carries_on_as_that_picker(tmp_path:
             assert view["operator_id"] == "p2"
         finally:
             await c.aclose()
+
+
+async def test_the_supervisor_sees_the_most_urgent_tasks_when_there_are_too_many_to_show(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found on a peak day: with a backlog over the 150 tasks shown, the supervisor saw the 150 oldest, and an
+    urgent order (and every escalation) behind them was not there at all."""
+    from gateway.web import views
+
+    monkeypatch.setattr(views, "MAX_TASKS", 3)
+    async with gateway(web_config(tmp_path)) as gate:
+        for k in range(4):
+            await gate.order(f"O-OLD-{k}", [(1, "SKU-1", 1)])
+        soon = (datetime.now(UTC) + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await gate.order("O-URGENT", [(1, "SKU-1", 1)], cutoff_at=soon)
+        s, _ = await password_client(gate, "s1", SUPERVISOR_PW)
+        try:
+            snap = (await s.get("/api/v1/supervisor/snapshot")).json()
+        finally:
+            await s.aclose()
+        assert snap["tasks_total"] == 5
+        assert [t["order_id"] for t in snap["tasks"]][0] == "O-URGENT"
+        assert len(snap["tasks"]) == 3

@@ -145,8 +145,10 @@
         h("summary", {}, `${c.operator_id ? "" : "\u26A0 "}${t("waiting_now")}: ${c.reason}`), candidates(c.candidates)) : null);
   }
 
-  function tasks(list, operators) {
-    $("tasks").replaceChildren(table(["task", "order", "zone", "state", "picker", "escalation", "cutoff", "why", "reassign"],
+  function tasks(list, operators, total) {
+    const more = total > list.length ? h("p", { class: "muted", "data-key": "tasks-shown" },
+      t("tasks_shown", { shown: list.length, total })) : null;
+    $("tasks").replaceChildren(...(more ? [more] : []), table(["task", "order", "zone", "state", "picker", "escalation", "cutoff", "why", "reassign"],
       list.map((task) => {
         const sel = h("select", { "data-key": "to-" + task.task_id, "aria-label": t("reassign") },
           operators.map((o) => h("option", { value: o.operator_id, selected: o.operator_id === task.operator_id }, o.name)));
@@ -227,7 +229,7 @@
     trend(s.trend);
     alarms(s.alarms);
     pickers(s.pickers);
-    tasks(s.tasks, s.operators);
+    tasks(s.tasks, s.operators, s.tasks_total ?? s.tasks.length);
     holds(s.holds);
     reviews(s.reviews);
     undo(s.undo);
