@@ -436,5 +436,5 @@ async def test_the_supervisor_sees_the_most_urgent_tasks_when_there_are_too_many
         finally:
             await s.aclose()
         assert snap["tasks_total"] == 5
-        assert [t["order_id"] for t in snap["tasks"]][0] == "O-URGENT"
+        assert snap["tasks"][0]["order_id"] == "O-URGENT"
         assert len(snap["tasks"]) == 3
