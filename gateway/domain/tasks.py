@@ -350,6 +350,18 @@ def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str
     previous = task.operator_id
     if previous == operator_id:
         return
+    # What dispatch would never do, refused by hand too, each with what to do instead (SPEC §6: work only in
+    # the picker's zones, while logged in on a pick device): the task went to someone who would never see it,
+    # or into a zone whose shelves they do not know, with nothing to say so.
+    who = op.name or operator_id
+    if task.zone not in op.zones:
+        raise Conflict(f"{who} does not work in zone {task.zone} (their zones: {', '.join(op.zones) or 'none'})",
+                       task_id=task_id, operator_id=operator_id)
+    if not any(s.station == "pick" for s in floor.sessions_of(operator_id)):
+        raise Conflict(f"{who} is not logged in on a pick device or PDA: they would not see the task",
+                       task_id=task_id, operator_id=operator_id)
+    if f"operator:{operator_id}" in floor.holds:
+        raise Conflict(f"{who} is on hold: release them first", task_id=task_id, operator_id=operator_id)
     _lights(change, release_task(floor, task))
     floor.dispatch.on_task_removed(task_id, at.mono)
     if previous:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gateway.clock import ManualClock
 from gateway.domain.holds import is_held
 from gateway.domain.model import Hold
@@ -317,3 +319,33 @@ async def test_an_undo_after_a_restart_and_a_clock_stepped_back_is_refused(tmp_p
         assert not out.ok and "undo window" in out.message
     finally:
         await j.close()
+
+
+async def test_a_task_moved_by_hand_goes_only_where_dispatch_could_send_it(h: Harness) -> None:
+    """Found on a running floor: a supervisor's reassign put a zone-a task on a picker of another zone, on one on
+    hold and on one logged out, with no word; the task then waited where nobody would pick it."""
+    from gateway.domain.errors import Conflict
+    from gateway.domain.tasks import manual_reassign
+
+    r = await h.cmd("masterdata.sync", {"mode": "merge", "sync_id": "pz", "part": 1, "parts": 1, "operators": [
+        {"operator_id": "pz", "name": "Zed", "badge": "BADGE-PZ", "roles": ["picker"], "zones": ["zone-z"]}]})
+    assert r["ok"] and not r["rejected"], r
+    task = await h.picker_with_task()
+
+    async def move(to: str) -> None:
+        at = h.service.at()
+        await h.service.execute(lambda f, c: manual_reassign(f, c, task, to, "s1", at))
+
+    with pytest.raises(Conflict, match="not logged in"):
+        await move("p2")
+    assert (await h.scan("scan-2", "BADGE-PZ")).ok
+    with pytest.raises(Conflict, match="does not work in zone zone-a"):
+        await move("pz")
+    assert (await h.scan("scan-3", "BADGE-P2")).ok
+    assert (await h.cmd("dispatch.hold", {"scope": "operator", "id": "p2"}))["ok"]
+    with pytest.raises(Conflict, match="on hold"):
+        await move("p2")
+    assert h.floor.tasks[task].operator_id == "p1"  # nothing moved
+    assert (await h.cmd("dispatch.release", {"scope": "operator", "id": "p2"}))["ok"]
+    await move("p2")
+    assert h.floor.tasks[task].operator_id == "p2"
