@@ -59,6 +59,7 @@ class HubLink:
         self.mqtt.on_message = self.intake.on_message
         self.mqtt.on_connect.append(lambda present: self.publish_status())
         self._broker_changed = asyncio.Event()
+        self._stopping = False  # our own disconnect at a clean stop is no broker outage
         self.mqtt.on_connect.append(lambda present: self._broker_changed.set())
         self.mqtt.on_disconnect.append(self._broker_changed.set)
         self.telemetry_sources: list[Callable[[], dict[str, Any]]] = []
@@ -129,7 +130,7 @@ class HubLink:
         while True:
             self._broker_changed.clear()
             online = self.mqtt.connected.is_set()
-            if online != told:
+            if online != told and not self._stopping:
                 try:
                     await self.service.execute(partial(
                         broker_status, online=online, at=self.service.at(),
@@ -160,6 +161,7 @@ class HubLink:
     async def shutdown(self) -> None:
         """On a clean stop, before the tasks are cancelled: say `offline` ourselves (retained, since a clean
         DISCONNECT suppresses the Last Will) and disconnect."""
+        self._stopping = True
         with contextlib.suppress(Exception):
             await self.publisher.save_progress()
         if self.mqtt.connected.is_set():
