@@ -28,6 +28,7 @@ from gateway.domain.floor import STORAGE_FULL, STORAGE_OK, STORAGE_WARNING, Floo
 from gateway.domain.lights import rebuild_modules
 from gateway.domain.model import FINAL_STATES, At
 from gateway.domain.rules import FloorRules
+from gateway.domain.sessions import end_page_sessions
 from gateway.domain.tasks import restore_dispatch
 from gateway.journal import Journal, JournalError, JournalUnavailable, StorageFull
 
@@ -88,6 +89,14 @@ class FloorService:
 
     async def start(self) -> None:
         await self.reload()
+        at = self.at()
+        try:
+            ended = await self.execute(lambda f, c: end_page_sessions(f, c, at))
+        except JournalError as e:  # they end by the idle logout instead
+            log.warning("page sessions of the last run not ended", extra={"fields": {"error": str(e)}})
+        else:
+            if ended:
+                log.info("page sessions of the last run ended", extra={"fields": {"sessions": ended}})
         if not self.journal.integrity_ok:
             detail = "; ".join(self.journal.integrity[:3])
             await self.execute(lambda f, c: raise_alarm(

@@ -108,3 +108,15 @@ def touch(floor: Floor, device_id: str, at: At) -> Session | None:
     if s is not None:
         s.last_mono = at.mono
     return s
+
+
+def end_page_sessions(floor: Floor, change: Change, at: At) -> int:
+    """At start: the floor sessions of pages (a PDA, a packing page) end with the run, as their page sessions
+    (cookies, in memory) did. Kept, they outlived it: the picker badged in again on the PDA as a new device,
+    logged out there, and still got work through the old session, until its idle logout. Reason `idle`: no one
+    ended them, the session is simply gone (SPEC has no reason for a restart). Started work stays theirs, and
+    is escalated only if they are not back within the period."""
+    gone = [device_id for device_id, s in floor.sessions.items() if s.kind == "page"]
+    for device_id in gone:
+        logout(floor, change, device_id, "idle", at)
+    return len(gone)

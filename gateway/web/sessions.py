@@ -3,8 +3,8 @@
 A session is a random token in an HttpOnly cookie; the store keeps only its SHA-256, so a memory dump or
 a log line never holds a usable token. A session carries who logged in and how (badge on a PDA or a
 packing page, or password), never roles: those are read from master data on every request, so a role
-taken away by the hub applies at once. A gateway restart ends every page session (people log in again;
-their floor sessions, which are journaled, stay).
+taken away by the hub applies at once. A gateway restart ends every page session, and their floor sessions
+with them (`domain.sessions.end_page_sessions`): people log in again.
 """
 
 from __future__ import annotations

@@ -213,20 +213,25 @@ def test_a_task_past_level_2_handed_on_is_not_escalated_again() -> None:
     assert given(out) == [("T1", "p2")] and escalations(out) == []
 
 
-def test_a_picker_logging_out_with_a_started_task_tells_the_supervisor() -> None:
+def test_a_picker_logging_out_with_a_started_task_tells_the_supervisor_unless_back_in_time() -> None:
     """Started work stays with its picker (units are in their tote); once they logged out, nothing watched it
-    and the order waited silently."""
+    and the order waited silently. Now it is timed like unstarted work: back within the period, nothing."""
     rig = Rig(NO_BREAKER)
     rig.picker("p1")
     rig.task("T1")
     rig.tick()
     rig.engine.on_first_scan("T1", rig.t)
     rig.engine.on_logout("p1", rig.t)
-    out = rig.tick()
+    rig.advance(20 * 60, step=60)
+    rig.engine.on_login("p1", ["a"], rig.t)  # a battery swapped: back in time
+    assert escalations(rig.advance(3600, step=60)) == []
+    rig.engine.on_logout("p1", rig.t)  # gone for good
+    assert escalations(rig.advance(29 * 60, step=60)) == []
+    out = rig.advance(2 * 60, step=60)
     assert escalations(out) == [("T1", 2)]
     d = next(d for d in out if isinstance(d, Escalate))
     assert d.operator_id == "p1" and "logged out with the task started" in d.reason
     assert rig.holder("T1") == "p1"
     rig.engine.on_login("p1", ["a"], rig.t)
     rig.engine.on_logout("p1", rig.t)
-    assert escalations(rig.advance(3600, step=60)) == []  # told once
+    assert escalations(rig.advance(3 * 3600, step=60)) == []  # told once

@@ -349,3 +349,35 @@ async def test_a_task_moved_by_hand_goes_only_where_dispatch_could_send_it(h: Ha
     assert (await h.cmd("dispatch.release", {"scope": "operator", "id": "p2"}))["ok"]
     await move("p2")
     assert h.floor.tasks[task].operator_id == "p2"
+
+
+async def test_page_sessions_end_with_the_run_and_scanner_sessions_stay(tmp_path: Path) -> None:
+    """Found by restarting a gateway: the PDA's page session (a cookie, in memory) was gone, its floor session
+    stayed; the picker badged in again as a new device, logged out there, and still got work through the old
+    one until its idle logout."""
+    from gateway.domain.sessions import login
+
+    cfg = make_config(tmp_path)
+    clock = ManualClock()
+    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    try:
+        s = FloorService(cfg, j, clock)
+        await s.start()
+        h = Harness(s, clock)
+        await h.load()
+        at = s.at()
+        await s.execute(lambda f, c: login(f, c, "pda-1234", "pick", "p1", at, kind="page"))
+        assert (await h.scan("scan-2", "BADGE-P2")).ok  # a scanner session
+        await j.close()
+        j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+        s = FloorService(cfg, j, clock)
+        seq = j.last_seq
+        await s.start()
+        h = Harness(s, clock)
+        assert {d: x.operator_id for d, x in s.floor.sessions.items()} == {"scan-2": "p2"}
+        logouts = [d for t, _, d in h.events(seq) if t == "operator.logout"]
+        assert logouts == [{"operator_id": "p1", "device_id": "pda-1234", "reason": "idle"}]
+        pickers = {p.operator_id: p.available for p in s.floor.dispatch.pickers()}
+        assert pickers.get("p1") is not True and pickers["p2"] is True
+    finally:
+        await j.close()

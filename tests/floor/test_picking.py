@@ -576,13 +576,16 @@ async def test_a_scan_that_fits_a_held_order_and_another_goes_to_the_other(h: Ha
 
 async def test_a_picker_who_logs_out_mid_task_is_reported_and_cleared_when_work_goes_on(h: Harness) -> None:
     """Found on a running floor: p1 confirmed line 1 of 2 and logged out (a PDA gone flat). The started task stays
-    theirs, and nothing watched it: the order waited silently. Now the supervisor is told at once (level 2),
-    and the alarm clears when the task is worked on again."""
+    theirs, and nothing watched it: the order waited silently. Now the supervisor is told (level 2) when they
+    are not back within the escalation period, and the alarm clears when the task is worked on again."""
     task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
     assert (await h.item("scan-1", "4006381333931")).ok  # line 1 done: started
     seq = h.seq
     assert (await h.scan("scan-1", "BADGE-P1")).ok  # the same badge again: logged out
     await h.tick()
+    for _ in range(31):
+        h.clock.advance(60)
+        await h.tick()
     escalated = [d for t, _, d in h.events(seq) if t == "task.escalated"]
     assert escalated == [{"task_id": task, "level": 2, "reason": escalated[0]["reason"]}]
     assert "logged out with the task started" in escalated[0]["reason"]

@@ -141,6 +141,7 @@ class DispatchEngine:
         self._timers: list[tuple[float, int, str]] = []
         self._to_arm: list[_Task] = []
         self._arm_queued: list[_Task] = []  # waiting tasks whose wait for a picker is timed too
+        self._left_behind: list[_Task] = []  # started tasks whose picker logged out: timed at the next tick
         self._dirty: set[str] = set()
         self._pending: list[Decision] = []
         self._open: set[str] = set()
@@ -198,17 +199,25 @@ class DispatchEngine:
 
     def _started_left_behind(self, p: _Picker) -> None:
         """A picker logged out with started work: it stays theirs (units are in their tote), but nobody works
-        on it now and no timer watches a started task, so it waited silently for good (a PDA gone flat on a
-        peak day). The supervisor is told at once (level 2): they move it by hand or the picker comes back."""
+        on it now and no timer watched a started task, so it waited silently for good (a PDA gone flat on a
+        peak day). It is timed now (armed at the next tick, which knows the time of day): if they are not back
+        within an escalation period, the supervisor is told (level 2). A picker who logs in again in time (a
+        battery swapped, a page after a restart) raises nothing."""
         for tid in p.tasks:
             ts = self._tasks[tid]
-            if ts.state != STARTED or ts.ladder >= 3:
-                continue
-            ts.ladder, ts.escalation = 3, 2
-            v = ts.view
-            self._pending.append(Escalate(v.task_id, v.order_id, v.zone, 2, p.view.operator_id,
-                                          f"picker {p.view.operator_id} logged out with the task started; "
-                                          "supervisor needed"))
+            if ts.state == STARTED and ts.ladder < 3:
+                self._left_behind.append(ts)
+
+    def _escalate_left_behind(self, ts: _Task, out: list[Decision]) -> None:
+        op = ts.operator_id
+        p = self._pickers.get(op) if op is not None else None
+        if p is None or p.view.logged_in or self._task_held(ts):
+            return  # back in time (or the work is held: nobody is to pick it now)
+        ts.ladder, ts.escalation, ts.deadline = 3, 2, None
+        v = ts.view
+        out.append(Escalate(v.task_id, v.order_id, v.zone, 2, op,
+                            f"picker {op} logged out with the task started and is not back within "
+                            f"{ts.threshold_s / 60:g} min ({ts.threshold_src}); supervisor needed"))
 
     def on_login(self, operator_id: str, zones: frozenset[str] | set[str] | list[str], t: float) -> None:
         p = self._pickers.get(operator_id)
@@ -395,6 +404,10 @@ class DispatchEngine:
         for ts in arm:
             if ts.state == ASSIGNED:
                 self._arm(ts, now, ts.assigned_at)
+        left, self._left_behind = self._left_behind, []
+        for ts in left:
+            if ts.state == STARTED and ts.ladder < 3 and ts.view.task_id in self._tasks:
+                self._arm(ts, now, t)
         self._escalate_due(t, now, out)
         self._assign_waiting(t, now, out)
         queued, self._arm_queued = self._arm_queued, []
@@ -424,7 +437,7 @@ class DispatchEngine:
             d = self._pickers[op].breaker.due
             if d is not None:
                 due = min(due, d)
-        if self._dirty or self._pending or self._to_arm:
+        if self._dirty or self._pending or self._to_arm or self._left_behind:
             due = min(due, self._now)
         return due
 
@@ -647,9 +660,14 @@ class DispatchEngine:
                                     f"no picker could take it within {ts.threshold_s / 60:g} min "
                                     f"({ts.threshold_src}); supervisor needed"))
                 continue
-            if ts.state != ASSIGNED or ts.ladder >= 3:
+            if ts.ladder >= 3:
                 # Past the end of the ladder, the supervisor has been told: a task handed on after it (a breaker
                 # opened) was escalated to level 2 again at once, its old clock long run out.
+                continue
+            if ts.state == STARTED:
+                self._escalate_left_behind(ts, out)
+                continue
+            if ts.state != ASSIGNED:
                 continue
             if self._task_held(ts):
                 ts.held_seen = True
