@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
+from gateway.config import Config
 from gateway.domain.holds import is_held
 from gateway.domain.model import Hold
 from gateway.journal import Journal
@@ -248,48 +249,40 @@ async def test_zone_handoff_a_multi_zone_order_is_consolidated_and_picked_only_w
     assert h.floor.orders["O-2"].state == "assigned"  # O-2 follows in zone-b
 
 
+async def started(cfg: Config, clock: ManualClock) -> tuple[Journal, Harness]:
+    """The floor service on the journal at cfg.db_path, started as the gateway starts it."""
+    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    s = FloorService(cfg, j, clock)
+    await s.start()
+    return j, Harness(s, clock)
+
+
 async def test_a_restart_keeps_the_escalation_timers_and_levels(tmp_path: Path) -> None:
     """Found by restarting a gateway: the timer of a task given out 25 minutes before restarted from zero (the
     level 2 came at minute 54, not 30), and an escalated task went up the whole ladder again."""
     cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
     clock = ManualClock()
-    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    j, h = await started(cfg, clock)
     try:
-        s = FloorService(cfg, j, clock)
-        await s.start()
-        h = Harness(s, clock)
         await h.load()
         await h.scan("scan-1", "BADGE-P1")
         await h.order("O-1", [(1, "SKU-1", 1)])
         await h.tick()
-        task = "O-1~zone-a"
-        assert h.floor.tasks[task].operator_id == "p1"
-        for _ in range(25):
-            clock.advance(60)
-            await h.tick()
+        assert h.floor.tasks["O-1~zone-a"].operator_id == "p1"
+        await minutes(h, 25)
         await j.close()
-        j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
-        s = FloorService(cfg, j, clock)
-        await s.start()
-        h = Harness(s, clock)
+        j, h = await started(cfg, clock)
         seq = h.seq
-        for _ in range(4):
-            clock.advance(60)
-            await h.tick()
+        await minutes(h, 4)
         assert "task.escalated" not in h.types(seq)
         clock.advance(90)  # minute 30.5 since the task was given out
         await h.tick()
         levels = [d["level"] for t, _, d in h.events(seq) if t == "task.escalated"]
         assert levels == [2], h.types(seq)  # p1 alone: no one to move it to, so the supervisor
         await j.close()
-        j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
-        s = FloorService(cfg, j, clock)
-        await s.start()
-        h = Harness(s, clock)
+        j, h = await started(cfg, clock)
         seq = h.seq
-        for _ in range(90):
-            clock.advance(60)
-            await h.tick()
+        await minutes(h, 90)
         assert [t for t in h.types(seq) if t.startswith("task.")] == []  # past level 2: told once, not again
     finally:
         await j.close()
@@ -300,19 +293,13 @@ async def test_an_undo_after_a_restart_and_a_clock_stepped_back_is_refused(tmp_p
     boot), an undo ten minutes later: accepted, as the confirm seemed to lie in the future."""
     cfg = make_config(tmp_path)
     clock = ManualClock()
-    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    j, h = await started(cfg, clock)
     try:
-        s = FloorService(cfg, j, clock)
-        await s.start()
-        h = Harness(s, clock)
         await h.load()
         task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
         assert (await h.item("scan-1", "4006381333931")).ok  # line 1 confirmed
         await j.close()
-        j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
-        s = FloorService(cfg, j, clock)
-        await s.start()
-        h = Harness(s, clock)
+        j, h = await started(cfg, clock)
         clock.advance(600)
         clock.jump_wall(-3600)
         out = await h.undo(task, 1)
@@ -359,25 +346,19 @@ async def test_page_sessions_end_with_the_run_and_scanner_sessions_stay(tmp_path
 
     cfg = make_config(tmp_path)
     clock = ManualClock()
-    j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
+    j, h = await started(cfg, clock)
     try:
-        s = FloorService(cfg, j, clock)
-        await s.start()
-        h = Harness(s, clock)
         await h.load()
-        at = s.at()
-        await s.execute(lambda f, c: login(f, c, "pda-1234", "pick", "p1", at, kind="page"))
+        at = h.service.at()
+        await h.service.execute(lambda f, c: login(f, c, "pda-1234", "pick", "p1", at, kind="page"))
         assert (await h.scan("scan-2", "BADGE-P2")).ok  # a scanner session
-        await j.close()
-        j = await Journal.open(cfg.db_path, site="dc1", gateway="zone-a", clock=clock)
-        s = FloorService(cfg, j, clock)
         seq = j.last_seq
-        await s.start()
-        h = Harness(s, clock)
-        assert {d: x.operator_id for d, x in s.floor.sessions.items()} == {"scan-2": "p2"}
+        await j.close()
+        j, h = await started(cfg, clock)
+        assert {d: x.operator_id for d, x in h.floor.sessions.items()} == {"scan-2": "p2"}
         logouts = [d for t, _, d in h.events(seq) if t == "operator.logout"]
         assert logouts == [{"operator_id": "p1", "device_id": "pda-1234", "reason": "idle"}]
-        pickers = {p.operator_id: p.available for p in s.floor.dispatch.pickers()}
+        pickers = {p.operator_id: p.available for p in h.floor.dispatch.pickers()}
         assert pickers.get("p1") is not True and pickers["p2"] is True
     finally:
         await j.close()

@@ -39,6 +39,18 @@ async def stream(j: Journal, producers: int, per_producer: int) -> None:
     await asyncio.gather(*(producer(k) for k in range(producers)))
 
 
+async def largest_wal_of(j: Journal, producers: int, per_producer: int) -> int:
+    """Stream changes into `j`; the largest WAL file seen after any commit."""
+    largest = 0
+
+    def watch(_: object) -> None:
+        nonlocal largest
+        largest = max(largest, wal_size(j))
+    j.on_commit(watch)
+    await stream(j, producers, per_producer)
+    return largest
+
+
 @pytest.fixture
 def small_wal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "WAL_LIMIT_BYTES", LIMIT)
@@ -46,14 +58,8 @@ def small_wal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_a_steady_stream_of_commits_keeps_the_wal_near_its_limit(tmp_path: Path, small_wal: None) -> None:
     j = await Journal.open(tmp_path / "j.db", site="dc1", gateway="zone-a", clock=ManualClock())
-    largest = 0
-
-    def watch(_: object) -> None:
-        nonlocal largest
-        largest = max(largest, wal_size(j))
-    j.on_commit(watch)
     try:
-        await stream(j, producers=32, per_producer=100)  # ~7 MB of WAL written, 25 times the limit
+        largest = await largest_wal_of(j, producers=32, per_producer=100)  # ~7 MB of WAL written, 25x the limit
         assert j.last_seq == 3200
         assert largest <= LIMIT + SLACK, largest  # without the writer's checkpoints: over 8 MB
         assert j.finished_checkpoints >= 3
@@ -75,14 +81,8 @@ async def test_the_checkpointer_beside_running_often_does_not_keep_the_writer_fr
     finish off 16 batches, again and again (CI, a slow disk: 2.7 MB; here, beside every 16 KB: 5-12 MB)."""
     monkeypatch.setattr(store, "CHECKPOINT_WAL_BYTES", 16 * 1024)
     j = await Journal.open(tmp_path / "j.db", site="dc1", gateway="zone-a", clock=ManualClock())
-    largest = 0
-
-    def watch(_: object) -> None:
-        nonlocal largest
-        largest = max(largest, wal_size(j))
-    j.on_commit(watch)
     try:
-        await stream(j, producers=32, per_producer=100)
+        largest = await largest_wal_of(j, producers=32, per_producer=100)
         assert j.last_seq == 3200
         assert largest <= LIMIT + SLACK, largest
         assert j.checkpoints >= 1  # the one beside did run
