@@ -301,19 +301,18 @@ class FloorService:
         else:
             level = STORAGE_OK
         now = self.clock.now()
-        # The messages name the condition, in steps, not the live figures: an alarm whose text changes is raised
-        # again, and "91 MB free on disk" moving with every other program's writes raised storage_near_full
-        # anew every 5 s, to the hub and the pages.
-        cap_mb, reserve_mb = cap / 1e6, DISK_RESERVE_BYTES / 1e6
+        # The messages name the condition, not the live figures: an alarm whose text changes is raised again,
+        # and "91 MB free on disk" moving with every other program's writes raised storage_near_full anew every
+        # 5 s, to the hub and the pages (in 5% steps too: a database at a step moves across it with its WAL).
+        cap_mb, reserve_mb = self.cfg.sync.max_db_mb, DISK_RESERVE_BYTES // 2**20
         if level == STORAGE_FULL:
-            why = [f"the database reached sync.max_db_mb ({cap_mb:.0f} MB)" if self.storage_bytes >= cap else "",
-                   f"under {reserve_mb:.0f} MB free on disk" if free < DISK_RESERVE_BYTES else "",
+            why = [f"the database reached sync.max_db_mb ({cap_mb} MB)" if self.storage_bytes >= cap else "",
+                   f"under {reserve_mb} MB free on disk" if free < DISK_RESERVE_BYTES else "",
                    "the disk was full" if was_full and self.storage_bytes < cap and free >= DISK_RESERVE_BYTES
                    else ""]
         else:
-            why = [f"the database at {int(pct // 5 * 5)}% or more of sync.max_db_mb ({cap_mb:.0f} MB)"
-                   if pct >= 80 else "",
-                   f"under {4 * reserve_mb:.0f} MB free on disk" if free < 4 * DISK_RESERVE_BYTES else ""]
+            why = [f"the database at 80% or more of sync.max_db_mb ({cap_mb} MB)" if pct >= 80 else "",
+                   f"under {4 * reserve_mb} MB free on disk" if free < 4 * DISK_RESERVE_BYTES else ""]
         reason = "; ".join(w for w in why if w)
 
         def apply(f: Floor, c: Change) -> None:

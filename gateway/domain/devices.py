@@ -82,8 +82,9 @@ def forget_devices(floor: Floor, change: Change, configured: Callable[[str], boo
     cleared = []
     for alarm_id in list(floor.alarms):
         for prefix in DEVICE_ALARMS:
-            if alarm_id.startswith(prefix) and not configured(alarm_id[len(prefix):]):
-                clear_alarm(floor, change, alarm_id, f"{alarm_id[len(prefix):]} is no longer in the config")
+            device_id = alarm_id[len(prefix):]
+            if alarm_id.startswith(prefix) and device_id != BROKER and not configured(device_id):
+                clear_alarm(floor, change, alarm_id, f"{device_id} is no longer in the config")
                 cleared.append(alarm_id)
     for device_id in [d for d in floor.devices if d != BROKER and not configured(d)]:
         del floor.devices[device_id]

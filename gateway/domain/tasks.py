@@ -117,7 +117,9 @@ def restore_dispatch(floor: Floor, at: At) -> None:
             continue
         # The timers go on from when the task was given out (or began to wait), read from the wall clock: the
         # monotonic clock of the run before is gone. A wall clock stepped back counts as no time passed.
-        since = _mono_of(task.assigned_at if task.operator_id is not None else task.created_at, at)
+        # A waiting task that had been given out before waits since then at the latest (assigned_at is kept through
+        # a requeue): from created_at, one moved at minute 31 and requeued at 33 escalated at once after a restart.
+        since = _mono_of(task.assigned_at or task.created_at, at)
         try:
             floor.dispatch.add_task(task_view(task, order.priority, held=order.state == ON_HOLD,
                                               handoff_zone=handoff_zone(floor, task)), at.mono,
@@ -127,6 +129,8 @@ def restore_dispatch(floor: Floor, at: At) -> None:
                                     waiting_since=since if task.operator_id is None else None)
         except DispatchError:
             continue
+        if task.state == TASK_STARTED:
+            floor.dispatch.time_left_behind(task.task_id)  # its picker left before the restart: timed again
 
 
 def _mono_of(stamp: str | None, at: At) -> float | None:
@@ -254,8 +258,9 @@ def apply_decision(floor: Floor, change: Change, d: Decision, at: At) -> None:
         assert ev is not None
         change.emit(*ev, order_id=task.order_id)
         if d.level >= 2:
+            stalled = "has stopped" if task.state == TASK_STARTED else "has not started"
             raise_alarm(floor, change, f"escalation:{task.task_id}", "task_escalated", "warning",
-                        f"task {task.task_id} (order {task.order_id}, zone {task.zone}) has not started: "
+                        f"task {task.task_id} (order {task.order_id}, zone {task.zone}) {stalled}: "
                         f"{d.reason}; assign it by hand or hold the order", at.wall)
 
 

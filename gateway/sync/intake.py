@@ -76,6 +76,7 @@ class CommandIntake:
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self.handled = 0
         self.rejected = 0
+        self._ack_unsaved = False
 
     def on_message(self, msg: Message) -> None:
         if msg.topic.startswith(self.cmd_prefix):
@@ -244,10 +245,12 @@ class CommandIntake:
         if ack.journal != self.journal.journal_id:
             log.warning("sync.ack for another journal ignored", extra={"fields": {"journal": ack.journal}})
             return
-        if self.publisher.hub_ack(ack.up_to_seq):
+        if self.publisher.hub_ack(ack.up_to_seq) or self._ack_unsaved:
             try:
                 await self.journal.set_meta("hub_acked_seq", str(self.publisher.hub_acked))
+                self._ack_unsaved = False
             except (sqlite3.Error, JournalError) as e:
+                self._ack_unsaved = True  # a hub that repeats the same ack gets it saved then too
                 # Bookkeeping, as the publisher's watermark: held in memory and saved with the next ack. Retried
                 # as a command, it held up every command behind it for as long as the disk stayed full, and
                 # those never got their `busy`.

@@ -232,6 +232,72 @@ def test_a_picker_logging_out_with_a_started_task_tells_the_supervisor_unless_ba
     d = next(d for d in out if isinstance(d, Escalate))
     assert d.operator_id == "p1" and "logged out with the task started" in d.reason
     assert rig.holder("T1") == "p1"
-    rig.engine.on_login("p1", ["a"], rig.t)
-    rig.engine.on_logout("p1", rig.t)
     assert escalations(rig.advance(3 * 3600, step=60)) == []  # told once
+    rig.engine.on_login("p1", ["a"], rig.t)  # back, and gone again for good: told again (its level was 2
+    rig.engine.on_logout("p1", rig.t)  # already, which had kept this absence from being timed at all)
+    assert escalations(rig.advance(31 * 60, step=60)) == [("T1", 2)]
+
+
+def test_a_started_task_whose_picker_left_during_a_hold_is_timed_after_it() -> None:
+    """A review: the absence's timer fell due during a zone hold and was dropped, so a picker who never came back
+    was never reported after the release."""
+    rig = Rig(NO_BREAKER)
+    rig.picker("p1")
+    rig.task("T1")
+    rig.tick()
+    rig.engine.on_first_scan("T1", rig.t)
+    rig.engine.on_logout("p1", rig.t)
+    rig.engine.set_hold("zone", "a", True)
+    assert escalations(rig.advance(40 * 60, step=60)) == []
+    rig.engine.set_hold("zone", "a", False)
+    assert escalations(rig.advance(29 * 60, step=60)) == []  # a fresh period from the release
+    assert escalations(rig.advance(2 * 60, step=60)) == [("T1", 2)]
+
+
+def test_a_task_escalated_before_it_started_is_still_timed_when_its_picker_leaves() -> None:
+    rig = Rig(NO_BREAKER)
+    rig.picker("p1")
+    rig.task("T1")
+    rig.tick()
+    assert escalations(rig.advance(31 * 60, step=60)) == [("T1", 2)]  # not started in time, nobody else
+    rig.engine.on_first_scan("T1", rig.t)
+    rig.engine.on_logout("p1", rig.t)
+    assert escalations(rig.advance(31 * 60, step=60)) == [("T1", 2)]
+
+
+def test_a_requeued_task_given_out_after_a_zone_hold_gets_a_fresh_period() -> None:
+    """A review: the fresh period after a hold went to the queue's timer only; the task kept its clock from before
+    the hold, and the picker who got it after the release lost it a minute later, "not started within 30 min"."""
+    rig = Rig(NO_BREAKER)
+    rig.picker("p1")
+    rig.task("T1")
+    assert given(rig.tick()) == [("T1", "p1")]
+    rig.engine.on_logout("p1", rig.t)  # back to the queue, its clock from minute 0
+    rig.tick()
+    rig.engine.set_hold("zone", "a", True)
+    assert escalations(rig.advance(2 * 3600, step=60)) == []
+    rig.engine.set_hold("zone", "a", False)
+    assert escalations(rig.advance(3 * 60, step=60)) == []
+    rig.picker("p1")
+    rig.picker("p2")
+    out = rig.advance(25 * 60, step=60)
+    assert len(given(out)) == 1 and escalations(out) == []  # given out once (back from the queue), and kept
+
+
+def test_a_task_pushed_twice_between_ticks_is_timed_once() -> None:
+    """A review: two pushes between ticks (an order hold released, then the zone handoff) gave the task two timers
+    of one gen; during a zone hold both re-checked, and after the release the second escalated at once."""
+    rig = Rig(NO_BREAKER)
+    rig.picker("pb", ["b"])
+    rig.task("Tb", zone="b", order_id="O")
+    rig.tick()
+    rig.engine.on_first_scan("Tb", rig.t)
+    rig.task("Ta", zone="a", order_id="O")
+    rig.engine.set_hold("order", "O", True)
+    rig.tick()
+    rig.engine.set_hold("order", "O", False)
+    rig.engine.on_task_completed("Tb", rig.t)  # the zone handoff pushes Ta again
+    rig.engine.set_hold("zone", "a", True)
+    assert escalations(rig.advance(2 * 3600, step=60)) == []
+    rig.engine.set_hold("zone", "a", False)
+    assert escalations(rig.advance(10 * 60, step=60)) == []  # a fresh period from the release

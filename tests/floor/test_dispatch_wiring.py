@@ -11,6 +11,7 @@ from gateway.clock import ManualClock
 from gateway.config import Config
 from gateway.domain.holds import is_held
 from gateway.domain.model import Hold
+from gateway.domain.sessions import logout
 from gateway.journal import Journal
 from gateway.service import FloorService
 from tests.conftest import make_config
@@ -360,5 +361,61 @@ async def test_page_sessions_end_with_the_run_and_scanner_sessions_stay(tmp_path
         assert logouts == [{"operator_id": "p1", "device_id": "pda-1234", "reason": "idle"}]
         pickers = {p.operator_id: p.available for p in h.floor.dispatch.pickers()}
         assert pickers.get("p1") is not True and pickers["p2"] is True
+    finally:
+        await j.close()
+
+
+async def logged_out(h: Harness, device: str = "scan-1") -> None:
+    at = h.service.at()
+    await h.service.execute(lambda f, c: logout(f, c, device, "manual", at))
+
+
+async def test_a_restart_times_the_started_task_of_a_picker_who_left_before_it(tmp_path: Path) -> None:
+    """A review: the picker logged out before a restart; after it the engine never saw them leave, and their
+    started task was never timed."""
+    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
+    clock = ManualClock()
+    j, h = await started(cfg, clock)
+    try:
+        await h.load()
+        task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
+        assert (await h.item("scan-1", "4006381333931")).ok  # started
+        await logged_out(h)
+        await minutes(h, 5)
+        await j.close()
+        j, h = await started(cfg, clock)
+        seq = h.seq
+        await minutes(h, 29)
+        assert "task.escalated" not in h.types(seq)
+        await minutes(h, 2)
+        assert [d["task_id"] for t, _, d in h.events(seq) if t == "task.escalated"] == [task]
+        assert "has stopped" in h.floor.alarms[f"escalation:{task}"].message
+    finally:
+        await j.close()
+
+
+async def test_a_restart_times_a_requeued_task_from_when_it_was_last_given_out(tmp_path: Path) -> None:
+    """A review: moved to p2 at minute 31 (a fresh period), requeued when p2 went on break; after a restart its
+    wait was taken from the order's arrival, and it went to level 2 at the first tick."""
+    from gateway.domain.sessions import set_break
+
+    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
+    clock = ManualClock()
+    j, h = await started(cfg, clock)
+    try:
+        await h.load()
+        task = await h.picker_with_task(lines=[(1, "SKU-1", 1)])
+        assert (await h.scan("scan-2", "BADGE-P2")).ok
+        await minutes(h, 31)
+        assert h.floor.tasks[task].operator_id == "p2"
+        await logged_out(h)
+        at = h.service.at()
+        await h.service.execute(lambda f, c: set_break(f, c, "p2", True, at))
+        await minutes(h, 1)
+        await j.close()
+        j, h = await started(cfg, clock)
+        seq = h.seq
+        await minutes(h, 5)
+        assert "task.escalated" not in h.types(seq)
     finally:
         await j.close()

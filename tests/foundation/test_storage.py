@@ -143,6 +143,6 @@ async def test_the_near_full_alarm_is_raised_once_while_the_free_disk_moves(
             assert await s.check_storage() == STORAGE_WARNING
         bodies = [r.body for r in await j.read_events(seq + 1)]
         assert sum('"alarm.raised"' in b for b in bodies) == 1, bodies
-        assert "under 134 MB free on disk" in s.floor.alarms["storage_near_full"].message
+        assert "under 128 MB free on disk" in s.floor.alarms["storage_near_full"].message
     finally:
         await j.close()

@@ -100,6 +100,7 @@ class _Task:
     threshold_src: str = ""
     deadline: float | None = None
     held_seen: bool = False
+    absence_told: bool = False  # the supervisor was told its (started) picker logged out and did not come back
     parked: bool = False
     # When the current wait for a first scan began. A task handed back and forth (a picker's breaker opened,
     # they went on break) keeps its clock: work that does not move escalates however often it moved.
@@ -196,6 +197,9 @@ class DispatchEngine:
             self._requeue_picker(p, t, "picker on break")
         if old.logged_in and not view.logged_in:
             self._started_left_behind(p)
+        elif view.logged_in and not old.logged_in:
+            for tid in p.tasks:  # back: a later absence is told again
+                self._tasks[tid].absence_told = False
 
     def _started_left_behind(self, p: _Picker) -> None:
         """A picker logged out with started work: it stays theirs (units are in their tote), but nobody works
@@ -205,15 +209,33 @@ class DispatchEngine:
         battery swapped, a page after a restart) raises nothing."""
         for tid in p.tasks:
             ts = self._tasks[tid]
-            if ts.state == STARTED and ts.ladder < 3:
+            if ts.state == STARTED and not ts.absence_told:
                 self._left_behind.append(ts)
 
-    def _escalate_left_behind(self, ts: _Task, out: list[Decision]) -> None:
+    def time_left_behind(self, task_id: str) -> None:
+        """After a restart: a started task whose picker is not logged in is timed as if they just left."""
+        ts = self._tasks.get(task_id)
+        if ts is not None and ts.state == STARTED and ts.operator_id is not None:
+            p = self._pickers.get(ts.operator_id)
+            if p is None or not p.view.logged_in:
+                self._left_behind.append(ts)
+
+    def _escalate_left_behind(self, ts: _Task, t: float, out: list[Decision]) -> None:
+        """Its timer, on a started task, runs only while its picker is away: the escalation ladder of unstarted
+        work does not apply (the level a task reached before it started says nothing about this absence)."""
         op = ts.operator_id
         p = self._pickers.get(op) if op is not None else None
-        if p is None or p.view.logged_in or self._task_held(ts):
-            return  # back in time (or the work is held: nobody is to pick it now)
-        ts.ladder, ts.escalation, ts.deadline = 3, 2, None
+        if p is None or p.view.logged_in or ts.absence_told:
+            return  # back in time (or already told)
+        if self._task_held(ts):  # nobody is to pick it now: looked at again, timed afresh once released
+            ts.held_seen = True
+            self._set_timer(ts, t + self.settings.index_interval_s)
+            return
+        if ts.held_seen:
+            ts.held_seen = False
+            self._set_timer(ts, t + ts.threshold_s)
+            return
+        ts.absence_told, ts.escalation, ts.deadline = True, 2, None
         v = ts.view
         out.append(Escalate(v.task_id, v.order_id, v.zone, 2, op,
                             f"picker {op} logged out with the task started and is not back within "
@@ -378,6 +400,7 @@ class DispatchEngine:
                 if ts is not None and not self._own_hold(ts):
                     del self._parked[tid]
                     ts.parked = False
+                    ts.unstarted_since = self._now  # timed afresh from the release, as the docstring says
                     self._push(ts)
 
     # -- decisions ----------------------------------------------------------------------------------
@@ -406,13 +429,17 @@ class DispatchEngine:
                 self._arm(ts, now, ts.assigned_at)
         left, self._left_behind = self._left_behind, []
         for ts in left:
-            if ts.state == STARTED and ts.ladder < 3 and ts.view.task_id in self._tasks:
+            if ts.state == STARTED and not ts.absence_told and self._tasks.get(ts.view.task_id) is ts:
                 self._arm(ts, now, t)
         self._escalate_due(t, now, out)
         self._assign_waiting(t, now, out)
         queued, self._arm_queued = self._arm_queued, []
+        armed: set[str] = set()
         for ts in queued:
-            if ts.state == QUEUED and ts.view.task_id in self._tasks:
+            # Once per task: two pushes between ticks (a release and a zone handoff) gave it two timers of one
+            # gen, and the second escalated at once after the fresh period of a hold had been used up by the first.
+            if ts.state == QUEUED and self._tasks.get(ts.view.task_id) is ts and ts.view.task_id not in armed:
+                armed.add(ts.view.task_id)
                 base, src = self.schedule.base_s(now, ts.view.cold_chain)
                 ts.threshold_s, ts.threshold_src = base, src
                 since = ts.unstarted_since if ts.unstarted_since is not None else ts.created
@@ -650,7 +677,10 @@ class DispatchEngine:
                     heapq.heappush(timers, (t + self.settings.index_interval_s, ts.gen, tid))
                     continue
                 if ts.held_seen:
+                    # A fresh period from the release, for the wait and for whoever gets it next: with the clock
+                    # of before the hold, the task was moved away from its picker a minute after it came.
                     ts.held_seen = False
+                    ts.unstarted_since = t
                     heapq.heappush(timers, (t + ts.threshold_s, ts.gen, tid))
                     continue
                 # Nobody could take it in time (everyone busy, away, or their breakers open): a supervisor.
@@ -660,14 +690,12 @@ class DispatchEngine:
                                     f"no picker could take it within {ts.threshold_s / 60:g} min "
                                     f"({ts.threshold_src}); supervisor needed"))
                 continue
-            if ts.ladder >= 3:
+            if ts.state == STARTED:
+                self._escalate_left_behind(ts, t, out)
+                continue
+            if ts.state != ASSIGNED or ts.ladder >= 3:
                 # Past the end of the ladder, the supervisor has been told: a task handed on after it (a breaker
                 # opened) was escalated to level 2 again at once, its old clock long run out.
-                continue
-            if ts.state == STARTED:
-                self._escalate_left_behind(ts, out)
-                continue
-            if ts.state != ASSIGNED:
                 continue
             if self._task_held(ts):
                 ts.held_seen = True
@@ -675,6 +703,7 @@ class DispatchEngine:
                 continue
             if ts.held_seen:  # the hold ended: a fresh period, as if just assigned
                 ts.held_seen = False
+                ts.unstarted_since = t
                 self._set_timer(ts, t + ts.threshold_s)
                 continue
             self._escalate(ts, t, now, out)

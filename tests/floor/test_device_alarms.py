@@ -1,0 +1,28 @@
+"""Device alarms as the domain keeps them: those of devices gone from the config clear, the broker's never for
+that reason (it is no device of the config, and its offline alarm is raised once per outage)."""
+
+from __future__ import annotations
+
+from gateway.domain.alarms import raise_alarm
+from gateway.domain.devices import broker_status, forget_devices, offline_alarms
+from tests.floor.conftest import Harness
+
+
+async def test_forgetting_removed_devices_keeps_the_brokers_offline_alarm(h: Harness) -> None:
+    """A review: a SIGHUP cleared `device_offline:broker` as "no longer in the config" while the broker was down,
+    and the alarm never came back (the broker's state still said it had been raised)."""
+    at = h.service.at()
+    await h.service.execute(lambda f, c: broker_status(f, c, False, "cannot reach 127.0.0.1:1883", at))
+    h.clock.advance(h.floor.rules.device_offline_alarm_s + 1)
+    at = h.service.at()
+    await h.service.execute(lambda f, c: offline_alarms(f, c, at))
+    now = h.clock.now()
+    await h.service.execute(lambda f, c: raise_alarm(f, c, "device_offline:scan-gone", "device_offline", "warning",
+                                                     "offline", now))
+    assert {"device_offline:broker", "device_offline:scan-gone"} <= set(h.floor.alarms)
+    cleared = await h.service.execute(lambda f, c: forget_devices(f, c, lambda device_id: False))
+    assert cleared == ["device_offline:scan-gone"]
+    assert "device_offline:broker" in h.floor.alarms and "broker" in h.floor.devices
+    at = h.service.at()
+    await h.service.execute(lambda f, c: broker_status(f, c, True, "connected", at))
+    assert "device_offline:broker" not in h.floor.alarms  # back: cleared as any device's
