@@ -213,15 +213,21 @@ def test_a_task_past_level_2_handed_on_is_not_escalated_again() -> None:
     assert given(out) == [("T1", "p2")] and escalations(out) == []
 
 
-def test_a_picker_logging_out_with_a_started_task_tells_the_supervisor_unless_back_in_time() -> None:
-    """Started work stays with its picker (units are in their tote); once they logged out, nothing watched it
-    and the order waited silently. Now it is timed like unstarted work: back within the period, nothing."""
+def started_and_left() -> Rig:
+    """p1 started T1 and logged out."""
     rig = Rig(NO_BREAKER)
     rig.picker("p1")
     rig.task("T1")
     rig.tick()
     rig.engine.on_first_scan("T1", rig.t)
     rig.engine.on_logout("p1", rig.t)
+    return rig
+
+
+def test_a_picker_logging_out_with_a_started_task_tells_the_supervisor_unless_back_in_time() -> None:
+    """Started work stays with its picker (units are in their tote); once they logged out, nothing watched it
+    and the order waited silently. Now it is timed like unstarted work: back within the period, nothing."""
+    rig = started_and_left()
     rig.advance(20 * 60, step=60)
     rig.engine.on_login("p1", ["a"], rig.t)  # a battery swapped: back in time
     assert escalations(rig.advance(3600, step=60)) == []
@@ -241,12 +247,7 @@ def test_a_picker_logging_out_with_a_started_task_tells_the_supervisor_unless_ba
 def test_a_started_task_whose_picker_left_during_a_hold_is_timed_after_it() -> None:
     """A review: the absence's timer fell due during a zone hold and was dropped, so a picker who never came back
     was never reported after the release."""
-    rig = Rig(NO_BREAKER)
-    rig.picker("p1")
-    rig.task("T1")
-    rig.tick()
-    rig.engine.on_first_scan("T1", rig.t)
-    rig.engine.on_logout("p1", rig.t)
+    rig = started_and_left()
     rig.engine.set_hold("zone", "a", True)
     assert escalations(rig.advance(40 * 60, step=60)) == []
     rig.engine.set_hold("zone", "a", False)
