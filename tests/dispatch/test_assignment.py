@@ -121,7 +121,8 @@ def test_choose_changes_nothing(rig: Rig) -> None:
     rig.task("T1", held=True)
     rig.tick()
     before = rig.engine.pickers()
-    assert rig.engine.choose("T1", rig.t).operator_id == "p1"
+    choice = rig.engine.choose("T1", rig.t)
+    assert choice.operator_id is None and choice.candidates[0].operator_id == "p1"  # held: nobody, p1 after
     assert rig.engine.pickers() == before and rig.holder("T1") is None
 
 

@@ -134,3 +134,19 @@ def test_a_queued_task_whose_time_ran_out_in_a_zone_or_all_hold_escalates_after_
     out = rig.advance(2 * 60, step=60)
     assert [(d.task_id, d.level) for d in out if isinstance(d, Escalate)] == [("T1", 2)]
     assert rig.advance(3600, step=60) == []  # once
+
+
+@pytest.mark.parametrize(("scope", "target", "why"), [
+    ("all", "", "everything is on hold"), ("zone", "a", "zone a is on hold"),
+    ("order", "O-T1", "held (the task or its order)")])
+def test_who_would_get_a_held_task_says_nobody_and_why(rig: Rig, scope: str, target: str, why: str) -> None:
+    """Found on a running floor: during an "all" hold the supervisor page said p2 would get the task."""
+    rig.picker("p1")
+    rig.engine.set_hold(scope, target, True)
+    rig.task("T1")
+    assert given(rig.tick()) == []
+    choice = rig.engine.choose("T1", rig.t)
+    assert choice.operator_id is None and choice.reason.startswith(why), choice.reason
+    assert [c.operator_id for c in choice.candidates] == ["p1"]  # the ranking, for after the hold
+    rig.engine.set_hold(scope, target, False)
+    assert rig.engine.choose("T1", rig.t).operator_id == "p1"

@@ -451,9 +451,25 @@ class DispatchEngine:
         ts = self._tasks.get(task_id)
         if ts is None:
             raise DispatchError(f"task {task_id} is not known to dispatch")
-        if ts.strategy == ROUND_ROBIN:
-            return self._rr_choice(ts)[0]
-        return self._rank(ts, exclude=ts.operator_id)
+        choice = self._rr_choice(ts)[0] if ts.strategy == ROUND_ROBIN else self._rank(ts, exclude=ts.operator_id)
+        stopped = self._stopped_by(ts)
+        if stopped is not None and ts.state == QUEUED:
+            # Nobody gets it while it is held, whatever the ranking says: the page said "p2 would get it" during
+            # an "all" hold. The ranking stays, for after the hold.
+            return replace(choice, operator_id=None, score=0.0, reason=f"{stopped}; {choice.reason}")
+        return choice
+
+    def _stopped_by(self, ts: _Task) -> str | None:
+        """Why no picker gets this waiting task now, if it is held or new work is stopped."""
+        if self._own_hold(ts):
+            return "held (the task or its order)"
+        if self._hold_all:
+            return "everything is on hold"
+        if ts.view.zone in self._held_zones:
+            return f"zone {ts.view.zone} is on hold"
+        if self._no_new_work:
+            return "storage full: no new task is given out"
+        return None
 
     def next_due(self) -> float:
         """The monotonic time by which `tick` should be called again even if nothing happens."""
