@@ -150,3 +150,21 @@ def test_who_would_get_a_held_task_says_nobody_and_why(rig: Rig, scope: str, tar
     assert [c.operator_id for c in choice.candidates] == ["p1"]  # the ranking, for after the hold
     rig.engine.set_hold(scope, target, False)
     assert rig.engine.choose("T1", rig.t).operator_id == "p1"
+
+
+@pytest.mark.parametrize(("scope", "target"), [("order", "O-T1"), ("zone", "a"), ("all", "")])
+def test_held_work_in_a_pickers_hands_does_not_count_against_their_index(scope: str, target: str) -> None:
+    """Found on a running floor: a picker holding a held order's task slid from 96 to 71, its waiting counted as
+    theirs, until their breaker could open."""
+    rig = Rig(DispatchSettings(breaker_threshold=0))
+    rig.picker("p1")
+    rig.task("T1")
+    assert given(rig.tick()) == [("T1", "p1")]
+    rig.engine.set_hold(scope, target, True)
+    rig.advance(5 * 60, step=60)
+    stats = rig.engine.picker_stats("p1")
+    assert stats is not None and stats.busy_s == 0 and stats.pending_wait_s == 0, stats
+    rig.engine.set_hold(scope, target, False)
+    rig.advance(2 * 60, step=60)
+    stats = rig.engine.picker_stats("p1")
+    assert stats is not None and stats.busy_s > 0 and stats.pending_wait_s > 0, stats  # theirs again

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -304,6 +305,8 @@ class DispatchEngine:
         p.load += 1
         p.tasks[view.task_id] = None
         self.book.on_assigned(operator_id, t)
+        if self._task_held(ts):
+            self._count_held((operator_id,))
         if started:
             self.book.on_first_scan(operator_id, t)
         elif strategy == HEALTH:
@@ -378,6 +381,7 @@ class DispatchEngine:
         if scope == "all":
             self._hold_all = held
             self._dirty.update(self._zone_pickers)
+            self._count_held()
             return
         sets = {"task": self._held_tasks, "order": self._held_orders, "zone": self._held_zones,
                 "operator": self._held_ops}
@@ -389,8 +393,12 @@ class DispatchEngine:
                 self._dirty.update(p.view.zones)
         if held:
             chosen.add(target)
+            if scope != "operator":
+                self._count_held()
             return
         chosen.discard(target)
+        if scope != "operator":
+            self._count_held()
         if scope == "zone":
             self._dirty.add(target)
         elif scope in ("task", "order"):
@@ -591,6 +599,8 @@ class DispatchEngine:
             self.book.on_task_done(op, t)
         else:
             self.book.on_unassigned(op, t)
+        if self._task_held(ts):
+            self._count_held((op,))
         self._dirty.update(p.view.zones)
 
     def _take(self, ts: _Task, op: str, t: float, now: datetime, fresh_period: bool = False) -> None:
@@ -606,6 +616,8 @@ class DispatchEngine:
         if p.breaker.state == STATE_HALF_OPEN:
             p.breaker.trial_used = True
         self.book.on_assigned(op, t)
+        if self._task_held(ts):
+            self._count_held((op,))
         if ts.strategy == HEALTH:
             self._arm(ts, now, ts.unstarted_since)
         else:
@@ -651,6 +663,14 @@ class DispatchEngine:
             else:
                 self._push(ts)
             self._pending.append(Requeue(tid, ts.view.order_id, p.view.operator_id, ts.view.zone, why))
+
+    def _count_held(self, ops: Iterable[str] | None = None) -> None:
+        """Tell the index how many of each picker's tasks are held (of `ops`, or of everyone with tasks)."""
+        pickers = self._pickers
+        for op in (ops if ops is not None else [o for o, p in pickers.items() if p.tasks]):
+            p = pickers.get(op)
+            if p is not None:
+                self.book.set_held(op, self._now, sum(1 for tid in p.tasks if self._task_held(self._tasks[tid])))
 
     def _task_held(self, ts: _Task) -> bool:
         """Held in any scope that covers the task (not the operator scope: that only stops new work)."""

@@ -119,6 +119,7 @@ class _Track:
     logged_in: bool = False
     on_break: bool = False
     load: int = 0
+    held: int = 0  # of `load`, tasks on hold: they neither keep the picker busy nor keep them waiting
     started: int = 0
     wait_since: float | None = None
     last: float | None = None
@@ -183,6 +184,18 @@ class IndexBook:
         tr, t = self._at(operator_id, t)
         tr.load = max(0, tr.load - 1)
         self._rewait(tr, t)
+
+    def set_held(self, operator_id: str, t: float, held: int) -> None:
+        """How many of the picker's tasks are on hold now. Held work is nobody's delay: counted as busy time or as
+        a wait for a first scan, it pulled the index of a picker who did nothing wrong (96 -> 71 while a held
+        order sat in their hands) and could open their breaker."""
+        tr = self._tracks.get(operator_id)
+        if tr is None and held == 0:
+            return
+        tr, t = self._at(operator_id, t)
+        if tr.held != held:
+            tr.held = held
+            self._rewait(tr, t)
 
     def on_first_scan(self, operator_id: str, t: float) -> None:
         tr, t = self._at(operator_id, t)
@@ -317,13 +330,13 @@ class IndexBook:
         if dt > 0:
             if tr.counting:
                 tr.cur.counted_s += dt
-                if tr.load > 0:
+                if tr.load > tr.held:
                     tr.cur.busy_s += dt
             tr.seg = t
 
     def _rewait(self, tr: _Track, t: float) -> None:
         """Waiting for a first scan = counting, nothing started, something in hand."""
-        waiting = tr.counting and tr.started == 0 and tr.load > 0
+        waiting = tr.counting and tr.started == 0 and tr.load > tr.held
         if waiting and tr.wait_since is None:
             tr.wait_since = t
         elif not waiting:
