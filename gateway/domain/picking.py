@@ -139,9 +139,6 @@ def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Ord
     return min(matches, key=lambda x: _shown_first(floor, x))
 
 
-_NOT_DISPATCHED = (float("inf"),)
-
-
 def _shown_first(floor: Floor, x: tuple[Task, Order, Line]) -> tuple[bool, bool, tuple[float, ...], str, int]:
     """The order in which the PDA lists a picker's lines (after the one in hand), and so the line a scan that
     fits several of them goes to: a held order's last (a scan went to it, and was refused "put the item back",
@@ -149,7 +146,7 @@ def _shown_first(floor: Floor, x: tuple[Task, Order, Line]) -> tuple[bool, bool,
     (cutoff first: by task id, an order due in 20 minutes stood last of a picker's eight), then task and line."""
     task, order, line = x
     return (order.state == ON_HOLD, not _is_lit(floor, task, line),
-            floor.dispatch.urgency(task.task_id) or _NOT_DISPATCHED, task.task_id, line.line_no)
+            floor.dispatch.urgency(task.task_id), task.task_id, line.line_no)
 
 
 def add_units(floor: Floor, change: Change, task: Task, line: Line, item: dict[str, Any], units: int,

@@ -19,11 +19,16 @@ def allowed_roles(station: str) -> tuple[str, ...]:
     return ROLES_FOR.get(station, PACK_ROLES)
 
 
+def is_picking(floor: Floor, operator_id: str) -> bool:
+    """Logged in on a device of station `pick` (a scanner or the PDA page): where a picker can be given work."""
+    return any(s.station == PICK for s in floor.sessions_of(operator_id))
+
+
 def sync_picker(floor: Floor, operator_id: str, at: At) -> None:
     """Tell dispatch where this picker stands: logged in on a pick device or page, on break, held."""
     op = floor.md.operators.get(operator_id)
     zones = frozenset(op.zones) if op is not None else frozenset()
-    picking = any(s.station == PICK for s in floor.sessions_of(operator_id))
+    picking = is_picking(floor, operator_id)
     state = floor.pickers.get(operator_id)
     held = f"operator:{operator_id}" in floor.holds
     floor.dispatch.set_picker(PickerView(operator_id, zones, logged_in=picking,

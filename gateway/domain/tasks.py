@@ -278,7 +278,7 @@ def start(floor: Floor, change: Change, task: Task, at: At) -> None:
     """The task's first accepted scan; on a started task, an accepted scan clears the escalation of a picker who
     had logged out with it (the work moves again)."""
     if task.state != TASK_ASSIGNED:
-        if task.escalation >= 2 and f"escalation:{task.task_id}" in floor.alarms:
+        if task.escalation >= 2:
             clear_alarm(floor, change, f"escalation:{task.task_id}", f"task {task.task_id} is being picked again")
         return
     task.state = TASK_STARTED
@@ -342,6 +342,7 @@ def stop_task(floor: Floor, change: Change, task: Task, at: At) -> None:
 def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str, by: str, at: At) -> None:
     """A supervisor moves a task to another picker by hand."""
     from gateway.domain.errors import Conflict, NotFound
+    from gateway.domain.sessions import is_picking
 
     task = floor.tasks.get(task_id)
     if task is None:
@@ -362,7 +363,7 @@ def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str
     if task.zone not in op.zones:
         raise Conflict(f"{who} does not work in zone {task.zone} (their zones: {', '.join(op.zones) or 'none'})",
                        task_id=task_id, operator_id=operator_id)
-    if not any(s.station == "pick" for s in floor.sessions_of(operator_id)):
+    if not is_picking(floor, operator_id):
         raise Conflict(f"{who} is not logged in on a pick device or PDA: they would not see the task",
                        task_id=task_id, operator_id=operator_id)
     if f"operator:{operator_id}" in floor.holds:

@@ -184,8 +184,7 @@ def supervisor(web: WebState) -> dict[str, Any]:
     active = [t for t in floor.tasks.values() if t.state in TASK_ACTIVE]
     # The ones that matter first, as dispatch ranks them, escalated ones above all: the oldest first hid an
     # urgent order and every escalation behind a backlog of 150.
-    none = (float("inf"),)
-    for task in sorted(active, key=lambda t: (-t.escalation, floor.dispatch.urgency(t.task_id) or none,
+    for task in sorted(active, key=lambda t: (-t.escalation, floor.dispatch.urgency(t.task_id),
                                               t.created_at, t.task_id))[:MAX_TASKS]:
         order = floor.orders.get(task.order_id)
         tasks.append({"task_id": task.task_id, "order_id": task.order_id, "zone": task.zone, "state": task.state,

@@ -64,6 +64,7 @@ from gateway.domain.dispatch.types import (
 QUEUED, ASSIGNED, STARTED = "queued", "assigned", "started"
 HOLD_SCOPES = ("task", "order", "zone", "operator", "all")
 _INF = float("inf")
+_UNKNOWN = (_INF,)  # the urgency of a task dispatch does not know
 
 
 class DispatchError(ValueError):
@@ -228,13 +229,7 @@ class DispatchEngine:
         p = self._pickers.get(op) if op is not None else None
         if p is None or p.view.logged_in or ts.absence_told:
             return  # back in time (or already told)
-        if self._task_held(ts):  # nobody is to pick it now: looked at again, timed afresh once released
-            ts.held_seen = True
-            self._set_timer(ts, t + self.settings.index_interval_s)
-            return
-        if ts.held_seen:
-            ts.held_seen = False
-            self._set_timer(ts, t + ts.threshold_s)
+        if self._put_off_by_hold(ts, t):
             return
         ts.absence_told, ts.escalation, ts.deadline = True, 2, None
         v = ts.view
@@ -508,11 +503,11 @@ class DispatchEngine:
         return TaskStatus(task_id, ts.state, ts.operator_id, ts.strategy, ts.escalation, ts.reassignments,
                           ts.deadline, ts.threshold_s or None)
 
-    def urgency(self, task_id: str) -> tuple[float, ...] | None:
+    def urgency(self, task_id: str) -> tuple[float, ...]:
         """The task's place in dispatch's order (cutoff, cold chain, zone handoff, value, customer level,
-        arrival): lower is more urgent. None for a task dispatch does not know."""
+        arrival): lower is more urgent; a task dispatch does not know comes after every one it knows."""
         ts = self._tasks.get(task_id)
-        return ts.key if ts is not None else None
+        return ts.key if ts is not None else _UNKNOWN
 
     def queued(self, zone: str | None = None) -> int:
         return sum(1 for ts in self._tasks.values() if ts.state == QUEUED and (zone is None or ts.view.zone == zone))
@@ -705,19 +700,7 @@ class DispatchEngine:
             if ts.state == QUEUED:
                 if ts.parked or ts.ladder >= 3:  # a held task or order is timed afresh when released (_push)
                     continue
-                if self._task_held(ts):
-                    # A held zone or "all": checked again later, and timed afresh once the hold ends. The timer
-                    # was dropped here, and a task whose time ran out during the hold was never escalated.
-                    # Pushed without a new gen: the queue's entry for the task carries the same gen.
-                    ts.held_seen = True
-                    heapq.heappush(timers, (t + self.settings.index_interval_s, ts.gen, tid))
-                    continue
-                if ts.held_seen:
-                    # A fresh period from the release, for the wait and for whoever gets it next: with the clock
-                    # of before the hold, the task was moved away from its picker a minute after it came.
-                    ts.held_seen = False
-                    ts.unstarted_since = t
-                    heapq.heappush(timers, (t + ts.threshold_s, ts.gen, tid))
+                if self._put_off_by_hold(ts, t):  # a held zone or "all"
                     continue
                 # Nobody could take it in time (everyone busy, away, or their breakers open): a supervisor.
                 ts.ladder, ts.escalation = 3, 2
@@ -733,16 +716,27 @@ class DispatchEngine:
                 # Past the end of the ladder, the supervisor has been told: a task handed on after it (a breaker
                 # opened) was escalated to level 2 again at once, its old clock long run out.
                 continue
-            if self._task_held(ts):
-                ts.held_seen = True
-                self._set_timer(ts, t + self.settings.index_interval_s)
-                continue
-            if ts.held_seen:  # the hold ended: a fresh period, as if just assigned
-                ts.held_seen = False
-                ts.unstarted_since = t
-                self._set_timer(ts, t + ts.threshold_s)
+            if self._put_off_by_hold(ts, t):
                 continue
             self._escalate(ts, t, now, out)
+
+    def _put_off_by_hold(self, ts: _Task, t: float) -> bool:
+        """A timer that fell due while a hold covers its task: looked at again an interval later, and once the
+        hold has ended, a fresh period from the release, for the wait and for whoever gets the task next (with
+        the clock of before the hold, a task was moved away from its picker a minute after it came; dropped
+        here, a task whose time ran out during the hold was never escalated). True if put off. A waiting task's
+        timer is pushed without a new gen: the queue's entry for the task carries the same gen."""
+        if self._task_held(ts):
+            ts.held_seen, due = True, t + self.settings.index_interval_s
+        elif ts.held_seen:
+            ts.held_seen, ts.unstarted_since, due = False, t, t + ts.threshold_s
+        else:
+            return False
+        if ts.state == QUEUED:
+            heapq.heappush(self._timers, (due, ts.gen, ts.view.task_id))
+        else:
+            self._set_timer(ts, due)
+        return True
 
     def _escalate(self, ts: _Task, t: float, now: datetime, out: list[Decision]) -> None:
         op = ts.operator_id
