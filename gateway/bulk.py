@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 
 from gateway import bulkwork
 from gateway.clock import Clock, rfc3339
+from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.api import receive_order
 from gateway.domain.change import Change
 from gateway.domain.commands import BulkPart, MasterdataSync, OrderIn
@@ -50,6 +52,13 @@ STAGE_ROWS = 100
 INLINE_ITEMS = 500
 INLINE_BYTES = 8 * 1024
 CHUNK = 20  # items per op: about a millisecond of the loop (a scan waits for at most one)
+# A set still missing parts: an alarm once no part came for WAIT_ALARM_S (an order batch's orders reach nobody
+# until the set is whole), and after GIVE_UP_S it is ended with ok false, so its stored parts do not fill the
+# card for good. The hub resends any part that has no result, so a set this old is one the hub left behind.
+WAIT_ALARM_S = 600.0
+GIVE_UP_S = 24 * 3600.0
+ALARM_PREFIX = "bulk_incomplete:"
+MISSING_SHOWN = 10  # missing part numbers named in an alarm or a result; the rest are counted
 
 
 @dataclass
@@ -83,9 +92,24 @@ class _Set:
     parts: int
     mode: str | None  # a master data set's; None for orders, or unknown (a stored part that cannot be read)
     got: dict[int, str] = field(default_factory=dict)  # part -> the cmd_id it came as
+    last_at: datetime | None = None  # when its latest part was stored (wall time: it is read back at start)
+    last_cmd: str | None = None  # that part's cmd_id: a set given up is answered to it
     completed_by: str | None = None
     done: bool = False  # its result is stored: only clearing its stored parts is left
     published: bool = False  # its result went out from this process (a retried clean-up does not send it again)
+
+    @property
+    def waiting(self) -> bool:
+        return not self.done and len(self.got) < self.parts
+
+    def missing(self) -> str:
+        absent = [p for p in range(1, self.parts + 1) if p not in self.got]
+        text = ", ".join(str(p) for p in absent[:MISSING_SHOWN])
+        return text + (f" and {len(absent) - MISSING_SHOWN} more" if len(absent) > MISSING_SHOWN else "")
+
+    def describe(self, sync_id: str) -> str:
+        what = "order batch" if self.name == "order.upsert_batch" else "master data set"
+        return f"{what} {sync_id!r}: {len(self.got)} of {self.parts} parts received, missing {self.missing()}"
 
 
 class SetConflict(Exception):
@@ -94,6 +118,14 @@ class SetConflict(Exception):
 
 
 Thunk = Callable[[], list[Any]]  # a chunk's items, read (unpickled or checked) when the chunk is applied
+
+
+def _parsed(ts: object) -> datetime | None:
+    """A stored part's `ts` (RFC 3339, UTC); None for one that cannot be read (it then counts from the start)."""
+    try:
+        return datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _inline(items: int, payload: bytes | str) -> bool:
@@ -159,17 +191,21 @@ class BulkApplier:
 
     async def start(self) -> None:
         rows = await self.journal.reader.execute_fetchall(
-            "SELECT sync_id, name, part, parts, cmd_id FROM bulk_parts ORDER BY sync_id, part")
-        for sync_id, name, part, n, cmd_id in rows:
+            "SELECT sync_id, name, part, parts, cmd_id, ts FROM bulk_parts ORDER BY sync_id, part")
+        for sync_id, name, part, n, cmd_id, ts in rows:
             s = self._sets.setdefault(sync_id, _Set(str(name), int(n), None))
             s.got[int(part)] = str(cmd_id)
+            at = _parsed(ts)
+            if s.last_at is None or (at is not None and at >= s.last_at):
+                s.last_at, s.last_cmd = at or self.clock.now(), str(cmd_id)
         meta = await self.journal.read_meta()
         for sync_id, s in self._sets.items():
             s.completed_by = meta.get(f"bulk:{sync_id}:completed_by")
-            if len(s.got) >= s.parts:
-                done = json.loads(meta.get(f"bulk:{sync_id}:result", "null"))
-                s.done = done is not None and done.get("cmd_id") == s.completed_by
-                self._queue.put_nowait(sync_id)  # complete before a restart: apply again (idempotent)
+            done = json.loads(meta.get(f"bulk:{sync_id}:result", "null"))
+            s.done = done is not None and s.completed_by is not None and done.get("cmd_id") == s.completed_by
+            if len(s.got) >= s.parts or s.done:
+                # complete before a restart: apply again (idempotent); or done (given up too) and not yet cleared
+                self._queue.put_nowait(sync_id)
             elif s.name == "masterdata.sync":
                 s.mode = await self._stored_mode(sync_id, min(s.got))
         if self._queue.empty():
@@ -203,6 +239,7 @@ class BulkApplier:
         change.bulk_parts.append((cmd.sync_id, name, cmd.part, cmd.parts, cmd.cmd_id, items, stored))
         self._sets[cmd.sync_id] = s
         s.got[cmd.part] = cmd.cmd_id
+        s.last_at, s.last_cmd = self.clock.now(), cmd.cmd_id
         complete = len(s.got) >= s.parts
         if complete:
             s.completed_by = cmd.cmd_id
@@ -236,6 +273,77 @@ class BulkApplier:
         if part in s.got:
             raise Conflict(f"part {part} of set {sync_id!r} was already received as cmd {s.got[part]}",
                            sync_id=sync_id)
+
+    async def check_waiting(self) -> None:
+        """Sets still missing parts: an alarm while one has had no part for WAIT_ALARM_S (cleared when a part
+        comes, or the set ends), and the set ended after GIVE_UP_S (_give_up). Cheap when nothing waits: the
+        hub link calls this every second."""
+        now = self.clock.now()
+        wanted: dict[str, str] = {}
+        for sync_id, s in list(self._sets.items()):
+            if not s.waiting or s.last_at is None:
+                continue
+            idle = (now - s.last_at).total_seconds()
+            if idle >= GIVE_UP_S:
+                await self._give_up(sync_id, s)
+            elif idle >= WAIT_ALARM_S:
+                wanted[ALARM_PREFIX + sync_id] = (
+                    f"{s.describe(sync_id)}; no part for {WAIT_ALARM_S / 60:g} minutes or more. Nothing of it is "
+                    f"applied until the missing parts come; it is given up {GIVE_UP_S / 3600:g} h after its last "
+                    f"part")
+        alarms = self.service.floor.alarms
+        stale = [a for a in alarms if a.startswith(ALARM_PREFIX) and a not in wanted]
+        new = {a: m for a, m in wanted.items() if a not in alarms or alarms[a].message != m}
+        if not stale and not new:
+            return
+        now_at = self.clock.now()
+
+        def op(floor: Floor, change: Change) -> None:
+            for alarm_id in stale:
+                clear_alarm(floor, change, alarm_id, "cleared: the set is whole, or ended")
+            for alarm_id, message in new.items():
+                raise_alarm(floor, change, alarm_id, "bulk_incomplete", "warning", message, now_at)
+        await self.service.execute(op)
+
+    async def _give_up(self, sync_id: str, s: _Set) -> None:
+        """End a set whose missing parts never came with its one `done` result, ok false, to the part that came
+        last (no part completed it: the closest reading of SPEC's "the part that completed it"). Nothing of it
+        was applied (parts are applied only once the set is whole); its stored parts are cleared and its
+        sync_id is free for the set sent again."""
+        cmd_id = s.last_cmd
+        if cmd_id is None:
+            return
+        told = s.describe(sync_id)
+        result: dict[str, Any] = {
+            "cmd_id": cmd_id, "ok": False, "ts": rfc3339(self.clock.now()), "status": "done", "sync_id": sync_id,
+            "applied": 0, "rejected": [],
+            "error": {"code": "invalid_payload", "message": (
+                f"{told}; no part came for {GIVE_UP_S / 3600:g} h, so the set was given up and nothing of it was "
+                f"applied; send the whole set again")}}
+        at = self.clock.now()
+
+        def op(floor: Floor, change: Change) -> bool:
+            if not s.waiting:  # its last part came in the meantime: it is applied, not given up
+                return False
+            s.done = True  # from here a part under its sync_id is answered `busy` until the parts are cleared
+            s.completed_by = cmd_id
+            change.meta[f"bulk:{sync_id}:completed_by"] = cmd_id  # after a restart: done, its parts cleared
+            change.meta[f"bulk:{sync_id}:result"] = dumps(result)
+            if not clear_alarm(floor, change, ALARM_PREFIX + sync_id, f"given up: {told}"):
+                # never alarmed (the gateway was off while it waited): the floor still hears of it once
+                raise_alarm(floor, change, ALARM_PREFIX + sync_id, "bulk_incomplete", "warning",
+                            f"given up: {told}", at)
+                clear_alarm(floor, change, ALARM_PREFIX + sync_id, f"given up: {told}")
+            return True
+        try:
+            ended = await self.service.execute(op, cmd_id=cmd_id, background=True)
+        except BaseException:
+            s.done, s.completed_by = False, None  # not stored: it waits on, and is given up at the next check
+            raise
+        if not ended:
+            return
+        log.warning("bulk set given up: parts missing", extra={"fields": {"sync_id": sync_id, "detail": told}})
+        await self._cleanup_and_publish(sync_id, result)
 
     def kick(self, sync_id: str) -> None:
         self._queue.put_nowait(sync_id)

@@ -102,9 +102,18 @@ class HubLink:
         tele_every = self.cfg.sync.telemetry_interval_s
         next_snap = clock.monotonic() + snap_every
         next_tele = clock.monotonic() + tele_every
+        bulk_failing = False
         while True:
             await asyncio.sleep(SAVE_PROGRESS_S)
             await self.publisher.save_progress()
+            try:
+                await self.bulk.check_waiting()
+            except JournalError as e:  # a full disk: the sets wait on, and are checked again in a second
+                if not bulk_failing:
+                    log.warning("waiting bulk sets not checked; trying again", extra={"fields": {"error": str(e)}})
+                bulk_failing = True
+            else:
+                bulk_failing = False
             if not self.mqtt.connected.is_set():
                 continue
             now = clock.monotonic()

@@ -23,22 +23,12 @@ from gateway.journal import Journal
 from gateway.service import FloorService
 from simulators.hub import HubSim
 from tests.brokers import Broker
-from tests.bulk.test_bulk_resume import open_service
 from tests.bulk.test_bulk_retry import fail_first_cleanup
 from tests.conftest import order, until
 from tests.sync.conftest import gateway_config, running_gateway, running_hub
 
 MD = "masterdata.sync"
 Opened = tuple[Journal, FloorService]
-
-
-@pytest.fixture
-async def opened(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Opened]:
-    j, s = await open_service(tmp_path, clock)
-    try:
-        yield j, s
-    finally:
-        await j.close()
 
 
 def md_part(sync_id: str, part: int, parts: int, *skus: str, mode: str = "merge") -> dict[str, Any]:
