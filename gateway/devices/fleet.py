@@ -13,11 +13,14 @@ from gateway.devices.packing import PrinterDevice, ScaleDevice
 from gateway.devices.ptl import PtlDevices
 from gateway.devices.registry import DeviceRegistry
 from gateway.devices.scanners import ScannerDevice
+from gateway.devices.status import resave
 from gateway.domain.devices import forget_devices
 from gateway.journal import JournalError
 from gateway.service import FloorService
 
 log = logging.getLogger("floorgate.devices")
+
+RESAVE_S = 5.0  # device states a full disk kept out of the journal: tried again this often
 
 
 class DeviceFleet:
@@ -39,7 +42,21 @@ class DeviceFleet:
         self.printers: dict[str, PrinterDevice] = {}
         self._reload = asyncio.Event()
         self._pending = cfg
+        self._resave_now = asyncio.Event()
         self._build(cfg)
+        service.on_signal(self._on_signal)
+
+    def _on_signal(self, signal: Any) -> None:
+        if signal == ("floor_reloaded",):
+            # The floor was rebuilt from the journal after a failed commit, and device states are not in the
+            # journal (as after a restart): every device reports afresh, as it is now, or its alarm would
+            # never come. Before, the rebuilt floor had no device at all until each one next changed.
+            for device_id, info in self.registry.devices.items():
+                if info.reported:
+                    self.registry.unsaved.add((device_id, "status"))
+                if info.fault:
+                    self.registry.unsaved.add((device_id, "fault"))
+            self._resave_now.set()
 
     @staticmethod
     def _wanted(cfg: Config) -> dict[tuple[str, str], Any]:
@@ -110,9 +127,19 @@ class DeviceFleet:
         if cleared:
             log.info("alarms of devices no longer configured cleared", extra={"fields": {"alarms": cleared}})
 
+    async def _resave(self) -> None:
+        """Device states that could not be stored (gateway/devices/status.py), stored once there is room."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resave_now.wait(), RESAVE_S)
+            self._resave_now.clear()
+            with contextlib.suppress(JournalError):  # still no room: each failure was logged where it happened
+                await resave(self.service, self.registry, self.configured)
+
     async def run(self) -> None:
         running: dict[tuple[str, str], asyncio.Task[None]] = {}
         await self._forget_removed()
+        resaver = asyncio.create_task(self._resave(), name="devices-resave")
         try:
             while True:
                 for key, member in self.members.items():
@@ -138,7 +165,7 @@ class DeviceFleet:
                     log.info("devices re-read from the config", extra={"fields": {
                         "restarted": [f"{kind} {key}".strip() for kind, key in dropped]}})
         finally:
-            await _stop(list(running.values()))
+            await _stop([*running.values(), resaver])
 
     async def shutdown(self) -> None:
         if self.ptl is not None:

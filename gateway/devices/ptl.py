@@ -34,8 +34,9 @@ from drivers.ptl import (
 )
 from gateway.config import Config
 from gateway.devices.registry import DeviceRegistry
+from gateway.devices.status import store_fault, store_status
 from gateway.domain.change import Change
-from gateway.domain.devices import device_fault, device_status, fault_alarm_id
+from gateway.domain.devices import fault_alarm_id
 from gateway.domain.floor import Floor
 from gateway.domain.lights import LightJob, desired
 from gateway.domain.model import Light
@@ -224,13 +225,12 @@ class PtlDevices:
         elif isinstance(ev, ModuleFault):
             device = module_id(Light(ev.bus_id, ev.unit))
             if ev.fault or fault_alarm_id(device) in self.service.floor.alarms:  # a healthy first poll: nothing
-                await self.service.execute(lambda f, c: device_fault(f, c, device, "ptl", ev.fault, at))
+                await store_fault(self.service, self.registry, device, "ptl", ev.fault)
         else:
             online = isinstance(ev, ModuleOnline)
             light = Light(ev.bus_id, ev.unit)
             detail = "answering" if online else getattr(ev, "detail", "no answer")
-            self.registry.status(module_id(light), "ptl", online, detail)
-            await self.service.execute(lambda f, c: device_status(f, c, module_id(light), "ptl", online, detail, at))
+            await store_status(self.service, self.registry, module_id(light), "ptl", online, detail)
             if online:
                 self.refresh(light)
 

@@ -18,6 +18,9 @@ class DeviceInfo:
     rejects: int = 0
     last_scans: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     extra: dict[str, Any] = field(default_factory=dict)
+    fault: bool = False  # a device that answers but reports a fault of its own (a PTL module's status bit 8)
+    gen: int = 0  # moves with every state reported: a late success must not mark a newer state saved
+    reported: bool = False  # its coordinator has told its state (a bus only listed has not)
 
     def as_dict(self) -> dict[str, Any]:
         return {"device_id": self.device_id, "kind": self.kind, "online": self.online, "detail": self.detail,
@@ -29,6 +32,9 @@ class DeviceRegistry:
     def __init__(self) -> None:
         self.devices: dict[str, DeviceInfo] = {}
         self.latencies: deque[float] = deque(maxlen=10_000)  # scan: last byte -> stored, seconds
+        # (device id, "status" | "fault") whose latest state here could not be stored (a full disk): drivers
+        # report a change once, so without a second try the floor would never hear of it (DeviceFleet resaves).
+        self.unsaved: set[tuple[str, str]] = set()
 
     def add(self, device_id: str, kind: str) -> DeviceInfo:
         info = self.devices.get(device_id)
@@ -40,7 +46,21 @@ class DeviceRegistry:
         info = self.add(device_id, kind)
         if info.online and not online:
             info.errors += 1
-        info.online, info.detail = online, detail
+        info.online, info.detail, info.reported = online, detail, True
+        info.gen += 1
+
+    def set_fault(self, device_id: str, kind: str, fault: bool) -> int:
+        info = self.add(device_id, kind)
+        info.fault = fault
+        info.gen += 1
+        return info.gen
+
+    def saved(self, device_id: str, what: str, gen: int | None) -> None:
+        """The state reported as `gen` (`what`: "status" or "fault") reached the journal, or (None) did not."""
+        if gen is None:
+            self.unsaved.add((device_id, what))
+        elif self.devices[device_id].gen == gen:
+            self.unsaved.discard((device_id, what))
 
     def telemetry(self) -> dict[str, Any]:
         return {"devices": [{"device_id": d.device_id, "kind": d.kind, "online": d.online, "errors": d.errors}

@@ -13,9 +13,9 @@ from typing import Any
 from drivers.scanner import RawScan, make_reader
 from gateway.config import ScannerConfig
 from gateway.devices.registry import DeviceRegistry
+from gateway.devices.status import store_status
 from gateway.domain.barcode import escape_raw
 from gateway.domain.change import Change
-from gateway.domain.devices import device_status
 from gateway.domain.floor import Floor
 from gateway.domain.outcome import Outcome
 from gateway.domain.scanning import ScanInput, handle_scan
@@ -65,12 +65,7 @@ class ScannerDevice:
             await self.reader.stop()
 
     async def _status(self, online: bool, detail: str) -> None:
-        self.registry.status(self.cfg.id, "scanner", online, detail)
-        at = self.service.at()
-        try:
-            await self.service.execute(lambda f, c: device_status(f, c, self.cfg.id, "scanner", online, detail, at))
-        except JournalError:
-            log.warning("device status not stored", extra={"fields": {"device": self.cfg.id}})
+        await store_status(self.service, self.registry, self.cfg.id, "scanner", online, detail)
 
     async def handle(self, raw: RawScan) -> Outcome:
         scan = ScanInput(self.cfg.id, self.cfg.station, raw.text, raw.symbology, escape_raw(raw.raw), raw.too_long,

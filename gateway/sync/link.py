@@ -62,8 +62,15 @@ class HubLink:
         self._stopping = False  # our own disconnect at a clean stop is no broker outage
         self.mqtt.on_connect.append(lambda present: self._broker_changed.set())
         self.mqtt.on_disconnect.append(self._broker_changed.set)
+        self._broker_retell = False  # the floor was rebuilt: its broker state is gone, tell it again
+        service.on_signal(self._on_signal)
         self.telemetry_sources: list[Callable[[], dict[str, Any]]] = []
         self._status_seq = -1
+
+    def _on_signal(self, signal: Any) -> None:
+        if signal == ("floor_reloaded",):  # device states are not in the journal (gateway/devices/status.py)
+            self._broker_retell = True
+            self._broker_changed.set()
 
     def _publish_result(self, result: dict[str, Any]) -> None:
         self.intake.publish_result(result)
@@ -138,6 +145,8 @@ class HubLink:
                 await self.mqtt.connected.wait()
         while True:
             self._broker_changed.clear()
+            if self._broker_retell:
+                self._broker_retell, told = False, None
             online = self.mqtt.connected.is_set()
             if online != told and not self._stopping:
                 try:

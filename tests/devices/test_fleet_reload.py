@@ -43,6 +43,9 @@ class NoAlarms:
     async def execute(self, op: Any) -> list[str]:
         return []
 
+    def on_signal(self, fn: Any) -> None:
+        pass
+
 
 def config(tmp_path: Path, port: str) -> Config:
     return parse_config({"data_dir": str(tmp_path), "scanners": [

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.app import App
 from gateway.domain.change import Change
 from gateway.domain.floor import Floor
+from gateway.journal import JournalError, store
 from simulators.hub import HubSim
 from tests.brokers import Broker
 from tests.conftest import SKUS, order
@@ -211,3 +215,29 @@ async def test_the_broker_is_a_device_offline_and_online_and_clears_the_start_ch
         await asyncio.wait_for(_until(lambda: len(broker_events()) == 3), 60)
         assert [t for t, _ in broker_events()] == ["device.online", "device.offline", "device.online"]
         assert "doctor.broker" not in service.floor.alarms
+
+
+async def test_the_broker_is_told_again_after_the_floor_is_rebuilt(
+        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed commit rebuilds the floor from the journal, and device states are not in it: the broker was
+    gone from the floor until it next changed (no offline alarm could come for it). It is told again."""
+    cfg = gateway_config(tmp_path, broker)
+    async with running_gateway(cfg) as app, running_hub(broker.port):
+        assert app.service is not None
+        service = app.service
+        await asyncio.wait_for(_until(lambda: "broker" in service.floor.devices), 30)
+        real_write = store._Rows.write
+        failed = False
+
+        def write(rows: store._Rows, conn: sqlite3.Connection) -> None:
+            nonlocal failed
+            if not failed:
+                failed = True
+                raise sqlite3.OperationalError("disk I/O error")
+            real_write(rows, conn)
+        monkeypatch.setattr(store._Rows, "write", write)
+        with pytest.raises(JournalError):
+            await service.execute(burst_event(0))
+        await asyncio.wait_for(_until(lambda: service._recovering is None and "broker" in service.floor.devices),
+                               30)
+        assert service.floor.devices["broker"].online
