@@ -185,6 +185,9 @@ class PackingConfig(_Section):
     sscc_restore_gap: Annotated[int, Field(ge=0)] = 100_000
     weight_tolerance_pct: Annotated[float, Field(gt=0, le=100)] = 15
     missing_code: Annotated[str, Field(min_length=1, max_length=64)] = "MISSING"
+    # Packing stations worked only from the packing page (no scanner, scale or printer of their own in this
+    # config). Beyond SPEC §3; see Config.packing_stations.
+    stations: list[Id] = []
 
     @model_validator(mode="after")
     def _range(self) -> PackingConfig:
@@ -355,7 +358,20 @@ class Config(_Section):
                 raise _At(f"scales[{n}].station", f"expected one scale per packing station; {scale.station!r} "
                                                   f"already has scales[{stations[scale.station]}]")
             stations[scale.station] = n
+        for n, station in enumerate(self.packing.stations):
+            if station == "pick":
+                raise _At(f"packing.stations[{n}]", 'expected a packing station such as "pack-1", not "pick"')
         return self
+
+    @property
+    def packing_stations(self) -> set[str]:
+        """The packing stations this gateway has: named by a scanner, scale or printer, or in `packing.stations`.
+        When there is any, the packing page logs in only at these: a made-up station id had no scale, so a
+        packer could skip the weight check by choosing the URL."""
+        named = {s.station for s in self.scanners} | {s.station for s in self.scales}
+        named |= {p.station for p in self.printers} | set(self.packing.stations)
+        named.discard("pick")
+        return named
 
     @property
     def client_id(self) -> str:

@@ -4,21 +4,22 @@ its SSCC as a GS1-128 label once the parcel is packed (after the commit that iss
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from drivers.printer import PrinterError, RawTcpPrinter
 from drivers.scale import ScaleError, SerialScale
 from gateway.config import Config, PrinterConfig, ScaleConfig
 from gateway.devices.registry import DeviceRegistry
+from gateway.devices.status import store_status
 from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
 from gateway.domain.devices import device_status
 from gateway.domain.floor import Floor
 from gateway.domain.label import ShippingLabel, render_zpl
 from gateway.domain.outcome import Outcome, attempt
-from gateway.domain.packing import pack_weight
+from gateway.domain.packing import pack_weight, weight_awaited
 from gateway.journal import JournalError
 from gateway.service import FloorService
 
@@ -62,13 +63,15 @@ class ScaleDevice:
             await self._record_status(online, detail)
 
     async def _record_status(self, online: bool, detail: str) -> None:
-        self.registry.status(self.cfg.id, "scale", online, detail)
-        at = self.service.at()
-        with contextlib.suppress(JournalError):
-            await self.service.execute(lambda f, c: device_status(f, c, self.cfg.id, "scale", online, detail, at))
+        await store_status(self.service, self.registry, self.cfg.id, "scale", online, detail)
 
     async def weigh(self, order_id: str) -> Outcome:
         station = self.cfg.station
+        if not weight_awaited(self.service.floor, station, order_id):
+            # Asked twice (the order scanned again while it was weighed) and packed by the first reading, or
+            # cancelled meanwhile: nothing to weigh. Before, the second reading showed a red "not waiting for
+            # a weight" over the packed result, and a reading for a cancelled order packed the next one.
+            return Outcome.good(f"order {order_id} needs no weight now", "weight")
         try:
             w = await self.scale.read_stable(timeout_s=WEIGH_TIMEOUT_S)
         except ScaleError as e:
@@ -78,7 +81,9 @@ class ScaleDevice:
             return out
         at = self.service.at()
 
-        def op(floor: Floor, change: Change) -> Outcome:
+        def op(floor: Floor, change: Change) -> Outcome | None:
+            if not weight_awaited(floor, station, order_id):
+                return None  # the order left the scale while it settled (cancelled, set aside, weighed already)
             out = attempt(change, lambda eff: pack_weight(floor, eff, station, round(w.grams, 1), at))
             change.audit.append({"ts": at.ts, "kind": "weight", "device_id": self.cfg.id, "order_id": order_id,
                                  "raw": w.raw.decode("ascii", "replace") if isinstance(w.raw, bytes) else str(w.raw),
@@ -87,7 +92,8 @@ class ScaleDevice:
             change.signal(("station_feedback", station, out.ok, out.message))
             return out
         try:
-            out = await self.service.execute(op)
+            stored = await self.service.execute(op)
+            out = stored if stored is not None else Outcome.good(f"order {order_id} needs no weight now", "weight")
         except JournalError as e:
             # Not stored (e.g. the disk is full): nothing is shown, as for a scan that was not stored; the
             # station still awaits the weight, and scanning the order again weighs the parcel again.
@@ -134,17 +140,26 @@ class PrinterDevice:
         except PrinterError as e:
             err = str(e)
             self.registry.status(self.cfg.id, "printer", False, err)
-            with contextlib.suppress(JournalError):
-                await self.service.execute(lambda f, c: (
-                    device_status(f, c, self.cfg.id, "printer", False, err, at),
-                    raise_alarm(f, c, alarm_id, "printer_failed", "warning",
-                                f"label for {parcel['order_id']} (SSCC {parcel['sscc']}) not printed on "
-                                f"{self.cfg.id}: {err}; reprint it from the packing page", at.wall)))
+            await self._store(lambda f, c: (
+                device_status(f, c, self.cfg.id, "printer", False, err, at),
+                raise_alarm(f, c, alarm_id, "printer_failed", "warning",
+                            f"label for {parcel['order_id']} (SSCC {parcel['sscc']}) not printed on "
+                            f"{self.cfg.id}: {err}; reprint it from the packing page", at.wall)))
             return False
         self.registry.status(self.cfg.id, "printer", True, "printed")
         self.printed.append(parcel["sscc"])
-        with contextlib.suppress(JournalError):
-            await self.service.execute(lambda f, c: (
-                device_status(f, c, self.cfg.id, "printer", True, "printed", at),
-                clear_alarm(f, c, alarm_id, f"{self.cfg.id} printing again")))
+        await self._store(lambda f, c: (
+            device_status(f, c, self.cfg.id, "printer", True, "printed", at),
+            clear_alarm(f, c, alarm_id, f"{self.cfg.id} printing again")))
         return True
+
+    async def _store(self, op: Callable[[Floor, Change], object]) -> None:
+        """The printer's state with its label alarm; on a full disk the state is stored later (resave), the
+        alarm not: the packing page has already told the packer."""
+        gen = self.registry.devices[self.cfg.id].gen
+        try:
+            await self.service.execute(op)
+        except JournalError:
+            self.registry.saved(self.cfg.id, "status", None)
+        else:
+            self.registry.saved(self.cfg.id, "status", gen)

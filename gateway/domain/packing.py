@@ -15,6 +15,7 @@ ships what was verified (approve -> `packed`) or sends it back to be verified ag
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Any
 
 from gateway.domain.barcode import Barcode
@@ -29,30 +30,38 @@ SEP = "\x1f"
 DEVIATION_SLACK_PCT = 1e-9  # float noise only: far below any scale's resolution
 
 
-def item_key(sku: str, lot: str | None, serial: str | None) -> str:
+def item_key(floor: Floor, sku: str, lot: str | None, serial: str | None) -> str:
+    """A unit as the station counts it: by SKU, and by lot and serial only where master data tracks them. A
+    SKU that tracks neither was refused when picked by its plain EAN and packed by a GS1 code carrying a lot
+    (or the other way round), though both are the same unit of it."""
+    item = floor.md.skus.get(sku)
+    if item is not None and not item.lot_tracked:
+        lot = None
+    if item is not None and not item.serial_tracked:
+        serial = None
     return f"{sku}{SEP}{lot or ''}{SEP}{serial or ''}"
 
 
-def expected_items(order: Order) -> dict[str, int]:
-    """What was picked for the order, unit by unit, keyed by SKU, lot and serial."""
+def expected_items(floor: Floor, order: Order) -> dict[str, int]:
+    """What was picked for the order, unit by unit, keyed by SKU, lot and serial (item_key)."""
     out: dict[str, int] = {}
     for line in order.lines:
         for p in line.picks:
             if p.serials:
                 for s in p.serials:
-                    k = item_key(line.sku, p.lot, s)
+                    k = item_key(floor, line.sku, p.lot, s)
                     out[k] = out.get(k, 0) + 1
                 rest = p.qty - len(p.serials)
             else:
                 rest = p.qty
             if rest > 0:
-                k = item_key(line.sku, p.lot, None)
+                k = item_key(floor, line.sku, p.lot, None)
                 out[k] = out.get(k, 0) + rest
     return out
 
 
-def remaining_items(order: Order, station: Station) -> dict[str, int]:
-    exp = expected_items(order)
+def remaining_items(floor: Floor, order: Order, station: Station) -> dict[str, int]:
+    exp = expected_items(floor, order)
     return {k: n - station.scanned.get(k, 0) for k, n in exp.items() if n - station.scanned.get(k, 0) > 0}
 
 
@@ -64,6 +73,12 @@ def expected_weight(floor: Floor, order: Order, carton: str | None) -> float:
             grams += sku.unit_weight_g * line.picked
     c = floor.md.cartons.get(carton) if carton else None
     return round(grams + (c.tare_g if c is not None else 0.0), 1)
+
+
+def unweighed(floor: Floor, order: Order) -> list[str]:
+    """Picked SKUs with no unit weight in master data: the parcel's expected weight is only a lower bound."""
+    return sorted({line.sku for line in order.lines if line.picked > 0
+                   and getattr(floor.md.skus.get(line.sku), "unit_weight_g", None) is None})
 
 
 def _not_held(order: Order) -> None:
@@ -110,6 +125,12 @@ def _take_order(floor: Floor, change: Change, st: Station, session: Session, ord
         raise Refused("order_not_ready", f"order {order.order_id} is already packed")  # SPEC §6's code
     if order.state not in (PICKED, SHORT_PICKED, PACKING):  # checked before anything changes
         raise Refused("order_not_ready", f"order {order.order_id} is {order.state.replace('_', ' ')}, not picked")
+    units = sum(expected_items(floor, order).values())
+    if units == 0:
+        # Every line short with nothing picked: the station took it and then waited for units that do not exist,
+        # refusing every item, the missing code and the next order.
+        raise Refused("order_not_ready", f"nothing was picked for order {order.order_id} (every line short): "
+                                         "there is nothing to pack; tell a supervisor")
     if set_aside:
         _clear(change, st)
     if order.state != PACKING:
@@ -122,7 +143,6 @@ def _take_order(floor: Floor, change: Change, st: Station, session: Session, ord
     st.items = []
     st.awaiting_weight = False
     change.save("station", st.station, st)
-    units = sum(expected_items(order).values())
     return Outcome.good(f"order {order.order_id}: scan its {units} item(s)", "order", order_id=order.order_id,
                         units=units)
 
@@ -154,27 +174,37 @@ def pack_scan(floor: Floor, change: Change, session: Session, bc: Barcode, at: A
         raise Refused("not_allowed", f"a {bc.kind} cannot be scanned while packing")
     if bc.sku is None:
         raise Refused("unknown_barcode", f"GTIN {bc.gtin} is not in master data")
-    exp = expected_items(order)
+    exp = expected_items(floor, order)
     skus = {k.split(SEP)[0] for k in exp}
     if bc.sku not in skus:
         raise Refused("not_expected", f"{bc.sku} is not in order {order.order_id}: put it aside")
-    key = item_key(bc.sku, bc.lot, bc.serial)
+    key = item_key(floor, bc.sku, bc.lot, bc.serial)
     if key not in exp:
         lots = {k.split(SEP)[1] for k in exp if k.startswith(bc.sku + SEP)}
-        if (bc.lot or "") not in lots:
+        lot = key.split(SEP)[1]
+        if lot not in lots:
             raise Refused("wrong_lot", f"lot {bc.lot or '(none)'} of {bc.sku} was not picked for this order "
                                        f"(picked: {', '.join(sorted(x or '(none)' for x in lots))})")
         raise Refused("not_expected", f"serial {bc.serial or '(none)'} of {bc.sku} was not picked for this order")
+    _check_expiry(floor, order, bc, at)
     units = bc.units or 1
     left = exp[key] - st.scanned.get(key, 0)
     if units > left:
+        if key.split(SEP)[2]:
+            raise Refused("serial_repeated", f"serial {bc.serial} of {bc.sku} is already scanned for this parcel; "
+                                             "put the unit aside")
+        if units > 1 and left > 0:
+            raise Refused("over_scan", f"that pack holds {units} units of {bc.sku} but only {left} more are "
+                                       "wanted: scan the single units instead")
         raise Refused("over_scan", f"one too many: {bc.sku}" + (f" lot {bc.lot}" if bc.lot else "")
                       + " is complete; put the unit aside")
+    if units == left and sum(remaining_items(floor, order, st).values()) == units and not has_scale:
+        _sscc_available(floor)  # the last unit packs the parcel: refused now, before anything is counted
     st.scanned[key] = st.scanned.get(key, 0) + units
     st.items.append({k: v for k, v in (("gtin", bc.gtin), ("lot", bc.lot), ("serial", bc.serial),
                                        ("qty", units)) if v is not None})
     change.save("station", st.station, st)
-    missing = sum(remaining_items(order, st).values())
+    missing = sum(remaining_items(floor, order, st).values())
     if missing:
         return Outcome.good(f"{bc.sku} ok, {missing} to go", "item", missing=missing)
     if has_scale:
@@ -202,13 +232,38 @@ def _items(station: Station) -> list[dict[str, Any]]:
     return out
 
 
-def _issue_sscc(floor: Floor, change: Change) -> str:
+def _check_expiry(floor: Floor, order: Order, bc: Barcode, at: At) -> None:
+    """The unit's expiry, where its code carries one and the SKU tracks it: not past (as at the shelf), and the
+    date picked for its lot (a lot with another date on it is another lot, or a mislabelled unit)."""
+    sku = floor.md.skus.get(bc.sku or "")
+    if not bc.expiry or sku is None or not sku.expiry_tracked:
+        return
+    if date.fromisoformat(bc.expiry) < at.wall.date():
+        raise Refused("expired", f"expired on {bc.expiry}: put the unit aside")
+    picked = {p.expiry for line in order.lines if line.sku == bc.sku for p in line.picks
+              if p.expiry and (p.lot or "") == (bc.lot or "")}
+    if picked and bc.expiry not in picked:
+        raise Refused("wrong_lot", f"{bc.sku}" + (f" lot {bc.lot}" if bc.lot else "") + f" expires {bc.expiry}; the "
+                      f"unit picked expires {', '.join(sorted(picked))}: put it aside")
+
+
+def _series(floor: Floor) -> SsccSeries:
     r = floor.rules
-    series = SsccSeries(r.sscc_extension, r.sscc_company_prefix, r.sscc_serial_start, r.sscc_serial_end)
+    return SsccSeries(r.sscc_extension, r.sscc_company_prefix, r.sscc_serial_start, r.sscc_serial_end)
+
+
+def _sscc_available(floor: Floor) -> None:
     try:
-        serial, sscc = series.issue(floor.sscc_last or None)
+        _series(floor).issue(floor.sscc_last or None)
     except SsccError as e:
-        raise Refused("not_allowed", str(e)) from None
+        raise Refused("not_allowed", f"no SSCC can be issued: {e}; tell a supervisor") from None
+
+
+def _issue_sscc(floor: Floor, change: Change) -> str:
+    try:
+        serial, sscc = _series(floor).issue(floor.sscc_last or None)
+    except SsccError as e:
+        raise Refused("not_allowed", f"no SSCC can be issued: {e}; tell a supervisor") from None
     floor.sscc_last = serial
     change.meta["sscc_last_serial"] = str(serial)
     return sscc
@@ -265,6 +320,15 @@ def shown_deviation(raw: float, tol: float) -> float:
     return shown
 
 
+def weight_awaited(floor: Floor, station_id: str, order_id: str | None) -> bool:
+    """Is the station still waiting for a weight (for `order_id`, when given)? A reading asked for one order
+    must not pack another: the first was cancelled while weighing and the next reached the scale, or the
+    order was weighed twice and the second reading came after it was packed."""
+    st = floor.stations.get(station_id)
+    return (st is not None and st.order_id is not None and st.awaiting_weight
+            and (order_id is None or st.order_id == order_id))
+
+
 def pack_weight(floor: Floor, change: Change, station_id: str, grams: float, at: At) -> Outcome:
     st = floor.stations.get(station_id)
     if st is None or st.order_id is None or not st.awaiting_weight:
@@ -273,7 +337,16 @@ def pack_weight(floor: Floor, change: Change, station_id: str, grams: float, at:
     _not_held(order)
     expected = expected_weight(floor, order, st.carton)
     tol = floor.rules.weight_tolerance_pct
-    raw = (grams - expected) / expected * 100.0 if expected > 0 else 0.0
+    unknown = unweighed(floor, order)
+    raw = (grams - expected) / expected * 100.0 if expected > 0 else (math.inf if unknown else 0.0)
+    if unknown and raw > 0:
+        # Some units have no weight in master data: the expected weight is a lower bound, so only a parcel
+        # lighter than it can be told wrong. Said plainly at the station; before, an order of such SKUs alone
+        # (expected 0 g) passed any weight without a word, and a mixed one always went to review.
+        out = verify(floor, change, st, order, grams, at)
+        return Outcome(out.ok, out.code, f"{out.message}; weight checked only as a minimum: "
+                                         f"{', '.join(unknown)} has no unit weight in master data", out.kind,
+                       out.detail)
     # The measured deviation decides, never a rounded one (15.04% is not within 15%). The slack only absorbs
     # float noise: a parcel exactly on the tolerance (25.3 g for 22 g at 15%) computes as 15.000000000000002.
     if abs(raw) <= tol + DEVIATION_SLACK_PCT:
@@ -300,7 +373,7 @@ def _missing_items(order: Order, left: dict[str, int]) -> list[dict[str, Any]]:
     for key, qty in sorted(left.items()):
         sku, lot, serial = key.split(SEP)
         gtin = next((p.gtin for line in order.lines if line.sku == sku for p in line.picks
-                     if (p.lot or "") == lot and p.gtin), None)
+                     if ((p.lot or "") == lot or not lot) and p.gtin), None)
         out.append({k: v for k, v in (("sku", sku), ("gtin", gtin), ("lot", lot or None), ("serial", serial or None),
                                       ("qty", qty)) if v is not None})
     return out
@@ -328,7 +401,7 @@ def report_missing(floor: Floor, change: Change, session: Session, at: At) -> Ou
     _not_held(order)
     if st.awaiting_weight:
         raise Refused("not_allowed", "nothing is missing: every item is scanned; put the parcel on the scale")
-    left = remaining_items(order, st)
+    left = remaining_items(floor, order, st)
     if not left:
         raise Refused("not_allowed", "nothing is missing: every item is scanned")
     missing = _missing_items(order, left)
@@ -383,7 +456,7 @@ def station_view(floor: Floor, station_id: str) -> dict[str, Any]:
                            "awaiting_weight": st.awaiting_weight, "items": []}
     if st.order_id is not None and st.order_id in floor.orders:
         order = floor.orders[st.order_id]
-        for key, n in sorted(expected_items(order).items()):
+        for key, n in sorted(expected_items(floor, order).items()):
             sku, lot, serial = key.split(SEP)
             out["items"].append({"sku": sku, "lot": lot or None, "serial": serial or None, "expected": n,
                                  "scanned": st.scanned.get(key, 0)})

@@ -80,6 +80,12 @@ def pda(web: WebState, operator_id: str, at: At) -> dict[str, Any]:
             "break_code": floor.rules.break_code}
 
 
+def packing_stations(web: WebState) -> set[str]:
+    fleet = web.gw.fleet
+    stations: set[str] = (fleet.cfg if fleet is not None else web.gw.cfg).packing_stations
+    return stations
+
+
 def has_scale(web: WebState, station: str) -> bool:
     fleet = web.gw.fleet
     cfg = fleet.cfg if fleet is not None else web.gw.cfg

@@ -21,8 +21,11 @@ import pytest
 from drivers.ptl import Mode, ModuleState
 from gateway.app import App
 from gateway.clock import SystemClock
+from gateway.devices import fleet
 from gateway.domain.api import apply_command
 from gateway.domain.commands import COMMANDS
+from gateway.domain.model import Station
+from gateway.journal import store
 from simulators.ptl.sim import PtlSimulator
 from simulators.scale.sim import ScaleSimulator
 from simulators.scanner.serial_sim import VirtualSerialScanner
@@ -136,7 +139,9 @@ async def run_floor(app: App, task: asyncio.Task[None], ptl: PtlSimulator, scann
     await until(lambda: node.mode == 1 and node.token != token, "the job shown again under a new token")
     assert node.quantity == 2
     assert all(s.mode == Mode.JOB and s.qty == 2 for s in shown[seen:]), shown[seen:]
-    # A weight that cannot be stored: answered as not stored, and the gateway runs on.
+    # A weight that cannot be stored: answered as not stored, and the gateway runs on. (The station is set to
+    # await it in memory only: packing the order first would need the disk; the failed commit rebuilds it.)
+    service.floor.stations["pack-1"] = Station("pack-1", order_id="O-1", awaiting_weight=True)
     scale.put(250.0)
     out = await fleet.scales["scale-1"].weigh("O-1")
     assert not out.ok and "not stored" in out.message
@@ -171,3 +176,73 @@ def test_a_real_enospc_fails_cleanly_and_commits_resume(tmp_path: Path) -> None:
     assert not out["open_transaction"] and not out["open_transaction_after"], out
     assert out["after_seq"] == out["full_seq"] + 1 > 1, out
     assert out["integrity"] == "ok" and out["seqs"] == list(range(1, out["after_seq"] + 1)), out
+
+
+async def test_device_changes_a_full_disk_kept_out_are_stored_once_there_is_room(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drivers report a change once: a scanner pulled out, a module gone from the bus or reporting a fault while
+    the disk was full stayed `online` and unalarmed for the floor and the hub for good (each failed commit was
+    logged and dropped). They are now stored, as the devices are then, once there is room. The full disk is
+    SQLite's own error from every commit (fill_disk leaves room in a table's last page for a small event)."""
+    full = False
+    real_write = store._Rows.write
+
+    def write(rows: store._Rows, conn: sqlite3.Connection) -> None:
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_write(rows, conn)
+    monkeypatch.setattr(store._Rows, "write", write)
+    monkeypatch.setattr(fleet, "RESAVE_S", 0.2)  # the retry while the disk stays full
+    scanner = VirtualSerialScanner(tmp_path / "by-id-scan-1", terminator="crlf")
+    scanner.plug()
+    try:
+        async with PtlSimulator(range(1, 4), transport="tcp") as ptl:
+            bus = {"id": "bus-a", "transport": "tcp", "host": "127.0.0.1", "port": ptl.port, "poll_ms": 20,
+                   "timeout_ms": 200, "misses_offline": 2}
+            cfg = make_config(tmp_path / "gw", ptl={"buses": [bus]},
+                              scanners=[{"id": "scan-1", "port": scanner.path, "station": "pick"}])
+            app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
+            task = asyncio.create_task(app.run(install_signals=False), name="disk-full-gateway")
+            try:
+                await until(app.ready.is_set, "the gateway")
+                service, journal, registry = app.service, app.journal, app.registry
+                assert service is not None and journal is not None
+                c = COMMANDS["masterdata.sync"].model_validate({
+                    "cmd_id": "md", "mode": "replace", "sync_id": "m", "part": 1, "parts": 1, "skus": SKUS,
+                    "locations": LOCATIONS, "operators": OPERATORS})
+                at = service.at()
+                assert (await service.execute_command("masterdata.sync", "md",
+                                                      lambda f, ch: apply_command(f, ch, c, at)))["ok"]
+                await until(lambda: all(d in service.floor.devices and service.floor.devices[d].online
+                                        for d in ("scan-1", "bus-a-u002", "bus-a-u003")), "every device online")
+
+                full = True
+                scanner.unplug()
+                ptl.set_gone(2)
+                ptl.set_fault_bit(3)
+                await until(lambda: registry.unsaved >= {("scan-1", "status"), ("bus-a-u002", "status"),
+                                                         ("bus-a-u003", "fault")}, "the changes not stored")
+                await asyncio.sleep(1)  # a few resaves fail too
+                assert not events(cfg.db_path, "device.offline") and not events(cfg.db_path, "alarm.raised")
+
+                full = False
+                await until(lambda: not registry.unsaved, "the changes stored")
+                # Every device reported afresh, as it is now: those that had not changed too (before, the rebuilt
+                # floor had no device at all until each next changed, so none could raise its offline alarm).
+                devices = service.floor.devices
+                assert not devices["scan-1"].online and not devices["bus-a-u002"].online
+                assert devices["bus-a-u001"].online and devices["bus-a-u003"].online
+                assert "bus-a" not in devices  # a bus that never reported is not made up
+                assert "device_fault:bus-a-u003" in service.floor.alarms
+                await journal.barrier()
+                offline = [e["device_id"] for e in events(cfg.db_path, "device.offline")]
+                assert sorted(offline) == ["bus-a-u002", "scan-1"], offline
+                assert [e["alarm_id"] for e in events(cfg.db_path, "alarm.raised")] == ["device_fault:bus-a-u003"]
+
+                scanner.plug()  # and the next change is stored as before
+                await until(lambda: service.floor.devices["scan-1"].online, "the scanner back")
+            finally:
+                app.stop()
+                await asyncio.wait_for(task, 60)
+    finally:
+        scanner.close()

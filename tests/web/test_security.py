@@ -339,3 +339,18 @@ async def test_set_password_for_a_picker_says_it_opens_no_page(tmp_path: Path, m
         assert await asyncio.to_thread(args.func, args) == 0
     err = capsys.readouterr().err
     assert "p1 has no supervisor or technician role (picker)" in err and "opens no page" in err
+
+
+async def test_the_packing_page_logs_in_only_at_a_station_of_this_gateway(tmp_path: Path) -> None:
+    """A packer could choose the URL `/pack/pack-zz9`, a station with no scale, and pack a parcel that the scale
+    at pack-1 would have held for review. Where the config names packing stations, only those are taken."""
+    cfg = web_config(tmp_path, packing={"stations": ["pack-1", "pack-2"]})
+    async with gateway(cfg) as gate, httpx.AsyncClient(base_url=gate.base, timeout=20) as c:
+        r = await c.post("/api/v1/auth/badge", json={"badge": "BADGE-K1", "station": "pack-zz9"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+        assert "pack-1, pack-2" in r.json()["error"]["message"]
+        assert (await c.get("/pack/pack-zz9")).status_code == 404
+        assert (await c.get("/pack/pack-2")).status_code == 200
+        packer, me = await badge_client(gate, "BADGE-K1", station="pack-2")
+        assert me["station"] == "pack-2"
+        await packer.aclose()
