@@ -20,6 +20,7 @@ from gateway.service import FloorService
 
 log = logging.getLogger("floorgate.devices")
 
+LIGHTS_OFF_S = 3.0  # a PTL member dropped by a SIGHUP: the time its buses get to switch its lights off
 RESAVE_S = 5.0  # device states a full disk kept out of the journal: tried again this often
 
 
@@ -127,6 +128,13 @@ class DeviceFleet:
         if cleared:
             log.info("alarms of devices no longer configured cleared", extra={"fields": {"alarms": cleared}})
 
+    def _forget_registry(self) -> None:
+        """Devices taken out of the config leave the technician page, telemetry and /metrics (they went on
+        being reported there as online, their port closed)."""
+        for device_id in [d for d in self.registry.devices if not self.configured(d)]:
+            del self.registry.devices[device_id]
+        self.registry.unsaved = {(d, w) for d, w in self.registry.unsaved if d in self.registry.devices}
+
     async def _resave(self) -> None:
         """Device states that could not be stored (gateway/devices/status.py), stored once there is room."""
         while True:
@@ -141,9 +149,10 @@ class DeviceFleet:
         await self._forget_removed()
         resaver = asyncio.create_task(self._resave(), name="devices-resave")
         try:
+            ended: set[tuple[str, str]] = set()
             while True:
                 for key, member in self.members.items():
-                    if key not in running:
+                    if key not in running and key not in ended:
                         running[key] = asyncio.create_task(member.run(), name=member.name)
                 waiter = asyncio.create_task(self._reload.wait(), name="devices-reload-wait")
                 try:
@@ -155,12 +164,24 @@ class DeviceFleet:
                         if t.exception() is not None:
                             raise t.exception()  # type: ignore[misc]
                         del running[key]  # it ended by itself: not started again until its settings change
+                        ended.add(key)  # (a scanner finished by the clean stop was started again, and its
+                        # "stopped" stored as an outage)
                 if waiter in done:
                     # Cleared here, just before the config is read, not at the top of the loop: a SIGHUP that
                     # comes while the changed devices stop (below) must leave the event set for the next turn.
                     self._reload.clear()
+                    old_ptl = self.ptl
                     dropped = self._build(self._pending)
+                    ended -= set(dropped)
+                    if old_ptl is not None and ("ptl", "") in dropped and ("ptl", "") in running:
+                        # Its lights off first, while its buses still run: a bus taken out of the config (or one
+                        # of several) left its modules showing their jobs, with nothing driving them any more.
+                        # The new member lights again what is wanted of the buses it keeps.
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(LIGHTS_OFF_S):
+                                await old_ptl.shutdown()
                     await _stop([running.pop(k) for k in dropped if k in running])
+                    self._forget_registry()
                     await self._forget_removed()
                     log.info("devices re-read from the config", extra={"fields": {
                         "restarted": [f"{kind} {key}".strip() for kind, key in dropped]}})
@@ -168,6 +189,8 @@ class DeviceFleet:
             await _stop([*running.values(), resaver])
 
     async def shutdown(self) -> None:
+        # Scans already read are stored and answered first, while the hub link is still up to send them.
+        await asyncio.gather(*(s.finish() for s in self.scanners.values()), return_exceptions=True)
         if self.ptl is not None:
             await self.ptl.shutdown()
 

@@ -87,5 +87,8 @@ def forget_devices(floor: Floor, change: Change, configured: Callable[[str], boo
                 clear_alarm(floor, change, alarm_id, f"{device_id} is no longer in the config")
                 cleared.append(alarm_id)
     for device_id in [d for d in floor.devices if d != BROKER and not configured(d)]:
-        del floor.devices[device_id]
+        st = floor.devices.pop(device_id)
+        if st.online:  # the hub's last word on it was `online`
+            change.emit("device.offline", {"device_id": device_id, "kind": st.kind,
+                                           "detail": "removed from the config"})
     return cleared

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.config import Config, parse_config
 from gateway.devices.fleet import DeviceFleet
+from gateway.devices.registry import DeviceRegistry
 from tests.conftest import until
 
 SAFETY_S = 30
@@ -56,7 +57,7 @@ async def test_a_second_reload_while_the_first_one_stops_devices_is_applied(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gate, stopping = asyncio.Event(), asyncio.Event()
     monkeypatch.setattr(DeviceFleet, "_make", lambda self, kind, settings, cfg: SlowToStop(settings, gate, stopping))
-    fleet = DeviceFleet(config(tmp_path, "/dev/ttyA"), service=NoAlarms(), registry=None)  # type: ignore[arg-type]
+    fleet = DeviceFleet(config(tmp_path, "/dev/ttyA"), service=NoAlarms(), registry=DeviceRegistry())  # type: ignore[arg-type]
     task = asyncio.create_task(fleet.run(), name="fleet")
     try:
         await until(lambda: fleet.members[("scanner", "s1")].running, "the scanner on ttyA running")
