@@ -32,6 +32,8 @@ from gateway.domain.sessions import end_page_sessions
 from gateway.domain.tasks import restore_dispatch
 from gateway.journal import Journal, JournalError, JournalUnavailable, StorageFull
 
+COMMAND_RESULTS_MIN_H = 24  # see prune_commands
+
 log = logging.getLogger("floorgate.service")
 
 
@@ -389,9 +391,11 @@ class FloorService:
         return int(n)
 
     async def prune_commands(self) -> int:
-        """Results kept for dedup live as long as events do: the hub resends long before that (the rules of
-        what stays are in `Journal.prune_command_results`)."""
-        cutoff = rfc3339(self.clock.now() - timedelta(hours=self.cfg.sync.retention_h))
+        """Results kept for dedup live as long as events do, and at least COMMAND_RESULTS_MIN_H: the hub resends
+        long before that (the rules of what stays are in `Journal.prune_command_results`). With a short
+        `sync.retention_h` (0 in a test) a resend an hour later was applied a second time."""
+        hours = max(self.cfg.sync.retention_h, COMMAND_RESULTS_MIN_H)
+        cutoff = rfc3339(self.clock.now() - timedelta(hours=hours))
         return await self.journal.prune_command_results(cutoff)
 
     async def prune_audit(self) -> int:

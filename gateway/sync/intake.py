@@ -76,6 +76,7 @@ class CommandIntake:
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
         self.handled = 0
         self.rejected = 0
+        self.ignored_retained = 0  # retained copies of commands, acknowledged and not handled (handle)
         self._ack_unsaved = False
 
     def on_message(self, msg: Message) -> None:
@@ -133,6 +134,18 @@ class CommandIntake:
 
     async def handle(self, msg: Message) -> None:
         name = msg.topic[len(self.cmd_prefix):]
+        if msg.retain:
+            # A retained command comes again at every (re)subscription, i.e. at every reconnect: answered from
+            # its stored result each time, and applied a second time once that result was pruned. Commands are
+            # not retained (SPEC: QoS 1 on a persistent session, resent by the hub while unanswered), so this
+            # copy is only acknowledged. (An empty retained payload is the hub clearing one.)
+            self.ignored_retained += 1
+            if msg.payload:
+                log.warning("retained command ignored: commands must not be retained; a live copy (or the hub's "
+                            "resend) is handled", extra={"fields": {"command": name,
+                                                                   "cmd_id": _cmd_id_hint(msg.payload)}})
+            self.mqtt.ack(msg)
+            return
         results = await self._process(name, msg.payload)
         for r in results:
             if not r.get("ok"):

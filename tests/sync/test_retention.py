@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gateway.clock import ManualClock
@@ -17,7 +18,7 @@ from gateway.journal import Journal
 from gateway.service import FloorService
 from gateway.sync.link import HubLink
 from gateway.sync.mqtt import Message
-from tests.conftest import SKUS, order
+from tests.conftest import SKUS, make_config, order
 
 HOUR = 3600.0
 
@@ -132,3 +133,51 @@ async def test_unacked_or_young_events_survive_prune(service: FloorService, jour
     clock.advance(73 * HOUR)
     assert await service.prune_events(15) == 5
     assert await stored_seqs(journal) == list(range(16, 21))
+
+
+async def test_results_stay_a_day_even_with_a_short_retention(tmp_path: Path, clock: ManualClock) -> None:
+    """`sync.retention_h = 0` (events go as soon as the hub holds them): a command's result went with them, and
+    the hub's resend an hour later was applied a second time (a second order.updated)."""
+    cfg = make_config(tmp_path, sync={"retention_h": 0})
+    journal = await Journal.open(cfg.db_path, site=cfg.site, gateway=cfg.gateway, clock=clock)
+    try:
+        service = FloorService(cfg, journal, clock)
+        await service.start()
+        t = await Intake(cfg, service, clock).start()
+        md = {"cmd_id": "md", "mode": "replace", "sync_id": "md", "part": 1, "parts": 1, "skus": SKUS}
+        assert (await t.send("masterdata.sync", md))[-1]["ok"]
+        [first] = await t.send("order.upsert", {"cmd_id": "up-1", "order": order("O-1")})
+        assert first["ok"]
+        clock.advance(HOUR)
+        assert await service.prune_events(journal.last_seq) > 0
+        await service.prune_commands()
+        seq = journal.last_seq
+        assert await t.send("order.upsert", {"cmd_id": "up-1", "order": order("O-1")}) == [first]
+        assert journal.last_seq == seq  # answered, not applied again
+        clock.advance(24 * HOUR)
+        assert await service.prune_commands() > 0  # a day on, it goes
+    finally:
+        await journal.close()
+
+
+async def test_a_retained_command_is_acknowledged_and_not_handled(cfg: Config, service: FloorService,
+                                                                  journal: Journal, clock: ManualClock) -> None:
+    """A retained command comes again at every reconnect (the subscription is made again): it was answered each
+    time, and applied again once its result was pruned. Only its live copy is handled."""
+    t = await Intake(cfg, service, clock).start()
+    acked: list[Message] = []
+
+    def ack(msg: Message) -> bool:
+        acked.append(msg)
+        return True
+    setattr(t.link.mqtt, "ack", ack)  # noqa: B010 - the broker's side of the acknowledgement, watched
+    seq = journal.last_seq
+    body = {"cmd_id": "ret-1", "order_id": "O-404", "reason": "x"}
+    msg = Message(t.link.intake.cmd_prefix + "order.cancel", json.dumps(body).encode(), qos=1, mid=7, retain=True,
+                  connection=0)
+    await t.link.intake.handle(msg)
+    clearing = Message(msg.topic, b"", qos=1, mid=8, retain=True, connection=0)  # the hub clearing it
+    await t.link.intake.handle(clearing)
+    assert t.results == [] and acked == [msg, clearing] and journal.last_seq == seq
+    assert await journal.command_result("ret-1") is None
+    assert t.link.intake.ignored_retained == 2
