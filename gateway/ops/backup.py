@@ -7,8 +7,9 @@ self-contained (rollback journal mode, no -wal file), checked with integrity_che
 place only when good.
 
 Restore (SPEC §1): the restored journal gets a new `journal` id and continues from the backup's last
-seq, so the hub never mistakes one event for another; everything the backup held counts as already
-published and acked (those events belong to the old id), and SSCC serials jump by
+seq, so the hub never mistakes one event for another. The backup's events keep their old id and seq; those
+the hub had not acked when the backup was taken are published again, in order, before the new id's (they
+were counted as acked, and never reached the hub, nor could a replay fetch them). SSCC serials jump by
 `packing.sscc_restore_gap`, because SSCCs printed after the backup was taken are gone from the copy but
 are still on cartons. The database it replaces is kept next to it.
 """
@@ -239,8 +240,9 @@ def _rekey(path: Path, cfg: Config, source: Path, now: datetime) -> tuple[str, s
             "journal_id": new,
             "journal_start_seq": str(last + 1),
             "last_seq": str(last),
-            "broker_acked_seq": str(last),
-            "hub_acked_seq": str(last),
+            # As the backup had them: what the hub had not confirmed then goes out again (old id, old seq)
+            "broker_acked_seq": str(min(int(meta.get("broker_acked_seq", "0")), last)),
+            "hub_acked_seq": str(min(int(meta.get("hub_acked_seq", "0")), last)),
             "restored_at": rfc3339(now),
             "restored_from": str(source),
             "restored_from_journal_id": old,
@@ -363,7 +365,8 @@ def restore(cfg: Config, source: Path, *, stream: TextIO | None = None, quiet: b
 def print_restore(r: RestoreResult, out: TextIO = sys.stdout) -> None:
     print(f"restored {r.db_path}", file=out)
     print(f"  journal: {r.old_journal_id} -> {r.new_journal_id} (new id, as SPEC §1 requires)", file=out)
-    print(f"  events continue at seq {r.start_seq}; the backup's events count as published and acked", file=out)
+    print(f"  events continue at seq {r.start_seq}; the backup's events the hub had not acked are sent again "
+          f"under their old journal id", file=out)
     if r.sscc_last_serial is not None:
         print(f"  SSCC serials continue after {r.sscc_last_serial}", file=out)
     if r.sscc_beyond_end:

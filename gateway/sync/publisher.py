@@ -70,7 +70,9 @@ class OutboxPublisher:
         saved = max(int(meta.get("broker_acked_seq", "0")), self.hub_acked)
         self.broker_acked = min(saved, self.journal.last_seq)
         self._saved_broker_acked = int(meta.get("broker_acked_seq", "0"))
-        self.next_seq = max(self.broker_acked + 1, self.journal.start_seq)
+        # From the first the broker has not taken: below start_seq too, where a restored backup's events (their
+        # old journal id in their envelopes) the hub never got wait to go out again (gateway/ops/backup.py).
+        self.next_seq = self.broker_acked + 1
 
     @property
     def pending(self) -> int:

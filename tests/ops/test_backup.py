@@ -105,7 +105,8 @@ def test_backup_while_running_restore_refused_then_restored(tmp_path: Path) -> N
     assert new_id != running_id
     assert meta["restored_from_journal_id"] == running_id
     assert meta["journal_start_seq"] == str(last + 1)
-    assert meta["last_seq"] == meta["broker_acked_seq"] == meta["hub_acked_seq"] == str(last)
+    assert meta["last_seq"] == str(last)
+    assert meta["broker_acked_seq"] == meta["hub_acked_seq"] == "0"  # no hub here: everything goes out again
     assert meta["sscc_last_serial"] == str(100_000)  # no SSCC in the backup: the gap from the range start
     assert new_id in r.stdout and f"continue at seq {last + 1}" in r.stdout
     replaced = [p for p in data.iterdir() if p.name.startswith("floorgate.db.replaced-")]
@@ -369,3 +370,37 @@ def test_restore_without_yes_needs_a_terminal_and_a_yes(tmp_path: Path) -> None:
     rc, text = _restore_on_a_terminal(cfg_path, out, "y")
     assert rc == 0 and "restored" in text, text
     assert _meta(db)["journal_id"] != journal_id
+
+
+async def test_events_the_hub_had_not_acked_go_out_again_after_a_restore(tmp_path: Path) -> None:
+    """A backup taken while the uplink was down (the hub had acked up to 14 of 20): after the restore those
+    six were counted as published and acked, under no id anyone could replay, and were pruned in time. They
+    now go out again, under their old journal id and seq, before the new id's events."""
+    from tests.brokers import Broker
+    from tests.sync.conftest import gateway_config, running_gateway, running_hub
+
+    src = await _small_journal(tmp_path / "src")
+    conn = sqlite3.connect(src)
+    old_id = dict(conn.execute("SELECT key, value FROM meta").fetchall())["journal_id"]
+    conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                     [("hub_acked_seq", "14"), ("broker_acked_seq", "14")])
+    conn.commit()
+    conn.close()
+    out = tmp_path / "b.db"
+    backup(src, out, quiet=True)
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        cfg = gateway_config(tmp_path, broker)
+        r = restore(cfg, out, quiet=True)
+        assert r.start_seq == 21
+        async with running_hub(broker.port) as hub, running_gateway(cfg) as app:
+            assert app.service is not None
+            now = ManualClock().now()
+            await app.service.execute(lambda f, c: raise_alarm(f, c, "after", "test", "info", "after", now))
+            await hub.wait_until(lambda: old_id in hub.journals and r.new_journal_id in hub.journals
+                                 and 21 in hub.journals[r.new_journal_id].events)
+            await hub.wait_until(lambda: sorted(hub.journals[old_id].events) == list(range(15, 21)))
+            assert all(e["journal"] == old_id for e in hub.journals[old_id].events.values())
+            assert hub.conflicts == [] and hub.invalid == []
+    finally:
+        broker.stop()
