@@ -12,6 +12,7 @@ in `raw` for the audit trail but left out of `text`.
 
 from __future__ import annotations
 
+import logging
 import struct
 
 from drivers.scanner.keymaps import (
@@ -32,11 +33,17 @@ from drivers.scanner.keymaps import (
 )
 from drivers.scanner.scan import GS, MAX_SCAN_CHARS, RawScan, make_scan, too_long_scan
 
+log = logging.getLogger("floorgate.scanner")
+
 EVENT = struct.Struct("@llHHi")  # struct input_event: time (sec, usec), type, code, value
 EV_SYN, EV_KEY = 0, 1
 SYN_DROPPED = 3  # the kernel's event buffer overflowed: events are missing
 KEY_RELEASE, KEY_PRESS, KEY_REPEAT = 0, 1, 2
 _KPDOT = K["KEY_KPDOT"]
+# Keys that type nothing and change no character: lock and system keys some scanners send around a scan
+# (NumLock for Alt + keypad codes). Any other key without a character garbles the scan (KeyDecoder.key).
+SILENT_KEYS = frozenset({69, 70, 125, 126, 127})  # NumLock, ScrollLock, left and right Meta, Compose
+BTN_FIRST = 0x100  # codes from here on are buttons (mouse, joystick), not keys: a combined device's, ignored
 
 
 def _is_control(ch: str) -> bool:
@@ -62,6 +69,7 @@ class KeyDecoder:
         self._raw: list[str] = []
         self._count = 0
         self._skip = False
+        self.unknown_keys: set[int] = set()  # key codes seen with no character in the keymap (logged once each)
 
     def reset(self) -> None:
         """Forget a partial scan and every held key: the device went away mid-scan."""
@@ -103,6 +111,10 @@ class KeyDecoder:
         """One EV_KEY event; returns a scan when it ended one."""
         if self._modifier(code, value) or value == KEY_RELEASE:
             return None
+        if value == KEY_REPEAT:
+            # The kernel's autorepeat of a key held down (a release lost or late): "R" held became "RRR1", a
+            # different code. A scanner types each character once.
+            return None
         if code in ENTER_KEYS:
             if self._skip:
                 self._drop(skip=False)
@@ -111,7 +123,17 @@ class KeyDecoder:
         if self._alt and code in KEYPAD_DIGITS:
             self._alt_digits += KEYPAD_DIGITS[code]
             return None
-        self._typed(self._char(code))
+        ch = self._char(code)
+        if not ch and not self._ctrl and not self._alt and code not in SILENT_KEYS and code < BTN_FIRST:
+            # A key with no character in this keymap (F1, Home, a code the layout lacks): left out, "A F1 B 1 2"
+            # read as "AB12", another code. The scan is dropped up to its Enter, as for lost key strokes.
+            if code not in self.unknown_keys:
+                log.warning("scanner sent a key with no character in its keymap: scan dropped", extra={
+                    "fields": {"device": self.device_id, "key_code": code, "layout": self.layout.name}})
+            self.unknown_keys.add(code)
+            self._drop(skip=True)
+            return None
+        self._typed(ch)
         return None
 
     def _modifier(self, code: int, value: int) -> bool:

@@ -204,9 +204,26 @@ def test_hid_too_long_is_a_rejection_and_resynchronises() -> None:
     assert out[0].length == MAX_SCAN_CHARS + 5 and out[1].text == "b"
 
 
-def test_non_key_events_and_unknown_keys_are_ignored() -> None:
+def test_non_key_events_and_buttons_are_ignored() -> None:
     ev = [(4, 4, 458756), (2, 0, 5), (1, 0x110, 1), (1, 0x110, 0), (1, 0x2FF, 1), (17, 1, 1)]
     assert texts(decode(ev + press("KEY_A") + enter())) == ["a"]
+
+
+def test_a_key_with_no_character_drops_its_scan_and_the_next_one_reads() -> None:
+    """A F1 B 1 2 was read as "AB12", another code; NumLock (sent around Alt + keypad codes) types nothing."""
+    f1, home, numlock = 59, 102, 69
+    for code in (f1, home, 183):  # F1, Home, F13
+        ev = press("KEY_A") + [(1, code, 1), (1, code, 0)] + press("KEY_B") + press("KEY_1") + enter()
+        assert texts(decode(ev + press("KEY_2") + enter())) == ["2"], code
+    lock = [(1, numlock, 1), (1, numlock, 0)]
+    assert texts(decode(lock + press("KEY_A") + lock + enter())) == ["a"]
+
+
+def test_key_repeats_type_nothing() -> None:
+    """The kernel's autorepeat of a key held down (value 2): "R" held with two repeats became "RRR1"."""
+    r = KEY_CODES["KEY_R"]
+    ev = [(1, r, 1), (1, r, 2), (1, r, 2), (1, r, 0)] + press("KEY_1") + enter()
+    assert texts(decode(ev)) == ["r1"]
 
 
 def test_unknown_layout_is_a_clear_error() -> None:
