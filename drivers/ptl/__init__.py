@@ -11,6 +11,7 @@ from .bus import MonotonicClock, PtlBus
 from .codec import Colour, Command, CommSettings, Identity, Mode, Parity, Pattern, Status
 from .errors import BadReply, BusNotRunning, ExceptionReply, LinkDown, ModuleMiss, NoResponse, PtlError
 from .model import (
+    BusLink,
     BusSettings,
     BusStats,
     HealthEvent,
@@ -26,6 +27,7 @@ from .scheduler import ModuleView
 
 __all__ = [
     "BadReply",
+    "BusLink",
     "BusNotRunning",
     "BusSettings",
     "BusStats",

@@ -38,7 +38,17 @@ from .codec import (
 )
 from .errors import BusNotRunning, LinkDown, ModuleMiss, PtlError
 from .link import ModbusLink
-from .model import BusSettings, BusStats, HealthEvent, KeyPress, ModuleFault, ModuleOffline, ModuleOnline, ModuleState
+from .model import (
+    BusLink,
+    BusSettings,
+    BusStats,
+    HealthEvent,
+    KeyPress,
+    ModuleFault,
+    ModuleOffline,
+    ModuleOnline,
+    ModuleState,
+)
 from .scheduler import Action, Clear, Event, ModuleView, Poll, Scheduler, Write
 
 log = logging.getLogger("floorgate.ptl")
@@ -231,6 +241,7 @@ class PtlBus:
             log.info("PTL bus %s: link up again", self.bus_id)
         self._link_error = ""
         self.link_up = True
+        self._emit([BusLink(self.bus_id, True, "link up")])
         self._sched.on_link_up(self._clock.monotonic())
         self._progress.set()
 
@@ -238,6 +249,7 @@ class PtlBus:
         if not self._link_error:
             log.warning("PTL bus %s: link down: %s", self.bus_id, reason)
             self.stats.link_losses += 1
+            self._emit([BusLink(self.bus_id, False, f"link down: {reason}")])
         self._link_error = reason
         self.link_up = False
         self._link.close()

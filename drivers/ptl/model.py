@@ -102,7 +102,17 @@ class ModuleFault:
     fault: bool
 
 
-HealthEvent = ModuleOnline | ModuleOffline | ModuleFault
+@dataclass(frozen=True, slots=True)
+class BusLink:
+    """The bus's own link (the TCP connection or the serial adapter) came up or went down: reported once per
+    change, so that a dead link reads as the bus's fault, not as each of its modules'."""
+
+    bus_id: str
+    up: bool
+    detail: str
+
+
+HealthEvent = ModuleOnline | ModuleOffline | ModuleFault | BusLink
 
 
 @dataclass(frozen=True, slots=True)

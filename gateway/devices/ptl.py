@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from drivers.ptl import (
+    BusLink,
     BusSettings,
     Colour,
     HealthEvent,
@@ -222,6 +223,8 @@ class PtlDevices:
                 self.shown.pop(light, None)
                 self.refresh(light)
                 raise
+        elif isinstance(ev, BusLink):
+            await store_status(self.service, self.registry, ev.bus_id, "bus", ev.up, ev.detail)
         elif isinstance(ev, ModuleFault):
             device = module_id(Light(ev.bus_id, ev.unit))
             if ev.fault or fault_alarm_id(device) in self.service.floor.alarms:  # a healthy first poll: nothing

@@ -289,3 +289,24 @@ async def test_a_module_reporting_a_fault_raises_an_alarm_until_it_reports_none(
         await until(lambda: count(f, "alarm.cleared") == 2, "cleared after the restart")
         assert alarm not in f.service.floor.alarms
         assert count(f, "alarm.raised") == 2
+
+
+async def test_the_bus_link_is_a_device_of_its_own(tmp_path: Path) -> None:
+    """SPEC kind `bus`: a lost link (the PTL server gone, the RS-485 adapter pulled) was told only as each of its
+    modules going offline, and telemetry always said the bus was offline. It is now `device.offline` and
+    `device.online` with kind `bus`, once per change."""
+    async with floor(tmp_path, "tcp") as f:
+        devices = f.service.floor.devices
+        await until(lambda: "bus-a" in devices and devices["bus-a"].online, "the bus online")
+        assert devices["bus-a"].kind == "bus" and f.app.registry.devices["bus-a"].online
+        await f.sim.stop()
+        await until(lambda: not devices["bus-a"].online, "the bus offline")
+        assert devices["bus-a"].detail.startswith("link down")
+        await f.sim.start()
+        await until(lambda: devices["bus-a"].online, "the bus back")
+
+        def bus() -> list[tuple[str, str]]:
+            return sorted((t, d["detail"].split(":")[0]) for t in ("device.online", "device.offline")
+                          for d in f.events(t) if d["device_id"] == "bus-a" and d["kind"] == "bus")
+        await until(lambda: len(bus()) >= 3, "the bus's events stored")
+        assert bus() == [("device.offline", "link down"), ("device.online", "link up"), ("device.online", "link up")]
