@@ -300,6 +300,10 @@ def free_station_of(floor: Floor, change: Change, order_id: str) -> None:
     holder = _holder(floor, order_id)
     if holder is not None:
         _clear(change, floor.stations[holder])
+        # Said at the bench (the page's result, the scanner's bad beep): the page went on showing its last
+        # green "ok, 2 to go" with no order, and the next item was answered "scan the order first".
+        change.signal(("station_feedback", holder, False, f"order {order_id} was cancelled: put its items aside "
+                       "for return to stock, then scan the next order", "cancel"))
 
 
 def _clear(change: Change, st: Station) -> None:

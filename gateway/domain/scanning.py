@@ -75,7 +75,13 @@ def handle_scan(floor: Floor, change: Change, scan: ScanInput, at: At, has_scale
         data: dict[str, Any] = {"device_id": scan.device_id, "code": e.code, "reason": e.message, "raw": scan.raw}
         if operator is not None:
             data["operator_id"] = operator
-        change.emit("scan.rejected", data, bc.order_id)
+        order_id = bc.order_id
+        if order_id is None and scan.station != PICK:
+            # At a packing station a refused item concerns the order being verified there (SPEC §1: the envelope
+            # carries `order_id` when it concerns an order).
+            bench = floor.stations.get(scan.station)
+            order_id = bench.order_id if bench is not None else None
+        change.emit("scan.rejected", data, order_id)
         if operator is not None and session is not None and session.station == PICK and e.picker_error:
             floor.dispatch.on_reject(operator, at.mono)
     else:

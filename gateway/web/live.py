@@ -49,8 +49,9 @@ class Live:
             if kind == "logout" and len(signal) > 1:
                 self.sessions.drop_device(str(signal[1]))
             elif kind == "station_feedback" and len(signal) > 3:
-                self.station_results[str(signal[1])] = {"ok": bool(signal[2]), "message": str(signal[3]),
-                                                        "ts": rfc3339(self.clock.now()), "source": "scale"}
+                self.station_results[str(signal[1])] = {
+                    "ok": bool(signal[2]), "message": str(signal[3]), "ts": rfc3339(self.clock.now()),
+                    "source": str(signal[4]) if len(signal) > 4 else "scale"}
             elif kind == "label" and len(signal) > 2 and isinstance(signal[2], dict):
                 self.parcels[str(signal[1])] = dict(signal[2])
         self.sample(force=False)

@@ -114,3 +114,27 @@ async def test_a_reading_asked_for_one_order_never_packs_another(h: Harness) -> 
     assert not weight_awaited(h.floor, "pack-1", "O-0")  # a reading asked for the order before
     assert (await h.weigh("pack-1", 120.0)).ok
     assert not weight_awaited(h.floor, "pack-1", "O-1")  # packed: a second reading of it is not wanted
+
+
+async def test_a_refused_item_at_the_bench_names_the_order_being_verified(h: Harness) -> None:
+    await h.picker_with_task("O-1", [(1, "SKU-1", 1)])
+    assert (await h.item("scan-1", EAN)).ok
+    await at_bench(h)
+    seq = h.seq
+    assert (await h.item("pack-scan", "05012345678900", station="pack-1")).code == "not_expected"
+    [(typ, order_id, data)] = h.events(seq)
+    assert typ == "scan.rejected" and order_id == "O-1" and data["code"] == "not_expected"
+
+
+async def test_an_order_cancelled_at_the_bench_is_said_there(h: Harness) -> None:
+    await h.picker_with_task("O-1", [(1, "SKU-1", 2)])
+    for _ in range(2):
+        assert (await h.item("scan-1", EAN)).ok
+    await at_bench(h)
+    assert (await h.item("pack-scan", EAN, station="pack-1")).ok
+    h.signals.clear()
+    assert (await h.cmd("order.cancel", {"order_id": "O-1", "reason": "customer"}))["ok"]
+    said = [s for s in h.signals if isinstance(s, tuple) and s[0] == "station_feedback"]
+    assert said == [("station_feedback", "pack-1", False, "order O-1 was cancelled: put its items aside for return "
+                     "to stock, then scan the next order", "cancel")]
+    assert h.floor.stations["pack-1"].order_id is None

@@ -213,7 +213,7 @@ def test_a_key_with_no_character_drops_its_scan_and_the_next_one_reads() -> None
     """A F1 B 1 2 was read as "AB12", another code; NumLock (sent around Alt + keypad codes) types nothing."""
     f1, home, numlock = 59, 102, 69
     for code in (f1, home, 183):  # F1, Home, F13
-        ev = press("KEY_A") + [(1, code, 1), (1, code, 0)] + press("KEY_B") + press("KEY_1") + enter()
+        ev = [*press("KEY_A"), (1, code, 1), (1, code, 0), *press("KEY_B"), *press("KEY_1"), *enter()]
         assert texts(decode(ev + press("KEY_2") + enter())) == ["2"], code
     lock = [(1, numlock, 1), (1, numlock, 0)]
     assert texts(decode(lock + press("KEY_A") + lock + enter())) == ["a"]
@@ -222,7 +222,7 @@ def test_a_key_with_no_character_drops_its_scan_and_the_next_one_reads() -> None
 def test_key_repeats_type_nothing() -> None:
     """The kernel's autorepeat of a key held down (value 2): "R" held with two repeats became "RRR1"."""
     r = KEY_CODES["KEY_R"]
-    ev = [(1, r, 1), (1, r, 2), (1, r, 2), (1, r, 0)] + press("KEY_1") + enter()
+    ev = [(1, r, 1), (1, r, 2), (1, r, 2), (1, r, 0), *press("KEY_1"), *enter()]
     assert texts(decode(ev)) == ["r1"]
 
 

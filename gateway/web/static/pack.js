@@ -71,7 +71,8 @@
     }
     $("reprint").disabled = !v.has_printer;
     const r = v.result;
-    if (r && r.source === "scale" && lastResult !== null && r.ts !== lastResult) {
+    // Results decided away from this page (the scale's weight, the hub cancelling the order at the bench).
+    if (r && r.source !== "page" && lastResult !== null && r.ts !== lastResult) {
       FG.feedback($("feedback"), r.ok ? "good" : "bad", r.ok ? t("ok") : t("refused"), r.message);
     }
     lastResult = r ? r.ts : "";
