@@ -22,6 +22,7 @@ from gateway import bulkwork
 from gateway.bulk import BulkApplier
 from gateway.bulkwork import StreamError, WorkerLost
 from gateway.clock import Clock, rfc3339
+from gateway.domain.alarms import raise_alarm
 from gateway.domain.api import apply_command
 from gateway.domain.commands import BULK_COMMANDS, COMMANDS, BulkPart, Command, SyncAck, SyncReplay, SyncSnapshot
 from gateway.journal import JournalError
@@ -249,6 +250,27 @@ class CommandIntake:
                 self.publisher.replay(cmd.from_seq, to)
         return await self._store(name, cmd.cmd_id, result)
 
+    async def _rolled_back(self, up_to_seq: int) -> None:
+        """The hub holds events of this journal beyond its last: the database was rolled back under the same
+        journal id (a disk snapshot, a copied file), and the seqs after its end are being used again for other
+        events. Clamped to the last seq, the ack marked events the hub never got as held (then pruned); it is
+        ignored, and a critical alarm says what happened and what to do."""
+        last, jid = self.journal.last_seq, self.journal.journal_id
+        log.error("the hub acked events this journal does not have: rolled back under the same id", extra={
+            "fields": {"journal": jid, "hub_acked": up_to_seq, "last_seq": last}})
+        at = self.service.at()
+        # No live figures in the text (they are in the log): the hub acks every half second, and an alarm whose
+        # text changes is raised again.
+        message = (f"the hub holds events of journal {jid} beyond this journal's end: its database was rolled "
+                   f"back (a disk snapshot or a copied file) under the same id, and seqs the hub has are being "
+                   f"given to other events. Stop the gateway and run `floorgate restore --from` a copy of its "
+                   f"database: the restored journal gets a new id")
+        try:
+            await self.service.execute(lambda f, c: raise_alarm(f, c, "journal_rolled_back", "journal_rolled_back",
+                                                                "critical", message, at.wall))
+        except JournalError as e:
+            log.warning("rollback alarm not stored", extra={"fields": {"error": str(e)}})
+
     async def _sync_ack(self, data: dict[str, Any]) -> None:
         try:
             ack = SyncAck.model_validate(data)
@@ -257,6 +279,9 @@ class CommandIntake:
             return
         if ack.journal != self.journal.journal_id:
             log.warning("sync.ack for another journal ignored", extra={"fields": {"journal": ack.journal}})
+            return
+        if ack.up_to_seq > self.journal.last_seq:
+            await self._rolled_back(ack.up_to_seq)
             return
         if self.publisher.hub_ack(ack.up_to_seq) or self._ack_unsaved:
             try:

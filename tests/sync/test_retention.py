@@ -181,3 +181,24 @@ async def test_a_retained_command_is_acknowledged_and_not_handled(cfg: Config, s
     assert t.results == [] and acked == [msg, clearing] and journal.last_seq == seq
     assert await journal.command_result("ret-1") is None
     assert t.link.intake.ignored_retained == 2
+
+
+async def test_an_ack_beyond_the_journals_end_is_a_rollback_not_an_ack(cfg: Config, service: FloorService,
+                                                                       journal: Journal, clock: ManualClock) -> None:
+    """A database copied back over the live one (or a disk snapshot) keeps its journal id and reuses seqs the hub
+    already holds. The hub's ack beyond our end was clamped to our last seq and saved: events the hub never got
+    counted as held, and were pruned. It is ignored, and a critical alarm says what happened (once)."""
+    t = await Intake(cfg, service, clock).start()
+    for i in range(3):
+        await service.execute(burst_event(i))
+    last = journal.last_seq
+    ack = {"cmd_id": "ack-1", "up_to_seq": last + 10, "journal": journal.journal_id}
+    assert await t.send("sync.ack", ack) == []  # never answered
+    assert await t.send("sync.ack", {**ack, "cmd_id": "ack-2", "up_to_seq": last + 11}) == []
+    assert t.link.publisher.hub_acked == 0 and (await journal.read_meta()).get("hub_acked_seq", "0") == "0"
+    alarm = service.floor.alarms["journal_rolled_back"]
+    assert alarm.severity == "critical" and "rolled back" in alarm.message and "floorgate restore" in alarm.message
+    raised = [r for r in await journal.read_events(1) if '"alarm.raised"' in r.body]
+    assert len(raised) == 1  # once, not at every ack
+    assert await t.send("sync.ack", {**ack, "cmd_id": "ack-3", "up_to_seq": last}) == []  # a true ack counts
+    assert t.link.publisher.hub_acked == last
