@@ -20,7 +20,10 @@ process wrote (the gateway before a restart, or a coordinator rebuilt on SIGHUP,
 same token again) is stale, whatever its value, and is cleared like any other stale key.
 A module that misses is not retried before `max(poll_ms, timeout_ms)` has passed, so a dead module costs
 the others at most one timeout in two until it is declared offline, and a late reply cannot pass for the
-reply to the module's next request.
+reply to the module's next request. A module that answers, but slowly (well past a typical reply, inside the
+timeout), waits before its next poll for what its reply took times the modules it kept waiting: it gets no
+more of the bus than each of the others. Polled in turn like any other, one replying in 90 ms of a 100 ms timeout took
+the healthy modules' polls from 48/s to 11/s and their key presses from 30 to 130 ms.
 """
 
 from __future__ import annotations
@@ -144,6 +147,7 @@ class Scheduler:
         self.credit_at = now
         self.modules: dict[int, _Module] = {}
         self.stats = BusStats(started=now)
+        self.typical_s = 0.0  # a poll's usual duration on this bus (a slow average of the fastest replies)
 
     # ---- what the coordinator asks -----------------------------------------------------------------
 
@@ -275,7 +279,23 @@ class Scheduler:
                 m.pending_clear = None
         elif status is not None:
             events.extend(self._polled(m, status, now - duration))
+            self._slow_share(m, duration)
         return events
+
+    def _slow_share(self, m: _Module, duration: float) -> None:
+        """Push a slow replier's next poll back by its reply's time times the modules that waited (above)."""
+        typical = self.typical_s
+        if typical == 0.0 or duration < typical:
+            self.typical_s = duration  # the fastest reply seen sets the pace at once
+        else:
+            self.typical_s = typical + (duration - typical) / 64  # and slow replies move it only slowly
+        # Slow only well past the usual (and a quarter of the timeout): jitter never costs a module its turn.
+        excess = duration - max(2 * typical, typical + self.timeout_s / 4)
+        if excess <= 0:
+            return
+        waiting = sum(1 for o in self.modules.values() if o is not m and o.online)
+        if waiting:
+            m.next_poll += duration * waiting
 
     def _written(self, m: _Module, state: ModuleState, now: float) -> None:
         if state.mode == Mode.DONE:

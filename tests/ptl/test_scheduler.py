@@ -341,3 +341,29 @@ def test_the_fault_bit_is_reported_at_the_first_poll_and_then_once_per_change() 
     assert ok(s, clock, Poll(1), faulty) == []  # unchanged: said once
     assert ok(s, clock, Poll(1), IDLE) == [ModuleFault("bus-a", 1, False)]
     assert ok(s, clock, Poll(1), IDLE) == []
+
+
+def test_a_slow_module_gets_no_more_of_the_bus_than_the_others() -> None:
+    """Four modules with jobs; module 3 answers every poll in 90 ms (inside the 100 ms timeout), the others in
+    5 ms. Polled in turn, it took the others from ~50 to ~11 polls a second (a black-box run on RTU); it now
+    waits for its excess times the modules it kept waiting, and the others keep most of their rate. It still
+    answers, and is still polled, so its own key presses still count."""
+    clock = ManualClock()
+    s = make(clock, 1, 2, 3, 4)
+    for u in (1, 2, 3, 4):
+        s.set_state(u, JOB, clock.monotonic())
+    settle(s, clock)
+    start = {u: s.stats.modules[u].polls for u in (1, 2, 3, 4)}
+    t0 = clock.monotonic()
+    for _ in range(100_000):
+        if clock.monotonic() - t0 >= 10.0:
+            break
+        a = s.next_action(clock.monotonic())
+        if a is None:
+            clock.advance(0.001)
+        else:
+            ok(s, clock, a, cost=0.09 if a.unit == 3 else 0.005)
+    rate = {u: (s.stats.modules[u].polls - start[u]) / 10.0 for u in (1, 2, 3, 4)}
+    assert all(rate[u] >= 30 for u in (1, 2, 4)), rate  # polled in turn: 9.6/s each (34/s now)
+    assert 1 <= rate[3] < rate[1] / 4, rate
+    assert s.modules[3].online
