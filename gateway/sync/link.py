@@ -26,6 +26,7 @@ from gateway.sync.publisher import OutboxPublisher
 log = logging.getLogger("floorgate.sync")
 
 SAVE_PROGRESS_S = 1.0
+STATUS_AGAIN_S = 2.0  # after a (re)connect, the status is published once more (HubLink.__init__)
 BROKER_GRACE_S = 30.0  # a start without a broker this long: the broker is reported offline
 BROKER_RETRY_S = 5.0
 
@@ -58,6 +59,11 @@ class HubLink:
                                     cfg.mqtt.max_payload_bytes, clock, self.publish_snapshot)
         self.mqtt.on_message = self.intake.on_message
         self.mqtt.on_connect.append(lambda present: self.publish_status())
+        # ... and again a moment later: on a reconnect the client sends the publishes the broker never
+        # acknowledged again (older statuses among them) after this one, and the retained status went back
+        # to an older last_seq (a broker stalled a minute: 1282 retained while the journal was at 1304).
+        self._status_again_at: float | None = None
+        self.mqtt.on_connect.append(self._status_again)
         self._broker_changed = asyncio.Event()
         self._stopping = False  # our own disconnect at a clean stop is no broker outage
         self.mqtt.on_connect.append(lambda present: self._broker_changed.set())
@@ -66,6 +72,9 @@ class HubLink:
         service.on_signal(self._on_signal)
         self.telemetry_sources: list[Callable[[], dict[str, Any]]] = []
         self._status_seq = -1
+
+    def _status_again(self, present: bool) -> None:
+        self._status_again_at = self.clock.monotonic() + STATUS_AGAIN_S
 
     def _on_signal(self, signal: Any) -> None:
         if signal == ("floor_reloaded",):  # device states are not in the journal (gateway/devices/status.py)
@@ -124,6 +133,9 @@ class HubLink:
             if not self.mqtt.connected.is_set():
                 continue
             now = clock.monotonic()
+            if self._status_again_at is not None and now >= self._status_again_at:
+                self._status_again_at = None
+                self.publish_status()
             if now >= next_tele:
                 next_tele = now + tele_every
                 self.mqtt.publish(f"{self.prefix}/telemetry", dumps(self.telemetry()), qos=0)

@@ -194,3 +194,31 @@ async def test_snapshot_every_interval_on_the_injected_clock(tmp_path: Path, bro
         clock.advance(1)
         await hub.wait_until(lambda: len(hub.snapshots) >= 2, SAFETY_S)
         assert [s["ts"] for s in hub.snapshots] == [rfc3339(start + timedelta(seconds=s)) for s in (300, 600)]
+
+
+async def test_the_status_is_published_again_a_moment_after_each_connect(tmp_path: Path, broker: Broker) -> None:
+    """On a reconnect the client sends again what the broker never acknowledged, older statuses among them,
+    after the new one: the retained status went back to an older last_seq (a broker stalled a minute). It is
+    published once more STATUS_AGAIN_S after the connect, on the injected clock."""
+    from gateway.sync.link import STATUS_AGAIN_S
+
+    clock = ManualClock()
+    cfg = gateway_config(tmp_path, broker, sync={"telemetry_interval_s": 3600})
+    async with running_gateway(cfg, clock) as app:
+        link = app.link
+        assert link is not None
+        await asyncio.wait_for(link.mqtt.connected.wait(), SAFETY_S)
+        published: list[int] = []
+        real = link.publish_status
+
+        def counted() -> None:
+            published.append(1)
+            real()
+        link.publish_status = counted  # type: ignore[method-assign]
+        await asyncio.sleep(1.5)  # the periodic task runs: not yet
+        assert published == []
+        clock.advance(STATUS_AGAIN_S)
+        await until(lambda: published == [1], "the status again", timeout=SAFETY_S)
+        clock.advance(STATUS_AGAIN_S)
+        await asyncio.sleep(1.5)
+        assert published == [1]  # once per connect
