@@ -232,6 +232,9 @@ def supervisor(web: WebState) -> dict[str, Any]:
 
 # -- technician ------------------------------------------------------------------------------------------------
 
+SUPERVISOR_ALARMS = ("breaker:", "escalation:", "bulk_incomplete:")
+
+
 def technician(web: WebState) -> dict[str, Any]:
     registry = web.gw.registry
     buses = []
@@ -245,5 +248,9 @@ def technician(web: WebState) -> dict[str, Any]:
     scanners = [{"device_id": d.device_id, "online": d.online, "detail": d.detail, "scans": d.scans,
                  "rejects": d.rejects, "errors": d.errors, "last_scans": list(d.last_scans)[::-1]}
                 for d in registry.devices.values() if d.kind == "scanner"]
+    # The floor's alarms but the supervisor's own (breakers, escalations, bulk sets): a module's fault alarm
+    # sends the technician to this page, which did not show it.
+    alarms = sorted((a.to_doc() for a in web.service.floor.alarms.values()
+                     if not a.alarm_id.startswith(SUPERVISOR_ALARMS)), key=lambda a: a["raised_at"], reverse=True)
     return {"gateway": gateway_info(web), "devices": devices(web), "buses": buses, "scanners": scanners,
-            "sync": sync_info(web)}
+            "sync": sync_info(web), "alarms": alarms}

@@ -105,3 +105,12 @@ async def test_technician_sees_devices_lights_a_module_reads_its_identity_and_ra
                 await expect(scans.nth(1).locator("td").nth(1)).to_have_text("BADGE-P1")
                 await expect(scans.nth(1).locator("td").nth(2)).to_have_text("\u2714 OK")
                 await expect(page.locator("#scanners h3")).to_have_text("scan-1 \u2714 online")
+
+                # a module reporting a fault: its alarm (which sends the technician here) is on this page
+                sim.set_fault_bit(1)
+                alarm = page.locator('#alarms tr[data-alarm="device_fault:bus-a-u001"]')
+                await expect(alarm).to_have_count(1)
+                await expect(alarm.locator("td").nth(1)).to_have_text("\u26A0 warning")
+                await expect(alarm.locator("td").nth(2)).to_contain_text("run its self-test from the technician page")
+                sim.set_fault_bit(1, False)
+                await expect(alarm).to_have_count(0)

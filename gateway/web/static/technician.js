@@ -29,6 +29,10 @@
   function render(d) {
     data = d;
     $("gw-name").textContent = d.gateway.site + " / " + d.gateway.gateway;
+    const sev = { critical: "bad", warning: "warn", info: "info" };
+    $("alarms").replaceChildren(table(["when", "severity", "message"], (d.alarms || []).map((a) => h("tr", { "data-alarm": a.alarm_id },
+      h("td", {}, FG.timeEl(a.raised_at)), h("td", {}, tag(sev[a.severity] || "info", "⚠", FG.tv("sev_", a.severity))),
+      h("td", {}, a.message)))));
     $("devices").replaceChildren(table(["device", "kind", "state", "detail", "errors", "scans", "rejects"], d.devices.map((x) => h("tr", { "data-device": x.device_id },
       h("td", {}, x.device_id), h("td", { "data-kind": x.kind }, FG.tv("dev_", x.kind)), h("td", {}, state(x.online)),
       h("td", { "data-detail": x.detail || "" }, word("detail_", x.detail)), h("td", {}, x.errors),
