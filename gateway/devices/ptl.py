@@ -36,6 +36,7 @@ from drivers.ptl import (
 from gateway.config import Config
 from gateway.devices.registry import DeviceRegistry
 from gateway.devices.status import store_fault, store_status
+from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
 from gateway.domain.devices import fault_alarm_id
 from gateway.domain.floor import Floor
@@ -50,6 +51,7 @@ log = logging.getLogger("floorgate.ptl.coordinator")
 COLOURS = {"green": Colour.GREEN, "blue": Colour.BLUE, "yellow": Colour.YELLOW, "magenta": Colour.MAGENTA,
            "cyan": Colour.CYAN}
 PATTERNS = {"steady": Pattern.STEADY, "blink": Pattern.BLINK_1HZ}
+UNKNOWN_BUS_ALARM = "ptl_unknown_bus"
 DONE_S = 1.5  # the module turns itself off after `done`; leave it alone meanwhile
 
 
@@ -76,6 +78,8 @@ class PtlDevices:
         self._error_until: dict[Light, float] = {}
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.presses = 0
+        self._unknown_buses: dict[str, int] = {}  # bus ids master data lights and the config lacks: locations
+        self._tasks: set[asyncio.Task[None]] = set()
         service.on_signal(self._on_signal)
 
     # -- domain -> modules --------------------------------------------------------------------------------
@@ -169,7 +173,10 @@ class PtlDevices:
         (`shown`, and what self.shown holds) are refreshed too: one that no location names any more would
         otherwise keep its old job lit, and a picker would walk to it."""
         lights = {loc.light for loc in self.service.floor.md.locations.values() if loc.light is not None}
+        self._unknown_buses = {}
         self._watch(lights)
+        if bool(self._unknown_buses) != (UNKNOWN_BUS_ALARM in self.service.floor.alarms):
+            self._tell()  # (also an alarm kept from before a restart, or of a bus now configured)
         for light in lights | set(self.service.floor.modules) | set(self.shown) | set(shown):
             self.refresh(light)
 
@@ -181,11 +188,40 @@ class PtlDevices:
             self.refresh(light)
 
     def _watch(self, lights: set[Light]) -> None:
+        before = set(self._unknown_buses)
         for light in lights:
             bus = self.buses.get(light.bus)
             if bus is not None:
                 bus.watch(light.unit)
                 self.registry.add(module_id(light), "ptl")
+            else:
+                self._unknown_buses[light.bus] = self._unknown_buses.get(light.bus, 0) + 1
+        if set(self._unknown_buses) - before:
+            self._tell()
+
+    def _tell(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._tell_unknown_buses(), name="ptl-unknown-buses")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tell_unknown_buses(self) -> None:
+        """Master data lights locations on buses this gateway's config does not have: their lines are picked
+        without a light, which nobody was told (a bus id mistyped in the config or in master data)."""
+        unknown = sorted(self._unknown_buses)
+        at = self.service.at()
+        message = (f"locations light modules on {', '.join(unknown)}, which this gateway's config does not have "
+                   f"([[ptl.buses]] has {', '.join(sorted(self.buses))}): their lines are picked without a light; "
+                   f"correct the bus id in the config or in master data")
+
+        def op(floor: Floor, change: Change) -> None:
+            if unknown:
+                raise_alarm(floor, change, UNKNOWN_BUS_ALARM, "ptl_unknown_bus", "warning", message, at.wall)
+            else:
+                clear_alarm(floor, change, UNKNOWN_BUS_ALARM, "every lit location is on a configured bus")
+        try:
+            await self.service.execute(op)
+        except JournalError as e:
+            log.warning("unknown PTL bus alarm not stored", extra={"fields": {"error": str(e)}})
 
     # -- modules -> domain ----------------------------------------------------------------------------
 

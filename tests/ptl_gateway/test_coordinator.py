@@ -310,3 +310,21 @@ async def test_the_bus_link_is_a_device_of_its_own(tmp_path: Path) -> None:
                           for d in f.events(t) if d["device_id"] == "bus-a" and d["kind"] == "bus")
         await until(lambda: len(bus()) >= 3, "the bus's events stored")
         assert bus() == [("device.offline", "link down"), ("device.online", "link up"), ("device.online", "link up")]
+
+
+async def test_a_location_lit_on_a_bus_the_config_lacks_raises_an_alarm(tmp_path: Path) -> None:
+    """A bus id mistyped in master data (or missing from the config): the location's lines were picked without a
+    light, and nobody was told."""
+    async with floor(tmp_path, "tcp") as f:
+        alarms = f.service.floor.alarms
+        assert "ptl_unknown_bus" not in alarms
+        wrong = {"code": "Z-01-01", "zone": "zone-a", "sku": "SKU-2", "light": {"bus": "bus-z", "unit": 1}}
+        r = await f.cmd("masterdata.sync", {"mode": "merge", "sync_id": "z", "part": 1, "parts": 1,
+                                            "locations": [wrong]})
+        assert r["ok"]
+        await until(lambda: "ptl_unknown_bus" in alarms, "the alarm")
+        assert "bus-z" in alarms["ptl_unknown_bus"].message and "bus-a" in alarms["ptl_unknown_bus"].message
+        r = await f.cmd("masterdata.sync", {"mode": "replace", "sync_id": "m2", "part": 1, "parts": 1,
+                                            "skus": SKUS, "locations": LOCATIONS, "operators": OPERATORS})
+        assert r["ok"]
+        await until(lambda: "ptl_unknown_bus" not in alarms, "the alarm cleared")
