@@ -106,6 +106,9 @@ class PtlBus:
         self._task: asyncio.Task[None] | None = None
         self._running = False
         self._link_error = ""
+        self._link_told: bool | None = None  # the link state last reported (BusLink); None: not yet
+        self._unproven = False  # connected, and no transaction has gone through on this connection yet
+        self._reconnect_s = settings.reconnect_min_ms / 1000  # the wait before the next connect; grows while down
         self.link_up = False
 
     # ---- desired state -------------------------------------------------------------------------------
@@ -223,8 +226,13 @@ class PtlBus:
             self._fail_tech(BusNotRunning(f"bus {self.bus_id} stopped"))
 
     async def _connect(self) -> None:
-        delay = self.settings.reconnect_min_ms / 1000
         me = asyncio.current_task()
+        if self._unproven:
+            # The last connection went down before any transaction went through: a server that accepts and
+            # then drops every connection (busy with another client, its RS-485 side down). Until one goes
+            # through, the outage (its one log line and event, the growing wait) goes on: reported as up at
+            # each connect, it logged and sent a bus online/offline pair about 19 times a second.
+            await asyncio.sleep(self._backoff())
         while True:
             _end_if_cancelled(me)
             try:
@@ -234,21 +242,36 @@ class PtlBus:
                 self._link_down(str(e))
                 self._fail_tech(e)
                 _end_if_cancelled(me)  # a cancellation lost in the failed connect: not after the backoff
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.reconnect_max_ms / 1000)
+                await asyncio.sleep(self._backoff())
+        self._unproven = True
         self.stats.connects += 1
+        self.link_up = True
+        self._sched.on_link_up(self._clock.monotonic())
+        self._progress.set()
+
+    def _backoff(self) -> float:
+        delay = self._reconnect_s
+        self._reconnect_s = min(delay * 2, self.settings.reconnect_max_ms / 1000)
+        return delay
+
+    def _link_proven(self) -> None:
+        """A transaction went through (a module's reply, or its silence, on a working link)."""
+        self._unproven = False
+        if self._link_told is True:
+            return
         if self._link_error:
             log.info("PTL bus %s: link up again", self.bus_id)
         self._link_error = ""
-        self.link_up = True
+        self._reconnect_s = self.settings.reconnect_min_ms / 1000
+        self._link_told = True
         self._emit([BusLink(self.bus_id, True, "link up")])
-        self._sched.on_link_up(self._clock.monotonic())
-        self._progress.set()
 
     def _link_down(self, reason: str) -> None:
         if not self._link_error:
             log.warning("PTL bus %s: link down: %s", self.bus_id, reason)
             self.stats.link_losses += 1
+        if self._link_told is not False:
+            self._link_told = False
             self._emit([BusLink(self.bus_id, False, f"link down: {reason}")])
         self._link_error = reason
         self.link_up = False
@@ -282,11 +305,13 @@ class PtlBus:
             elif isinstance(action, Clear):
                 await link.write_register(action.unit, HR_CLEAR, action.counter)
         except ModuleMiss as e:
+            self._link_proven()
             now = self._clock.monotonic()
             self._emit(self._sched.on_miss(action, now, now - t0, e))
         except LinkDown as e:
             self._link_down(str(e))
         else:
+            self._link_proven()
             now = self._clock.monotonic()
             self._emit(self._sched.on_success(action, now, now - t0, status))
         self._progress.set()
