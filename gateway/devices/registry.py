@@ -59,8 +59,10 @@ class DeviceRegistry:
         """The state reported as `gen` (`what`: "status" or "fault") reached the journal, or (None) did not."""
         if gen is None:
             self.unsaved.add((device_id, what))
-        elif self.devices[device_id].gen == gen:
-            self.unsaved.discard((device_id, what))
+        else:
+            info = self.devices.get(device_id)  # (taken out of the config meanwhile: nothing left to save)
+            if info is None or info.gen == gen:
+                self.unsaved.discard((device_id, what))
 
     def telemetry(self) -> dict[str, Any]:
         return {"devices": [{"device_id": d.device_id, "kind": d.kind, "online": d.online, "errors": d.errors}

@@ -28,6 +28,7 @@ from gateway.domain.sscc import SsccError, SsccSeries
 
 SEP = "\x1f"
 DEVIATION_SLACK_PCT = 1e-9  # float noise only: far below any scale's resolution
+EMPTY_SCALE_G = 1.0  # a reading below this is an empty scale
 
 
 def item_key(floor: Floor, sku: str, lot: str | None, serial: str | None) -> str:
@@ -198,8 +199,8 @@ def pack_scan(floor: Floor, change: Change, session: Session, bc: Barcode, at: A
                                        "wanted: scan the single units instead")
         raise Refused("over_scan", f"one too many: {bc.sku}" + (f" lot {bc.lot}" if bc.lot else "")
                       + " is complete; put the unit aside")
-    if units == left and sum(remaining_items(floor, order, st).values()) == units and not has_scale:
-        _sscc_available(floor)  # the last unit packs the parcel: refused now, before anything is counted
+    if units == left and sum(remaining_items(floor, order, st).values()) == units:
+        _sscc_available(floor)  # the last unit (packs the parcel, or sends it to the scale): refused before counting
     st.scanned[key] = st.scanned.get(key, 0) + units
     st.items.append({k: v for k, v in (("gtin", bc.gtin), ("lot", bc.lot), ("serial", bc.serial),
                                        ("qty", units)) if v is not None})
@@ -342,6 +343,9 @@ def pack_weight(floor: Floor, change: Change, station_id: str, grams: float, at:
     expected = expected_weight(floor, order, st.carton)
     tol = floor.rules.weight_tolerance_pct
     unknown = unweighed(floor, order)
+    if unknown and grams < EMPTY_SCALE_G:
+        # No unit weighs anything known here, so no lower bound but this: an empty scale packed the parcel.
+        raise Refused("not_allowed", f"the scale reads {grams:g} g: put the parcel on the scale")
     raw = (grams - expected) / expected * 100.0 if expected > 0 else (math.inf if unknown else 0.0)
     if unknown and raw > 0:
         # Some units have no weight in master data: the expected weight is a lower bound, so only a parcel

@@ -89,6 +89,8 @@ async def test_units_with_no_weight_check_the_parcel_only_as_a_minimum(h: Harnes
     assert (await h.item("scan-1", NW)).ok
     await at_bench(h)
     assert (await h.scan("pack-scan", NW, station="pack-1", has_scale=True)).ok
+    empty = await h.weigh("pack-1", 0.0)  # nothing on the scale: no weight known to be short of, but not this
+    assert not empty.ok and "put the parcel on the scale" in empty.message, empty
     out = await h.weigh("pack-1", 25_000.0)
     assert out.ok and "only as a minimum" in out.message and "SKU-NW" in out.message, out
     # With SKU-1 (120 g): lighter than the known part goes to review; heavier passes, said plainly (before,

@@ -37,3 +37,20 @@ async def test_no_sscc_left_refuses_the_last_unit_before_anything_is_counted(h: 
     assert h.floor.orders["O-2"].state == "packing"
     assert h.types(seq) == []  # a refusal: only its scan.rejected
     assert [t for t, _, _ in h.events(seq)] == ["scan.rejected"]
+
+
+async def test_no_sscc_left_refuses_the_last_unit_at_a_station_with_a_scale_too(h: Harness) -> None:
+    """With a scale the last unit was counted and the order sent to the scale, where every weighing was then
+    refused: the packer could neither finish nor leave."""
+    await h.picker_with_task("O-1", [(1, "SKU-1", 1)])
+    assert (await h.item("scan-1", EAN)).ok
+    await at_bench(h)
+    assert (await h.scan("pack-scan", EAN, station="pack-1", has_scale=True)).ok
+    assert (await h.weigh("pack-1", 120.0)).ok  # the last SSCC
+    await h.order("O-2", [(1, "SKU-1", 1)])
+    await h.tick()
+    assert (await h.item("scan-1", EAN)).ok
+    assert (await h.scan("pack-scan", "O-2", station="pack-1")).ok
+    last = await h.scan("pack-scan", EAN, station="pack-1", has_scale=True)
+    assert last.code == "not_allowed" and "no SSCC can be issued" in last.message, last
+    assert not h.floor.stations["pack-1"].awaiting_weight and not h.floor.stations["pack-1"].scanned
