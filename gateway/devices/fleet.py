@@ -189,7 +189,8 @@ class DeviceFleet:
             await _stop([*running.values(), resaver])
 
     async def shutdown(self) -> None:
-        # Scans already read are stored and answered first, while the hub link is still up to send them.
+        # Scans already read are stored and answered first (DRAIN_S at most), while the hub link is still up to
+        # send them; then the lights go off.
         await asyncio.gather(*(s.finish() for s in self.scanners.values()), return_exceptions=True)
         if self.ptl is not None:
             await self.ptl.shutdown()

@@ -25,6 +25,9 @@ from gateway.service import FloorService
 log = logging.getLogger("floorgate.scanner")
 
 _STOP = object()  # queued by finish(): the loop ends once what was read before it is handled
+# What the scans queued at a stop may take: within the devices' share of SIGTERM's 10 s, before the lights
+# go off (a slow disk made an unbounded drain take the lights' time, and 15 s in all).
+DRAIN_S = 1.0
 
 
 class ScannerDevice:
@@ -44,6 +47,8 @@ class ScannerDevice:
         self.outcomes: list[Outcome] = []  # the latest answers, for tests and the technician page
         self._current: asyncio.Future[Outcome] | None = None  # the scan being handled
         self._stopped = asyncio.Event()
+        self._running = False
+        self._abandoned = False  # finish() ran out of time: the loop takes no more scans
         service.on_signal(self._on_signal)
 
     def _on_signal(self, signal: Any) -> None:
@@ -57,11 +62,12 @@ class ScannerDevice:
             self.reader.write(data)
 
     async def run(self) -> None:
+        self._running = True
         await self.reader.start()
         try:
             while True:
                 item = await self._queue.get()
-                if item is _STOP:
+                if item is _STOP or self._abandoned:
                     return
                 if isinstance(item, tuple):
                     await self._status(*item)
@@ -82,18 +88,34 @@ class ScannerDevice:
         """Handle the scans already read (queued behind the one in hand), with their beeps, before the device
         stops: they were dropped, 200 of 300 in a burst at a SIGTERM, with no beep, no audit row, nothing.
         Only those queued now: a scanner that keeps sending does not hold the stop up."""
-        if self._current is not None and not self._current.done():
-            await asyncio.wait([self._current])
-        for _ in range(self._queue.qsize()):
-            item = self._queue.get_nowait()
-            if isinstance(item, RawScan):  # a state change at the stop is not news (as for the broker)
-                await self.handle(item)
+        try:
+            async with asyncio.timeout(0 if self._abandoned else DRAIN_S):
+                if self._current is not None and not self._current.done():
+                    await asyncio.wait([self._current])
+                while not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if isinstance(item, RawScan):  # a state change at the stop is not news (as for the broker)
+                        await self.handle(item)
+        except TimeoutError:
+            left = 0
+            while not self._queue.empty():
+                left += isinstance(self._queue.get_nowait(), RawScan)
+            log.error("scans read but not stored at the stop: no beep was given for them", extra={
+                "fields": {"device": self.cfg.id, "scans": left}})
 
     async def finish(self) -> None:
         """A clean stop (SIGTERM): the scans read so far are handled in order by the loop itself, which then
-        ends. The caller bounds the wait (App's shutdown deadline)."""
+        ends; for DRAIN_S at most (the loop's own drain, at its cancellation, has its own DRAIN_S)."""
+        if not self._running:
+            return  # never started (rebuilt by a SIGHUP just before): nothing was read
         self._queue.put_nowait(_STOP)
-        await self._stopped.wait()
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                await self._stopped.wait()
+        except TimeoutError:
+            # Out of time (a slow disk): no more scans are handled, so none lights a module again after the
+            # lights go off; those left are counted in the log when the loop ends.
+            self._abandoned = True
 
     async def _status(self, online: bool, detail: str) -> None:
         await store_status(self.service, self.registry, self.cfg.id, "scanner", online, detail)
