@@ -57,6 +57,10 @@ CHUNK = 20  # items per op: about a millisecond of the loop (a scan waits for at
 # card for good. The hub resends any part that has no result, so a set this old is one the hub left behind.
 WAIT_ALARM_S = 600.0
 GIVE_UP_S = 24 * 3600.0
+# ... counted only while the hub can send the missing parts: the link up at least this long (a gateway off for
+# a day gave up a set at once after its start, before the broker handed over the part it held for it).
+ALARM_CONNECTED_S = 60.0
+GIVE_UP_CONNECTED_S = WAIT_ALARM_S
 ALARM_PREFIX = "bulk_incomplete:"
 MISSING_SHOWN = 10  # missing part numbers named in an alarm or a result; the rest are counted
 
@@ -274,19 +278,21 @@ class BulkApplier:
             raise Conflict(f"part {part} of set {sync_id!r} was already received as cmd {s.got[part]}",
                            sync_id=sync_id)
 
-    async def check_waiting(self) -> None:
+    async def check_waiting(self, connected_s: float) -> None:
         """Sets still missing parts: an alarm while one has had no part for WAIT_ALARM_S (cleared when a part
-        comes, or the set ends), and the set ended after GIVE_UP_S (_give_up). Cheap when nothing waits: the
-        hub link calls this every second."""
+        comes, or the set ends), and the set ended after GIVE_UP_S (_give_up); `connected_s`: how long the hub
+        link has been up (0 while it is down), see ALARM_CONNECTED_S. Cheap when nothing waits: the hub link
+        calls this every second."""
         now = self.clock.now()
         wanted: dict[str, str] = {}
         for sync_id, s in list(self._sets.items()):
             if not s.waiting or s.last_at is None:
                 continue
             idle = (now - s.last_at).total_seconds()
-            if idle >= GIVE_UP_S:
+            if idle >= GIVE_UP_S and connected_s >= GIVE_UP_CONNECTED_S:
                 await self._give_up(sync_id, s)
-            elif idle >= WAIT_ALARM_S:
+            elif idle >= WAIT_ALARM_S and (connected_s >= ALARM_CONNECTED_S
+                                           or ALARM_PREFIX + sync_id in self.service.floor.alarms):
                 wanted[ALARM_PREFIX + sync_id] = (
                     f"{s.describe(sync_id)}; no part for {WAIT_ALARM_S / 60:g} minutes or more. Nothing of it is "
                     f"applied until the missing parts come; it is given up {GIVE_UP_S / 3600:g} h after its last "

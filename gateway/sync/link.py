@@ -64,6 +64,8 @@ class HubLink:
         # to an older last_seq (a broker stalled a minute: 1282 retained while the journal was at 1304).
         self._status_again_at: float | None = None
         self.mqtt.on_connect.append(self._status_again)
+        self._connected_since: float | None = None  # the hub link's current connection, on the clock
+        self.mqtt.on_disconnect.append(self._disconnected)
         self._broker_changed = asyncio.Event()
         self._stopping = False  # our own disconnect at a clean stop is no broker outage
         self.mqtt.on_connect.append(lambda present: self._broker_changed.set())
@@ -75,6 +77,10 @@ class HubLink:
 
     def _status_again(self, present: bool) -> None:
         self._status_again_at = self.clock.monotonic() + STATUS_AGAIN_S
+        self._connected_since = self.clock.monotonic()
+
+    def _disconnected(self) -> None:
+        self._connected_since = None
 
     def _on_signal(self, signal: Any) -> None:
         if signal == ("floor_reloaded",):  # device states are not in the journal (gateway/devices/status.py)
@@ -123,7 +129,8 @@ class HubLink:
             await asyncio.sleep(SAVE_PROGRESS_S)
             await self.publisher.save_progress()
             try:
-                await self.bulk.check_waiting()
+                since = self._connected_since
+                await self.bulk.check_waiting(clock.monotonic() - since if since is not None else 0.0)
             except JournalError as e:  # a full disk: the sets wait on, and are checked again in a second
                 if not bulk_failing:
                     log.warning("waiting bulk sets not checked; trying again", extra={"fields": {"error": str(e)}})

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.bulk import ALARM_PREFIX, GIVE_UP_S, WAIT_ALARM_S
+from gateway.bulk import ALARM_CONNECTED_S, ALARM_PREFIX, GIVE_UP_CONNECTED_S, GIVE_UP_S, WAIT_ALARM_S
 from gateway.clock import ManualClock
 from gateway.journal import StorageFull
 from simulators.hub import HubSim
@@ -103,7 +103,7 @@ async def test_a_give_up_whose_clearing_failed_is_finished_at_the_next_start(
     batch = {"cmd_id": "ob-1", "sync_id": "ob", "part": 1, "parts": 2, "orders": []}
     assert (await submit(s, applier, "order.upsert_batch", batch))["ok"]
     clock.advance(GIVE_UP_S + 1)
-    await applier.check_waiting()
+    await applier.check_waiting(GIVE_UP_CONNECTED_S)
     assert failed() == 1  # the result is stored and sent; the parts are still there
     [r] = results
     assert r["cmd_id"] == "ob-1" and r["ok"] is False and "order batch 'ob': 1 of 2 parts" in r["error"]["message"]
@@ -121,7 +121,7 @@ async def test_a_give_up_whose_clearing_failed_is_finished_at_the_next_start(
     finally:
         await stop(restarted, runner)
     assert not await j.reader.execute_fetchall("SELECT 1 FROM bulk_parts")
-    await restarted.check_waiting()  # nothing waits: nothing is given up again
+    await restarted.check_waiting(GIVE_UP_CONNECTED_S)  # nothing waits: nothing is given up again
     assert again == [r]
 
 
@@ -138,10 +138,30 @@ async def test_a_give_up_that_cannot_be_stored_leaves_the_set_waiting(
         raise StorageFull("storage full: no room")
     monkeypatch.setattr(s, "execute", full)
     with pytest.raises(StorageFull):
-        await applier.check_waiting()
+        await applier.check_waiting(GIVE_UP_CONNECTED_S)
     assert not results and applier._sets["full"].waiting  # nothing sent; it is still a waiting set
     monkeypatch.setattr(s, "execute", real)
-    await applier.check_waiting()
+    await applier.check_waiting(GIVE_UP_CONNECTED_S)
     assert [(x["cmd_id"], x["ok"]) for x in results] == [("f-1", False)]
     assert not await j.reader.execute_fetchall("SELECT 1 FROM bulk_parts")
+    await applier.close()
+
+
+async def test_time_the_hub_could_not_send_counts_for_nothing(opened: Opened, clock: ManualClock) -> None:
+    """A gateway off for a day gave the set up a second after its start, before the broker handed over the part it
+    held for it (a review of the change). Idle time counts only once the hub link has been up a while."""
+    _, s = opened
+    results: list[dict[str, Any]] = []
+    applier = await applying(s, clock, results)
+    assert (await submit(s, applier, MD, {"cmd_id": "d-1", **md_part("day", 1, 2, "D-1")}))["ok"]
+    clock.advance(GIVE_UP_S + 3600)  # off for a day
+    for connected in (0.0, 5.0, ALARM_CONNECTED_S - 1):  # down, or just back: nothing yet
+        await applier.check_waiting(connected)
+    assert not results and ALARM_PREFIX + "day" not in s.floor.alarms and applier._sets["day"].waiting
+    await applier.check_waiting(ALARM_CONNECTED_S)  # up a minute: the floor is told it waits
+    assert ALARM_PREFIX + "day" in s.floor.alarms and not results
+    await applier.check_waiting(0.0)  # the link drops again: the alarm stays, nothing is given up
+    assert ALARM_PREFIX + "day" in s.floor.alarms and not results
+    await applier.check_waiting(GIVE_UP_CONNECTED_S)  # up long enough for any part held for it to come
+    assert [(r["cmd_id"], r["ok"]) for r in results] == [("d-1", False)]
     await applier.close()
