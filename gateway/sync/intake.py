@@ -49,8 +49,9 @@ def _validation_message(e: ValidationError) -> str:
 
 
 def _cmd_id_hint(payload: bytes) -> str | None:
-    """The cmd_id of a payload that cannot be parsed whole (too large, too deep), if its start shows one."""
-    m = _CMD_ID.search(payload[:4096])
+    """The cmd_id of a payload that cannot be parsed whole (too large, too deep), if its start or its end shows
+    one (a hub that adds `cmd_id` last got a `too_large` it could not match: `cmd_id` null)."""
+    m = _CMD_ID.search(payload[:4096]) or _CMD_ID.search(payload[-4096:])
     if m is None:
         return None
     try:

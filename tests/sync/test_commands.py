@@ -51,6 +51,9 @@ async def test_malformed_commands_are_refused_and_change_nothing(tmp_path: Path,
         hub.send_raw("order.upsert", json.dumps(big).encode())
         too_large = await hub.wait_result("big-1")
         assert too_large["error"]["code"] == "too_large" and "max_payload_bytes" in too_large["error"]["message"]
+        big_last = {"order": order("O-BIG"), "pad": "x" * 5000, "cmd_id": "big-2"}  # cmd_id last: matched too
+        hub.send_raw("order.upsert", json.dumps(big_last).encode())
+        assert (await hub.wait_result("big-2"))["error"]["code"] == "too_large"
         missing = await hub.command("order.cancel", {"order_id": "O-404"})
         assert missing["error"]["code"] == "not_found"
         # A lone UTF-16 surrogate (escaped, or encoded in the bytes) is not text: it once stopped the gateway,
