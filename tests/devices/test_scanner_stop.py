@@ -6,7 +6,9 @@ answered, in the order it was read."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -87,10 +89,24 @@ async def test_scans_read_before_a_sighup_restarts_the_scanner_are_stored(tmp_pa
             await asyncio.wait_for(task, 60)
 
 
-async def test_devices_taken_out_of_the_config_go_dark_and_offline(tmp_path: Path) -> None:
-    """A SIGHUP that removes the PTL bus and a scanner: the modules kept showing their jobs with nothing
-    driving them, and the technician page, telemetry and /metrics went on calling both online."""
+class LitFloor:
+    """A gateway with a PTL bus (simulated, Modbus TCP) and a serial scanner; p1 logged in by the scanner and
+    O-1's job (3 x SKU-1) lit on module 1."""
 
+    def __init__(self, app: App, task: asyncio.Task[None], scanner: VirtualSerialScanner, node: Any,
+                 db: Path) -> None:
+        self.app, self.task, self.scanner, self.node, self.db = app, task, scanner, node, db
+        self.stopped = False
+
+    async def stop(self) -> None:
+        """SIGTERM, and wait for the gateway to end."""
+        self.app.stop()
+        await asyncio.wait_for(self.task, 60)
+        self.stopped = True
+
+
+@contextlib.asynccontextmanager
+async def lit_floor(tmp_path: Path) -> AsyncIterator[LitFloor]:
     with VirtualSerialScanner(tmp_path / "by-id-scan-1") as scanner:
         async with PtlSimulator(range(1, 4), transport="tcp") as ptl:
             bus = {"id": "bus-a", "transport": "tcp", "host": "127.0.0.1", "port": ptl.port, "poll_ms": 20,
@@ -99,11 +115,11 @@ async def test_devices_taken_out_of_the_config_go_dark_and_offline(tmp_path: Pat
                               scanners=[{"id": "scan-1", "port": scanner.path, "station": "pick"}])
             app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
             task = asyncio.create_task(app.run(install_signals=False), name="gateway")
+            floor = LitFloor(app, task, scanner, ptl.module(1), cfg.db_path)
             try:
                 await until(app.ready.is_set, "the gateway")
                 service = app.service
-                assert service is not None and app.fleet is not None and app.ticker is not None
-
+                assert service is not None and app.ticker is not None
                 commands: list[tuple[str, dict[str, Any]]] = [
                     ("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1, "skus": SKUS,
                                          "locations": LOCATIONS, "operators": OPERATORS}),
@@ -117,22 +133,31 @@ async def test_devices_taken_out_of_the_config_go_dark_and_offline(tmp_path: Pat
                                                   at=at)))["ok"]
                 await scanner.scan("BADGE-P1")
                 app.ticker.poke()
-                node = ptl.module(1)
+                node = floor.node
                 await until(lambda: node.mode == 1 and node.quantity == 3, "the job on module 1")
-                await until(lambda: "bus-a-u001" in service.floor.devices and "scan-1" in service.floor.devices,
-                            "the devices online")
-
-                app.fleet.reload(make_config(tmp_path / "gw"))  # no bus, no scanner
-                await until(lambda: node.mode == 0, "module 1 dark")
-                await until(lambda: not app.registry.devices, "the registry empty")
-                assert not service.floor.devices
-                await service.journal.barrier()
-                gone = {e["device_id"]: e["detail"] for e in events(cfg.db_path, "device.offline")}
-                assert gone.get("scan-1") == "removed from the config", gone
-                assert gone.get("bus-a-u001") == "removed from the config", gone
+                yield floor
             finally:
-                app.stop()
-                await asyncio.wait_for(task, 60)
+                if not floor.stopped:
+                    await floor.stop()
+
+
+async def test_devices_taken_out_of_the_config_go_dark_and_offline(tmp_path: Path) -> None:
+    """A SIGHUP that removes the PTL bus and a scanner: the modules kept showing their jobs with nothing
+    driving them, and the technician page, telemetry and /metrics went on calling both online."""
+    async with lit_floor(tmp_path) as f:
+        app, node = f.app, f.node
+        service = app.service
+        assert service is not None and app.fleet is not None
+        await until(lambda: "bus-a-u001" in service.floor.devices and "scan-1" in service.floor.devices,
+                    "the devices online")
+        app.fleet.reload(make_config(tmp_path / "gw"))  # no bus, no scanner
+        await until(lambda: node.mode == 0, "module 1 dark")
+        await until(lambda: not app.registry.devices, "the registry empty")
+        assert not service.floor.devices
+        await service.journal.barrier()
+        gone = {e["device_id"]: e["detail"] for e in events(f.db, "device.offline")}
+        assert gone.get("scan-1") == "removed from the config", gone
+        assert gone.get("bus-a-u001") == "removed from the config", gone
 
 
 async def test_a_slow_drain_at_sigterm_keeps_the_stop_short_and_the_lights_go_off(
@@ -148,45 +173,12 @@ async def test_a_slow_drain_at_sigterm_keeps_the_stop_short_and_the_lights_go_of
             await asyncio.sleep(0.1)  # a slow commit (SD card fsync stall), ~100 ms per scan
         return await real(self, raw)
     monkeypatch.setattr(ScannerDevice, "handle", slow)
-
-    with VirtualSerialScanner(tmp_path / "by-id-scan-1") as scanner:
-        async with PtlSimulator(range(1, 4), transport="tcp") as ptl:
-            bus = {"id": "bus-a", "transport": "tcp", "host": "127.0.0.1", "port": ptl.port, "poll_ms": 20,
-                   "timeout_ms": 200}
-            cfg = make_config(tmp_path / "gw", ptl={"buses": [bus]},
-                              scanners=[{"id": "scan-1", "port": scanner.path, "station": "pick"}])
-            app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
-            task = asyncio.create_task(app.run(install_signals=False), name="gateway")
-            stopped = False
-            try:
-                await until(app.ready.is_set, "the gateway")
-                service = app.service
-                assert service is not None and app.fleet is not None and app.ticker is not None
-                commands: list[tuple[str, dict[str, Any]]] = [
-                    ("masterdata.sync", {"mode": "replace", "sync_id": "m", "part": 1, "parts": 1, "skus": SKUS,
-                                         "locations": LOCATIONS, "operators": OPERATORS}),
-                    ("order.upsert", {"order": {"order_id": "O-1", "lines": [{"line_no": 1, "sku": "SKU-1",
-                                                                              "qty": 3}]}})]
-                for n, (name, body) in enumerate(commands):
-                    cmd = COMMANDS[name].model_validate({"cmd_id": f"c{n}", **body})
-                    at = service.at()
-                    assert (await service.execute_command(
-                        name, cmd.cmd_id, partial(lambda f, ch, cmd, at: apply_command(f, ch, cmd, at), cmd=cmd,
-                                                  at=at)))["ok"]
-                await scanner.scan("BADGE-P1")
-                app.ticker.poke()
-                node = ptl.module(1)
-                await until(lambda: node.mode == 1 and node.quantity == 3, "the job on module 1")
-                dev = app.fleet.scanners["scan-1"]
-                await scanner.send(b"".join(scanner.frame(f"NOSUCH-{i:04d}") for i in range(burst)))
-                await until(lambda: dev._queue.qsize() >= burst - 20, "scans queued")
-                app.stop()  # SIGTERM
-                await asyncio.wait_for(task, 60)
-                stopped = True
-                assert node.mode == 0, f"module 1 still shows its job after the stop (mode {node.mode})"
-                # the drain was cut (15 s of scans at 100 ms each), not waited for: some handled, not all
-                assert 0 < dev.info.scans - 1 < burst, dev.info.scans
-            finally:
-                if not stopped:
-                    app.stop()
-                    await asyncio.wait_for(task, 60)
+    async with lit_floor(tmp_path) as f:
+        assert f.app.fleet is not None
+        dev = f.app.fleet.scanners["scan-1"]
+        await f.scanner.send(b"".join(f.scanner.frame(f"NOSUCH-{i:04d}") for i in range(burst)))
+        await until(lambda: dev._queue.qsize() >= burst - 20, "scans queued")
+        await f.stop()  # SIGTERM
+        assert f.node.mode == 0, f"module 1 still shows its job after the stop (mode {f.node.mode})"
+        # the drain was cut (15 s of scans at 100 ms each), not waited for: some handled, not all
+        assert 0 < dev.info.scans - 1 < burst, dev.info.scans
