@@ -52,18 +52,25 @@ async def burst(app: App, scanner: VirtualSerialScanner) -> None:
     assert dev._queue.qsize() > N // 10, "the gateway kept up: nothing was waiting at the stop"
 
 
+@contextlib.asynccontextmanager
+async def scanner_gateway(tmp_path: Path, scanner: VirtualSerialScanner) -> AsyncIterator[tuple[App, Config]]:
+    """A gateway with the one serial scanner, online; stopped (as by SIGTERM) on the way out."""
+    cfg = config(tmp_path, scanner)
+    app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
+    task = asyncio.create_task(app.run(install_signals=False), name="gateway")
+    try:
+        await until(app.ready.is_set, "the gateway")
+        await until(lambda: app.registry.devices["scan-1"].online, "the scanner")
+        yield app, cfg
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 60)
+
+
 async def test_scans_read_before_a_clean_stop_are_stored_and_answered(tmp_path: Path) -> None:
     with VirtualSerialScanner(tmp_path / "by-id-scan-1") as scanner:
-        cfg = config(tmp_path, scanner)
-        app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
-        task = asyncio.create_task(app.run(install_signals=False), name="gateway")
-        try:
-            await until(app.ready.is_set, "the gateway")
-            await until(lambda: app.registry.devices["scan-1"].online, "the scanner")
+        async with scanner_gateway(tmp_path, scanner) as (app, cfg):
             await burst(app, scanner)
-        finally:
-            app.stop()
-            await asyncio.wait_for(task, 60)
         assert stored(cfg.db_path) == [f"NOSUCH-{i:04d}" for i in range(N)]
         await asyncio.sleep(0.2)
         assert scanner.read_feedback() == BAD * N  # each one answered (unknown barcodes: the bad beep)
@@ -71,12 +78,7 @@ async def test_scans_read_before_a_clean_stop_are_stored_and_answered(tmp_path: 
 
 async def test_scans_read_before_a_sighup_restarts_the_scanner_are_stored(tmp_path: Path) -> None:
     with VirtualSerialScanner(tmp_path / "by-id-scan-1") as scanner:
-        cfg = config(tmp_path, scanner)
-        app = App(cfg, SystemClock(), connect_mqtt=False, web=False, daily_checks=False)
-        task = asyncio.create_task(app.run(install_signals=False), name="gateway")
-        try:
-            await until(app.ready.is_set, "the gateway")
-            await until(lambda: app.registry.devices["scan-1"].online, "the scanner")
+        async with scanner_gateway(tmp_path, scanner) as (app, cfg):
             assert app.fleet is not None
             old = app.fleet.scanners["scan-1"]
             await burst(app, scanner)
@@ -84,9 +86,6 @@ async def test_scans_read_before_a_sighup_restarts_the_scanner_are_stored(tmp_pa
             await until(lambda: app.fleet is not None and app.fleet.scanners["scan-1"] is not old, "the restart")
             await until(lambda: len(stored(cfg.db_path)) >= N, "every scan stored", timeout=30)
             assert stored(cfg.db_path) == [f"NOSUCH-{i:04d}" for i in range(N)]
-        finally:
-            app.stop()
-            await asyncio.wait_for(task, 60)
 
 
 class LitFloor:
