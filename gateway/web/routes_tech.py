@@ -39,6 +39,8 @@ def _module(web: WebState, module_id: str) -> tuple[PtlBus, int]:
     if m is None or bus is None:
         raise ApiError(404, "not_found", f"no PTL bus for module {module_id} in the config")
     unit = int(m.group(2))
+    if not 1 <= unit <= 247:  # Modbus unit ids; 0 is the broadcast address
+        raise ApiError(404, "not_found", f"{module_id}: a PTL module's unit id is 1 to 247")
     try:
         bus.module(unit)
     except (KeyError, ValueError):

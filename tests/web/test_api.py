@@ -297,6 +297,9 @@ async def _technician(tmp_path: Path, sim: PtlSimulator, scanner: VirtualSerialS
             assert done["ok"] and sim.module(1).identify_until > 0
             assert (await t.post("/api/v1/technician/modules/bus-a-u009/identify", json={})).status_code == 404
             assert (await t.post("/api/v1/technician/modules/bus-z-u001/self-test", json={})).status_code == 404
+            for unit in ("000", "248"):  # not a module's unit id (0 is Modbus broadcast): said so
+                r = await t.get(f"/api/v1/technician/modules/bus-a-u{unit}/identity")
+                assert r.status_code == 404 and "unit id is 1 to 247" in r.json()["error"]["message"], r.text
             devices = (await t.get("/api/v1/technician/devices")).json()
             assert [m["module_id"] for m in devices["buses"][0]["modules"]] == [
                 "bus-a-u001", "bus-a-u002", "bus-a-u003"]
