@@ -159,7 +159,8 @@ def interpret(text: str, *, symbology: str | None = None, md: MasterData | None 
 
 
 def _show(text: str) -> str:
-    return repr(text if len(text) <= 48 else text[:45] + "...")
+    # A byte the scanner sent that was not UTF-8 arrives as U+FFFD: named, as `raw` names it, not drawn as a glyph.
+    return repr(text if len(text) <= 48 else text[:45] + "...").replace("\ufffd", "\\ufffd")
 
 
 def _exact(plain: str, symbology: str | None, md: MasterData | None, open_orders: Collection[str],

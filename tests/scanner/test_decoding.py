@@ -246,3 +246,10 @@ def test_kernel_buffer_overrun_drops_the_scan_in_progress() -> None:
     # SYN_DROPPED: strokes were lost, so "12" + lost + "34" must not become the scan "1234".
     ev = press("KEY_1") + press("KEY_2") + [(0, 3, 0)] + press("KEY_3") + press("KEY_4") + enter()
     assert texts(decode(ev + press("KEY_5") + enter())) == ["5"]
+
+
+def test_a_byte_that_was_not_utf8_is_named_in_the_reason_not_drawn() -> None:
+    from gateway.domain.barcode import interpret
+
+    bc = interpret("NONUTF\ufffd(")
+    assert bc.kind == "unknown" and "\ufffd" not in bc.reason and "NONUTF\\ufffd(" in bc.reason, bc.reason
