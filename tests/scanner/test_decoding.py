@@ -252,4 +252,5 @@ def test_a_byte_that_was_not_utf8_is_named_in_the_reason_not_drawn() -> None:
     from gateway.domain.barcode import interpret
 
     bc = interpret("NONUTF\ufffd(")
+    assert bc.reason is not None
     assert bc.kind == "unknown" and "\ufffd" not in bc.reason and "NONUTF\\ufffd(" in bc.reason, bc.reason
