@@ -289,11 +289,34 @@ def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Ou
                         line_no=line.line_no, remaining=line.remaining, order_id=order.order_id)
 
 
+def _tote_task(floor: Floor, op: str, tote: str, tasks: list[Task]) -> Task:
+    """Which of the picker's tasks a tote scanned now is for: the one of the line in hand if it has no tote yet,
+    else the first task without one in the order the PDA shows them (a cart of three totes: one scan each, in
+    the order on screen). Before, every tote went to the first task assigned: 92 of 179 tasks of a peak run were
+    bound again and again (one 24 times), their orders' units went into totes bound to another order, and at
+    packing that tote opened the wrong order. Every task with its tote already: a second tote for the order in
+    hand (the first is full); with nothing in hand it is refused, as nobody can tell which order it is for."""
+    hand = _in_hand(floor, op)
+    if any(t.tote == tote for t in tasks):
+        return next(t for t in tasks if t.tote == tote)  # scanned again: already on its task
+    if hand is not None and hand[0].tote is None:
+        return hand[0]
+    shown = [t for t, _, _ in sorted(open_lines(floor, op), key=lambda x: _shown_first(floor, x))]
+    by_id = {t.task_id: t for t in [*shown, *tasks]}
+    ordered = [by_id[i] for i in dict.fromkeys(t.task_id for t in [*shown, *tasks])]  # each at its first place
+    free = [t for t in ordered if t.tote is None]
+    if free:
+        return free[0]
+    if hand is not None:
+        return hand[0]
+    raise Refused("not_allowed", f"each of your orders has a tote already ({', '.join(str(t.tote) for t in ordered)}):"
+                                 " scan an item of the order first to give it a second tote")
+
+
 def bind_tote(floor: Floor, change: Change, op: str, tote: str, tasks: list[Task]) -> Outcome:
     if not tasks:
         raise Refused("no_task", "you have no pick task to put this tote on")
-    hand = _in_hand(floor, op)
-    task = hand[0] if hand is not None else tasks[0]
+    task = _tote_task(floor, op, tote, tasks)
     other = floor.totes.get(tote)
     if other is not None and other != task.order_id:
         raise Refused("not_allowed", f"tote {tote} is in use for order {other}")

@@ -631,3 +631,29 @@ async def test_the_pda_lists_the_most_urgent_order_first(h: Harness) -> None:
     view = picker_view(h.floor, "p1")["lines"]
     assert [x["order_id"] for x in view] == ["Z-URGENT", "A-LATER"]
     assert all(x["lit"] for x in view)
+
+
+async def test_totes_go_to_the_pickers_orders_one_each_in_the_order_shown(h: Harness) -> None:
+    """A peak run: every tote a picker scanned went to the first task assigned to them, whatever the PDA showed
+    (one task was bound 24 times), so units went into a tote bound to another order and packing opened the
+    wrong order by it. A cart of totes now goes one per task, in the order on screen; a second tote for an
+    order needs an item of it in hand."""
+    await h.scan("scan-1", "BADGE-P1")
+    for n, sku in ((1, "SKU-1"), (2, "SKU-2"), (3, "SKU-LOT")):
+        await h.order(f"O-{n}", [(1, sku, 2)])
+    await h.tick()
+    tasks = {t.order_id: t for t in h.floor.tasks.values() if t.operator_id == "p1"}
+    assert set(tasks) == {"O-1", "O-2", "O-3"}
+    from gateway.domain.picking import picker_view
+
+    shown = list(dict.fromkeys(line["order_id"] for line in picker_view(h.floor, "p1")["lines"]))
+    for tote in ("TOTE-1", "TOTE-2", "TOTE-3"):
+        assert (await h.scan("scan-1", tote)).ok
+    assert {tasks[o].tote: o for o in shown} == {"TOTE-1": shown[0], "TOTE-2": shown[1], "TOTE-3": shown[2]}
+    assert (await h.scan("scan-1", "TOTE-2")).ok  # scanned again: still on its order, nothing rebound
+    assert h.floor.totes == {"TOTE-1": shown[0], "TOTE-2": shown[1], "TOTE-3": shown[2]}
+    full = await h.scan("scan-1", "TOTE-4")  # every order has one: which is it for?
+    assert full.code == "not_allowed" and "scan an item of the order first" in full.message, full
+    assert (await h.item("scan-1", "4006381333931")).ok  # SKU-1 (O-1) in hand: its second tote
+    assert (await h.scan("scan-1", "TOTE-4")).ok
+    assert h.floor.totes["TOTE-4"] == "O-1" and h.floor.orders["O-1"].totes[-1] == "TOTE-4"
