@@ -285,7 +285,9 @@ def _run(args: argparse.Namespace, work: Path) -> int:
 
     async def go() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: the terminal running `./dev demo` closed. It killed the demo on the spot (no report, no
+        # lights off) and left its broker running, started in a session of its own.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, demo.stop.set)
         try:
             return await demo.run()

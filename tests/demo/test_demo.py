@@ -85,9 +85,10 @@ class DemoProc:
                                          "\nstderr:\n" + self.err[-3000:])
                 self._cond.wait(min(left, 0.5))
 
-    def stop(self, timeout: float = SAFETY_S) -> dict[str, Any]:
-        """Ctrl-C's twin (SIGTERM): the demo stops everything and prints its final report."""
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, timeout: float = SAFETY_S, sig: int = signal.SIGTERM) -> dict[str, Any]:
+        """Ctrl-C's twin (SIGTERM; SIGHUP when its terminal closes): the demo stops everything and prints its
+        final report."""
+        self.proc.send_signal(sig)
         rc = self.proc.wait(timeout)
         self._join()
         assert rc == 0, self.err[-3000:]
@@ -112,6 +113,14 @@ def demo(*args: str) -> Iterator[DemoProc]:
         yield d
     finally:
         d.close()
+
+
+def _runs_here(proc: Path, where: Path) -> bool:
+    """A process whose command line names `where` (the demo's broker is started in a session of its own)."""
+    try:
+        return str(where) in (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 def _login(base: str, operator_id: str, password: str) -> httpx.Client:
@@ -144,7 +153,8 @@ def test_the_banner_logins_and_api_address_work(tmp_path: Path) -> None:
         with contextlib.closing(_login(base, tech.group(2), tech.group(3))) as t:
             assert t.get("/api/v1/auth/me").json()["roles"] == ["technician"]
             assert t.get("/api/v1/technician/devices").status_code == 200
-        d.stop()
+        d.stop(sig=signal.SIGHUP)  # the terminal closed: it killed the demo on the spot, its broker left running
+    assert not [p for p in Path("/proc").glob("[0-9]*") if _runs_here(p, tmp_path)], "a process of the demo is left"
     # The passwords were shown once, in the banner: in no log line, and only their hashes were stored.
     for password, banner in ((sup.group(3), sup.group(0)), (tech.group(3), tech.group(0))):
         assert [line.strip() for line in d.out if password in line] == [banner.strip()]
