@@ -22,6 +22,10 @@ from simulators.scale.sim import ScaleSimulator
 from simulators.scanner.serial_sim import VirtualSerialScanner
 
 WAIT_S = 15.0
+# How long a picker looks for the line's light before using the PDA (real seconds): a line queued behind another
+# picker's on the same module is not lit, and waiting WAIT_S for it froze the whole simulated floor (it acts one
+# step at a time) while the other picker could not finish.
+LIGHT_WAIT_S = 1.0
 
 
 class DeviceFloor:
@@ -50,14 +54,14 @@ class DeviceFloor:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def _wait(self, pred: Any) -> bool:
+    async def _wait(self, pred: Any, seconds: float = WAIT_S, *, stuck: bool = True) -> bool:
         try:
-            async with asyncio.timeout(WAIT_S):
+            async with asyncio.timeout(seconds):
                 while not pred():  # noqa: ASYNC110 - the state spans devices and the gateway
                     await asyncio.sleep(0.01)
             return True
         except TimeoutError:
-            self.stuck += 1
+            self.stuck += stuck
             return False
 
     async def command(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -96,12 +100,20 @@ class DeviceFloor:
         return None
 
     async def key(self, task_id: str, line_no: int, kind: str, qty: int, adjusted: bool) -> Outcome:
-        await self._wait(lambda: self._light_of(task_id, line_no) is not None)
+        await self._wait(lambda: self._light_of(task_id, line_no) is not None, LIGHT_WAIT_S, stuck=False)
         light = self._light_of(task_id, line_no)
         if light is None:  # no module for this line (or it waits for one): the picker uses the PDA
             return await self._pda(task_id, line_no, kind, qty, adjusted)
         node = self.ptl.module(light.unit)
-        await self._wait(lambda: node.mode == 1)
+        ptl_devices = self.app.fleet.ptl if self.app.fleet else None
+
+        def showing() -> bool:
+            """The module shows the gateway's job as it is now (the count after the last scan, its token): a
+            press on the display before that (the new job still on the wire) is stale, and the gateway rightly
+            drops it, as a real module's would be."""
+            shown = ptl_devices.shown.get(light) if ptl_devices is not None and light is not None else None
+            return node.mode == 1 and (shown is None or node.token == shown[0])
+        await self._wait(showing)
         if adjusted and qty != node.quantity:
             self.ptl.adjust(light.unit, qty - node.shown_quantity)
         before = self.app.fleet.ptl.presses if self.app.fleet and self.app.fleet.ptl else 0
