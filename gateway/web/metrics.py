@@ -104,6 +104,10 @@ def render(web: WebState) -> str:
              [({"bus": b}, s["misses"]) for b, s in buses])
     o.family("floorgate_ptl_module_misses_total", "counter", "Missed transactions per PTL module.",
              [({"module": f"{b}-u{int(u):03d}"}, m["misses"]) for b, s in buses for u, m in s["modules"].items()])
+    # Presses latched under a job the module no longer should show (pressed before the new job reached it):
+    # dropped by design, counted here so that a bus where pickers often lose presses can be seen.
+    o.family("floorgate_ptl_stale_keys_total", "counter", "Key presses dropped as stale, per PTL bus.",
+             [({"bus": b}, sum(int(m.get("stale_keys", 0)) for m in s["modules"].values())) for b, s in buses])
     ticker = gw.ticker
     o.family("floorgate_dispatch_decisions_total", "counter", "Dispatch decisions applied (assign, move, "
              "escalate, breaker).", [({}, ticker.decisions if ticker is not None else 0)])

@@ -319,6 +319,8 @@ async def _technician(tmp_path: Path, sim: PtlSimulator, scanner: VirtualSerialS
         assert tx and tx[0].value > 0
         misses = {s.labels["module"] for s in families["floorgate_ptl_module_misses"].samples}
         assert misses == {"bus-a-u001", "bus-a-u002", "bus-a-u003"}
+        stale = [s for s in families["floorgate_ptl_stale_keys"].samples if s.labels == {"bus": "bus-a"}]
+        assert stale and stale[0].value == 0  # presses dropped as stale: none here
 
 
 async def test_healthz_openapi_and_sync_backlog_with_a_broker(tmp_path: Path) -> None:
