@@ -171,7 +171,8 @@ class HubLink:
                 try:
                     await self.service.execute(partial(
                         broker_status, online=online, at=self.service.at(),
-                        detail=f"connected to {where}" if online else f"cannot reach {where}"))
+                        detail=f"connected to {where}" if online
+                        else f"connection to {where} lost" if told else f"cannot reach {where}"))
                 except JournalError as e:
                     log.warning("broker state not stored; trying again", extra={"fields": {"error": str(e)}})
                     await asyncio.sleep(BROKER_RETRY_S)

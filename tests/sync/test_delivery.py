@@ -214,6 +214,7 @@ async def test_the_broker_is_a_device_offline_and_online_and_clears_the_start_ch
         broker.start()
         await asyncio.wait_for(_until(lambda: len(broker_events()) == 3), 60)
         assert [t for t, _ in broker_events()] == ["device.online", "device.offline", "device.online"]
+        assert broker_events()[1][1]["detail"].startswith("connection to 127.0.0.1:")  # lost, not "cannot reach"
         assert "doctor.broker" not in service.floor.alarms
 
 
