@@ -30,8 +30,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
-from gateway.domain.commands import BULK_COMMANDS, COMMANDS, KEY
+from gateway.domain.commands import BULK_COMMANDS, COMMANDS, KEY, SyncAck
 from gateway.journal import Journal
+from gateway.jsontext import loads_strict
 from gateway.service import FloorService
 from gateway.sync.intake import STREAM_BYTES
 from gateway.sync.link import HubLink
@@ -409,6 +410,15 @@ async def check_events_are_spec_json(rig: Rig, since: int) -> None:
         assert body["seq"] == ev.seq and body["journal"] == rig.journal.journal_id
 
 
+def _beyond_the_end(payload: bytes, journal: str, last_seq: int) -> bool:
+    """A well-formed sync.ack of this journal beyond its last seq."""
+    try:
+        ack = COMMANDS["sync.ack"].model_validate(loads_strict(payload))
+    except (ValueError, RecursionError):  # (pydantic's ValidationError is a ValueError)
+        return False
+    return isinstance(ack, SyncAck) and ack.journal == journal and ack.up_to_seq > last_seq
+
+
 async def one(rig: Rig, name: str, raw: bytes) -> None:
     payload = rig.resolve(raw)
     ignore = ("hub_acked_seq",) if name == "sync.ack" else ()
@@ -426,6 +436,12 @@ async def one(rig: Rig, name: str, raw: bytes) -> None:
             assert results == [], results  # never answered...
         else:  # ...unless it is not even a JSON object with a cmd_id (SPEC: `invalid_payload`, cmd_id null)
             assert len(results) == 1 and results[0]["error"]["code"] in ("invalid_payload", "too_large"), results
+        if _beyond_the_end(payload, rig.journal.journal_id, seq):
+            # the hub holds more of this journal than it has: a rollback under the same id (gateway/sync/intake.py
+            # _rolled_back), said by a critical alarm (its event and document are the only change); not taken
+            assert "journal_rolled_back" in rig.service.floor.alarms
+            assert int((await rig.journal.read_meta()).get("hub_acked_seq", "0")) <= seq
+            return
         assert await rig.state(ignore) == before  # at most the hub's ack moved
         return
     assert results, "every command but sync.ack is answered"
