@@ -131,9 +131,11 @@ class HubLink:
             try:
                 since = self._connected_since
                 await self.bulk.check_waiting(clock.monotonic() - since if since is not None else 0.0)
-            except JournalError as e:  # a full disk: the sets wait on, and are checked again in a second
+            except Exception as e:  # a full disk (or a defect): the sets wait on, and are checked again in a second;
+                # never a reason to stop the hub link, which this loop is part of
                 if not bulk_failing:
-                    log.warning("waiting bulk sets not checked; trying again", extra={"fields": {"error": str(e)}})
+                    log.warning("waiting bulk sets not checked; trying again", extra={"fields": {"error": str(e)}},
+                                exc_info=not isinstance(e, JournalError))
                 bulk_failing = True
             else:
                 bulk_failing = False
