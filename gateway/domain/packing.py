@@ -61,8 +61,10 @@ def expected_items(floor: Floor, order: Order) -> dict[str, int]:
     return out
 
 
-def remaining_items(floor: Floor, order: Order, station: Station) -> dict[str, int]:
-    exp = expected_items(floor, order)
+def remaining_items(floor: Floor, order: Order, station: Station,
+                    exp: dict[str, int] | None = None) -> dict[str, int]:
+    """Units still to scan; `exp`: expected_items, when the caller has it already."""
+    exp = expected_items(floor, order) if exp is None else exp
     return {k: n - station.scanned.get(k, 0) for k, n in exp.items() if n - station.scanned.get(k, 0) > 0}
 
 
@@ -199,13 +201,13 @@ def pack_scan(floor: Floor, change: Change, session: Session, bc: Barcode, at: A
                                        "wanted: scan the single units instead")
         raise Refused("over_scan", f"one too many: {bc.sku}" + (f" lot {bc.lot}" if bc.lot else "")
                       + " is complete; put the unit aside")
-    if units == left and sum(remaining_items(floor, order, st).values()) == units:
-        _sscc_available(floor)  # the last unit (packs the parcel, or sends it to the scale): refused before counting
+    if units == left and sum(remaining_items(floor, order, st, exp).values()) == units:
+        _next_sscc(floor)  # the last unit (packs the parcel, or sends it to the scale): refused before counting
     st.scanned[key] = st.scanned.get(key, 0) + units
     st.items.append({k: v for k, v in (("gtin", bc.gtin), ("lot", bc.lot), ("serial", bc.serial),
                                        ("qty", units)) if v is not None})
     change.save("station", st.station, st)
-    missing = sum(remaining_items(floor, order, st).values())
+    missing = sum(remaining_items(floor, order, st, exp).values())
     if missing:
         return Outcome.good(f"{bc.sku} ok, {missing} to go", "item", missing=missing)
     if has_scale:
@@ -248,23 +250,18 @@ def _check_expiry(floor: Floor, order: Order, bc: Barcode, at: At) -> None:
                       f"unit picked expires {', '.join(sorted(picked))}: put it aside")
 
 
-def _series(floor: Floor) -> SsccSeries:
+def _next_sscc(floor: Floor) -> tuple[int, str]:
+    """The next SSCC's serial and code, not yet taken; refused when the range has none left."""
     r = floor.rules
-    return SsccSeries(r.sscc_extension, r.sscc_company_prefix, r.sscc_serial_start, r.sscc_serial_end)
-
-
-def _sscc_available(floor: Floor) -> None:
     try:
-        _series(floor).issue(floor.sscc_last or None)
+        return SsccSeries(r.sscc_extension, r.sscc_company_prefix, r.sscc_serial_start,
+                          r.sscc_serial_end).issue(floor.sscc_last or None)
     except SsccError as e:
         raise Refused("not_allowed", f"no SSCC can be issued: {e}; tell a supervisor") from None
 
 
 def _issue_sscc(floor: Floor, change: Change) -> str:
-    try:
-        serial, sscc = _series(floor).issue(floor.sscc_last or None)
-    except SsccError as e:
-        raise Refused("not_allowed", f"no SSCC can be issued: {e}; tell a supervisor") from None
+    serial, sscc = _next_sscc(floor)
     floor.sscc_last = serial
     change.meta["sscc_last_serial"] = str(serial)
     return sscc
