@@ -53,6 +53,8 @@ async def resave(service: FloorService, registry: DeviceRegistry, configured: Ca
     """Store what could not be stored, as the devices are now (a later report may have changed it), in one
     commit; a device taken out of the config since is let go. Returns how many states were stored; raises
     JournalError while there is still no room."""
+    if not registry.unsaved:
+        return 0  # (every RESAVE_S: nothing to do, nothing built)
     registry.unsaved = {(d, w) for d, w in registry.unsaved if configured(d)}
     pending = sorted(registry.unsaved)
     if not pending:

@@ -16,7 +16,7 @@ from gateway.web.errors import ApiError
 from gateway.web.metrics import CONTENT_TYPE, render
 from gateway.web.models import STATION_ID
 from gateway.web.state import web_state
-from gateway.web.views import packing_stations
+from gateway.web.views import check_packing_station
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -50,10 +50,7 @@ async def pda_page() -> HTMLResponse:
 async def pack_page(station: str, request: Request) -> HTMLResponse:
     if not re.match(STATION_ID, station) or station == "pick":
         raise ApiError(404, "not_found", f"{station!r} is not a packing station id")
-    known = packing_stations(web_state(request))
-    if known and station not in known:
-        raise ApiError(404, "not_found", f"{station!r} is not a packing station of this gateway; its stations: "
-                                         f"{', '.join(sorted(known))}")
+    check_packing_station(web_state(request), station)
     return _html("pack")
 
 

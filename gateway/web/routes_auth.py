@@ -27,7 +27,7 @@ from gateway.web.errors import ApiError
 from gateway.web.models import BadgeLogin, LanguageIn, PasswordLogin
 from gateway.web.sessions import WebSession
 from gateway.web.state import WebState, web_state
-from gateway.web.views import has_scale, packing_stations
+from gateway.web.views import check_packing_station, has_scale
 
 log = logging.getLogger("floorgate.web")
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -61,10 +61,8 @@ async def badge_login(body: BadgeLogin, request: Request, response: Response) ->
     symbology, text = split_aim(body.badge.strip("\r\n"))
     account = "badge:" + hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
     _limit(web, ip, account)
-    known = packing_stations(web)
-    if body.station != "pick" and known and body.station not in known:
-        raise ApiError(404, "not_found", f"{body.station} is not a packing station of this gateway; its stations: "
-                                         f"{', '.join(sorted(known))}")
+    if body.station != "pick":
+        check_packing_station(web, body.station)
     operator_id = web.service.floor.md.badges.get(strip_controls(text).strip())
     if operator_id is None:
         web.limiter.failed(ip, account)

@@ -13,6 +13,7 @@ from gateway.domain.dispatch import DispatchError
 from gateway.domain.model import FINAL_STATES, ORDER_STATES, TASK_ACTIVE, TASK_OPEN, At, Task
 from gateway.domain.packing import station_view
 from gateway.domain.picking import picker_view
+from gateway.web.errors import ApiError
 from gateway.web.metrics import sync_backlog
 from gateway.web.ops import undo_candidates
 from gateway.web.state import WebState
@@ -80,10 +81,13 @@ def pda(web: WebState, operator_id: str, at: At) -> dict[str, Any]:
             "break_code": floor.rules.break_code}
 
 
-def packing_stations(web: WebState) -> set[str]:
+def check_packing_station(web: WebState, station: str) -> None:
+    """Refuse a packing station the config does not name, where it names any (Config.packing_stations)."""
     fleet = web.gw.fleet
-    stations: set[str] = (fleet.cfg if fleet is not None else web.gw.cfg).packing_stations
-    return stations
+    known: set[str] = (fleet.cfg if fleet is not None else web.gw.cfg).packing_stations
+    if known and station not in known:
+        raise ApiError(404, "not_found", f"{station} is not a packing station of this gateway; its stations: "
+                                         f"{', '.join(sorted(known))}")
 
 
 def has_scale(web: WebState, station: str) -> bool:
