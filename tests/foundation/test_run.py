@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,16 +24,27 @@ def test_run_starts_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert proc.stdout is not None
     try:
         started = None
+        msgs: list[str] = []
         for line in proc.stdout:
             rec = json.loads(line)  # every line is one JSON object
+            msgs.append(rec["msg"])
             if rec["msg"] == "gateway started":
                 started = rec
                 break
         assert started is not None and started["site"] == "dc1" and started["journal"]
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)  # SPEC §5: SIGTERM stops the gateway within 10 s
+        # The rest is read through the same buffered file: `communicate` reads the pipe itself and would miss
+        # lines this file already buffered with "gateway started" (CI lost the SSCC warning that way).
+        killer = threading.Timer(10, proc.kill)  # SPEC §5: SIGTERM stops the gateway within 10 s
+        killer.start()
+        try:
+            rest = proc.stdout.read()
+            err = proc.stderr.read() if proc.stderr is not None else ""
+            proc.wait()
+        finally:
+            killer.cancel()
         assert proc.returncode == 0, err
-        msgs = [json.loads(ln)["msg"] for ln in out.splitlines()]
+        msgs += [json.loads(ln)["msg"] for ln in rest.splitlines()]
         assert "gateway stopped" in msgs
         # SPEC §3: without sscc_company_prefix the demo prefix is used, "with a warning"
         assert any(m.startswith("packing.sscc_company_prefix is not set") for m in msgs), msgs
