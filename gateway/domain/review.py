@@ -25,6 +25,11 @@ def resolve_review(floor: Floor, change: Change, order_id: str, decision: str, o
         raise Conflict(f"order {order_id} is also held by dispatch; release it first", order_id=order_id)
     if decision == "approve" and not order.review.get("items"):
         raise Conflict(f"nothing of order {order_id} was verified: repack it, or cancel it", order_id=order_id)
+    if decision == "approve" and operator_id and operator_id == order.review.get("operator_id"):
+        # Four eyes: the review exists because the parcel may be wrong; the person who packed it cannot be the
+        # one who says it is right (a supervisor badged in at a packing station could approve their own).
+        raise Conflict(f"{operator_id} packed order {order_id}: someone else approves its review (repack is "
+                       "allowed)", order_id=order_id, operator_id=operator_id)
     change.emit("pack.review_resolved", {"decision": decision, "operator_id": operator_id}, order_id)
     if decision == "approve":
         approve(floor, change, order, At(now, 0.0))  # pack.verified, then -> packed

@@ -191,6 +191,23 @@ async def test_repack_sends_the_order_back_to_the_station(h: Harness) -> None:
     assert (await h.weigh("pack-1", 118.0)).ok and h.floor.orders["O-1"].state == "packed"
 
 
+async def test_the_packer_cannot_approve_their_own_review(h: Harness) -> None:
+    """Four eyes: the parcel went to review because it may be wrong; k1 packed it, so k1 cannot say it is right
+    (a supervisor badged in at packing could approve their own). Another person can; k1 can send it back."""
+    await h.picker_with_task("O-1", [(1, "SKU-1", 1)])
+    await h.item("scan-1", "4006381333931")
+    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
+    await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)
+    await h.scan("pack-scan", "4006381333931", "pack-1", has_scale=True)
+    await h.weigh("pack-1", 50.0)
+    seq = h.seq
+    own = await h.cmd("pack.review", {"order_id": "O-1", "decision": "approve", "operator_id": "k1"})
+    assert not own["ok"] and own["error"]["code"] == "conflict" and "k1 packed order O-1" in own["error"]["message"]
+    assert h.types(seq) == [] and h.floor.orders["O-1"].state == "on_hold"
+    other = await h.cmd("pack.review", {"order_id": "O-1", "decision": "approve", "operator_id": "s1"})
+    assert other["ok"] and h.floor.orders["O-1"].state == "packed"
+
+
 async def test_ssccs_never_repeat_across_a_restart(h: Harness) -> None:
     ssccs = []
     for k in range(3):
