@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers.printer import PrinterError, RawTcpPrinter
-from drivers.scale import ScaleError, SerialScale
+from drivers.scale import ScaleBusy, ScaleError, ScaleTimeout, ScaleUnderload, SerialScale, Weighing
 from gateway.config import Config, PrinterConfig, ScaleConfig
 from gateway.devices.registry import DeviceRegistry
 from gateway.devices.status import store_status
@@ -19,13 +19,14 @@ from gateway.domain.devices import device_status
 from gateway.domain.floor import Floor
 from gateway.domain.label import ShippingLabel, render_zpl
 from gateway.domain.outcome import Outcome, attempt
-from gateway.domain.packing import pack_weight, weight_awaited
+from gateway.domain.packing import EMPTY_SCALE_G, pack_weight, weight_awaited
 from gateway.journal import JournalError
 from gateway.service import FloorService
 
 log = logging.getLogger("floorgate.packing")
 
-WEIGH_TIMEOUT_S = 10.0
+WEIGH_TIMEOUT_S = 30.0  # for the packer to put the parcel on (and take the last one off first) and for it to settle
+OFF_POLL_S = 0.25  # how often the scale is read while the last parcel weighed may still be on it
 
 
 class ScaleDevice:
@@ -40,6 +41,14 @@ class ScaleDevice:
         self.scale = SerialScale(cfg.port, baudrate=cfg.baudrate, mode=cfg.mode, name=cfg.id,
                                  on_status=lambda online, detail: self._status.put_nowait((online, detail)))
         self.outcomes: list[Outcome] = []
+        # The last parcel weighed, until the scale is seen empty after it. Without this a parcel left on the
+        # scale was weighed again as the next order's parcel: two orders of the same goods passed with one
+        # parcel. A weighing waits for the scale to go empty first (the return-to-zero rule of shipping
+        # scales); between parcels the scale is read every OFF_POLL_S until it is, so a packer who takes each
+        # parcel off as they go never waits.
+        self.parcel_on: float | None = None
+        self._parcel_weighed = asyncio.Event()
+        self._weighing = False
         service.on_signal(self._on_signal)
 
     def _on_signal(self, signal: Any) -> None:
@@ -51,6 +60,7 @@ class ScaleDevice:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._report_status(), name=f"{self.name}-status")
+                tg.create_task(self._watch_taken_off(), name=f"{self.name}-off")
                 while True:
                     order_id = await self._requests.get()
                     await self.weigh(order_id)
@@ -65,6 +75,66 @@ class ScaleDevice:
     async def _record_status(self, online: bool, detail: str) -> None:
         await store_status(self.service, self.registry, self.cfg.id, "scale", online, detail)
 
+    async def _watch_taken_off(self) -> None:
+        while True:
+            await self._parcel_weighed.wait()
+            await asyncio.sleep(OFF_POLL_S)
+            if self.parcel_on is None:
+                self._parcel_weighed.clear()
+                continue
+            if self._weighing:
+                continue  # the weighing reads the scale itself
+            try:
+                w = await self.scale.read_immediate(timeout_s=2.0)
+            except ScaleUnderload:
+                self.parcel_on = None
+                continue
+            except ScaleError:
+                continue  # offline or noise: the status path reports it; the next weighing asks for an empty scale
+            if w.grams < EMPTY_SCALE_G:
+                self.parcel_on = None
+
+    def _parcel_taken(self, grams: float) -> None:
+        self.parcel_on = grams
+        self._parcel_weighed.set()
+
+    async def _load(self, station: str) -> Weighing:
+        """A stable weight of this parcel: the scale first empty if the last parcel was not seen taken off,
+        then loaded. An empty scale is not a parcel: before, a weighing started before the packer put the
+        parcel down read 0 g and sent the order to a supervisor's review (-100%)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WEIGH_TIMEOUT_S
+        told = False
+        while (left := deadline - loop.time()) > 0:
+            if self.parcel_on is not None:
+                try:
+                    w = await self.scale.read_immediate(timeout_s=min(2.0, left))
+                except ScaleUnderload:
+                    self.parcel_on = None  # below zero: nothing on it
+                    continue
+                except ScaleBusy:
+                    await asyncio.sleep(OFF_POLL_S)
+                    continue
+                if w.grams < EMPTY_SCALE_G:
+                    self.parcel_on = None
+                    continue
+                if not told:
+                    told = True
+                    self.service.notify(("station_feedback", station, False,
+                                         f"the scale has not been empty since the last parcel ({self.parcel_on:g} g); "
+                                         f"it reads {w.grams:g} g: take the parcel off, then put this order's parcel "
+                                         "on"))
+                await asyncio.sleep(OFF_POLL_S)
+                continue
+            w = await self.scale.read_stable(timeout_s=left)
+            if w.grams >= EMPTY_SCALE_G:
+                return w
+            await asyncio.sleep(OFF_POLL_S)  # the page says "put the parcel on the scale" while it waits
+        if self.parcel_on is not None:
+            raise ScaleError(f"the scale still carries the last parcel ({self.parcel_on:g} g) after "
+                             f"{WEIGH_TIMEOUT_S:g} s; take it off")
+        raise ScaleTimeout(f"no parcel on the scale within {WEIGH_TIMEOUT_S:g} s")
+
     async def weigh(self, order_id: str) -> Outcome:
         station = self.cfg.station
         if not weight_awaited(self.service.floor, station, order_id):
@@ -72,13 +142,16 @@ class ScaleDevice:
             # cancelled meanwhile: nothing to weigh. Before, the second reading showed a red "not waiting for
             # a weight" over the packed result, and a reading for a cancelled order packed the next one.
             return Outcome.good(f"order {order_id} needs no weight now", "weight")
+        self._weighing = True
         try:
-            w = await self.scale.read_stable(timeout_s=WEIGH_TIMEOUT_S)
+            w = await self._load(station)
         except ScaleError as e:
             out = Outcome.bad("not_allowed", f"scale {self.cfg.id}: {e}; scan the order again to re-weigh")
             self.outcomes.append(out)
             self.service.notify(("station_feedback", station, False, out.message))
             return out
+        finally:
+            self._weighing = False
         at = self.service.at()
 
         def op(floor: Floor, change: Change) -> Outcome | None:
@@ -94,6 +167,8 @@ class ScaleDevice:
         try:
             stored = await self.service.execute(op)
             out = stored if stored is not None else Outcome.good(f"order {order_id} needs no weight now", "weight")
+            if stored is not None and (stored.ok or stored.code is None):  # packed, or a review: weighed
+                self._parcel_taken(w.grams)
         except JournalError as e:
             # Not stored (e.g. the disk is full): nothing is shown, as for a scan that was not stored; the
             # station still awaits the weight, and scanning the order again weighs the parcel again.

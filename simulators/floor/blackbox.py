@@ -746,6 +746,9 @@ class Packer:
             else:
                 pending.append(u)
         await self.settle(oid, ident, parcel, pending)
+        # The parcel leaves the scale, which shows zero before the next carton goes on: the gateway weighs a
+        # parcel only on a scale seen empty since the last one.
+        await self.scale.take_off(SAFETY_S / 6)
 
     async def settle(self, oid: str, ident: str, parcel: list[Unit], pending: list[Unit]) -> None:
         """Until the hub shows the order packed: rescan units whose scan was never answered (a repeat counts only

@@ -133,8 +133,19 @@ class DeviceFloor:
 
     async def place(self, station: str, grams: float) -> None:
         scale = self.scales.get(station)
-        if scale is not None:
-            scale.put(round(grams, 1))
+        if scale is None:
+            return
+        if grams <= 0:
+            # Taken off: the display shows zero before the next carton goes on (the gateway weighs a parcel
+            # only on a scale seen empty since the last one). Not read when no parcel was weighed: no wait then.
+            fleet = self.app.fleet
+            device = next((d for d in fleet.scales.values() if d.cfg.station == station), None) if fleet else None
+            if device is None or device.parcel_on is None:
+                scale.put(0.0)
+            else:
+                await scale.take_off(WAIT_S)
+            return
+        scale.put(round(grams, 1))
 
     async def weigh(self, station: str, grams: float) -> Outcome:
         st = self.floor.stations.get(station)

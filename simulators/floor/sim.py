@@ -357,12 +357,14 @@ class FloorSim:
         if view["order_id"] == order_id and not view["awaiting_weight"]:
             await gw.abandon(station)  # something is missing: the supervisor takes over
             self.report.held_at_packing += 1
+            await gw.place(station, 0.0)  # set aside, off the scale
             return
         if view["awaiting_weight"]:
             grams = sum(u.weight_g for u in parcel) + 150.0
             out = await gw.weigh(station, round(grams * self.rng.uniform(0.98, 1.02), 1))
             if not out.ok:
                 await gw.command("pack.review", {"order_id": order_id, "decision": "approve", "operator_id": "s1"})
+        await gw.place(station, 0.0)  # the parcel leaves the scale
         if gw.floor.orders[order_id].state == "packed":
             self.world.parcels[order_id] = parcel
 

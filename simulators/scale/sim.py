@@ -62,6 +62,7 @@ class ScaleSimulator:
         self.silent = False  # no reply, no stream: a scale switched off behind a live adapter
         self.commands: list[str] = []  # every command line received, in order
         self.dropped = 0  # bytes the driver did not read fast enough (the pty buffer was full)
+        self.readings = 0  # weight lines sent: a reading sent after a `put` carries the new load
         self._range: Literal["ok", "over", "under"] = "ok"
         self._unstable_readings = 0
         self._unstable_until = 0.0
@@ -148,6 +149,19 @@ class ScaleSimulator:
         self._range = "ok"
         self._unstable_readings = unstable_readings
         self._unstable_until = asyncio.get_running_loop().time() + unstable_s if unstable_s > 0 else 0.0
+
+    async def take_off(self, limit_s: float = 5.0) -> bool:
+        """The parcel is taken off, and the scale shows 0 g until it has been read once (as a packer sees the
+        display go to zero before the next carton goes on); False if nobody read it within `limit_s`."""
+        self.put(0.0)
+        before = self.readings
+        try:
+            async with asyncio.timeout(limit_s):
+                while self.readings == before:  # noqa: ASYNC110 - the reader is the gateway, over the pty
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            return False
+        return True
 
     def overload(self) -> None:
         self._range = "over"
@@ -257,6 +271,7 @@ class ScaleSimulator:
         return "D", self.grams * (1 + JITTER[self._jitter]) + 5.0
 
     def _line(self, status: str, grams: float) -> bytes:
+        self.readings += 1
         factor, decimals = UNITS[self.unit]
         value = (Decimal(repr(grams)) / factor).quantize(Decimal(1).scaleb(-decimals))
         if self.mode == "continuous" and self.stream_format == "comma":

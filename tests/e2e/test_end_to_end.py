@@ -270,6 +270,7 @@ async def _work_the_floor(rig: Rig, printer: PrinterSimulator) -> None:
             r = await hub.command("pack.review", {"order_id": "O-06", "decision": "approve", "operator_id": "s1"})
             assert r["ok"]
         await until(partial(rig.order_is, oid, "packed"), f"{oid} packed")
+        assert await rig.scale.take_off(), "the gateway reads the scale until the parcel is off"
 
     # --- what the hub holds ---------------------------------------------------------------------------------
     states = {o: floor.orders[o].state for o in orders}
