@@ -98,7 +98,7 @@ class ScaleDevice:
         self.parcel_on = grams
         self._parcel_weighed.set()
 
-    async def _load(self, station: str) -> Weighing:
+    async def _load(self, station: str, order_id: str) -> Weighing | None:
         """A stable weight of this parcel: the scale first empty if the last parcel was not seen taken off,
         then loaded. An empty scale is not a parcel: before, a weighing started before the packer put the
         parcel down read 0 g and sent the order to a supervisor's review (-100%)."""
@@ -106,6 +106,8 @@ class ScaleDevice:
         deadline = loop.time() + WEIGH_TIMEOUT_S
         told = False
         while (left := deadline - loop.time()) > 0:
+            if not weight_awaited(self.service.floor, station, order_id):
+                return None  # cancelled, set aside or weighed meanwhile: the next request is for the next parcel
             if self.parcel_on is not None:
                 try:
                     w = await self.scale.read_immediate(timeout_s=min(2.0, left))
@@ -144,7 +146,7 @@ class ScaleDevice:
             return Outcome.good(f"order {order_id} needs no weight now", "weight")
         self._weighing = True
         try:
-            w = await self._load(station)
+            w = await self._load(station, order_id)
         except ScaleError as e:
             out = Outcome.bad("not_allowed", f"scale {self.cfg.id}: {e}; scan the order again to re-weigh")
             self.outcomes.append(out)
@@ -152,6 +154,8 @@ class ScaleDevice:
             return out
         finally:
             self._weighing = False
+        if w is None:
+            return Outcome.good(f"order {order_id} needs no weight now", "weight")
         at = self.service.at()
 
         def op(floor: Floor, change: Change) -> Outcome | None:
