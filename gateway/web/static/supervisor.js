@@ -9,6 +9,22 @@
   const { t, h } = FG;
   let snap = null;
   let deferred = false;
+  let dayChosen = false;  // the supervisor picked an export day: the gateway's date no longer replaces it
+
+  /* The CSV's day defaults to today's UTC date by the gateway's clock, known once a snapshot came: before,
+     it was set once from the browser's clock, a day off around midnight when the two differ. */
+  function exportLink() {
+    $("export-link").href = "/api/v1/supervisor/export.csv?day=" + encodeURIComponent($("export-day").value);
+  }
+  function defaultDay() {
+    if (dayChosen) return;
+    const day = $("export-day");
+    const value = new Date(Date.now() + FG.state.offset).toISOString().slice(0, 10);
+    if (day.value !== value) {
+      day.value = value;
+      exportLink();
+    }
+  }
 
   const tag = (kind, icon, text) => h("span", { class: "tag " + kind }, icon + " " + text);
   const yesNo = (v) => (v ? tag("good", "\u2714", t("yes")) : tag("bad", "\u2716", t("no")));
@@ -223,6 +239,7 @@
     snap = s;
     if ($("work").contains(document.activeElement) && document.activeElement.tagName === "SELECT") { deferred = true; return; }
     FG.setNow(s.gateway.now);
+    defaultDay();
     const open = [...document.querySelectorAll("details[open][data-key]")].map((d) => d.dataset.key);
     alarmBanner(s.alarms);
     states(s.orders.by_state);
@@ -266,11 +283,8 @@
       act("/api/v1/supervisor/hold", { scope: $("hold-scope").value, id: $("hold-id").value.trim() || null });
     });
     $("recall-form").addEventListener("submit", (e) => { e.preventDefault(); recall($("recall-lot").value.trim()); });
-    const day = $("export-day");
-    day.value = new Date(Date.now() + FG.state.offset).toISOString().slice(0, 10);  // the export's day is UTC
-    const link = () => { $("export-link").href = "/api/v1/supervisor/export.csv?day=" + encodeURIComponent(day.value); };
-    day.addEventListener("change", link);
-    link();
+    $("export-day").addEventListener("change", () => { dayChosen = true; exportLink(); });
+    defaultDay();
     PasswordLogin(["supervisor"], () => {
       handle = FG.stream("/api/v1/supervisor/stream", render);
     }, () => { if (handle) handle.close(); }, "only_supervisors");
