@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.clock import rfc3339
 from gateway.domain.change import Change
-from gateway.domain.errors import Conflict
+from gateway.domain.errors import Conflict, NotFound
 from gateway.domain.floor import Floor
 from gateway.domain.model import ON_HOLD, Hold, Order, Task
 from gateway.domain.orders import HOLDABLE, get_order, transition
@@ -32,9 +32,23 @@ def _keys(floor: Floor, scope: str, target: str) -> list[str]:
     return [key] if key in floor.holds else []
 
 
+def _check_target(floor: Floor, scope: str, target: str) -> None:
+    """A hold on a zone or operator master data does not know holds nothing: a typo ("Zone-A") left the hub
+    and the supervisor believing a zone was stopped while its work went on being assigned."""
+    md = floor.md
+    if scope == "zone":
+        zones = {loc.zone for loc in md.locations.values()} | {z for op in md.operators.values() for z in op.zones}
+        if target not in zones:
+            raise NotFound(f"no zone {target} in master data (zones: {', '.join(sorted(zones)) or 'none'})",
+                           scope=scope, id=target)
+    elif scope == "operator" and target not in md.operators:
+        raise NotFound(f"no operator {target} in master data", scope=scope, id=target)
+
+
 def hold(floor: Floor, change: Change, scope: str, target: str, by: str, now: datetime) -> dict[str, Any]:
     key = hold_key(scope, target)
     order: Order | None = None
+    _check_target(floor, scope, target)
     if scope == "order":
         order = get_order(floor, target)
         if order.state not in HOLDABLE and order.state != ON_HOLD:

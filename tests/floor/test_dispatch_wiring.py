@@ -115,6 +115,18 @@ async def test_zone_hold_stops_assignment_until_released(h: Harness) -> None:
     assert h.floor.tasks["O-1~zone-a"].operator_id == "p1"
 
 
+async def test_a_hold_on_a_zone_or_operator_master_data_lacks_is_not_found(h: Harness) -> None:
+    """A typo ("Zone-A") held nothing while the hub and the supervisor believed the zone stopped."""
+    seq = h.seq
+    zone = await h.cmd("dispatch.hold", {"scope": "zone", "id": "Zone-A"})
+    assert not zone["ok"] and zone["error"]["code"] == "not_found" and "zone-a" in zone["error"]["message"]
+    op = await h.cmd("dispatch.hold", {"scope": "operator", "id": "p9"})
+    assert not op["ok"] and op["error"]["code"] == "not_found"
+    assert h.types(seq) == [] and h.floor.holds == {}
+    assert (await h.cmd("dispatch.hold", {"scope": "zone", "id": "zone-a"}))["ok"]
+    assert (await h.cmd("dispatch.hold", {"scope": "operator", "id": "p1"}))["ok"]
+
+
 async def test_an_all_hold_holds_everything_whatever_its_id_and_any_all_release_ends_it(h: Harness) -> None:
     await h.scan("scan-1", "BADGE-P1")
     held = await h.cmd("dispatch.hold", {"scope": "all", "id": "stocktake"})
@@ -285,6 +297,49 @@ async def test_a_restart_keeps_the_escalation_timers_and_levels(tmp_path: Path) 
         seq = h.seq
         await minutes(h, 90)
         assert [t for t in h.types(seq) if t.startswith("task.")] == []  # past level 2: told once, not again
+    finally:
+        await j.close()
+
+
+async def test_a_restart_keeps_an_open_breaker_until_its_trial_closes_it_and_its_alarm(tmp_path: Path) -> None:
+    """Found by restarting a gateway mid-shift: an open breaker came back closed (the picker got work at once,
+    the very task taken from them), and its alarm "gets no new work" stayed up for good, since nothing would
+    close a breaker the engine thought closed."""
+    cfg = make_config(tmp_path)
+    clock = ManualClock()
+    j, h = await started(cfg, clock)
+    try:
+        await h.load()
+        await h.scan("scan-1", "BADGE-P1")
+        await h.scan("scan-2", "BADGE-P2")
+        for k in range(6):
+            await h.order(f"O-{k}", [(1, "SKU-1", 1)])
+        await h.tick()
+        for _ in range(4):  # p1's scanner is broken: every scan is rejected; p2 works normally
+            for _ in range(3):
+                await h.scan("scan-1", "4006381333932")
+            if any(t.operator_id == "p2" and t.active for t in h.floor.tasks.values()):
+                await h.item("scan-2", "4006381333931")
+            await minutes(h, 1)
+        assert "breaker:p1" in h.floor.alarms
+        await j.close()
+        j, h = await started(cfg, clock)
+        status = {p.operator_id: p for p in h.floor.dispatch.pickers()}
+        assert status["p1"].breaker == "open"
+        await h.order("O-9", [(1, "SKU-1", 1)])
+        await minutes(h, 1)
+        assert not any(t.operator_id == "p1" and t.active for t in h.floor.tasks.values()), "work behind an open breaker"
+        # The cool-down (5 min) runs on from when it opened; then one trial task, and good work closes it.
+        seq = h.seq
+        await minutes(h, 5)
+        for _ in range(8):
+            if any(t.operator_id == "p1" and t.active for t in h.floor.tasks.values()):
+                await h.item("scan-1", "4006381333931")
+            await minutes(h, 1)
+            if "breaker:p1" not in h.floor.alarms:
+                break
+        assert any(t == "dispatch.breaker_closed" for t, _, _ in h.events(seq))
+        assert any(t == "alarm.cleared" and d["alarm_id"] == "breaker:p1" for t, _, d in h.events(seq))
     finally:
         await j.close()
 
