@@ -109,6 +109,10 @@ def restore_dispatch(floor: Floor, at: At) -> None:
     for key in floor.holds:
         scope, _, target = key.partition(":")
         floor.dispatch.set_hold(scope, target, True)
+    for alarm_id, alarm in floor.alarms.items():
+        if alarm_id.startswith("breaker:") and alarm.code == "breaker_opened":
+            opened = _mono_of(alarm.raised_at, at)
+            floor.dispatch.restore_breaker(alarm_id.partition(":")[2], at.mono if opened is None else opened, at.mono)
     for task in floor.tasks.values():
         if task.state not in TASK_ACTIVE:
             continue

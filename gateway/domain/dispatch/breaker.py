@@ -60,5 +60,9 @@ class Breaker:
     def due(self) -> float | None:
         return self.opened_at + self.cooldown_s if self.state == STATE_OPEN else None
 
+    def reopen(self, t: float) -> None:
+        """Open from `t` (a restart restores an open breaker; its scores are gone)."""
+        self._open(t)
+
     def _open(self, t: float) -> None:
         self.state, self.opened_at, self._bad_run, self.trial_used = STATE_OPEN, t, 0, False

@@ -544,6 +544,15 @@ class DispatchEngine:
                                                    f"trial interval index {shown} at or above {thr:g}"))
                 self._dirty.update(p.view.zones)
 
+    def restore_breaker(self, operator_id: str, opened_at: float, t: float) -> None:
+        """After a restart: a breaker that was open (its alarm is still up) is open again from when it opened,
+        so its cool-down runs on and its trial, once passed, clears the alarm. The engine's memory of it went
+        with the process: the picker was handed work at once, and the alarm stayed up for good."""
+        p = self._picker(operator_id, t)
+        p.breaker.reopen(min(opened_at, self._time(t)))
+        self._open.add(operator_id)
+        self._dirty.update(p.view.zones)
+
     # -- internals: tasks ---------------------------------------------------------------------------
     def _picker(self, op: str, t: float) -> _Picker:
         p = self._pickers.get(op)
