@@ -394,3 +394,5 @@ def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str
                                       handoff_zone=handoff_zone(floor, task)), at.mono,
                             operator_id=operator_id, started=task.state == TASK_STARTED, strategy=task.strategy)
     _lights(change, claim(floor, task))
+    # What the escalation alarm asked for ("assign it by hand"): done. The task is timed afresh with its new picker.
+    clear_alarm(floor, change, f"escalation:{task_id}", f"task {task_id} {reason}")

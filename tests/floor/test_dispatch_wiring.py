@@ -88,6 +88,29 @@ async def test_a_task_not_started_is_moved_then_escalated(h: Harness) -> None:
     assert not any(a.startswith("escalation:") for a in h.floor.alarms)
 
 
+async def test_the_escalation_alarm_ends_when_the_supervisor_does_what_it_asks(h: Harness) -> None:
+    """The alarm says "assign it by hand or hold the order". Found on a running gateway: holding the order left it
+    on the banner for as long as the hold lasted (it cleared only on a scan, completion or cancellation)."""
+    from gateway.domain.tasks import manual_reassign
+
+    await h.scan("scan-1", "BADGE-P1")
+    await h.order("O-1", [(1, "SKU-1", 1)])
+    await h.order("O-2", [(1, "SKU-2", 1)])
+    await h.tick()
+    await minutes(h, 40)  # p1 alone, nothing started: both reach the supervisor
+    assert {"escalation:O-1~zone-a", "escalation:O-2~zone-a"} <= set(h.floor.alarms)
+    seq = h.seq
+    await h.hold("order", "O-1")
+    assert "escalation:O-1~zone-a" not in h.floor.alarms and "escalation:O-2~zone-a" in h.floor.alarms
+    cleared = [d for t, _, d in h.events(seq) if t == "alarm.cleared"]
+    assert [d["alarm_id"] for d in cleared] == ["escalation:O-1~zone-a"] and "held by s1" in cleared[0]["message"]
+    await h.scan("scan-2", "BADGE-P2")
+    at = h.service.at()
+    await h.service.execute(lambda f, c: manual_reassign(f, c, "O-2~zone-a", "p2", "s1", at))
+    assert h.floor.tasks["O-2~zone-a"].operator_id == "p2"
+    assert not any(a.startswith("escalation:") for a in h.floor.alarms)
+
+
 async def test_cold_chain_escalates_sooner_and_a_held_order_never(h: Harness) -> None:
     await h.scan("scan-1", "BADGE-P1")
     await h.order("COLD", [(1, "SKU-1", 1)], cold_chain=True)
