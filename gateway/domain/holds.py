@@ -116,3 +116,20 @@ def is_held(floor: Floor, task: Task, operator_id: str | None = None) -> str | N
     if order is not None and order.state == ON_HOLD:
         return f"order:{task.order_id}"
     return None
+
+
+def picker_held(floor: Floor, operator_id: str) -> str | None:
+    """The hold that stops new work for this picker, as `scope:id`, or None: an `all` hold, their own, or a hold
+    on every zone they work in."""
+    if not floor.holds:
+        return None
+    held_all = _keys(floor, "all", "")
+    if held_all:
+        return held_all[0]
+    if f"operator:{operator_id}" in floor.holds:
+        return f"operator:{operator_id}"
+    op = floor.md.operators.get(operator_id)
+    zones = [f"zone:{z}" for z in (op.zones if op is not None else [])]
+    if zones and all(z in floor.holds for z in zones):
+        return zones[0]
+    return None

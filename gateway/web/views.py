@@ -10,6 +10,7 @@ from gateway import __version__
 from gateway.clock import rfc3339
 from gateway.domain.api import returns_to_stock
 from gateway.domain.dispatch import DispatchError
+from gateway.domain.holds import is_held, picker_held
 from gateway.domain.model import FINAL_STATES, ORDER_STATES, TASK_ACTIVE, TASK_OPEN, At, Task
 from gateway.domain.packing import station_view
 from gateway.domain.picking import picker_view
@@ -186,7 +187,10 @@ def supervisor(web: WebState) -> dict[str, Any]:
     for p in floor.dispatch.pickers():
         state = floor.pickers.get(p.operator_id)
         pickers.append({"operator_id": p.operator_id, "name": _name(web, p.operator_id), "score": p.score,
-                        "breaker": p.breaker, "open_tasks": p.open_tasks, "available": p.available,
+                        "breaker": p.breaker, "open_tasks": p.open_tasks,
+                        # Under an `all` hold, their own or one on every zone they work in, no new work comes:
+                        # the page said "available" (the engine's view knows only the picker's own state).
+                        "available": p.available and picker_held(floor, p.operator_id) is None,
                         "logged_in": p.operator_id in logged_in, "on_break": bool(state and state.on_break),
                         "held": f"operator:{p.operator_id}" in floor.holds,
                         "last_decision": last.get(p.operator_id)})
@@ -200,7 +204,7 @@ def supervisor(web: WebState) -> dict[str, Any]:
         tasks.append({"task_id": task.task_id, "order_id": task.order_id, "zone": task.zone, "state": task.state,
                       "operator_id": task.operator_id, "name": _name(web, task.operator_id),
                       "escalation": task.escalation, "lines": len(task.line_nos),
-                      "held": order is not None and order.state == "on_hold",
+                      "held": (order is not None and order.state == "on_hold") or is_held(floor, task) is not None,
                       "cutoff_at": order.priority.cutoff_at if order else None,
                       # What was decided, as stored then; and, for a task still waiting, why nobody gets it now.
                       "decision": decision_of(web, task),

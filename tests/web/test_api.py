@@ -251,6 +251,17 @@ async def test_supervisor_holds_reassigns_undoes_and_sees_returns(tmp_path: Path
             r = await post(p2, "/api/v1/pda/scan", text=GTIN_1)
             assert r["code"] == "not_allowed" and "on hold" in r["message"]
             await post(s, "/api/v1/supervisor/release", scope="order", id="O-1")
+            # A zone hold and an `all` hold show on the task and the pickers too (the page said "held: no" and
+            # "available: yes" under them).
+            for scope, target in (("zone", "zone-a"), ("all", None)):
+                await post(s, "/api/v1/supervisor/hold", scope=scope, id=target)
+                snap = (await s.get("/api/v1/supervisor/snapshot")).json()
+                assert next(t for t in snap["tasks"] if t["task_id"] == TASK)["held"], scope
+                assert not any(p["available"] for p in snap["pickers"]), scope
+                await post(s, "/api/v1/supervisor/release", scope=scope, id=target)
+            snap = (await s.get("/api/v1/supervisor/snapshot")).json()
+            assert not next(t for t in snap["tasks"] if t["task_id"] == TASK)["held"]
+            assert any(p["available"] for p in snap["pickers"])
             resp = await s.post("/api/v1/supervisor/hold", json={"action_id": action_id(), "scope": "order",
                                                                 "id": "NOPE"})
             assert resp.status_code == 404
