@@ -91,6 +91,7 @@ class ModuleOffline:
     bus_id: str
     unit: int
     detail: str
+    link: bool = False  # offline because the bus's own link went down, not for anything the module did
 
 
 @dataclass(frozen=True, slots=True)

@@ -392,7 +392,7 @@ class Scheduler:
         for m in self.modules.values():
             if m.online is not False:
                 self._go_offline(m, now)
-                events.append(ModuleOffline(self.bus_id, m.unit, f"bus link down: {reason}"))
+                events.append(ModuleOffline(self.bus_id, m.unit, f"bus link down: {reason}", link=True))
         return events
 
     def on_link_up(self, now: float) -> None:

@@ -28,6 +28,7 @@ from drivers.ptl import (
     HealthEvent,
     KeyPress,
     ModuleFault,
+    ModuleOffline,
     ModuleOnline,
     ModuleState,
     Pattern,
@@ -53,6 +54,7 @@ COLOURS = {"green": Colour.GREEN, "blue": Colour.BLUE, "yellow": Colour.YELLOW, 
 PATTERNS = {"steady": Pattern.STEADY, "blink": Pattern.BLINK_1HZ}
 UNKNOWN_BUS_ALARM = "ptl_unknown_bus"
 DONE_S = 1.5  # the module turns itself off after `done`; leave it alone meanwhile
+LINK_GRACE_S = 10.0  # modules dark only because their bus link dropped are recorded offline after this long
 
 
 def module_id(light: Light) -> str:
@@ -80,6 +82,13 @@ class PtlDevices:
         self.presses = 0
         self._unknown_buses: dict[str, int] = {}  # bus ids master data lights and the config lacks: locations
         self._tasks: set[asyncio.Task[None]] = set()
+        # Modules offline only because their bus's link went down, not yet recorded: bus -> unit -> detail. A
+        # link that dropped for a moment (a TCP reconnect) wrote an offline and an online event for every module
+        # of the bus, 80 for 40 modules, besides the bus's own; the bus's events say it all. Those still not
+        # answering after LINK_GRACE_S are recorded offline then, the others never were.
+        self.link_grace_s = LINK_GRACE_S
+        self._link_dark: dict[str, dict[int, str]] = {}
+        self._link_timers: dict[str, asyncio.TimerHandle] = {}
         service.on_signal(self._on_signal)
 
     # -- domain -> modules --------------------------------------------------------------------------------
@@ -261,6 +270,15 @@ class PtlDevices:
                 raise
         elif isinstance(ev, BusLink):
             await store_status(self.service, self.registry, ev.bus_id, "bus", ev.up, ev.detail)
+        elif kind == "link_grace":
+            await self._after_link_grace(ev)
+        elif isinstance(ev, ModuleOffline) and ev.link:
+            dark = self._link_dark.setdefault(ev.bus_id, {})
+            if ev.bus_id not in self._link_timers:
+                self._link_timers[ev.bus_id] = asyncio.get_running_loop().call_later(
+                    self.link_grace_s, self._events.put_nowait, ("link_grace", ev.bus_id))
+            dark[ev.unit] = ev.detail
+            self.registry.status(module_id(Light(ev.bus_id, ev.unit)), "ptl", False, ev.detail)  # live, not stored
         elif isinstance(ev, ModuleFault):
             device = module_id(Light(ev.bus_id, ev.unit))
             if ev.fault or fault_alarm_id(device) in self.service.floor.alarms:  # a healthy first poll: nothing
@@ -268,10 +286,26 @@ class PtlDevices:
         else:
             online = isinstance(ev, ModuleOnline)
             light = Light(ev.bus_id, ev.unit)
+            waiting = self._link_dark.get(ev.bus_id)
+            if waiting is not None and waiting.pop(ev.unit, None) is not None and not waiting:
+                del self._link_dark[ev.bus_id]  # all back within the grace: nothing to record
+                timer = self._link_timers.pop(ev.bus_id, None)
+                if timer is not None:
+                    timer.cancel()
             detail = "answering" if online else getattr(ev, "detail", "no answer")
             await store_status(self.service, self.registry, module_id(light), "ptl", online, detail)
             if online:
                 self.refresh(light)
+
+    async def _after_link_grace(self, bus_id: str) -> None:
+        """Record offline the modules of the bus still dark since its link dropped (the link is still down, or
+        they did not answer when it came back)."""
+        self._link_timers.pop(bus_id, None)
+        dark = self._link_dark.pop(bus_id, {})
+        bus = self.buses.get(bus_id)
+        for unit, detail in sorted(dark.items()):
+            if bus is not None and bus.is_online(unit) is not True:
+                await store_status(self.service, self.registry, module_id(Light(bus_id, unit)), "ptl", False, detail)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:

@@ -279,8 +279,8 @@ def test_link_down_takes_every_module_offline_and_link_up_probes_at_once() -> No
     s = make(clock, 1, 2)
     settle(s, clock)
     events = s.on_link_down(clock.monotonic(), "connection refused")
-    assert events == [ModuleOffline("bus-a", 1, "bus link down: connection refused"),
-                      ModuleOffline("bus-a", 2, "bus link down: connection refused")]
+    assert events == [ModuleOffline("bus-a", 1, "bus link down: connection refused", link=True),
+                      ModuleOffline("bus-a", 2, "bus link down: connection refused", link=True)]
     assert s.on_link_down(clock.monotonic(), "again") == []  # once per outage
     clock.advance(0.01)
     s.on_link_up(clock.monotonic())

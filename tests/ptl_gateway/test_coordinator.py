@@ -312,6 +312,37 @@ async def test_the_bus_link_is_a_device_of_its_own(tmp_path: Path) -> None:
         assert bus() == [("device.offline", "link down"), ("device.online", "link up"), ("device.online", "link up")]
 
 
+async def test_a_brief_link_drop_is_the_buss_event_alone_and_a_long_one_each_modules(tmp_path: Path) -> None:
+    """A link that dropped for a moment (a TCP reconnect) wrote an offline and an online event for every module
+    of the bus, 80 for 40 modules, besides the bus's own. Modules dark only because of the link are recorded
+    offline once it has been down `link_grace_s`; back sooner, they never were."""
+    async with floor(tmp_path, "tcp") as f:
+        assert f.app.fleet is not None and f.app.fleet.ptl is not None
+        ptl = f.app.fleet.ptl
+        devices = f.service.floor.devices
+        modules = ["bus-a-u001", "bus-a-u002", "bus-a-u003"]
+        await until(lambda: all(m in devices and devices[m].online for m in modules), "the modules online")
+
+        def offline() -> list[str]:
+            return [d["device_id"] for d in f.events("device.offline") if d["kind"] == "ptl"]
+        ptl.link_grace_s = 3600.0  # brief, whatever the machine's speed
+        await f.sim.stop()
+        await until(lambda: not devices["bus-a"].online, "the bus offline")
+        await until(lambda: not f.app.registry.devices["bus-a-u001"].online, "the module dark (live)")
+        await f.sim.start()
+        await until(lambda: devices["bus-a"].online, "the bus back")
+        await until(lambda: all(f.app.registry.devices[m].online for m in modules), "the modules answering again")
+        await f.service.journal.barrier()
+        assert offline() == [] and all(devices[m].online for m in modules)
+        ptl.link_grace_s = 0.2  # long: each dark module is recorded, once
+        await f.sim.stop()
+        await until(lambda: sorted(offline()) == modules, "each module recorded offline")
+        assert all(d["detail"].startswith("bus link down") for d in f.events("device.offline") if d["kind"] == "ptl")
+        await f.sim.start()
+        await until(lambda: all(devices[m].online for m in modules), "the modules recorded online again")
+        assert sorted(offline()) == modules
+
+
 async def test_a_location_lit_on_a_bus_the_config_lacks_raises_an_alarm(tmp_path: Path) -> None:
     """A bus id mistyped in master data (or missing from the config): the location's lines were picked without a
     light, and nobody was told."""
