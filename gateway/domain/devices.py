@@ -38,9 +38,19 @@ def device_status(floor: Floor, change: Change, device_id: str, kind: str, onlin
     return True
 
 
+def bus_of(module_id: str) -> str:
+    """The bus of a PTL module's device id (`{bus}-u{unit:03d}`)."""
+    return module_id.rpartition("-u")[0]
+
+
 def offline_alarms(floor: Floor, change: Change, at: At) -> None:
     limit = floor.rules.device_offline_alarm_s
+    # A bus whose link is down has its own alarm, which says it all: one alarm (and one mail) per module besides
+    # it was 21 for a bus of 20. A module still dark once its bus is back gets its own alarm then.
+    buses_down = {st.device_id for st in floor.devices.values() if st.kind == "bus" and not st.online}
     for st in floor.devices.values():
+        if st.kind == "ptl" and buses_down and bus_of(st.device_id) in buses_down:
+            continue
         if not st.online and not st.alarmed and at.mono - st.since_mono >= limit:
             st.alarmed = True
             if f"device_offline:{st.device_id}" in floor.alarms:

@@ -4,7 +4,9 @@ that reason (it is no device of the config, and its offline alarm is raised once
 from __future__ import annotations
 
 from gateway.domain.alarms import raise_alarm
-from gateway.domain.devices import broker_status, forget_devices, offline_alarms
+from gateway.domain.change import Change
+from gateway.domain.devices import broker_status, device_status, forget_devices, offline_alarms
+from gateway.domain.floor import Floor
 from tests.floor.conftest import Harness
 
 
@@ -26,3 +28,28 @@ async def test_forgetting_removed_devices_keeps_the_brokers_offline_alarm(h: Har
     at = h.service.at()
     await h.service.execute(lambda f, c: broker_status(f, c, True, "connected", at))
     assert "device_offline:broker" not in h.floor.alarms  # back: cleared as any device's
+
+
+async def test_a_bus_down_is_one_alarm_not_one_per_module(h: Harness) -> None:
+    """Found with a webhook and a mailbox: a bus of 20 lit modules unplugged gave 21 alarms (21 mails, and 21
+    clears). The bus's alarm says it all; a module still dark once the bus is back gets its own."""
+    at = h.service.at()
+
+    def down(f: Floor, c: Change) -> None:
+        device_status(f, c, "bus-a", "bus", False, "link down: refused", at)
+        for unit in (1, 2, 3):
+            device_status(f, c, f"bus-a-u{unit:03d}", "ptl", False, "bus link down: refused", at)
+    await h.service.execute(down)
+    h.clock.advance(h.floor.rules.device_offline_alarm_s + 1)
+    at = h.service.at()
+    await h.service.execute(lambda f, c: offline_alarms(f, c, at))
+    assert [a for a in h.floor.alarms if a.startswith("device_offline:")] == ["device_offline:bus-a"]
+    at = h.service.at()
+
+    def back(f: Floor, c: Change) -> None:
+        device_status(f, c, "bus-a", "bus", True, "link up", at)
+        for unit in (1, 2):
+            device_status(f, c, f"bus-a-u{unit:03d}", "ptl", True, "answering", at)
+    await h.service.execute(back)
+    await h.service.execute(lambda f, c: offline_alarms(f, c, at))
+    assert [a for a in h.floor.alarms if a.startswith("device_offline:")] == ["device_offline:bus-a-u003"]
