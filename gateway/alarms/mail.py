@@ -1,9 +1,12 @@
 """E-mail over SMTP, one plain-text message per alarm event.
 
-smtplib is blocking, so each send runs in a worker thread (`asyncio.to_thread`) behind this one adapter:
-a maintained async client would be a new core dependency for a few messages a day, while smtplib is in
-the standard library and a send is bounded by its socket timeout. A cancelled send may finish in its
-thread; the delivery then stays pending and goes out again (at least once).
+smtplib is blocking, so each send runs in a thread of its own behind this one adapter: a maintained async
+client would be a new core dependency for a few messages a day, while smtplib is in the standard library. The
+thread is a daemon, and the send waits for it at most `timeout_s` in all: in the default executor
+(`asyncio.to_thread`) a server that accepted the connection and never greeted held SIGTERM 28 s (the
+interpreter waits for executor threads at exit), past SPEC §5's 10 s. A send given up on, or cancelled, may
+still finish in its thread; the delivery then stays pending and goes out again (at least once; the same
+Message-ID lets a mail system drop the copy).
 
 Port 465 means implicit TLS (SMTPS); `starttls = true` upgrades a plain connection. The password is read
 from `password_file` at start-up and registered with `logs.redact`, and failure reasons are scrubbed
@@ -13,9 +16,13 @@ before they are logged or journalled, so a server that echoes it back still cann
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import smtplib
 import ssl
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -28,6 +35,36 @@ from gateway.logs import redact, scrub
 
 SMTPS_PORT = 465
 CHANNEL_ID = "smtp"
+
+log = logging.getLogger("floorgate.alarms")
+
+
+async def _in_daemon_thread(fn: Callable[[], dict[str, tuple[int, bytes]]]) -> dict[str, tuple[int, bytes]]:
+    """Run a blocking call in a daemon thread: the process never waits for it at exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[dict[str, tuple[int, bytes]]] = loop.create_future()
+
+    def settle(result: dict[str, tuple[int, bytes]] | None, error: BaseException | None) -> None:
+        if done.done():
+            return  # given up on (the deadline, a cancellation)
+        if error is not None:
+            done.set_exception(error)
+        else:
+            assert result is not None
+            done.set_result(result)
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as e:  # handed to the waiting task, raised there
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, None, e)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=run, name="smtp-send", daemon=True).start()
+    return await done
 
 
 def load_password(cfg: SmtpConfig) -> str:
@@ -106,14 +143,24 @@ class SmtpChannel:
 
     async def send(self, notice: Notice) -> None:
         msg = build_message(notice, self.cfg.sender, list(self.cfg.to), self.clock.now())
-        await asyncio.to_thread(self._send_blocking, msg)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                refused = await _in_daemon_thread(lambda: self._send_blocking(msg))
+        except TimeoutError:
+            raise TransientError(f"no answer within {self.timeout_s:g} s") from None
+        if refused:
+            # Delivered to the others: not sent again (they would get it twice), but said, or a mistyped address
+            # went without an alarm for good while the log said "delivered".
+            said = "; ".join(f"{rcpt}: {_reply(code, text)}" for rcpt, (code, text) in sorted(refused.items()))
+            log.warning("alarm mail refused for some recipients; check alarms.smtp.to", extra={"fields": {
+                "channel": self.label, "alarm_id": notice.alarm_id, "refused": scrub(said)}})
 
     async def aclose(self) -> None:
         return None
 
-    def _send_blocking(self, msg: EmailMessage) -> None:
+    def _send_blocking(self, msg: EmailMessage) -> dict[str, tuple[int, bytes]]:
         try:
-            self._deliver(msg)
+            return self._deliver(msg)
         except smtplib.SMTPAuthenticationError as e:
             raise PermanentError(scrub(f"login refused ({_reply(e.smtp_code, e.smtp_error)}); check "
                                        "alarms.smtp.username and the password in password_file")) from None
@@ -146,7 +193,8 @@ class SmtpChannel:
             raise TransientError(scrub(f"cannot reach {self.cfg.host}:{self.cfg.port} "
                                        f"({e.strerror or type(e).__name__})")) from None
 
-    def _deliver(self, msg: EmailMessage) -> None:
+    def _deliver(self, msg: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        """Send; returns the recipients the server refused while it took the others."""
         c = self.cfg
         smtp: smtplib.SMTP
         if c.port == SMTPS_PORT:
@@ -160,4 +208,4 @@ class SmtpChannel:
                 smtp.ehlo()
             if c.username:
                 smtp.login(c.username, self._password)
-            smtp.send_message(msg)
+            return smtp.send_message(msg)

@@ -11,6 +11,7 @@ installed on the box is honoured.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import ssl
@@ -65,10 +66,12 @@ class WebhookChannel:
         body = json.dumps(notice.payload(), ensure_ascii=False, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": notice.delivery_id}
         try:
-            async with self._http().stream("POST", self.url, content=body, headers=headers,
-                                           timeout=self.timeout_s) as resp:
+            # A deadline for the whole exchange: httpx's timeout is per read, so a receiver trickling its answer a
+            # byte a second held the channel (and every alarm queued behind it) for 29 s with timeout_s = 2.
+            async with asyncio.timeout(self.timeout_s), self._http().stream(
+                    "POST", self.url, content=body, headers=headers, timeout=self.timeout_s) as resp:
                 snippet = await _read_snippet(resp)
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             raise TransientError(f"no answer within {self.timeout_s:g} s") from None
         except httpx.HTTPError as e:
             raise TransientError(scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)) from None

@@ -114,6 +114,7 @@ class SmtpReceiver:
     port: int = 0
     mails: list[Mail] = field(default_factory=list)
     auth_attempts: int = 0
+    refuse_rcpt: str | None = None  # recipients starting with this are refused (550), the others taken
     _server: asyncio.Server | None = None
 
     async def start(self) -> SmtpReceiver:
@@ -143,6 +144,13 @@ class SmtpReceiver:
             pw = auth_data.password.decode()
             return AuthResult(success=False, handled=False, message=f"535 5.7.8 bad password {pw} for {SMTP_USER}")
         return AuthResult(success=False)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self.refuse_rcpt is not None and address.startswith(self.refuse_rcpt):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
