@@ -249,6 +249,11 @@ class App:
         self.fleet.reload(cfg)
         if self.notifier is not None:
             self.notifier.reloaded()
+        from gateway.ops.doctor import DailyChecks
+
+        for part in self.parts:
+            if isinstance(part, DailyChecks):
+                part.reconfigure(cfg)
         log.info("config re-read on SIGHUP", extra={"fields": {"scanners": len(cfg.scanners),
                                                                "buses": len(cfg.ptl.buses)}})
 

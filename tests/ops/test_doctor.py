@@ -400,6 +400,44 @@ async def test_daily_checks_raise_and_clear_alarms(tmp_path: Path, pki: dict[str
         await journal.close()
 
 
+async def test_daily_checks_follow_the_config_a_sighup_applied(tmp_path: Path) -> None:
+    """Found by replacing a scanner on a running gateway: the checks kept the start's config, so they raised an
+    alarm for the scanner the technician had removed (it could not clear without a restart) and never looked at
+    the new one. A SIGHUP hands them the config it applied, and they run `first_after_s` later."""
+    from gateway.app import App
+    from gateway.clock import SystemClock
+    from gateway.config import load_config
+
+    base = f'data_dir = "{tmp_path / "gw"}"\n[http]\nhost = "127.0.0.1"\nport = {free_port()}\n'
+
+    def scanner(name: str) -> str:
+        return f'[[scanners]]\nid = "{name}"\nport = "{tmp_path / name}"\n'  # neither is plugged in
+
+    path = tmp_path / "gw.toml"
+    path.write_text(base + scanner("scan-old"), encoding="utf-8")
+    app = App(load_config(path), SystemClock(), config_path=path, connect_mqtt=False, web=False)
+    task = asyncio.create_task(app.run(install_signals=False), name="daily-reload-gateway")
+    try:
+        await _until(app.ready.is_set)
+        part = next(p for p in app.parts if isinstance(p, DailyChecks))
+        part.options = Options(who=identity(), now=app.clock.now, in_gateway=True, timeout_s=3,
+                               run=lambda c, t: (0, "yes"))
+        part.due = 0.0  # now
+        await _until(lambda: part.runs == 1)
+        assert app.service is not None
+        alarms = app.service.floor.alarms
+        assert "doctor.device.scan-old" in alarms
+        path.write_text(base + scanner("scan-new"), encoding="utf-8")
+        app.reload()
+        assert part.cfg is app.cfg and [s.id for s in part.cfg.scanners] == ["scan-new"]
+        part.due = 0.0  # the run a reload schedules, without waiting its 120 s
+        await _until(lambda: part.runs == 2)
+        assert "doctor.device.scan-old" not in alarms and "doctor.device.scan-new" in alarms
+    finally:
+        app.stop()
+        await asyncio.wait_for(task, 30)
+
+
 def test_database_files_the_service_user_cannot_write(tmp_path: Path) -> None:
     """The classic: `sudo sqlite3 floorgate.db` leaves root-owned -wal/-shm files behind."""
     from gateway.ops.doctor import check_data_dir
