@@ -296,9 +296,17 @@ class FloorService:
             self._hard_full = False
         # A full disk's alarm could not be stored while it lasted: this check stores it, the next may clear it.
         was_full = self._full_unreported
-        if self.storage_bytes >= cap or free < DISK_RESERVE_BYTES or was_full:
+        # Each level is left only some way back from where it was entered: free space moving a few MB around
+        # 128 MB (logs written and rotated) raised and cleared storage_near_full at every check, 12 times a
+        # minute to the hub, the webhook and the mailbox.
+        current = self.floor.storage
+        db_full = self.storage_bytes >= cap
+        disk_full = free < DISK_RESERVE_BYTES * (1.25 if current == STORAGE_FULL else 1.0)
+        db_near = pct >= (80 if current == STORAGE_OK else 75)
+        disk_near = free < DISK_RESERVE_BYTES * (4.0 if current == STORAGE_OK else 4.5)
+        if db_full or disk_full or was_full:
             level = STORAGE_FULL
-        elif pct >= 80 or free < 4 * DISK_RESERVE_BYTES:
+        elif db_near or disk_near:
             level = STORAGE_WARNING
         else:
             level = STORAGE_OK
@@ -308,13 +316,12 @@ class FloorService:
         # 5 s, to the hub and the pages (in 5% steps too: a database at a step moves across it with its WAL).
         cap_mb, reserve_mb = self.cfg.sync.max_db_mb, DISK_RESERVE_BYTES // 2**20
         if level == STORAGE_FULL:
-            why = [f"the database reached sync.max_db_mb ({cap_mb} MB)" if self.storage_bytes >= cap else "",
-                   f"under {reserve_mb} MB free on disk" if free < DISK_RESERVE_BYTES else "",
-                   "the disk was full" if was_full and self.storage_bytes < cap and free >= DISK_RESERVE_BYTES
-                   else ""]
+            why = [f"the database reached sync.max_db_mb ({cap_mb} MB)" if db_full else "",
+                   f"under {reserve_mb} MB free on disk" if disk_full else "",
+                   "the disk was full" if was_full and not db_full and not disk_full else ""]
         else:
-            why = [f"the database at 80% or more of sync.max_db_mb ({cap_mb} MB)" if pct >= 80 else "",
-                   f"under {4 * reserve_mb} MB free on disk" if free < 4 * DISK_RESERVE_BYTES else ""]
+            why = [f"the database at 80% or more of sync.max_db_mb ({cap_mb} MB)" if db_near else "",
+                   f"under {4 * reserve_mb} MB free on disk" if disk_near else ""]
         reason = "; ".join(w for w in why if w)
 
         def apply(f: Floor, c: Change) -> None:

@@ -146,6 +146,7 @@ async def test_a_hold_on_an_operator_not_in_master_data_makes_no_picker(service:
                                                                        clock: ManualClock) -> None:
     await load_md(service, clock)
     r = await cmd(service, "dispatch.hold", {"cmd_id": "h1", "scope": "operator", "id": "nobody"}, clock)
-    assert r["ok"]
+    # Refused as not_found (a typo held nobody while the hub believed the picker stopped), and no picker made.
+    assert not r["ok"] and r["error"]["code"] == "not_found"
     assert "nobody" not in [p.operator_id for p in service.floor.dispatch.pickers()]  # telemetry lists these
-    assert "operator:nobody" in service.floor.holds  # kept for when they come
+    assert "operator:nobody" not in service.floor.holds

@@ -146,3 +146,29 @@ async def test_the_near_full_alarm_is_raised_once_while_the_free_disk_moves(
         assert "under 128 MB free on disk" in s.floor.alarms["storage_near_full"].message
     finally:
         await j.close()
+
+
+async def test_the_near_full_alarm_does_not_flap_around_its_threshold(
+        tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found with a webhook: free space moving a few MB around 128 MB (logs written and rotated) raised and cleared
+    storage_near_full at every check, 12 notices a minute. A level is left only some way back from its entry."""
+    import shutil
+
+    mb = 1024 * 1024
+    j, s = await setup(tmp_path, clock)
+    free = iter([127 * mb, 130 * mb, 126 * mb, 131 * mb, 150 * mb, 130 * mb])
+    real = shutil.disk_usage
+
+    def disk_usage(path: Any) -> Any:
+        return real(path)._replace(free=next(free))
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    try:
+        seq = j.last_seq
+        levels = [await s.check_storage() for _ in range(6)]
+        # Under 128 MB: warning, and it stays until 144 MB free; then OK, and 130 MB does not raise it again.
+        assert levels == [STORAGE_WARNING] * 4 + [STORAGE_OK, STORAGE_OK]
+        bodies = [r.body for r in await j.read_events(seq + 1)]
+        assert sum('"alarm.raised"' in b for b in bodies) == 1 and sum('"alarm.cleared"' in b for b in bodies) == 1
+    finally:
+        await j.close()
