@@ -350,5 +350,8 @@ class App:
                     with contextlib.suppress(Exception):
                         loop.remove_signal_handler(sig)
             await self.close()
-            log.info("gateway stopped", extra={"fields": {
-                "last_seq": self.journal.last_seq if self.journal else None}})
+            if self.ready.is_set():
+                log.info("gateway stopped", extra={"fields": {
+                    "last_seq": self.journal.last_seq if self.journal else None}})
+            else:  # a gateway that never started is not said to have stopped (its reason follows on stderr)
+                log.error("gateway did not start")

@@ -13,10 +13,14 @@ from pathlib import Path
 
 from gateway import __version__
 
+EXIT_CONFIG = 2  # a bad config
+EXIT_DAMAGED = 3  # a database file that is no journal
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import App
     from gateway.config import ConfigError, check_start, load_config
+    from gateway.journal import JournalDamaged
     from gateway.logs import setup_logging
     from gateway.ops.lock import AlreadyRunning
 
@@ -25,7 +29,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         check_start(cfg, str(args.config))
     except ConfigError as e:
         print(f"floorgate: bad config: {e}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     setup_logging(cfg.log_level)
     faulthandler.enable()  # a watchdog abort of a hung gateway leaves every thread's stack in the log
     app = App(cfg, config_path=args.config)
@@ -35,6 +39,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except AlreadyRunning as e:
         print(f"floorgate: {e}", file=sys.stderr)
         return 1
+    except JournalDamaged as e:
+        print(f"floorgate: {e}", file=sys.stderr)
+        return EXIT_DAMAGED  # the unit does not restart it: nothing a restart mends
     return 0
 
 

@@ -67,6 +67,11 @@ class JournalUnavailable(JournalError):
     """The journal is recovering from a failed commit; retry shortly."""
 
 
+class JournalDamaged(Exception):
+    """The database file cannot be opened as a journal at all (not SQLite, a destroyed header): nothing a
+    restart mends. Said in one line naming the file and what to do, not as a traceback."""
+
+
 class StoredEvent(NamedTuple):
     seq: int
     type: str
@@ -307,7 +312,13 @@ class Journal:
                    max_page_count: int | None = None) -> Journal:
         j = cls(Path(path), site, gateway, clock)
         j.path.parent.mkdir(parents=True, exist_ok=True)
-        info = await asyncio.to_thread(_prepare, str(j.path), site, gateway, rfc3339(clock.now()))
+        try:
+            info = await asyncio.to_thread(_prepare, str(j.path), site, gateway, rfc3339(clock.now()))
+        except sqlite3.OperationalError:
+            raise  # locked, read-only, I/O: may pass
+        except sqlite3.DatabaseError as e:
+            raise JournalDamaged(f"{j.path} is not a usable Floorgate database ({e}); restore the last backup "
+                                 "(floorgate restore), or move the file aside to start an empty journal") from None
         j.schema_version = info["version"]
         j.integrity = info["quick_check"]
         j.meta = info["meta"]

@@ -95,3 +95,20 @@ def test_run_refuses_a_file_it_may_not_read(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "mqtt.password_file" in proc.stderr and "cannot be read" in proc.stderr
+
+
+def test_run_on_a_file_that_is_no_database_says_so_in_one_line(tmp_path: Path) -> None:
+    """Found by copying the wrong file into place: a traceback (`file is not a database`), exit 1 (systemd tried
+    again 5 times), and "gateway stopped" for a gateway that never started."""
+    (tmp_path / "floorgate.db").write_bytes(b"not a database, just text " * 40)
+    cfg = tmp_path / "floorgate.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n[mqtt]\nport = 1\n[http]\nhost = "127.0.0.1"\n'
+                   f'port = {free_port()}\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"{tmp_path / 'floorgate.db'} is not a usable Floorgate database" in proc.stderr
+    assert "floorgate restore" in proc.stderr
+    msgs = [json.loads(ln)["msg"] for ln in proc.stdout.splitlines()]
+    assert "gateway stopped" not in msgs and "gateway did not start" in msgs

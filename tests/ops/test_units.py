@@ -86,8 +86,9 @@ def test_gateway_unit_has_what_the_box_needs() -> None:
         assert s.get(k) == v, f"{k}={s.get(k)!r}, expected {v!r}"
     assert s["ExecStart"] == f"{INSTALLED} run --config /etc/floorgate/floorgate.toml"
     allowed = _all_values("floorgate.service", "DeviceAllow")
-    for dev in ("char-ttyUSB rw", "char-ttyACM rw", "char-input rw"):
+    for dev in ("char-ttyUSB rw", "char-ttyACM rw", "char-input rw", "char-ttySC rw"):  # ttySC: SC16IS752 HATs
         assert dev in allowed
+    assert s["RestartPreventExitStatus"].split() == ["2", "3"]  # a bad config, a damaged database: no retries
     assert "PrivateDevices" not in s  # it would hide the serial ports the gateway needs
 
 
@@ -114,6 +115,8 @@ def test_udev_rules_do_what_the_issue_asks() -> None:
     assert 'SUBSYSTEM=="usb-serial", DRIVER=="ftdi_sio", ATTR{latency_timer}="1"' in text
     assert 'SYMLINK+="floorgate/scanner-$env{ID_SERIAL_SHORT}"' in text
     assert 'SYMLINK+="floorgate/rs485-$env{ID_SERIAL_SHORT}"' in text
+    # Each port of a multi-port adapter (FT4232: four ports, one serial number) has a name of its own.
+    assert 'SYMLINK+="floorgate/rs485-$env{ID_SERIAL_SHORT}-if$env{ID_USB_INTERFACE_NUM}"' in text
     assert 'ENV{ID_VENDOR_ID}=="0403|1a86|10c4"' in text  # FTDI, CH340, CP210x
     assert 'GROUP="input"' in text and 'GROUP="dialout"' in text
     assert "by-id" in text  # HID scanners keep their by-id names (the default rules make them)
