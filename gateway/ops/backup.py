@@ -320,6 +320,13 @@ def restore(cfg: Config, source: Path, *, stream: TextIO | None = None, quiet: b
                           "restore it with the Floorgate version that made it")
     if check != ["ok"]:
         raise BackupError(f"{source} fails integrity_check ({'; '.join(check[:3])}): choose another backup")
+    theirs, ours = (meta.get("site"), meta.get("gateway")), (cfg.site, cfg.gateway)
+    if all(theirs) and theirs != ours:
+        # Another gateway's orders and master data would run here, and its unacked events would go out on this
+        # gateway's topics with the other's name in their envelopes.
+        raise BackupError(f"{source} is a backup of gateway {theirs[0]}/{theirs[1]}, and this config is "
+                          f"{ours[0]}/{ours[1]}: restore it on that gateway, or, if this box takes its place, "
+                          f"set site = \"{theirs[0]}\" and gateway = \"{theirs[1]}\" in the config first")
     data_dir = Path(cfg.data_dir)
     db = cfg.db_path
     with acquire_run_lock(data_dir):  # AlreadyRunning propagates: the gateway must be stopped

@@ -210,6 +210,20 @@ async def test_backup_refuses_to_overwrite_and_names_a_missing_database(tmp_path
         backup(tmp_path / "nothing" / "floorgate.db", tmp_path / "c.db", quiet=True)
 
 
+async def test_restore_refuses_another_gateways_backup(tmp_path: Path) -> None:
+    """Found by restoring zone-b's backup on zone-a's box: it succeeded, zone-b's orders ran on zone-a, and its
+    unacked events went out on zone-a's topics with "gateway": "zone-b" in their envelopes."""
+    src = await _small_journal(tmp_path / "src", 2)  # dc1/zone-a
+    out = tmp_path / "b.db"
+    backup(src, out, quiet=True)
+    other = parse_config({"data_dir": str(tmp_path / "gw"), "gateway": "zone-b"}, "<test>")
+    with pytest.raises(BackupError, match=r"backup of gateway dc1/zone-a, and this config is dc1/zone-b"):
+        restore(other, out, quiet=True)
+    assert not other.db_path.exists()
+    same = parse_config({"data_dir": str(tmp_path / "gw")}, "<test>")
+    assert restore(same, out, quiet=True).new_journal_id
+
+
 async def test_restore_over_a_damaged_database_moves_it_aside(tmp_path: Path) -> None:
     src = await _small_journal(tmp_path / "src", 2)
     out = tmp_path / "b.db"
