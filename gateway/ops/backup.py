@@ -185,17 +185,22 @@ def backup(db_path: Path, out: Path, *, force: bool = False, stream: TextIO | No
             src.execute("COMMIT")
         except sqlite3.Error as e:
             raise BackupError(f"backup of {db_path} failed: {e}") from None
+        except OSError as e:  # a read-only stick, /proc, a full card: said, not a traceback
+            raise BackupError(f"cannot write {out}: {e.strerror or e}; nothing was written") from None
         finally:
             src.close()
         bar.finish()
         result, copied_meta, _ = verify(tmp)
         if result != ["ok"]:
             raise BackupError(f"the copy failed integrity_check ({'; '.join(result[:3])}); {out} was not written")
-        _fsync_file(tmp)
-        os.replace(tmp, out)
-        _fsync_dir(out.parent)
+        try:
+            _fsync_file(tmp)
+            os.replace(tmp, out)
+            _fsync_dir(out.parent)
+        except OSError as e:
+            raise BackupError(f"cannot write {out}: {e.strerror or e}; nothing was written") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # not FileNotFoundError alone: on a read-only mount it hid the cause
             tmp.unlink()
     return BackupResult(out, out.stat().st_size, pages, copied_meta.get("journal_id", meta.get("journal_id", "")),
                         int(copied_meta.get("last_seq", "0")), result)

@@ -208,6 +208,9 @@ async def test_backup_refuses_to_overwrite_and_names_a_missing_database(tmp_path
     backup(src, out, force=True, quiet=True)
     with pytest.raises(BackupError, match="no database here"):
         backup(tmp_path / "nothing" / "floorgate.db", tmp_path / "c.db", quiet=True)
+    # A place no file can be made (as a read-only stick): the reason, not a traceback (as root, /proc is one).
+    with pytest.raises(BackupError, match=r"cannot write /proc/floorgate-backup.db: .*nothing was written"):
+        backup(src, Path("/proc/floorgate-backup.db"), quiet=True)
 
 
 async def test_restore_refuses_another_gateways_backup(tmp_path: Path) -> None:
