@@ -10,6 +10,7 @@ import faulthandler
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import __version__
 
@@ -35,7 +36,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     app = App(cfg, config_path=args.config)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(app.run())
+            _run_app(app)
     except AlreadyRunning as e:
         print(f"floorgate: {e}", file=sys.stderr)
         return 1
@@ -43,6 +44,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"floorgate: {e}", file=sys.stderr)
         return EXIT_DAMAGED  # the unit does not restart it: nothing a restart mends
     return 0
+
+
+def _run_app(app: Any) -> None:
+    """The gateway until it stops; the parts' start-up failures that need a person come out as one line."""
+    from gateway.web.server import WebStartError
+
+    try:
+        asyncio.run(app.run())
+    except* WebStartError as group:
+        for e in group.exceptions:
+            print(f"floorgate: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Generator
 from typing import Any
@@ -15,6 +16,11 @@ from typing import Any
 import uvicorn
 
 log = logging.getLogger("floorgate.web")
+
+
+class WebStartError(Exception):
+    """The pages cannot be served (the port taken, an address not on this box): the gateway stops, saying why
+    in one line instead of a traceback."""
 
 
 class _Server(uvicorn.Server):
@@ -62,16 +68,26 @@ class WebServer:
                 await sampler
 
     async def _serve(self) -> None:
+        where = f"{self.config.host}:{self.config.port}"
         try:
             await self.server.serve()
         except SystemExit as e:  # uvicorn exits the process when it cannot bind; we report instead
-            raise RuntimeError(f"web server could not start on {self.config.host}:{self.config.port} "
-                               "(is the port in use? set [http] port)") from e
+            cause = e.__context__
+            code = cause.errno if isinstance(cause, OSError) else None
+            if code == errno.EADDRINUSE:
+                hint = "the port is in use by another program: stop it, or set [http] port"
+            elif code == errno.EADDRNOTAVAIL:
+                hint = "that address is not one of this box's: set [http] host (0.0.0.0 for every interface)"
+            elif code == errno.EACCES:
+                hint = "a port below 1024 needs privileges: set [http] port to 1024 or above"
+            else:
+                hint = f"{cause}" if cause is not None else "check [http] host and port"
+            raise WebStartError(f"the web server could not listen on {where}: {hint}") from None
         finally:
             self.server.should_exit = True
             self._served.set()
         if not self.server.started:
-            raise RuntimeError(f"web server could not start on {self.config.host}:{self.config.port}")
+            raise WebStartError(f"the web server could not start on {where}")
         await asyncio.Event().wait()  # stopped by shutdown(); the part stays until cancelled
 
     async def shutdown(self) -> None:

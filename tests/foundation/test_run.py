@@ -112,3 +112,24 @@ def test_run_on_a_file_that_is_no_database_says_so_in_one_line(tmp_path: Path) -
     assert "floorgate restore" in proc.stderr
     msgs = [json.loads(ln)["msg"] for ln in proc.stdout.splitlines()]
     assert "gateway stopped" not in msgs and "gateway did not start" in msgs
+
+
+def test_run_with_the_web_port_taken_says_so_in_one_line(tmp_path: Path) -> None:
+    """Found on a box where another program had the port: a logged error, then an ExceptionGroup traceback."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "floorgate.toml"
+        cfg.write_text(f'data_dir = "{tmp_path}"\n[mqtt]\nport = 1\n[http]\nhost = "127.0.0.1"\nport = {port}\n',
+                       encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(cfg)],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        taken.close()
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"could not listen on 127.0.0.1:{port}: the port is in use" in proc.stderr
