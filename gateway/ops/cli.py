@@ -178,6 +178,12 @@ def _bundle(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         print(f"floorgate support-bundle: {out.parent} is not a directory", file=sys.stderr)
         return 1
+    if not Path(args.config).exists():
+        # A config that does not parse still makes a bundle (it may be the problem); a path that names nothing
+        # is a typo, and a bundle without the box's config written with exit 0 helped nobody.
+        print(f"floorgate support-bundle: {args.config} does not exist; give the gateway's config, e.g. "
+              "/etc/floorgate/floorgate.toml; nothing written", file=sys.stderr)
+        return 1
     try:
         manifest = build_bundle(args.config, out, unit=args.unit, run_doctor=not args.no_doctor)
     except OSError as e:

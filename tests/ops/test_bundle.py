@@ -167,3 +167,10 @@ def test_statistics_from_a_running_gateway(tmp_path: Path) -> None:
 def test_bad_output_directory(tmp_path: Path, secrets_config: Path) -> None:
     r = ops_cli("support-bundle", "--config", str(secrets_config), "--out", str(tmp_path / "no" / "b.tar.gz"))
     assert r.returncode == 1 and "is not a directory" in r.stderr
+
+
+def test_a_config_path_that_names_nothing_is_refused(tmp_path: Path) -> None:
+    """A typo in --config wrote a bundle without the box's config and exited 0."""
+    out = tmp_path / "b.tar.gz"
+    r = ops_cli("support-bundle", "--config", str(tmp_path / "nope.toml"), "--out", str(out))
+    assert r.returncode == 1 and "nope.toml does not exist" in r.stderr and not out.exists()
