@@ -25,7 +25,7 @@ from gateway.domain.model import RECEIVED, TASK_ASSIGNED, TASK_STARTED, At, Task
 from gateway.domain.orders import cancel_order, upsert_order
 from gateway.domain.review import resolve_review
 from gateway.domain.sessions import follow_masterdata, sync_picker
-from gateway.domain.tasks import plan_tasks, stop_task
+from gateway.domain.tasks import escalation_handled, plan_tasks, stop_task
 
 
 def receive_order(floor: Floor, change: Change, order_in: OrderIn, at: At) -> dict[str, Any]:
@@ -57,6 +57,11 @@ def set_hold(floor: Floor, change: Change, scope: str, target: str, by: str, at:
         floor.dispatch.set_hold(scope, target, on)
         if scope == "order":
             _order_lights(floor, change, target, on=not on)
+            if on:
+                # The escalation alarm asks to "assign it by hand or hold the order": done, so it ends, and the
+                # task's ladder starts over (after the release it is timed afresh and can be escalated again).
+                for task in floor.tasks_of(target):
+                    escalation_handled(floor, change, task, at, f"order {target} is held by {by}")
         elif scope == "operator" and target in floor.md.operators:
             # Someone not in master data is held for when they come (the hold is kept), but is no picker of
             # dispatch's: it would list them in telemetry and on the supervisor page as one, score 100.

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from gateway.clock import rfc3339
-from gateway.domain.alarms import clear_alarm
 from gateway.domain.change import Change
 from gateway.domain.errors import Conflict, NotFound
 from gateway.domain.floor import Floor
@@ -68,10 +67,6 @@ def hold(floor: Floor, change: Change, scope: str, target: str, by: str, now: da
         else:
             change.save("order", order.order_id, order)
         change.signal(("order_held", order.order_id))
-        # The escalation alarm asks to "assign it by hand or hold the order": done, so it ends (a held order is
-        # never escalated; after the release its task is timed afresh and can be escalated again).
-        for task in floor.tasks_of(order.order_id):
-            clear_alarm(floor, change, f"escalation:{task.task_id}", f"order {order.order_id} is held by {by}")
     return {"scope": scope, "id": target, "changed": True}
 
 

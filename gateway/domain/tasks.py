@@ -343,6 +343,16 @@ def stop_task(floor: Floor, change: Change, task: Task, at: At) -> None:
     clear_alarm(floor, change, f"escalation:{task.task_id}", f"task {task.task_id} was cancelled")
 
 
+def escalation_handled(floor: Floor, change: Change, task: Task, at: At, why: str) -> None:
+    """A supervisor did what the escalation alarm asks (held the order): the alarm ends, and the task's ladder
+    starts over, also as stored (a restart restores the level: left at 2, it was never escalated again)."""
+    cleared = clear_alarm(floor, change, f"escalation:{task.task_id}", why)
+    if cleared or task.escalation:
+        task.escalation = 0
+        change.save("task", task.task_id, task)
+        floor.dispatch.reset_escalation(task.task_id, at.mono)
+
+
 def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str, by: str, at: At) -> None:
     """A supervisor moves a task to another picker by hand."""
     from gateway.domain.errors import Conflict, NotFound
@@ -380,6 +390,8 @@ def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str
     else:
         reason = f"assigned by hand by {by}"
         task.decision = decision_doc("manual", at, reason=reason, operator_id=operator_id, score=0.0)
+    task.escalation = 0  # timed afresh with its new picker, also after a restart (restore reads it)
+    clear_alarm(floor, change, f"escalation:{task_id}", f"task {task_id} {reason}")
     _give(floor, change, task, operator_id, at)
     task.reassignments += 1
     if previous:
@@ -394,5 +406,3 @@ def manual_reassign(floor: Floor, change: Change, task_id: str, operator_id: str
                                       handoff_zone=handoff_zone(floor, task)), at.mono,
                             operator_id=operator_id, started=task.state == TASK_STARTED, strategy=task.strategy)
     _lights(change, claim(floor, task))
-    # What the escalation alarm asked for ("assign it by hand"): done. The task is timed afresh with its new picker.
-    clear_alarm(floor, change, f"escalation:{task_id}", f"task {task_id} {reason}")

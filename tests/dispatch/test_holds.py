@@ -23,11 +23,13 @@ def test_held_order_is_not_assigned_until_released(rig: Rig) -> None:
     assert given(rig.tick()) == [("T1", "p1")]
 
 
-def test_task_held_by_its_view(rig: Rig) -> None:
+def test_task_held_by_its_view_is_released_with_its_order(rig: Rig) -> None:
+    """A view made `held` (its order on hold, e.g. restored after a restart) is held through its order: releasing
+    the order gives it out. Held as a task of its own, an order held across a restart was never given out."""
     rig.picker("p1")
-    rig.task("T1", held=True)
+    rig.task("T1", order_id="O-1", held=True)
     assert given(rig.tick()) == []
-    rig.engine.set_hold("task", "T1", False)
+    rig.engine.set_hold("order", "O-1", False)
     assert given(rig.tick()) == [("T1", "p1")]
 
 

@@ -367,6 +367,81 @@ async def test_a_restart_keeps_an_open_breaker_until_its_trial_closes_it_and_its
         await j.close()
 
 
+async def test_an_escalated_task_held_and_released_is_escalated_again(tmp_path: Path) -> None:
+    """From a review: holding the order ended the escalation alarm, and after the release the task sat unstarted
+    for hours with none (its ladder was left at its end). The supervisor's action starts the ladder over."""
+    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
+    j, h = await started(cfg, ManualClock())
+    try:
+        await h.load()
+        await h.scan("scan-1", "BADGE-P1")
+        await h.order("O-1", [(1, "SKU-1", 1)])
+        await h.tick()
+        await minutes(h, 40)  # p1 alone, nothing started: the supervisor is told
+        assert "escalation:O-1~zone-a" in h.floor.alarms
+        await h.hold("order", "O-1")
+        assert "escalation:O-1~zone-a" not in h.floor.alarms
+        await minutes(h, 2)
+        await h.hold("order", "O-1", on=False)
+        await minutes(h, 120)  # two hours after the release, still nobody has started it
+        assert h.floor.tasks["O-1~zone-a"].started_at is None
+        assert "escalation:O-1~zone-a" in h.floor.alarms
+    finally:
+        await j.close()
+
+
+@pytest.mark.parametrize("restart", [False, True])
+async def test_a_task_assigned_by_hand_after_level_2_is_timed_afresh(tmp_path: Path, restart: bool) -> None:
+    """From a review: the task was timed afresh, until a restart restored its stored level 2 and it was never
+    escalated again."""
+    from gateway.domain.tasks import manual_reassign
+
+    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
+    clock = ManualClock()
+    j, h = await started(cfg, clock)
+    try:
+        await h.load()
+        await h.scan("scan-1", "BADGE-P1")
+        await h.order("O-1", [(1, "SKU-1", 1)])
+        await h.order("O-2", [(1, "SKU-2", 1)])
+        await h.tick()
+        await minutes(h, 40)
+        assert "escalation:O-2~zone-a" in h.floor.alarms
+        await h.scan("scan-2", "BADGE-P2")
+        at = h.service.at()
+        await h.service.execute(lambda f, c: manual_reassign(f, c, "O-2~zone-a", "p2", "s1", at))
+        assert "escalation:O-2~zone-a" not in h.floor.alarms
+        if restart:
+            await j.close()
+            j, h = await started(cfg, clock)
+        await minutes(h, 120)
+        task = h.floor.tasks["O-2~zone-a"]
+        assert task.started_at is None and task.operator_id is not None
+        assert any(a.startswith("escalation:O-2") for a in h.floor.alarms)
+    finally:
+        await j.close()
+
+
+async def test_an_order_held_over_a_restart_is_given_out_after_its_release(tmp_path: Path) -> None:
+    """From a review: its task came back held as a task of its own, which releasing the order did not end: the
+    order was never given out again (also after any failed commit, which rebuilds the floor the same way)."""
+    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
+    clock = ManualClock()
+    j, h = await started(cfg, clock)
+    try:
+        await h.load()
+        await h.order("O-1", [(1, "SKU-1", 1)])
+        await h.hold("order", "O-1")
+        await j.close()
+        j, h = await started(cfg, clock)
+        await h.scan("scan-1", "BADGE-P1")
+        await h.hold("order", "O-1", on=False)
+        await minutes(h, 2)
+        assert h.floor.tasks["O-1~zone-a"].operator_id == "p1"
+    finally:
+        await j.close()
+
+
 async def test_an_undo_after_a_restart_and_a_clock_stepped_back_is_refused(tmp_path: Path) -> None:
     """Found with a moved clock: a line confirmed before a restart, the wall clock stepped back an hour (NTP after a
     boot), an undo ten minutes later: accepted, as the confirm seemed to lie in the future."""

@@ -287,7 +287,9 @@ class DispatchEngine:
         self._tasks[view.task_id] = ts
         self._order_tasks.setdefault(view.order_id, set()).add(view.task_id)
         if view.held:
-            self._held_tasks.add(view.task_id)
+            # Held through its order (on hold when the task was made, or restored after a restart): releasing
+            # the order ends it. As a task-scope hold, an order held across a restart was never given out again.
+            self._held_orders.add(view.order_id)
         if operator_id is None:
             self._push(ts)
             return
@@ -543,6 +545,24 @@ class DispatchEngine:
                 self._pending.append(BreakerChange(sample.operator_id, CLOSED, scores,
                                                    f"trial interval index {shown} at or above {thr:g}"))
                 self._dirty.update(p.view.zones)
+
+    def reset_escalation(self, task_id: str, t: float) -> None:
+        """A supervisor acted on an escalated task (held its order, gave it by hand): its ladder starts over, so
+        if it then waits a whole period again (after the release, with its new picker) it is escalated again.
+        Left at its end, a task held a minute and released could sit unstarted for hours without an alarm."""
+        ts = self._tasks.get(task_id)
+        if ts is None:
+            return
+        t = self._time(t)
+        ts.ladder, ts.escalation = 0, 0
+        if ts.strategy != HEALTH:
+            return
+        if ts.state == ASSIGNED:  # a fresh period from the supervisor's action (put off while a hold lasts)
+            ts.assigned_at = ts.unstarted_since = t
+            self._to_arm.append(ts)
+        elif ts.state == QUEUED and not ts.parked:  # a parked one is armed when released (_push)
+            ts.unstarted_since = t
+            self._arm_queued.append(ts)
 
     def restore_breaker(self, operator_id: str, opened_at: float, t: float) -> None:
         """After a restart: a breaker that was open (its alarm is still up) is open again from when it opened,

@@ -48,7 +48,7 @@ class TaskView:
     cold_chain: bool = False
     value_cents: int = 0
     customer_level: int = 0
-    held: bool = False  # the task itself (or its order) is held
+    held: bool = False  # its order is held (on hold when the task was made or restored): released with the order
     category: str = ""  # groups tasks for learned escalation thresholds; default: zone and cold chain
     handoff_zone: str = ""  # a zone where this task's order's part is already done ("": none)
 
