@@ -351,7 +351,7 @@ async def test_a_restart_keeps_an_open_breaker_until_its_trial_closes_it_and_its
         assert status["p1"].breaker == "open"
         await h.order("O-9", [(1, "SKU-1", 1)])
         await minutes(h, 1)
-        assert not any(t.operator_id == "p1" and t.active for t in h.floor.tasks.values()), "work behind an open breaker"
+        assert not any(t.operator_id == "p1" and t.active for t in h.floor.tasks.values()), "work behind the breaker"
         # The cool-down (5 min) runs on from when it opened; then one trial task, and good work closes it.
         seq = h.seq
         await minutes(h, 5)
