@@ -87,7 +87,7 @@ class PtlDevices:
         # of the bus, 80 for 40 modules, besides the bus's own; the bus's events say it all. Those still not
         # answering after LINK_GRACE_S are recorded offline then, the others never were.
         self.link_grace_s = LINK_GRACE_S
-        self._link_dark: dict[str, dict[int, str]] = {}
+        self._link_dark: dict[str, dict[int, tuple[str, float]]] = {}  # bus -> unit -> (detail, record at)
         self._link_timers: dict[str, asyncio.TimerHandle] = {}
         service.on_signal(self._on_signal)
 
@@ -274,10 +274,9 @@ class PtlDevices:
             await self._after_link_grace(ev)
         elif isinstance(ev, ModuleOffline) and ev.link:
             dark = self._link_dark.setdefault(ev.bus_id, {})
-            if ev.bus_id not in self._link_timers:
-                self._link_timers[ev.bus_id] = asyncio.get_running_loop().call_later(
-                    self.link_grace_s, self._events.put_nowait, ("link_grace", ev.bus_id))
-            dark[ev.unit] = ev.detail
+            if ev.unit not in dark:  # each module its own grace from when it went dark (a later drop: afresh)
+                dark[ev.unit] = (ev.detail, self._loop_time() + self.link_grace_s)
+            self._grace_timer(ev.bus_id)
             self.registry.status(module_id(Light(ev.bus_id, ev.unit)), "ptl", False, ev.detail)  # live, not stored
         elif isinstance(ev, ModuleFault):
             device = module_id(Light(ev.bus_id, ev.unit))
@@ -287,23 +286,38 @@ class PtlDevices:
             online = isinstance(ev, ModuleOnline)
             light = Light(ev.bus_id, ev.unit)
             waiting = self._link_dark.get(ev.bus_id)
-            if waiting is not None and waiting.pop(ev.unit, None) is not None and not waiting:
-                del self._link_dark[ev.bus_id]  # all back within the grace: nothing to record
-                timer = self._link_timers.pop(ev.bus_id, None)
-                if timer is not None:
-                    timer.cancel()
+            if waiting is not None and waiting.pop(ev.unit, None) is not None:
+                self._grace_timer(ev.bus_id)  # all back within the grace: nothing to record, no timer
             detail = "answering" if online else getattr(ev, "detail", "no answer")
             await store_status(self.service, self.registry, module_id(light), "ptl", online, detail)
             if online:
                 self.refresh(light)
 
+    def _grace_timer(self, bus_id: str) -> None:
+        """One timer per bus, at the earliest grace end of its dark modules; none when none is dark."""
+        dark = self._link_dark.get(bus_id)
+        timer = self._link_timers.pop(bus_id, None)
+        if timer is not None:
+            timer.cancel()
+        if not dark:
+            self._link_dark.pop(bus_id, None)
+            return
+        when = min(at for _, at in dark.values())
+        self._link_timers[bus_id] = asyncio.get_running_loop().call_at(
+            when, self._events.put_nowait, ("link_grace", bus_id))
+
     async def _after_link_grace(self, bus_id: str) -> None:
-        """Record offline the modules of the bus still dark since its link dropped (the link is still down, or
-        they did not answer when it came back)."""
+        """Record offline the modules of the bus dark for their whole grace since the link dropped (it is still
+        down, or they did not answer when it came back); the others wait for theirs."""
         self._link_timers.pop(bus_id, None)
-        dark = self._link_dark.pop(bus_id, {})
+        dark = self._link_dark.get(bus_id, {})
+        now = self._loop_time()
+        due = sorted((unit, detail) for unit, (detail, at) in dark.items() if at <= now)
+        for unit, _ in due:
+            del dark[unit]
+        self._grace_timer(bus_id)
         bus = self.buses.get(bus_id)
-        for unit, detail in sorted(dark.items()):
+        for unit, detail in due:
             if bus is not None and bus.is_online(unit) is not True:
                 await store_status(self.service, self.registry, module_id(Light(bus_id, unit)), "ptl", False, detail)
 

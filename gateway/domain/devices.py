@@ -11,6 +11,7 @@ from gateway.domain.floor import Floor
 from gateway.domain.model import At, DeviceState
 
 KINDS = ("scanner", "ptl", "scale", "bus", "broker", "printer")
+BUS_SETTLE_S = 60.0  # after a bus is back, its modules have this long to answer before their own alarms
 BROKER = "broker"  # the hub link's broker, as a device (SPEC kind `broker`)
 BROKER_CHECK_ALARM = "doctor.broker"  # the start-up check's alarm that it could not be reached
 DEVICE_ALARMS = ("device_offline:", "device_fault:")
@@ -47,9 +48,12 @@ def offline_alarms(floor: Floor, change: Change, at: At) -> None:
     limit = floor.rules.device_offline_alarm_s
     # A bus whose link is down has its own alarm, which says it all: one alarm (and one mail) per module besides
     # it was 21 for a bus of 20. A module still dark once its bus is back gets its own alarm then.
-    buses_down = {st.device_id for st in floor.devices.values() if st.kind == "bus" and not st.online}
+    # Nor just after it is back: its modules answer their first probe over the next second or so, and each had
+    # an alarm (and a mail) raised and cleared in that moment.
+    quiet = {st.device_id for st in floor.devices.values()
+             if st.kind == "bus" and (not st.online or at.mono - st.since_mono < BUS_SETTLE_S)}
     for st in floor.devices.values():
-        if st.kind == "ptl" and buses_down and bus_of(st.device_id) in buses_down:
+        if st.kind == "ptl" and quiet and bus_of(st.device_id) in quiet:
             continue
         if not st.online and not st.alarmed and at.mono - st.since_mono >= limit:
             st.alarmed = True

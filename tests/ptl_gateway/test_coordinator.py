@@ -343,6 +343,44 @@ async def test_a_brief_link_drop_is_the_buss_event_alone_and_a_long_one_each_mod
         assert sorted(offline()) == modules
 
 
+async def test_each_dark_module_has_its_own_grace_from_when_it_went_dark(tmp_path: Path) -> None:
+    """From a review: the bus's grace timer ran from its first drop. A module that did not come back kept it
+    running, and a second, brief drop was recorded for every module when that old timer fired. The grace's clock
+    is moved by hand here (far ahead of the loop's, so its real timer never fires during the test)."""
+    async with floor(tmp_path, "tcp") as f:
+        assert f.app.fleet is not None and f.app.fleet.ptl is not None
+        ptl = f.app.fleet.ptl
+        devices = f.service.floor.devices
+        modules = ["bus-a-u001", "bus-a-u002", "bus-a-u003"]
+        await until(lambda: all(m in devices and devices[m].online for m in modules), "the modules online")
+        now = [asyncio.get_running_loop().time() + 10_000]
+        ptl._loop_time = lambda: now[0]  # type: ignore[method-assign]
+        ptl.link_grace_s = 10.0
+
+        def dark() -> set[int]:
+            return set(ptl._link_dark.get("bus-a", {}))
+
+        def offline() -> list[str]:
+            return sorted(d["device_id"] for d in f.events("device.offline") if d["kind"] == "ptl")
+        await f.sim.stop()  # drop 1, at 0 s
+        await until(lambda: dark() == {1, 2, 3}, "three modules dark")
+        f.sim.remove_module(3)  # it does not come back (a fault of its own)
+        await f.sim.start()
+        await until(lambda: dark() == {3}, "modules 1 and 2 back")
+        now[0] += 5
+        await f.sim.stop()  # drop 2, at 5 s: modules 1 and 2 have until 15 s
+        await until(lambda: dark() == {1, 2, 3}, "modules 1 and 2 dark again")
+        now[0] += 6  # 11 s: module 3's grace is over, not theirs
+        await ptl._after_link_grace("bus-a")
+        await f.service.journal.barrier()
+        assert offline() == ["bus-a-u003"]
+        assert dark() == {1, 2}
+        await f.sim.start()
+        await until(lambda: dark() == set(), "modules 1 and 2 back again")
+        await f.service.journal.barrier()
+        assert offline() == ["bus-a-u003"]
+
+
 async def test_a_location_lit_on_a_bus_the_config_lacks_raises_an_alarm(tmp_path: Path) -> None:
     """A bus id mistyped in master data (or missing from the config): the location's lines were picked without a
     light, and nobody was told."""
