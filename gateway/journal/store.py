@@ -67,6 +67,9 @@ class JournalUnavailable(JournalError):
     """The journal is recovering from a failed commit; retry shortly."""
 
 
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26  # primary result codes: "database disk image is malformed", "not a database"
+
+
 class JournalDamaged(Exception):
     """The database file cannot be opened as a journal at all (not SQLite, a destroyed header): nothing a
     restart mends. Said in one line naming the file and what to do, not as a traceback."""
@@ -257,6 +260,14 @@ def _prepare(path: str, site: str, gateway: str, now: str) -> dict[str, Any]:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
             conn.execute("COMMIT")
+        elif (meta.get("site"), meta.get("gateway")) != (site, gateway):
+            # The gateway was renamed in its config: the journal is its, under the new name. Kept at the first
+            # name, the gateway's own later backups were refused by `restore` as another gateway's.
+            meta = {**meta, "site": site, "gateway": gateway}
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                             [("site", site), ("gateway", gateway)])
+            conn.execute("COMMIT")
         row = conn.execute("SELECT max(seq) FROM events").fetchone()
         max_seq = int(row[0]) if row[0] is not None else 0
         return {"version": version, "quick_check": check, "meta": meta, "max_seq": max_seq}
@@ -314,9 +325,9 @@ class Journal:
         j.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             info = await asyncio.to_thread(_prepare, str(j.path), site, gateway, rfc3339(clock.now()))
-        except sqlite3.OperationalError:
-            raise  # locked, read-only, I/O: may pass
         except sqlite3.DatabaseError as e:
+            if int(getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF not in (SQLITE_NOTADB, SQLITE_CORRUPT):
+                raise  # locked, read-only, I/O, a failed migration: not a reason to set the file aside
             raise JournalDamaged(f"{j.path} is not a usable Floorgate database ({e}); restore the last backup "
                                  "(floorgate restore), or move the file aside to start an empty journal") from None
         j.schema_version = info["version"]

@@ -227,6 +227,22 @@ async def test_restore_refuses_another_gateways_backup(tmp_path: Path) -> None:
     assert restore(same, out, quiet=True).new_journal_id
 
 
+async def test_a_renamed_gateway_restores_its_own_backup(tmp_path: Path) -> None:
+    """From a review: the journal kept the name it was created under, so a gateway renamed in its config could
+    not restore its own later backups ("a backup of gateway dc1/zone-a"). The journal now follows the config."""
+    data = tmp_path / "gw"
+    old = parse_config({"data_dir": str(data), "gateway": "zone-a"}, "<test>")
+    renamed = parse_config({"data_dir": str(data), "gateway": "zone-a1"}, "<test>")
+    clock = ManualClock()
+    for cfg in (old, renamed):  # ran as zone-a, then renamed (same box, same data_dir, same journal)
+        j = await Journal.open(cfg.db_path, site=cfg.site, gateway=cfg.gateway, clock=clock)
+        await j.close()
+    assert _meta(renamed.db_path)["gateway"] == "zone-a1"
+    out = tmp_path / "b.db"
+    backup(renamed.db_path, out, quiet=True)
+    assert restore(renamed, out, quiet=True).new_journal_id
+
+
 async def test_restore_over_a_damaged_database_moves_it_aside(tmp_path: Path) -> None:
     src = await _small_journal(tmp_path / "src", 2)
     out = tmp_path / "b.db"
