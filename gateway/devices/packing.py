@@ -47,7 +47,11 @@ class ScaleDevice:
         # scales); between parcels the scale is read every OFF_POLL_S until it is, so a packer who takes each
         # parcel off as they go never waits.
         self.parcel_on: float | None = None
+        # Nor is a load there at the start taken for a parcel (a restart, or a SIGHUP that made the device anew,
+        # with the last parcel still on the scale): the scale is read until it has been seen empty once.
+        self.fresh = True
         self._parcel_weighed = asyncio.Event()
+        self._parcel_weighed.set()
         self._weighing = False
         service.on_signal(self._on_signal)
 
@@ -78,21 +82,27 @@ class ScaleDevice:
     async def _watch_taken_off(self) -> None:
         while True:
             await self._parcel_weighed.wait()
-            await asyncio.sleep(OFF_POLL_S)
-            if self.parcel_on is None:
+            if not self.needs_empty:
                 self._parcel_weighed.clear()
                 continue
-            if self._weighing:
-                continue  # the weighing reads the scale itself
-            try:
-                w = await self.scale.read_immediate(timeout_s=2.0)
-            except ScaleUnderload:
-                self.parcel_on = None
-                continue
-            except ScaleError:
-                continue  # offline or noise: the status path reports it; the next weighing asks for an empty scale
-            if w.grams < EMPTY_SCALE_G:
-                self.parcel_on = None
+            if not self._weighing:  # (a weighing reads the scale itself)
+                try:
+                    w = await self.scale.read_immediate(timeout_s=2.0)
+                except ScaleUnderload:
+                    self._seen_empty()
+                except ScaleError:
+                    pass  # offline or noise: the status path reports it; a weighing asks for an empty scale
+                else:
+                    if w.grams < EMPTY_SCALE_G:
+                        self._seen_empty()
+            await asyncio.sleep(OFF_POLL_S)
+
+    @property
+    def needs_empty(self) -> bool:
+        return self.parcel_on is not None or self.fresh
+
+    def _seen_empty(self) -> None:
+        self.parcel_on, self.fresh = None, False
 
     def _parcel_taken(self, grams: float) -> None:
         self.parcel_on = grams
@@ -108,33 +118,34 @@ class ScaleDevice:
         while (left := deadline - loop.time()) > 0:
             if not weight_awaited(self.service.floor, station, order_id):
                 return None  # cancelled, set aside or weighed meanwhile: the next request is for the next parcel
-            if self.parcel_on is not None:
+            if self.needs_empty:
                 try:
                     w = await self.scale.read_immediate(timeout_s=min(2.0, left))
                 except ScaleUnderload:
-                    self.parcel_on = None  # below zero: nothing on it
+                    self._seen_empty()  # below zero: nothing on it
                     continue
                 except ScaleBusy:
                     await asyncio.sleep(OFF_POLL_S)
                     continue
                 if w.grams < EMPTY_SCALE_G:
-                    self.parcel_on = None
+                    self._seen_empty()
                     continue
                 if not told:
                     told = True
+                    since = (f"the last parcel ({self.parcel_on:g} g)" if self.parcel_on is not None
+                             else "the gateway started")
                     self.service.notify(("station_feedback", station, False,
-                                         f"the scale has not been empty since the last parcel ({self.parcel_on:g} g); "
-                                         f"it reads {w.grams:g} g: take the parcel off, then put this order's parcel "
-                                         "on"))
+                                         f"the scale has not been empty since {since}; it reads {w.grams:g} g: take "
+                                         "the parcel off, then put this order's parcel on"))
                 await asyncio.sleep(OFF_POLL_S)
                 continue
             w = await self.scale.read_stable(timeout_s=left)
             if w.grams >= EMPTY_SCALE_G:
                 return w
             await asyncio.sleep(OFF_POLL_S)  # the page says "put the parcel on the scale" while it waits
-        if self.parcel_on is not None:
-            raise ScaleError(f"the scale still carries the last parcel ({self.parcel_on:g} g) after "
-                             f"{WEIGH_TIMEOUT_S:g} s; take it off")
+        if self.needs_empty:
+            raise ScaleError(f"the scale was not seen empty since the last parcel within {WEIGH_TIMEOUT_S:g} s; "
+                             "take it off")
         raise ScaleTimeout(f"no parcel on the scale within {WEIGH_TIMEOUT_S:g} s")
 
     async def weigh(self, order_id: str) -> Outcome:

@@ -797,6 +797,10 @@ class Packer:
                             f"{self.op}: {oid} reported at {self.station} with units missing: "
                             f"{dict(self.missing(oid, [*parcel, *held]))}")
                 else:
+                    # The station may be asking for the parcel to come off the scale (the gateway restarted with
+                    # it on, so the scale was never seen empty): lift it and put it back, then weigh again.
+                    await self.scale.take_off(1.0)
+                    self.weigh([*parcel, *retry, *held])
                     await self.hand.scan_until_answered(ident)
                 nudge_at = loop.time() + self.NUDGE_S
             await asyncio.sleep(0.05)

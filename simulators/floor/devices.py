@@ -140,7 +140,7 @@ class DeviceFloor:
             # only on a scale seen empty since the last one). Not read when no parcel was weighed: no wait then.
             fleet = self.app.fleet
             device = next((d for d in fleet.scales.values() if d.cfg.station == station), None) if fleet else None
-            if device is None or device.parcel_on is None:
+            if device is None or not device.needs_empty:
                 scale.put(0.0)
             else:
                 await scale.take_off(WAIT_S)
