@@ -204,7 +204,9 @@ def supervisor(web: WebState) -> dict[str, Any]:
         tasks.append({"task_id": task.task_id, "order_id": task.order_id, "zone": task.zone, "state": task.state,
                       "operator_id": task.operator_id, "name": _name(web, task.operator_id),
                       "escalation": task.escalation, "lines": len(task.line_nos),
-                      "held": (order is not None and order.state == "on_hold") or is_held(floor, task) is not None,
+                      # A zone or `all` hold stops new assignments: a task already with a picker goes on.
+                      "held": (order is not None and order.state == "on_hold")
+                              or (task.operator_id is None and is_held(floor, task) is not None),
                       "cutoff_at": order.priority.cutoff_at if order else None,
                       # What was decided, as stored then; and, for a task still waiting, why nobody gets it now.
                       "decision": decision_of(web, task),

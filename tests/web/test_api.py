@@ -253,14 +253,20 @@ async def test_supervisor_holds_reassigns_undoes_and_sees_returns(tmp_path: Path
             await post(s, "/api/v1/supervisor/release", scope="order", id="O-1")
             # A zone hold and an `all` hold show on the task and the pickers too (the page said "held: no" and
             # "available: yes" under them).
-            for scope, target in (("zone", "zone-a"), ("all", None)):
+            # A task already with a picker goes on under them (not held).
+            for n, (scope, target) in enumerate((("zone", "zone-a"), ("all", None))):
                 await post(s, "/api/v1/supervisor/hold", scope=scope, id=target)
+                waiting = f"OH-{n}"
+                assert (await gate.cmd("order.upsert", {"order": {"order_id": waiting, "lines": [
+                    {"line_no": 1, "sku": "SKU-1", "qty": 1}]}}))["ok"]
                 snap = (await s.get("/api/v1/supervisor/snapshot")).json()
-                assert next(t for t in snap["tasks"] if t["task_id"] == TASK)["held"], scope
+                held = {t["order_id"]: t["held"] for t in snap["tasks"]}
+                assert held[waiting] and not held["O-1"], (scope, held)
                 assert not any(p["available"] for p in snap["pickers"]), scope
                 await post(s, "/api/v1/supervisor/release", scope=scope, id=target)
+                await gate.cmd("order.cancel", {"order_id": waiting, "reason": "test"})
             snap = (await s.get("/api/v1/supervisor/snapshot")).json()
-            assert not next(t for t in snap["tasks"] if t["task_id"] == TASK)["held"]
+            assert not any(t["held"] for t in snap["tasks"])
             assert any(p["available"] for p in snap["pickers"])
             resp = await s.post("/api/v1/supervisor/hold", json={"action_id": action_id(), "scope": "order",
                                                                 "id": "NOPE"})
