@@ -63,8 +63,8 @@ def set_hold(floor: Floor, change: Change, scope: str, target: str, by: str, at:
                 for task in floor.tasks_of(target):
                     escalation_handled(floor, change, task, at, f"order {target} is held by {by}")
         elif scope == "operator" and target in floor.md.operators:
-            # Someone not in master data is held for when they come (the hold is kept), but is no picker of
-            # dispatch's: it would list them in telemetry and on the supervisor page as one, score 100.
+            # (A hold names an operator master data knows, or is refused `not_found`; a release may name one who
+            # has left master data since: no picker of dispatch's is made for them.)
             sync_picker(floor, target, at)
         change.signal(("dispatch", "hold"))
     return result
