@@ -61,7 +61,8 @@ def set_hold(floor: Floor, change: Change, scope: str, target: str, by: str, at:
                 # The escalation alarm asks to "assign it by hand or hold the order": done, so it ends, and the
                 # task's ladder starts over (after the release it is timed afresh and can be escalated again).
                 for task in floor.tasks_of(target):
-                    escalation_handled(floor, change, task, at, f"order {target} is held by {by}")
+                    if task.active:  # a finished task keeps its history
+                        escalation_handled(floor, change, task, at, f"order {target} is held by {by}")
         elif scope == "operator" and target in floor.md.operators:
             # (A hold names an operator master data knows, or is refused `not_found`; a release may name one who
             # has left master data since: no picker of dispatch's is made for them.)

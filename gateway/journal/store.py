@@ -263,6 +263,9 @@ def _prepare(path: str, site: str, gateway: str, now: str) -> dict[str, Any]:
         elif (meta.get("site"), meta.get("gateway")) != (site, gateway):
             # The gateway was renamed in its config: the journal is its, under the new name. Kept at the first
             # name, the gateway's own later backups were refused by `restore` as another gateway's.
+            log.warning("journal renamed to follow the config (a renamed gateway; if not, check data_dir)",
+                        extra={"fields": {"path": path, "was": f"{meta.get('site')}/{meta.get('gateway')}",
+                                          "now": f"{site}/{gateway}", "journal": meta["journal_id"]}})
             meta = {**meta, "site": site, "gateway": gateway}
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",

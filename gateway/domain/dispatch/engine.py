@@ -561,8 +561,15 @@ class DispatchEngine:
             ts.assigned_at = ts.unstarted_since = t
             self._to_arm.append(ts)
         elif ts.state == QUEUED and not ts.parked:  # a parked one is armed when released (_push)
+            # Pushed again under a new gen: its old timer, still live, would otherwise run beside the fresh one
+            # (escalating a minute after a long hold's release, or at the old deadline after a short one).
             ts.unstarted_since = t
-            self._arm_queued.append(ts)
+            self._push(ts)
+        elif ts.state == STARTED and ts.absence_told:
+            # Its picker is still away: told again if they are not back within a period from now (a restart
+            # would have done it: the behaviour in memory and as stored must agree).
+            ts.absence_told = False
+            self._left_behind.append(ts)
 
     def restore_breaker(self, operator_id: str, opened_at: float, t: float) -> None:
         """After a restart: a breaker that was open (its alarm is still up) is open again from when it opened,
