@@ -181,6 +181,11 @@ def backup(db_path: Path, out: Path, *, force: bool = False, stream: TextIO | No
         try:
             src.execute("BEGIN")
             meta = dbinfo.read_meta(src)  # reading starts the snapshot the whole copy is taken from
+            if "journal_id" not in meta:
+                # (`floorgate user set-password` before the first start makes such a file.) A copy of it is no
+                # backup `restore` takes: it was refused only at the restore, when it was needed.
+                raise BackupError(f"{db_path} holds no journal yet (the gateway has not started on it): start the "
+                                  "gateway once, then back it up; nothing was written")
             pages = copy_database(src, tmp, bar.update, pages_per_step)
             src.execute("COMMIT")
         except sqlite3.Error as e:

@@ -243,6 +243,18 @@ async def test_a_renamed_gateway_restores_its_own_backup(tmp_path: Path) -> None
     assert restore(renamed, out, quiet=True).new_journal_id
 
 
+def test_a_database_with_no_journal_yet_is_not_backed_up(tmp_path: Path) -> None:
+    """`floorgate user set-password` before the first start makes a database without a journal id: its "backup"
+    was written (rc 0) and then refused by restore, when it was needed."""
+    from gateway.users import hash_password, store_password
+
+    db = tmp_path / "gw" / "floorgate.db"
+    store_password(db, "s1", hash_password("a long enough password"))
+    with pytest.raises(BackupError, match="holds no journal yet"):
+        backup(db, tmp_path / "b.db", quiet=True)
+    assert not (tmp_path / "b.db").exists()
+
+
 async def test_restore_over_a_damaged_database_moves_it_aside(tmp_path: Path) -> None:
     src = await _small_journal(tmp_path / "src", 2)
     out = tmp_path / "b.db"
