@@ -55,6 +55,8 @@ def offline_alarms(floor: Floor, change: Change, at: At) -> None:
     for st in floor.devices.values():
         if st.kind == "ptl" and quiet and bus_of(st.device_id) in quiet:
             continue
+        if st.device_id == BROKER and BROKER_CHECK_ALARM in floor.alarms:
+            continue  # the start-up check's critical alarm already says the broker cannot be reached: one cause
         if not st.online and not st.alarmed and at.mono - st.since_mono >= limit:
             st.alarmed = True
             if f"device_offline:{st.device_id}" in floor.alarms:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from gateway.domain.alarms import raise_alarm
 from gateway.domain.change import Change
-from gateway.domain.devices import BUS_SETTLE_S, broker_status, device_status, forget_devices, offline_alarms
+from gateway.domain.devices import (
+    BROKER_CHECK_ALARM,
+    BUS_SETTLE_S,
+    broker_status,
+    device_status,
+    forget_devices,
+    offline_alarms,
+)
 from gateway.domain.floor import Floor
 from tests.floor.conftest import Harness
 
@@ -59,3 +66,20 @@ async def test_a_bus_down_is_one_alarm_not_one_per_module(h: Harness) -> None:
     at = h.service.at()
     await h.service.execute(lambda f, c: offline_alarms(f, c, at))
     assert [a for a in h.floor.alarms if a.startswith("device_offline:")] == ["device_offline:bus-a-u003"]
+
+
+async def test_a_broker_down_at_start_is_one_alarm(h: Harness) -> None:
+    """Found with a webhook: a broker down at start gave two alarms for one cause, the start-up check's
+    `doctor.broker` (critical) and, 10 minutes later, `device_offline:broker`. Both end when it is back."""
+    now = h.clock.now()
+    await h.service.execute(lambda f, c: raise_alarm(f, c, BROKER_CHECK_ALARM, "broker_unreachable", "critical",
+                                                     "cannot reach the broker", now))
+    at = h.service.at()
+    await h.service.execute(lambda f, c: broker_status(f, c, False, "cannot reach 127.0.0.1:1883", at))
+    h.clock.advance(h.floor.rules.device_offline_alarm_s + 1)
+    at = h.service.at()
+    await h.service.execute(lambda f, c: offline_alarms(f, c, at))
+    assert [a for a in h.floor.alarms if "broker" in a] == [BROKER_CHECK_ALARM]
+    at = h.service.at()
+    await h.service.execute(lambda f, c: broker_status(f, c, True, "connected", at))
+    assert not any("broker" in a for a in h.floor.alarms)
