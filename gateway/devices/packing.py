@@ -4,6 +4,7 @@ its SSCC as a GS1-128 label once the parcel is packed (after the commit that iss
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -86,15 +87,9 @@ class ScaleDevice:
                 self._parcel_weighed.clear()
                 continue
             if not self._weighing:  # (a weighing reads the scale itself)
-                try:
-                    w = await self.scale.read_immediate(timeout_s=2.0)
-                except ScaleUnderload:
-                    self._seen_empty()
-                except ScaleError:
-                    pass  # offline or noise: the status path reports it; a weighing asks for an empty scale
-                else:
-                    if w.grams < EMPTY_SCALE_G:
-                        self._seen_empty()
+                # Offline or noise: the status path reports it, and a weighing still asks for an empty scale.
+                with contextlib.suppress(ScaleError):
+                    await self._load_on(timeout_s=2.0)
             await asyncio.sleep(OFF_POLL_S)
 
     @property
@@ -103,6 +98,17 @@ class ScaleDevice:
 
     def _seen_empty(self) -> None:
         self.parcel_on, self.fresh = None, False
+
+    async def _load_on(self, timeout_s: float) -> Weighing | None:
+        """The load the scale carries now, or None when it is empty (and from then on none is waited for)."""
+        try:
+            w = await self.scale.read_immediate(timeout_s=timeout_s)
+        except ScaleUnderload:  # below zero: nothing on it
+            w = None
+        if w is None or w.grams < EMPTY_SCALE_G:
+            self._seen_empty()
+            return None
+        return w
 
     def _parcel_taken(self, grams: float) -> None:
         self.parcel_on = grams
@@ -120,22 +126,18 @@ class ScaleDevice:
                 return None  # cancelled, set aside or weighed meanwhile: the next request is for the next parcel
             if self.needs_empty:
                 try:
-                    w = await self.scale.read_immediate(timeout_s=min(2.0, left))
-                except ScaleUnderload:
-                    self._seen_empty()  # below zero: nothing on it
-                    continue
+                    load = await self._load_on(timeout_s=min(2.0, left))
                 except ScaleBusy:
                     await asyncio.sleep(OFF_POLL_S)
                     continue
-                if w.grams < EMPTY_SCALE_G:
-                    self._seen_empty()
+                if load is None:
                     continue
                 if not told:
                     told = True
                     since = (f"the last parcel ({self.parcel_on:g} g)" if self.parcel_on is not None
                              else "the gateway started")
                     self.service.notify(("station_feedback", station, False,
-                                         f"the scale has not been empty since {since}; it reads {w.grams:g} g: take "
+                                         f"the scale has not been empty since {since}; it reads {load.grams:g} g: take "
                                          "the parcel off, then put this order's parcel on"))
                 await asyncio.sleep(OFF_POLL_S)
                 continue
