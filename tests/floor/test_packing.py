@@ -176,13 +176,19 @@ async def test_weight_within_tolerance_and_review_when_not(h: Harness) -> None:
     assert h.events(seq)[1][2]["weight_g"] == 200.0
 
 
-async def test_repack_sends_the_order_back_to_the_station(h: Harness) -> None:
+async def in_review(h: Harness) -> None:
+    """O-1 (1 x SKU-1, 120 g) packed by k1 at pack-1, weighed at 50 g: on hold for a review."""
     await h.picker_with_task("O-1", [(1, "SKU-1", 1)])
     await h.item("scan-1", "4006381333931")
     await h.scan("pack-scan", "BADGE-K1", station="pack-1")
     await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)
     await h.scan("pack-scan", "4006381333931", "pack-1", has_scale=True)
     await h.weigh("pack-1", 50.0)
+    assert h.floor.orders["O-1"].state == "on_hold"
+
+
+async def test_repack_sends_the_order_back_to_the_station(h: Harness) -> None:
+    await in_review(h)
     r = await h.cmd("pack.review", {"order_id": "O-1", "decision": "repack", "operator_id": "s1"})
     assert r["ok"] and h.floor.orders["O-1"].state == "packing"
     again = await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)
@@ -194,12 +200,7 @@ async def test_repack_sends_the_order_back_to_the_station(h: Harness) -> None:
 async def test_the_packer_cannot_approve_their_own_review(h: Harness) -> None:
     """Four eyes: the parcel went to review because it may be wrong; k1 packed it, so k1 cannot say it is right
     (a supervisor badged in at packing could approve their own). Another person can; k1 can send it back."""
-    await h.picker_with_task("O-1", [(1, "SKU-1", 1)])
-    await h.item("scan-1", "4006381333931")
-    await h.scan("pack-scan", "BADGE-K1", station="pack-1")
-    await h.scan("pack-scan", "O-1", station="pack-1", has_scale=True)
-    await h.scan("pack-scan", "4006381333931", "pack-1", has_scale=True)
-    await h.weigh("pack-1", 50.0)
+    await in_review(h)
     seq = h.seq
     own = await h.cmd("pack.review", {"order_id": "O-1", "decision": "approve", "operator_id": "k1"})
     assert not own["ok"] and own["error"]["code"] == "conflict" and "k1 packed order O-1" in own["error"]["message"]

@@ -18,8 +18,10 @@ import pytest
 from drivers.ptl import KeyPress
 from gateway.app import App
 from gateway.clock import SystemClock
+from gateway.devices.ptl import PtlDevices
 from gateway.domain.api import apply_command
 from gateway.domain.commands import COMMANDS
+from gateway.domain.model import DeviceState
 from gateway.domain.scanning import ScanInput, handle_scan
 from simulators.ptl.sim import PtlSimulator
 from tests.conftest import LOCATIONS, OPERATORS, SKUS, make_config
@@ -312,35 +314,44 @@ async def test_the_bus_link_is_a_device_of_its_own(tmp_path: Path) -> None:
         assert bus() == [("device.offline", "link down"), ("device.online", "link up"), ("device.online", "link up")]
 
 
+MODULES = ["bus-a-u001", "bus-a-u002", "bus-a-u003"]  # the modules LOCATIONS light
+
+
+async def modules_online(f: Floor) -> tuple[PtlDevices, dict[str, DeviceState]]:
+    """The PTL coordinator and the floor's device states, once every lit module is recorded online."""
+    assert f.app.fleet is not None and f.app.fleet.ptl is not None
+    devices = f.service.floor.devices
+    await until(lambda: all(m in devices and devices[m].online for m in MODULES), "the modules online")
+    return f.app.fleet.ptl, devices
+
+
+def ptl_offline(f: Floor) -> list[str]:
+    """The modules recorded offline so far, in order of id."""
+    return sorted(d["device_id"] for d in f.events("device.offline") if d["kind"] == "ptl")
+
+
 async def test_a_brief_link_drop_is_the_buss_event_alone_and_a_long_one_each_modules(tmp_path: Path) -> None:
     """A link that dropped for a moment (a TCP reconnect) wrote an offline and an online event for every module
     of the bus, 80 for 40 modules, besides the bus's own. Modules dark only because of the link are recorded
     offline once it has been down `link_grace_s`; back sooner, they never were."""
     async with floor(tmp_path, "tcp") as f:
-        assert f.app.fleet is not None and f.app.fleet.ptl is not None
-        ptl = f.app.fleet.ptl
-        devices = f.service.floor.devices
-        modules = ["bus-a-u001", "bus-a-u002", "bus-a-u003"]
-        await until(lambda: all(m in devices and devices[m].online for m in modules), "the modules online")
-
-        def offline() -> list[str]:
-            return [d["device_id"] for d in f.events("device.offline") if d["kind"] == "ptl"]
+        ptl, devices = await modules_online(f)
         ptl.link_grace_s = 3600.0  # brief, whatever the machine's speed
         await f.sim.stop()
         await until(lambda: not devices["bus-a"].online, "the bus offline")
         await until(lambda: not f.app.registry.devices["bus-a-u001"].online, "the module dark (live)")
         await f.sim.start()
         await until(lambda: devices["bus-a"].online, "the bus back")
-        await until(lambda: all(f.app.registry.devices[m].online for m in modules), "the modules answering again")
+        await until(lambda: all(f.app.registry.devices[m].online for m in MODULES), "the modules answering again")
         await f.service.journal.barrier()
-        assert offline() == [] and all(devices[m].online for m in modules)
+        assert ptl_offline(f) == [] and all(devices[m].online for m in MODULES)
         ptl.link_grace_s = 0.2  # long: each dark module is recorded, once
         await f.sim.stop()
-        await until(lambda: sorted(offline()) == modules, "each module recorded offline")
+        await until(lambda: ptl_offline(f) == MODULES, "each module recorded offline")
         assert all(d["detail"].startswith("bus link down") for d in f.events("device.offline") if d["kind"] == "ptl")
         await f.sim.start()
-        await until(lambda: all(devices[m].online for m in modules), "the modules recorded online again")
-        assert sorted(offline()) == modules
+        await until(lambda: all(devices[m].online for m in MODULES), "the modules recorded online again")
+        assert ptl_offline(f) == MODULES
 
 
 async def test_each_dark_module_has_its_own_grace_from_when_it_went_dark(tmp_path: Path) -> None:
@@ -348,20 +359,13 @@ async def test_each_dark_module_has_its_own_grace_from_when_it_went_dark(tmp_pat
     running, and a second, brief drop was recorded for every module when that old timer fired. The grace's clock
     is moved by hand here (far ahead of the loop's, so its real timer never fires during the test)."""
     async with floor(tmp_path, "tcp") as f:
-        assert f.app.fleet is not None and f.app.fleet.ptl is not None
-        ptl = f.app.fleet.ptl
-        devices = f.service.floor.devices
-        modules = ["bus-a-u001", "bus-a-u002", "bus-a-u003"]
-        await until(lambda: all(m in devices and devices[m].online for m in modules), "the modules online")
+        ptl, _ = await modules_online(f)
         now = [asyncio.get_running_loop().time() + 10_000]
         ptl._loop_time = lambda: now[0]  # type: ignore[method-assign]
         ptl.link_grace_s = 10.0
 
         def dark() -> set[int]:
             return set(ptl._link_dark.get("bus-a", {}))
-
-        def offline() -> list[str]:
-            return sorted(d["device_id"] for d in f.events("device.offline") if d["kind"] == "ptl")
         await f.sim.stop()  # drop 1, at 0 s
         await until(lambda: dark() == {1, 2, 3}, "three modules dark")
         f.sim.remove_module(3)  # it does not come back (a fault of its own)
@@ -373,12 +377,12 @@ async def test_each_dark_module_has_its_own_grace_from_when_it_went_dark(tmp_pat
         now[0] += 6  # 11 s: module 3's grace is over, not theirs
         await ptl._after_link_grace("bus-a")
         await f.service.journal.barrier()
-        assert offline() == ["bus-a-u003"]
+        assert ptl_offline(f) == ["bus-a-u003"]
         assert dark() == {1, 2}
         await f.sim.start()
         await until(lambda: dark() == set(), "modules 1 and 2 back again")
         await f.service.journal.barrier()
-        assert offline() == ["bus-a-u003"]
+        assert ptl_offline(f) == ["bus-a-u003"]
 
 
 async def test_a_location_lit_on_a_bus_the_config_lacks_raises_an_alarm(tmp_path: Path) -> None:
