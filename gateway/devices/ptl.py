@@ -39,7 +39,7 @@ from gateway.devices.registry import DeviceRegistry
 from gateway.devices.status import store_fault, store_status
 from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
-from gateway.domain.devices import fault_alarm_id
+from gateway.domain.devices import fault_alarm_id, module_id
 from gateway.domain.floor import Floor
 from gateway.domain.lights import LightJob, desired
 from gateway.domain.model import Light
@@ -55,10 +55,6 @@ PATTERNS = {"steady": Pattern.STEADY, "blink": Pattern.BLINK_1HZ}
 UNKNOWN_BUS_ALARM = "ptl_unknown_bus"
 DONE_S = 1.5  # the module turns itself off after `done`; leave it alone meanwhile
 LINK_GRACE_S = 10.0  # modules dark only because their bus link dropped are recorded offline after this long
-
-
-def module_id(light: Light) -> str:
-    return f"{light.bus}-u{light.unit:03d}"
 
 
 class PtlDevices:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
 from gateway.domain.floor import Floor
-from gateway.domain.model import At, DeviceState
+from gateway.domain.model import At, DeviceState, Light
 
 KINDS = ("scanner", "ptl", "scale", "bus", "broker", "printer")
 BUS_SETTLE_S = 60.0  # after a bus is back, its modules have this long to answer before their own alarms
@@ -39,9 +39,14 @@ def device_status(floor: Floor, change: Change, device_id: str, kind: str, onlin
     return True
 
 
-def bus_of(module_id: str) -> str:
-    """The bus of a PTL module's device id (`{bus}-u{unit:03d}`)."""
-    return module_id.rpartition("-u")[0]
+def module_id(light: Light) -> str:
+    """A PTL module's device id: `{bus}-u{unit:03d}`."""
+    return f"{light.bus}-u{light.unit:03d}"
+
+
+def bus_of(device_id: str) -> str:
+    """The bus of a PTL module's device id (the inverse of `module_id`'s naming)."""
+    return device_id.rpartition("-u")[0]
 
 
 def offline_alarms(floor: Floor, change: Change, at: At) -> None:
