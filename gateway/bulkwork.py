@@ -21,6 +21,9 @@ import multiprocessing
 import os
 import pickle
 import resource
+import shutil
+import sys
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -173,10 +176,44 @@ def context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+SUN_PATH_MAX = 108  # Linux's limit on an AF_UNIX socket path, its terminating NUL included
+_SOCKET_NAME_LEN = 28  # "/pymp-XXXXXXXX/listener-XXXXXXXX" less the base dir's own length, as in CPython 3.13
+
+
+def short_temp_base(base: str) -> str:
+    """Where multiprocessing's private temp dir (it holds the fork server's socket) should go. A socket path
+    longer than SUN_PATH_MAX cannot be bound: under a long TMPDIR the gateway's start ended in "AF_UNIX path too
+    long" and a traceback. CPython 3.13 falls back to /tmp, /var/tmp or /usr/tmp then; this is the same rule for
+    the Pythons before it (Debian 12 has 3.11)."""
+    if len(base) + _SOCKET_NAME_LEN < SUN_PATH_MAX:
+        return base
+    for candidate in ("/tmp", "/var/tmp", "/usr/tmp"):
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    return base  # nowhere shorter: binding fails, as it would have anyway
+
+
+def _use_short_temp_dir() -> None:
+    """Give this process's multiprocessing a temp dir under `short_temp_base`, where TMPDIR is too long."""
+    from multiprocessing import process, util
+    if sys.version_info >= (3, 13):
+        return  # multiprocessing does it itself
+    config: dict[str, Any] = getattr(process.current_process(), "_config", {})
+    base = tempfile.gettempdir()
+    short = short_temp_base(base)
+    if short == base or config.get("tempdir"):
+        return
+    tempdir = tempfile.mkdtemp(prefix="pymp-", dir=short)
+    util.Finalize(None, shutil.rmtree, args=(tempdir,), kwargs={"ignore_errors": True}, exitpriority=-100)
+    config["tempdir"] = tempdir
+    log.info("TMPDIR %s is too long for a socket path; bulk work's fork server uses %s", base, tempdir)
+
+
 def prestart() -> None:
     """Start the fork server now, while the heap is small (the gateway calls this before it loads the floor)."""
     from multiprocessing import forkserver
     context()  # the server's preload is read when it starts
+    _use_short_temp_dir()
     forkserver.ensure_running()
 
 

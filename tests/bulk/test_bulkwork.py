@@ -8,6 +8,8 @@ import json
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -191,3 +193,20 @@ def test_which_parts_are_parsed_on_the_loop() -> None:
     assert bulk._inline(12, b"x" * 100_000)  # counted and small: here, whatever its size
     assert bulk._inline(0, "{}") and bulk._inline(0, b"x" * bulk.INLINE_BYTES)  # uncounted: by stored size
     assert not bulk._inline(0, b"x" * (bulk.INLINE_BYTES + 1))
+
+
+def test_a_long_tmpdir_does_not_stop_the_fork_server(tmp_path: Path) -> None:
+    """Under a TMPDIR too long for a socket path the fork server's socket goes under /tmp (CPython 3.13's own
+    rule), and it starts: before, the gateway's start ended in "AF_UNIX path too long" and a traceback."""
+    long_dir = tmp_path / ("d" * 90)
+    long_dir.mkdir()
+    assert bulkwork.short_temp_base(str(long_dir)) == "/tmp"
+    assert bulkwork.short_temp_base("/tmp") == "/tmp"
+    code = ("import tempfile; from gateway import bulkwork; from multiprocessing import forkserver, util; "
+            "bulkwork.prestart(); print(util.get_temp_dir()); forkserver._forkserver._stop()")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TMPDIR": str(long_dir)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    used = done.stdout.strip()
+    assert used.startswith("/tmp/pymp-"), used
+    assert not Path(used).exists()  # removed when the process ended
