@@ -79,9 +79,13 @@ def user_doc(operator_id: str, hashed: str, now: datetime) -> dict[str, str]:
     return {"operator_id": operator_id, "password_hash": hashed, "set_at": rfc3339(now)}
 
 
-def store_password(db_path: Path, operator_id: str, hashed: str, now: datetime | None = None) -> bool:
-    """Write the local hash; returns whether the operator is in the live master data (a warning if not)."""
+def store_password(db_path: Path, operator_id: str, hashed: str, *, site: str, gateway: str,
+                   now: datetime | None = None) -> bool:
+    """Write the local hash; returns whether the operator is in the live master data (a warning if not). Run
+    before the gateway's first start, it makes the journal (its id and names, as the gateway would)."""
+    from gateway.clock import rfc3339
     from gateway.journal.schema import migrate
+    from gateway.journal.store import ensure_identity
 
     db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(db_path), isolation_level=None, timeout=10)
@@ -89,7 +93,9 @@ def store_password(db_path: Path, operator_id: str, hashed: str, now: datetime |
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA journal_mode=wal")
         migrate(conn)
-        doc = user_doc(operator_id, hashed, now or datetime.now(UTC))
+        now = now or datetime.now(UTC)
+        ensure_identity(conn, site, gateway, rfc3339(now), str(db_path))
+        doc = user_doc(operator_id, hashed, now)
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("INSERT OR REPLACE INTO docs(kind, id, body) VALUES (?, ?, ?)",
@@ -144,7 +150,7 @@ def _set_password(args: argparse.Namespace) -> int:
         return 2
     try:
         hashed = hash_password(_read_password(args))
-        known = store_password(cfg.db_path, args.operator, hashed)
+        known = store_password(cfg.db_path, args.operator, hashed, site=cfg.site, gateway=cfg.gateway)
     except UserError as e:
         print(f"floorgate user set-password: {e}", file=sys.stderr)
         return 1

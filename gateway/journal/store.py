@@ -244,6 +244,31 @@ def _insert_events(conn: sqlite3.Connection, events: list[_EventRow]) -> None:
             i += size
 
 
+def ensure_identity(conn: sqlite3.Connection, site: str, gateway: str, now: str, path: str) -> dict[str, str]:
+    """The journal's identity in `meta`, made on first use: whatever opens a database first (the gateway, or
+    `floorgate user set-password` before the first start) gives it its journal id and names. A database left
+    without them was backed up into a file that `restore` refused."""
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    if "journal_id" not in meta:
+        meta = {"journal_id": str(uuid.uuid4()), "journal_start_seq": "1", "last_seq": "0",
+                "created_at": now, "site": site, "gateway": gateway, "md_gen": "1"}
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
+        conn.execute("COMMIT")
+    elif (meta.get("site"), meta.get("gateway")) != (site, gateway):
+        # The gateway was renamed in its config: the journal is its, under the new name. Kept at the first
+        # name, the gateway's own later backups were refused by `restore` as another gateway's.
+        log.warning("journal renamed to follow the config (a renamed gateway; if not, check data_dir)",
+                    extra={"fields": {"path": path, "was": f"{meta.get('site')}/{meta.get('gateway')}",
+                                      "now": f"{site}/{gateway}", "journal": meta["journal_id"]}})
+        meta = {**meta, "site": site, "gateway": gateway}
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                         [("site", site), ("gateway", gateway)])
+        conn.execute("COMMIT")
+    return meta
+
+
 def _prepare(path: str, site: str, gateway: str, now: str) -> dict[str, Any]:
     """Open-time work in a worker thread: pragmas, migrations, quick_check, the journal identity."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -253,24 +278,7 @@ def _prepare(path: str, site: str, gateway: str, now: str) -> dict[str, Any]:
             raise JournalError(f"{path}: cannot switch the database to WAL mode (got {mode!r})")
         version = migrate(conn)
         check = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        if "journal_id" not in meta:
-            meta = {"journal_id": str(uuid.uuid4()), "journal_start_seq": "1", "last_seq": "0",
-                    "created_at": now, "site": site, "gateway": gateway, "md_gen": "1"}
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
-            conn.execute("COMMIT")
-        elif (meta.get("site"), meta.get("gateway")) != (site, gateway):
-            # The gateway was renamed in its config: the journal is its, under the new name. Kept at the first
-            # name, the gateway's own later backups were refused by `restore` as another gateway's.
-            log.warning("journal renamed to follow the config (a renamed gateway; if not, check data_dir)",
-                        extra={"fields": {"path": path, "was": f"{meta.get('site')}/{meta.get('gateway')}",
-                                          "now": f"{site}/{gateway}", "journal": meta["journal_id"]}})
-            meta = {**meta, "site": site, "gateway": gateway}
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                             [("site", site), ("gateway", gateway)])
-            conn.execute("COMMIT")
+        meta = ensure_identity(conn, site, gateway, now, path)
         row = conn.execute("SELECT max(seq) FROM events").fetchone()
         max_seq = int(row[0]) if row[0] is not None else 0
         return {"version": version, "quick_check": check, "meta": meta, "max_seq": max_seq}

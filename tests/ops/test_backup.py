@@ -244,15 +244,35 @@ async def test_a_renamed_gateway_restores_its_own_backup(tmp_path: Path) -> None
 
 
 def test_a_database_with_no_journal_yet_is_not_backed_up(tmp_path: Path) -> None:
-    """`floorgate user set-password` before the first start makes a database without a journal id: its "backup"
-    was written (rc 0) and then refused by restore, when it was needed."""
-    from gateway.users import hash_password, store_password
+    """A database with the schema but no journal id (an older `floorgate user set-password` before the first
+    start made one): its "backup" was written (rc 0) and then refused by restore, when it was needed."""
+    from gateway.journal.schema import migrate
 
     db = tmp_path / "gw" / "floorgate.db"
-    store_password(db, "s1", hash_password("a long enough password"))
+    db.parent.mkdir()
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn)
+    conn.close()
     with pytest.raises(BackupError, match="holds no journal yet"):
         backup(db, tmp_path / "b.db", quiet=True)
     assert not (tmp_path / "b.db").exists()
+
+
+async def test_a_password_set_before_the_first_start_makes_the_journal(tmp_path: Path) -> None:
+    """`floorgate user set-password` before the first start gives the database its journal id and names, as
+    the gateway would: its backup is one `restore` takes, and the gateway then opens the same journal."""
+    from gateway.users import hash_password, store_password
+
+    cfg = parse_config({"site": "dc1", "gateway": "zone-a", "data_dir": str(tmp_path / "gw")}, "<test>")
+    store_password(cfg.db_path, "s1", hash_password("a long enough password"), site=cfg.site, gateway=cfg.gateway)
+    meta = _meta(cfg.db_path)
+    assert (meta["site"], meta["gateway"]) == ("dc1", "zone-a") and meta["journal_id"]
+    j = await Journal.open(cfg.db_path, site=cfg.site, gateway=cfg.gateway, clock=ManualClock())
+    assert j.journal_id == meta["journal_id"]
+    await j.close()
+    out = tmp_path / "b.db"
+    backup(cfg.db_path, out, quiet=True)
+    assert restore(cfg, out, quiet=True).old_journal_id == meta["journal_id"]
 
 
 async def test_restore_over_a_damaged_database_moves_it_aside(tmp_path: Path) -> None:

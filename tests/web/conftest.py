@@ -71,7 +71,8 @@ class Gate:
                                                "skus": SKUS, "locations": LOCATIONS,
                                                "operators": operators or OPERATORS, "cartons": CARTONS})
         assert r["ok"] and not r["rejected"], r
-        await asyncio.to_thread(store_password, self.app.cfg.db_path, "s1", hash_password(SUPERVISOR_PW))
+        await asyncio.to_thread(store_password, self.app.cfg.db_path, "s1", hash_password(SUPERVISOR_PW),
+                                site=self.app.cfg.site, gateway=self.app.cfg.gateway)
 
     async def order(self, order_id: str, lines: list[tuple[int, str, int]], **prio: Any) -> dict[str, Any]:
         return await self.cmd("order.upsert", {"order": {

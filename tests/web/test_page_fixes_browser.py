@@ -77,7 +77,8 @@ def shown(iso: str, now: datetime, short: bool = False) -> str:
 
 async def test_a_login_without_the_pages_role_stays_on_the_form(tmp_path: Path) -> None:
     async with gateway(web_config(tmp_path)) as gate, chromium() as browser:
-        await asyncio.to_thread(store_password, gate.app.cfg.db_path, "p1", hash_password(PICKER_PW))
+        await asyncio.to_thread(store_password, gate.app.cfg.db_path, "p1", hash_password(PICKER_PW),
+                                site=gate.app.cfg.site, gateway=gate.app.cfg.gateway)
         # a technician on the supervisor's page: told so, still on the form, no live stream asked for
         sup = await open_in(browser, gate, "/supervisor", "en")
         asked: list[str] = []
