@@ -10,7 +10,9 @@ picker's colour slot is stored, so it never changes under their hands after a re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
 from gateway.domain.floor import Floor, ModuleSlot
 from gateway.domain.model import ON_HOLD, TASK_ASSIGNED, TASK_STARTED, Light, Line, Task
@@ -114,24 +116,58 @@ def lights_of(floor: Floor, operator_id: str) -> set[Light]:
     return out
 
 
-def colour_slot(floor: Floor, change: Change, operator_id: str, zone: str) -> int:
-    """The picker's slot in the zone: kept while they have work there, else the lowest free one."""
+def colour_slot(floor: Floor, change: Change, operator_id: str, zone: str, now: datetime) -> int:
+    """The picker's slot in the zone: kept while they have work there, else the lowest free one. With more
+    pickers at work in a zone than there are slots, two share one: the least shared, and a supervisor is told
+    (they may take each other's lights), until an assignment in the zone finds no slot shared. Called with the
+    new task already the picker's."""
     picker = floor.picker(operator_id)
-    if zone in picker.slots:
+    shared_before = f"{SHARED_ALARM}:{zone}" in floor.alarms
+    if zone in picker.slots and not shared_before:
         return picker.slots[zone]
-    busy = {t.operator_id for t in floor.tasks.values()
-            if t.zone == zone and t.state in (TASK_ASSIGNED, TASK_STARTED) and t.operator_id != operator_id}
-    used = {floor.pickers[o].slots[zone] for o in busy if o in floor.pickers and zone in floor.pickers[o].slots}
-    free = [i for i in range(len(SLOTS)) if i not in used]
-    slot = free[0] if free else sum(map(ord, operator_id)) % len(SLOTS)
-    # Slots of pickers without work in this zone any more are given back.
-    for other in floor.pickers.values():
-        if other.operator_id not in busy and other.operator_id != operator_id and other.slots.get(zone) == slot:
-            del other.slots[zone]
-            change.save("picker", other.operator_id, other)
-    picker.slots[zone] = slot
-    change.save("picker", operator_id, picker)
+    active = [t.operator_id for t in floor.tasks.values()
+              if t.zone == zone and t.state in (TASK_ASSIGNED, TASK_STARTED) and t.operator_id is not None]
+    busy = set(active) - {operator_id}
+    used = [floor.pickers[o].slots[zone] for o in busy if o in floor.pickers and zone in floor.pickers[o].slots]
+    mine = picker.slots.get(zone)
+    if mine is not None and (mine not in used or active.count(operator_id) > 1):
+        slot = mine  # nobody else at work shows it, or their lights are lit in it already
+    else:
+        free = [i for i in range(len(SLOTS)) if i not in used]
+        slot = free[0] if free else min(range(len(SLOTS)), key=lambda i: (used.count(i), i))
+        # Slots of pickers without work in this zone any more are given back.
+        for other in floor.pickers.values():
+            if other.operator_id not in busy and other.operator_id != operator_id and other.slots.get(zone) == slot:
+                del other.slots[zone]
+                change.save("picker", other.operator_id, other)
+        picker.slots[zone] = slot
+        change.save("picker", operator_id, picker)
+    if shared_before or slot in used:
+        _check_shared(floor, change, zone, now)
     return slot
+
+
+SHARED_ALARM = "colours_shared"
+
+
+def _check_shared(floor: Floor, change: Change, zone: str, now: datetime) -> None:
+    """Raise or clear the zone's alarm for pickers at work there who show the same colour and pattern."""
+    holders: dict[int, list[str]] = {}
+    busy = {t.operator_id for t in floor.tasks.values()
+            if t.zone == zone and t.state in (TASK_ASSIGNED, TASK_STARTED) and t.operator_id is not None}
+    for o in sorted(busy):
+        picker = floor.pickers.get(o)
+        if picker is not None and zone in picker.slots:
+            holders.setdefault(picker.slots[zone], []).append(o)
+    shared = {i: ops for i, ops in holders.items() if len(ops) > 1}
+    alarm_id = f"{SHARED_ALARM}:{zone}"
+    if not shared:
+        clear_alarm(floor, change, alarm_id, f"zone {zone}: every picker at work has a colour of their own again")
+        return
+    pairs = "; ".join(f"{', '.join(ops)} show {SLOTS[i][0]} ({SLOTS[i][1]})" for i, ops in sorted(shared.items()))
+    raise_alarm(floor, change, alarm_id, SHARED_ALARM, "warning",
+                f"zone {zone}: {sum(len(v) for v in holders.values())} pickers at work, more than the "
+                f"{len(SLOTS)} light colours: {pairs}; they may take each other's lights", now)
 
 
 def desired(floor: Floor, light: Light) -> LightJob | None:

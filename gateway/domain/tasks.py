@@ -197,7 +197,7 @@ def _give(floor: Floor, change: Change, task: Task, operator_id: str, at: At) ->
     task.state = TASK_ASSIGNED if task.started_at is None else TASK_STARTED
     task.assigned_at = at.ts
     task.assigned_mono = at.mono
-    colour_slot(floor, change, operator_id, task.zone)
+    colour_slot(floor, change, operator_id, task.zone, at.wall)
     change.save("task", task.task_id, task)
 
 

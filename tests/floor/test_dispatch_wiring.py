@@ -191,17 +191,22 @@ async def test_an_all_hold_stored_under_its_id_by_an_older_version_is_still_rele
     assert h.floor.holds == {}
 
 
-async def test_ten_pickers_share_a_zone_each_in_their_own_colour(h: Harness) -> None:
+async def _zone_of_pickers(h: Harness, n: int) -> None:
+    """`n` pickers for zone-a (x0, x1, ...), each with a SKU at a location of their own with a light."""
     ops = [{"operator_id": f"x{k}", "name": f"X{k}", "badge": f"B-X{k}", "roles": ["picker"], "zones": ["zone-a"]}
-           for k in range(10)]
+           for k in range(n)]
     from simulators.floor.world import make_gtin
 
-    skus = [{"sku": f"S{k}", "gtins": [make_gtin(900 + k)]} for k in range(10)]
+    skus = [{"sku": f"S{k}", "gtins": [make_gtin(900 + k)]} for k in range(n)]
     locs = [{"code": f"Z-{k}", "zone": "zone-a", "sku": f"S{k}", "light": {"bus": "bus-a", "unit": 20 + k}}
-            for k in range(10)]
+            for k in range(n)]
     r = await h.cmd("masterdata.sync", {"mode": "merge", "sync_id": "m2", "part": 1, "parts": 1, "skus": skus,
                                         "locations": locs, "operators": ops})
     assert r["ok"] and not r["rejected"], r
+
+
+async def test_ten_pickers_share_a_zone_each_in_their_own_colour(h: Harness) -> None:
+    await _zone_of_pickers(h, 10)
     for k in range(10):
         await h.scan(f"dev-{k}", f"B-X{k}")
         await h.order(f"T-{k}", [(1, f"S{k}", 1)])
@@ -210,6 +215,32 @@ async def test_ten_pickers_share_a_zone_each_in_their_own_colour(h: Harness) -> 
     assert len(jobs) == 10
     assert len({(j.colour, j.pattern) for j in jobs}) == 10
     assert all(j.colour not in ("red", "white") for j in jobs)
+    assert "colours_shared:zone-a" not in h.floor.alarms
+
+
+async def test_an_eleventh_picker_shares_a_colour_and_the_supervisor_is_told(h: Harness) -> None:
+    """More pickers at work in a zone than light colours: two share one, and a warning names them (they may
+    take each other's lights). It was silent. Once an assignment finds every colour its own again, it clears."""
+    from simulators.floor.world import make_gtin
+
+    await _zone_of_pickers(h, 11)
+    seq = h.seq
+    for k in range(11):
+        await h.scan(f"dev-{k}", f"B-X{k}")
+        await h.order(f"T-{k}", [(1, f"S{k}", 1)])
+        await h.tick()
+    assert {h.floor.tasks[f"T-{k}~zone-a"].operator_id for k in range(11)} == {f"x{k}" for k in range(11)}
+    alarm = h.floor.alarms["colours_shared:zone-a"]
+    assert alarm.severity == "warning" and "x0, x10 show green (steady)" in alarm.message, alarm.message
+    assert [d["alarm_id"] for t, _, d in h.events(seq) if t == "alarm.raised"] == ["colours_shared:zone-a"]
+    assert (await h.item("dev-0", make_gtin(900))).ok  # x0 picks their one line: the task is done
+    assert h.floor.tasks["T-0~zone-a"].operator_id == "x0" and not h.floor.tasks["T-0~zone-a"].active
+    await h.scan("dev-0", "B-X0")  # and goes home: ten at work
+    await h.order("T-more", [(1, "S3", 1)])
+    await h.tick()
+    assert h.floor.tasks["T-more~zone-a"].operator_id not in (None, "x0")
+    assert "colours_shared:zone-a" not in h.floor.alarms
+    assert any(t == "alarm.cleared" and d["alarm_id"] == "colours_shared:zone-a" for t, _, d in h.events(seq))
 
 
 async def test_strategies_per_zone_and_live_ab_split_come_from_the_config(tmp_path: Path,
