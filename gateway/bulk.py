@@ -36,6 +36,7 @@ from gateway.domain.floor import Floor, MasterData
 from gateway.domain.masterdata import LIST_ORDER, Checked, Outcome, apply_checked, relight, swap_generation
 from gateway.domain.model import At
 from gateway.domain.sessions import follow_masterdata
+from gateway.domain.tasks import park, unpark
 from gateway.journal import JournalError
 from gateway.jsontext import dumps
 from gateway.service import FloorService, settle_heap
@@ -77,7 +78,6 @@ class _Run:
     next_progress: int = 0
     staged: bool = False  # a replace: its rows are written after every item is admitted (_write_staged)
     written: int = 0  # rows of a staged replace written so far
-    parked: list[str] = field(default_factory=list)  # the set's new tasks, kept from dispatch until it is applied
 
     @property
     def progress(self) -> int:
@@ -467,20 +467,24 @@ class BulkApplier:
         self._staged = []
         try:
             await self._apply_run(sync_id, run, name, lists, parts, counted, cursor, stored)
-        finally:
-            self._unpark(run)
+        except asyncio.CancelledError:
+            raise  # the gateway is stopping: the parked tasks stay so, and the set resumes at the next start
+        except Exception:
+            await self._unpark(sync_id)
+            raise
 
-    def _unpark(self, run: _Run) -> None:
-        """The set's tasks go to dispatch together, whatever became of the set (a failed chunk is retried; its
-        tasks must not stay aside meanwhile). The engine may be a new one (the floor rebuilt after a failed
-        commit): releasing what it never held does nothing."""
-        ids, run.parked = run.parked, []
-        if not ids:
-            return
-        engine = self.service.floor.dispatch
-        for tid in ids:
-            engine.set_hold("task", tid, False)
-        self.service.notify(("dispatch", "bulk"))
+    async def _unpark(self, sync_id: str) -> None:
+        """A set that stopped gives its parked tasks to dispatch: a failed chunk is retried, and its tasks must
+        not stay aside meanwhile. If even that does not commit (a full disk), they stay parked until the set
+        is done; nothing can be given out then anyway."""
+        def op(floor: Floor, change: Change) -> int:
+            return unpark(floor, change, sync_id)
+        try:
+            if await self.service.execute(op, background=True):
+                self.service.notify(("dispatch", "bulk"))
+        except (JournalError, sqlite3.Error) as e:
+            log.warning("bulk set's parked tasks not released", extra={"fields": {"sync_id": sync_id,
+                                                                                  "error": str(e)}})
 
     async def _apply_run(self, sync_id: str, run: _Run, name: str, lists: tuple[str, ...], parts: list[int],
                          counted: dict[int, int], cursor: dict[str, Any] | None,
@@ -695,10 +699,7 @@ class BulkApplier:
                 # Its tasks wait until the whole set is in: dispatch gives out the most urgent orders of the set
                 # first. Given out as they came, 20 at a time, a backlog of 8,000 filled every picker with the
                 # first orders of the batch while orders due hours earlier waited behind them.
-                for task in floor.tasks_of(order.order_id):
-                    if task.active and task.operator_id is None:
-                        floor.dispatch.set_hold("task", task.task_id, True)
-                        run.parked.append(task.task_id)
+                park(floor, change, run.sync_id, f"{run.sync_id}:{part}:{start}", order.order_id)
             run.done += len(orders)
             change.meta[f"bulk:{run.sync_id}:cursor"] = dumps({
                 "part": part, "next": start + len(orders), "done": run.done, "applied": run.outcome.applied,
@@ -722,7 +723,12 @@ class BulkApplier:
                 follow_masterdata(floor, change, self.service.at())
             self._progress(run, change, final=True)
             change.meta[f"bulk:{run.sync_id}:result"] = dumps(result)
+            released.append(unpark(floor, change, run.sync_id))  # the set's tasks go to dispatch together
+
+        released: list[int] = []
         await self.service.execute(op, cmd_id=run.cmd_id, background=True)
+        if released and released[0]:
+            self.service.notify(("dispatch", "bulk"))
         self._stored(run.sync_id)
         if old and old[0] is not self.service.floor.md:
             self._releasing = asyncio.ensure_future(release(old.pop()))
@@ -768,9 +774,11 @@ class BulkApplier:
             "applied": applied, "rejected": run.outcome.rejected if run is not None and live else [],
             "error": {"code": code, "message": message}}
 
-        def op(floor: Floor, change: Change) -> None:
+        def op(floor: Floor, change: Change) -> int:
             change.meta[f"bulk:{sync_id}:result"] = dumps(result)
-        await self.service.execute(op, cmd_id=cmd_id, background=True)
+            return unpark(floor, change, sync_id)
+        if await self.service.execute(op, cmd_id=cmd_id, background=True):
+            self.service.notify(("dispatch", "bulk"))
         self._stored(sync_id)
         await self._cleanup_and_publish(sync_id, result)
 

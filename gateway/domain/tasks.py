@@ -100,6 +100,44 @@ def handoff_zone(floor: Floor, task: Task) -> str:
     return ""
 
 
+PARKED = "bulk_parked"  # the doc kind: one per applied chunk of an order batch, with its new tasks
+
+
+class _Parked:
+    def __init__(self, sync_id: str, tasks: list[str]) -> None:
+        self.sync_id, self.tasks = sync_id, tasks
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"sync_id": self.sync_id, "tasks": self.tasks}
+
+
+def park(floor: Floor, change: Change, sync_id: str, key: str, order_id: str) -> None:
+    """Keep an order batch's new tasks from dispatch until the whole batch is in, so that dispatch gives out
+    its most urgent orders first (gateway/bulk.py). Stored with the chunk that made them: kept in memory only,
+    they were given out at once, least urgent first, after a restart or a rebuild of the floor mid-set."""
+    ids = [t.task_id for t in floor.tasks_of(order_id) if t.active and t.operator_id is None]
+    if not ids:
+        return
+    for tid in ids:
+        floor.dispatch.set_hold("task", tid, True)
+    docs = floor.extra.setdefault(PARKED, {})
+    doc = docs.setdefault(key, {"sync_id": sync_id, "tasks": []})
+    doc["tasks"].extend(ids)
+    change.save(PARKED, key, _Parked(sync_id, doc["tasks"]))
+
+
+def unpark(floor: Floor, change: Change, sync_id: str) -> int:
+    """Give the batch's parked tasks to dispatch (the batch is applied, or has failed); returns how many."""
+    docs = floor.extra.get(PARKED, {})
+    n = 0
+    for key in [k for k, d in docs.items() if d.get("sync_id") == sync_id]:
+        for tid in docs.pop(key).get("tasks", []):
+            floor.dispatch.set_hold("task", str(tid), False)
+            n += 1
+        change.delete(PARKED, key)
+    return n
+
+
 def restore_dispatch(floor: Floor, at: At) -> None:
     """After a restart: give the engine every active task and every logged-in picker again."""
     from gateway.domain.sessions import sync_picker
@@ -113,6 +151,9 @@ def restore_dispatch(floor: Floor, at: At) -> None:
         if alarm_id.startswith("breaker:") and alarm.code == "breaker_opened":
             opened = _mono_of(alarm.raised_at, at)
             floor.dispatch.restore_breaker(alarm_id.partition(":")[2], at.mono if opened is None else opened, at.mono)
+    for doc in floor.extra.get(PARKED, {}).values():
+        for tid in doc.get("tasks", []):
+            floor.dispatch.set_hold("task", str(tid), True)
     for task in floor.tasks.values():
         if task.state not in TASK_ACTIVE:
             continue
