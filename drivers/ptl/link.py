@@ -11,6 +11,14 @@ light bus (read from the 3.16 source, transaction/transaction.py and transport/t
   0 and reconnect from the bus loop with our own backoff, so link state is known in one place.
 - the reply is not checked against the request's function code (a late reply to an earlier request can
   be taken for the current one), so we check it here; a late FC04 never passes for an FC06 reply.
+- a reply with a broken CRC is dropped by the RTU framer in silence (a debug line), and the request then
+  times out like one nobody answered. A garbled reply is what two modules at one address, noise or a bad A/B
+  pair look like, and a technician told "no reply" looks for an unpowered module. The framer's `decode` is
+  wrapped to count the frames it drops (`_count_garbled`), and a timeout after one is a `BadReply`.
+- the timeout is one figure for every request, but on RTU a reply takes its length in wire time: the
+  identity block (113 bytes) takes 118 ms at 9600 baud, so with `timeout_ms = 100` it could never be read
+  while polls worked. Each request's timeout is `timeout_ms` plus the wire time of the request and its reply
+  at the bus's rate (`_wire_s`), set on the transaction manager before the request (one at a time).
 - every silence is logged at ERROR, which would flood the log with one line per probe of an unplugged
   module; those expected messages are filtered from the "pymodbus.logging" logger (health changes are
   logged once each by the bus).
@@ -73,6 +81,10 @@ class ModbusLink:
         # After a silence on RTU a late reply may still be on the wire; let it land (and be dropped as
         # unexpected) before the next request, so it cannot be taken for that request's reply.
         self.settle_s = 0.005 if settings.transport == "rtu" else 0.0
+        self.garbled = 0  # RTU frames dropped for a CRC error, since the start
+        # RTU: seconds per character on the wire (start bit, 8 data bits, parity, stop bits)
+        self.char_s = ((10 + (settings.parity != "N") + (settings.stopbits - 1)) / settings.baudrate
+                       if settings.transport == "rtu" else 0.0)
 
     def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         s = self.settings
@@ -87,7 +99,25 @@ class ModbusLink:
                 stopbits=s.stopbits, bytesize=8, name=f"ptl-{s.id}",
                 timeout=self.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0)
         client.set_max_no_responses(1 << 30)
+        if s.transport == "rtu":
+            self._count_garbled(client)
         return client
+
+    def _count_garbled(self, client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
+        """Count the frames the RTU framer drops for a CRC error. In pymodbus 3.16 `FramerRTU.decode` returns
+        bytes used with an empty frame only then (framer/rtu.py); where that changes, nothing is counted and a
+        garbled reply stays a silence, as before."""
+        framer = getattr(getattr(client, "ctx", None), "framer", None)
+        decode = getattr(framer, "decode", None)
+        if framer is None or decode is None:
+            return
+
+        def counted(data: bytes) -> tuple[int, int, int, bytes]:
+            used, dev_id, tid, frame = decode(data)
+            if used and not frame:
+                self.garbled += 1
+            return used, dev_id, tid, frame
+        framer.decode = counted
 
     @property
     def connected(self) -> bool:
@@ -124,14 +154,24 @@ class ModbusLink:
             self._client.close()
             self._client = None
 
-    async def _call(self, unit: int, fc: int, make: Callable[[Any], Awaitable[Any]]) -> Any:
+    def _wire_s(self, request_bytes: int, reply_bytes: int) -> float:
+        """The wire time of a request and its reply (RTU, with the 3.5-character gap after each); 0 on TCP."""
+        return (request_bytes + reply_bytes + 7) * self.char_s
+
+    async def _call(self, unit: int, fc: int, make: Callable[[Any], Awaitable[Any]], request_bytes: int = 8,
+                    reply_bytes: int = 8) -> Any:
         client = self._client
         if client is None or not client.connected:
             raise LinkDown(f"bus {self.bus_id}: not connected to {self._where()}")
+        garbled = self.garbled
+        timeout_s = self.timeout_s + self._wire_s(request_bytes, reply_bytes)
+        params = getattr(getattr(client, "ctx", None), "comm_params", None)
+        if params is not None and self.char_s:
+            params.timeout_connect = timeout_s
         try:
             # pymodbus times out by itself after timeout_s; this outer limit only guards against a hang
             # (asyncio.timeout rather than wait_for: no extra task per transaction).
-            async with asyncio.timeout(self.timeout_s * 4 + 1.0):
+            async with asyncio.timeout(timeout_s * 4 + 1.0):
                 reply = await make(client)
         except ConnectionException as e:
             raise LinkDown(f"bus {self.bus_id}: link lost: {e}") from e
@@ -144,7 +184,10 @@ class ModbusLink:
             text = str(e)
             if "No response" in text:
                 await self._settle()
-                raise NoResponse(self.bus_id, unit, f"no reply within {self.settings.timeout_ms} ms") from None
+                if self.garbled != garbled:
+                    raise BadReply(self.bus_id, unit, "garbled reply (CRC error): two modules at this address, "
+                                                      "noise on the line, a bad A/B pair or a wrong parity") from None
+                raise NoResponse(self.bus_id, unit, f"no reply within {timeout_s * 1000:.0f} ms") from None
             raise BadReply(self.bus_id, unit, f"unusable reply: {text}") from None
         except ModbusException as e:
             raise BadReply(self.bus_id, unit, f"unusable reply: {e}") from None
@@ -163,15 +206,18 @@ class ModbusLink:
             await asyncio.sleep(self.settle_s)
 
     async def read_input(self, unit: int, address: int, count: int) -> list[int]:
-        r = await self._call(unit, 4, lambda c: c.read_input_registers(address, count=count, device_id=unit))
+        r = await self._call(unit, 4, lambda c: c.read_input_registers(address, count=count, device_id=unit),
+                             reply_bytes=5 + 2 * count)
         return self._registers(unit, r, count)
 
     async def read_holding(self, unit: int, address: int, count: int) -> list[int]:
-        r = await self._call(unit, 3, lambda c: c.read_holding_registers(address, count=count, device_id=unit))
+        r = await self._call(unit, 3, lambda c: c.read_holding_registers(address, count=count, device_id=unit),
+                             reply_bytes=5 + 2 * count)
         return self._registers(unit, r, count)
 
     async def write_registers(self, unit: int, address: int, values: list[int]) -> None:
-        r = await self._call(unit, 16, lambda c: c.write_registers(address, values, device_id=unit))
+        r = await self._call(unit, 16, lambda c: c.write_registers(address, values, device_id=unit),
+                             request_bytes=9 + 2 * len(values))
         if getattr(r, "address", address) != address:
             raise BadReply(self.bus_id, unit, f"FC16 reply for address {r.address}, sent {address}")
 
@@ -181,7 +227,8 @@ class ModbusLink:
             raise BadReply(self.bus_id, unit, f"FC06 reply for address {r.address}, sent {address}")
 
     async def read_coils(self, unit: int, address: int, count: int) -> list[bool]:
-        r = await self._call(unit, 1, lambda c: c.read_coils(address, count=count, device_id=unit))
+        r = await self._call(unit, 1, lambda c: c.read_coils(address, count=count, device_id=unit),
+                             reply_bytes=5 + (count + 7) // 8)
         bits = list(r.bits)
         if len(bits) < count:
             raise BadReply(self.bus_id, unit, f"{len(bits)} coils in reply, asked for {count}")
