@@ -62,14 +62,24 @@ def settings_from_args(args: argparse.Namespace) -> BusSettings:
                        misses_offline=1, poll_ms=20)
 
 
-async def scan(bus: PtlBus, units: list[int], out: Callable[[str], None] = print) -> dict[int, Identity]:
-    """Every unit that answers, with its identity block."""
+async def scan(bus: PtlBus, units: list[int], out: Callable[[str], None] = print,
+               odd: dict[int, str] | None = None) -> dict[int, Identity]:
+    """Every unit that answers, with its identity block. A unit that answers, but not with an identity (an
+    exception: another register map; a garbled reply: two modules at one address, or a bad line), is printed
+    too, and put in `odd`: hidden, it looked like a free address to whoever then put a module there."""
     found: dict[int, Identity] = {}
     for unit in units:
         try:
             found[unit] = ident = await bus.read_identity(unit)
         except LinkDown:
             raise
+        except NoResponse:
+            continue
+        except ModuleMiss as e:
+            if odd is not None:
+                odd[unit] = str(e)
+            out(f"u{unit:03d}  something answers, but not as a Floorgate PTL node: {e}")
+            continue
         except PtlError:
             continue
         out(f"u{unit:03d}  model {ident.model_number}  {ident.model_name!r}  serial {ident.serial!r}  "
@@ -207,9 +217,11 @@ async def _with_bus(args: argparse.Namespace, work: Callable[[PtlBus], Awaitable
 def _cmd_scan(args: argparse.Namespace) -> int:
     async def work(bus: PtlBus) -> int:
         units = parse_units(args.units)
-        found = await scan(bus, units)
-        print(f"{len(found)} module(s) answered out of {len(units)} unit ids tried")
-        return 0 if found else 1
+        odd: dict[int, str] = {}
+        found = await scan(bus, units, odd=odd)
+        print(f"{len(found)} module(s) answered out of {len(units)} unit ids tried"
+              + (f"; {len(odd)} more unit id(s) answer, but not as a PTL node (see above)" if odd else ""))
+        return 0 if found and not odd else 1
 
     return _run(args, work)
 

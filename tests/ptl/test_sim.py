@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -134,6 +135,27 @@ async def test_scan_and_light_test_against_the_simulator() -> None:
         assert failed == [3]
         assert sim.module(2).mode == 0 and sim.requests[2] >= 3 and sim.served[5] >= 3
         assert "u003  NO ANSWER" in lines
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+async def test_scan_shows_a_unit_that_answers_but_not_as_a_node(transport: Literal["tcp", "rtu"]) -> None:
+    """An exception reply (another register map) or a garbled one (two modules at one address) is still
+    something at that address. `scan` left it out, as if the address were free."""
+    async with PtlSimulator([1, 2, 3], transport=transport) as sim, \
+            PtlBus(settings_for(sim, timeout_ms=20, misses_offline=1)) as bus:
+        if transport == "tcp":
+            sim.set_exception(2, 2)
+        else:
+            sim.set_corrupt(2)
+        async with asyncio.timeout(LIMIT):
+            await bus.wait_until(lambda: bus.link_up)
+        lines: list[str] = []
+        odd: dict[int, str] = {}
+        found = await tech_cli.scan(bus, [1, 2, 3, 4], lines.append, odd=odd)
+        assert sorted(found) == [1, 3] and list(odd) == [2]
+        assert lines[1].startswith("u002  something answers, but not as a Floorgate PTL node"), lines
+        assert ("illegal data address" if transport == "tcp" else "CRC error") in lines[1]
+        assert len(lines) == 3  # u004: silence, a free address
 
 
 def test_sim_cli_runs_and_quits_on_stdin() -> None:
