@@ -96,11 +96,14 @@ class ModuleOffline:
 
 @dataclass(frozen=True, slots=True)
 class ModuleFault:
-    """The module's fault bit (IR 0 bit 8) changed: set by its self-checks (a dead segment, a stuck key)."""
+    """The module's fault changed: its fault bit (IR 0 bit 8, set by its self-checks: a dead segment, a stuck
+    key), or its refusal of the job write (an exception reply to the FC16 of registers 0-4: another register
+    map or firmware). `detail` says which (empty for the fault bit)."""
 
     bus_id: str
     unit: int
     fault: bool
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,10 @@ reply to the module's next request. A module that answers, but slowly (well past
 timeout), waits before its next poll for what its reply took times the modules it kept waiting: it gets no
 more of the bus than each of the others. Polled in turn like any other, one replying in 90 ms of a 100 ms timeout took
 the healthy modules' polls from 48/s to 11/s and their key presses from 30 to 130 ms.
+A module that refuses the job write with an exception reply (another register map or firmware) is alive: it
+is reported once as a fault, kept online and polled, and its write is tried again with a growing backoff.
+Counted as misses, it went offline, answered the next probe, was "restored", refused again: about 5 offline
+and online events a second, each one journaled and sent to the hub.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .codec import Mode, Status
-from .errors import ModuleMiss, NoResponse
+from .errors import ExceptionReply, ModuleMiss, NoResponse
 from .model import (
     OFF,
     BusSettings,
@@ -86,8 +90,8 @@ class _Module:
     the scheduler consults it for every module before every transaction."""
 
     __slots__ = ("_desired", "_shown", "backoff", "dirty", "dirty_since", "fault", "last_status", "misses",
-                 "next_poll", "next_probe", "not_before", "offline_since", "online", "pending_clear", "reported",
-                 "sent_token", "stats", "unit")
+                 "next_poll", "next_probe", "not_before", "offline_since", "online", "pending_clear", "refused",
+                 "reported", "sent_token", "stats", "unit", "write_after", "write_backoff")
 
     def __init__(self, unit: int, backoff: float, now: float) -> None:
         self.unit = unit
@@ -107,6 +111,9 @@ class _Module:
         self.sent_token = 0  # the last job token this bus sent to the module (0: none yet)
         self.last_status: Status | None = None
         self.fault: bool | None = None  # the fault bit as last reported (None: not polled yet)
+        self.refused: str | None = None  # why the module refuses its job write (None: it does not)
+        self.write_after = 0.0  # a refused write is not tried again before this
+        self.write_backoff = 0.0
         self.stats = ModuleStats()
 
     @property
@@ -199,7 +206,7 @@ class Scheduler:
                 return Clear(m.unit, m.pending_clear)
             # A module never heard from is polled before it is written: its power-up bit is then seen (and
             # cleared) before the first write, rather than after it, which would cost a second "restore" write.
-            if m.dirty and m.online:
+            if m.dirty and m.online and m.write_after <= now:
                 if write_m is None or _earlier(m.dirty_since, m, write_m.dirty_since, write_m):
                     write_m = m
             elif m.next_poll <= now and (poll_m is None or _earlier(m.next_poll, m, poll_m.next_poll, poll_m)):
@@ -220,6 +227,8 @@ class Scheduler:
         for m in self.modules.values():
             if m.online is False:
                 times.append(max(m.next_probe, credit_ok_at))
+            elif m.dirty and m.online and m.write_after > now:  # a refused write waits; the polls go on
+                times.append(max(m.not_before, min(m.write_after, m.next_poll)))
             elif (m.dirty and m.online) or m.pending_clear is not None:
                 times.append(m.not_before)
             else:
@@ -274,6 +283,10 @@ class Scheduler:
             events.append(ModuleOnline(self.bus_id, m.unit, detail))
         if isinstance(action, Write):
             self._written(m, action.state, now)
+            if m.refused is not None:
+                m.refused, m.write_after, m.write_backoff = None, 0.0, 0.0
+                if not m.fault:
+                    events.append(ModuleFault(self.bus_id, m.unit, False, "takes its job write again"))
         elif isinstance(action, Clear):
             if m.pending_clear == action.counter:
                 m.pending_clear = None
@@ -318,9 +331,13 @@ class Scheduler:
         m.next_poll = sent + (self.poll_s if m.fast else self.health_s)
         if status.fault != m.fault:
             # Reported once per change, and at the first poll either way: a fault alarm raised before a
-            # restart must be cleared by a module that comes back healthy.
+            # restart must be cleared by a module that comes back healthy. (While it refuses its job write,
+            # that fault stands whatever the bit says.)
+            first = m.fault is None
             m.fault = status.fault
-            events.append(ModuleFault(self.bus_id, m.unit, status.fault))
+            if m.refused is None or first:
+                events.append(ModuleFault(self.bus_id, m.unit, status.fault or m.refused is not None,
+                                          m.refused or ""))
         if status.powered_up:
             # Rebooted: what it showed is gone. Rewrite the desired state first (writes go before clears),
             # then clear the power-up bit, so a failed restore is noticed again at the next poll.
@@ -365,6 +382,8 @@ class Scheduler:
         if not isinstance(error, NoResponse):
             m.stats.errors += 1
         m.stats.last_error = str(error)
+        if isinstance(action, Write) and isinstance(error, ExceptionReply) and m.online:
+            return self._refused(m, now, error)
         if m.online is False:
             m.backoff = min(m.backoff * 2, self.probe_max_s)
             m.next_probe = now + m.backoff
@@ -377,6 +396,16 @@ class Scheduler:
             return []
         self._go_offline(m, now)
         return [ModuleOffline(self.bus_id, m.unit, f"{m.misses} misses in a row; last: {error}")]
+
+    def _refused(self, m: _Module, now: float, error: ExceptionReply) -> list[Event]:
+        """The module answered its job write with an exception: alive, but it will not take the job."""
+        m.write_backoff = min(max(m.write_backoff * 2, self.probe_min_s), self.probe_max_s)
+        m.write_after = now + m.write_backoff
+        if m.refused is not None:
+            return []
+        what = str(error).partition(": ")[2]
+        m.refused = f"refuses its job write ({what}): a module of another register map or firmware?"
+        return [] if m.fault else [ModuleFault(self.bus_id, m.unit, True, m.refused)]
 
     def _go_offline(self, m: _Module, now: float) -> None:
         m.online = False

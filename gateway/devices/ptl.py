@@ -277,7 +277,7 @@ class PtlDevices:
         elif isinstance(ev, ModuleFault):
             device = module_id(Light(ev.bus_id, ev.unit))
             if ev.fault or fault_alarm_id(device) in self.service.floor.alarms:  # a healthy first poll: nothing
-                await store_fault(self.service, self.registry, device, "ptl", ev.fault)
+                await store_fault(self.service, self.registry, device, "ptl", ev.fault, ev.detail)
         else:
             online = isinstance(ev, ModuleOnline)
             light = Light(ev.bus_id, ev.unit)

@@ -19,6 +19,7 @@ class DeviceInfo:
     last_scans: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     extra: dict[str, Any] = field(default_factory=dict)
     fault: bool = False  # a device that answers but reports a fault of its own (a PTL module's status bit 8)
+    fault_detail: str = ""  # what the fault is, where the device says more than its fault bit
     gen: int = 0  # moves with every state reported: a late success must not mark a newer state saved
     reported: bool = False  # its coordinator has told its state (a bus only listed has not)
 
@@ -49,9 +50,10 @@ class DeviceRegistry:
         info.online, info.detail, info.reported = online, detail, True
         info.gen += 1
 
-    def set_fault(self, device_id: str, kind: str, fault: bool) -> int:
+    def set_fault(self, device_id: str, kind: str, fault: bool, detail: str = "") -> int:
         info = self.add(device_id, kind)
         info.fault = fault
+        info.fault_detail = detail
         info.gen += 1
         return info.gen
 

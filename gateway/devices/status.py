@@ -37,12 +37,12 @@ async def store_status(service: FloorService, registry: DeviceRegistry, device_i
 
 
 async def store_fault(service: FloorService, registry: DeviceRegistry, device_id: str, kind: str,
-                      fault: bool) -> None:
+                      fault: bool, detail: str = "") -> None:
     """A device's own fault report (its alarm raised or cleared); raises JournalError, kept as unsaved."""
-    gen = registry.set_fault(device_id, kind, fault)
+    gen = registry.set_fault(device_id, kind, fault, detail)
     at = service.at()
     try:
-        await service.execute(lambda f, c: device_fault(f, c, device_id, kind, fault, at))
+        await service.execute(lambda f, c: device_fault(f, c, device_id, kind, fault, at, detail))
     except JournalError:
         registry.saved(device_id, "fault", None)
         raise
@@ -68,7 +68,7 @@ async def resave(service: FloorService, registry: DeviceRegistry, configured: Ca
             if info is None:
                 continue
             if what == "fault":
-                device_fault(floor, change, device_id, info.kind, info.fault, at)
+                device_fault(floor, change, device_id, info.kind, info.fault, at, info.fault_detail)
             else:
                 device_status(floor, change, device_id, info.kind, info.online, info.detail, at)
     await service.execute(op)

@@ -76,10 +76,16 @@ def fault_alarm_id(device_id: str) -> str:
     return f"device_fault:{device_id}"
 
 
-def device_fault(floor: Floor, change: Change, device_id: str, kind: str, fault: bool, at: At) -> bool:
+def device_fault(floor: Floor, change: Change, device_id: str, kind: str, fault: bool, at: At,
+                 detail: str = "") -> bool:
     """A device that answers but reports a fault of its own (a PTL module's status bit 8): it still takes
-    jobs, so nothing stops, but a technician must look at it before a picker trusts its display."""
+    jobs, so nothing stops, but a technician must look at it before a picker trusts its display. `detail`
+    names another fault of a device that answers (a PTL module refusing its job write)."""
     alarm_id = fault_alarm_id(device_id)
+    if fault and detail:
+        return raise_alarm(floor, change, alarm_id, "device_fault", "warning",
+                           f"{kind} {device_id} {detail} Check its model and firmware on the technician page",
+                           at.wall)
     if fault:
         return raise_alarm(floor, change, alarm_id, "device_fault", "warning",
                            f"{kind} {device_id} reports a fault; run its self-test from the technician page, and "

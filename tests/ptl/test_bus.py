@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from drivers.ptl import (
+    BadReply,
     BusNotRunning,
+    BusSettings,
     Colour,
     ExceptionReply,
     KeyPress,
@@ -212,6 +214,47 @@ async def test_crc_errors_and_line_noise_never_become_presses(sim: PtlSimulator,
     await until(lambda: len(rec.keys) == 1)
     await polls_after(bus, 2, 5)
     assert [(k.unit, k.counter) for k in rec.keys] == [(2, 1)]
+
+
+@pytest.mark.parametrize("transport", ["rtu"])
+async def test_a_garbled_reply_is_told_apart_from_silence(sim: PtlSimulator, bus: PtlBus) -> None:
+    """pymodbus drops a frame with a broken CRC in silence, and the request timed out as if nobody answered: a
+    technician facing two modules at one address or a bad A/B pair was told the module was silent. It is a
+    bad reply now, counted in `errors`, and says what to look for."""
+    await until(lambda: bus.link_up)
+    sim.set_corrupt(2)
+    with pytest.raises(BadReply, match=r"garbled reply \(CRC error\): two modules at this address"):
+        await bus.read_status(2)
+    with pytest.raises(NoResponse):  # silence is still silence
+        await bus.read_status(99)
+    bus.watch(2)
+    await until(lambda: bus.is_online(2) is False)
+    snap = bus.snapshot()["modules"][2]
+    assert snap["errors"] >= 3 and "garbled" in snap["last_error"], snap
+    sim.set_corrupt(2, False)
+    assert (await bus.read_status(2)) is not None
+
+
+async def test_an_rtu_request_waits_for_its_reply_on_the_wire() -> None:
+    """`timeout_ms` is the module's time to answer; on RTU the wire time of the request and the reply is added.
+    The identity block's reply (113 bytes) takes 118 ms at 9600 baud: with the default 100 ms it could never
+    be read (scan found nothing, set-address refused), while the short polls worked."""
+    async with PtlSimulator([1], transport="rtu", baudrate=9600) as sim:
+        link = ModbusLink(settings_for(sim, timeout_ms=100))
+        await link.connect()
+        try:
+            await link.read_holding(1, 1000, 54)  # the identity block
+            used = link._client.ctx.comm_params.timeout_connect  # type: ignore[union-attr]
+            assert used >= 0.100 + 113 * 10 / 9600, used
+            await link.read_input(1, 0, 4)  # a poll: little more than timeout_ms
+            used = link._client.ctx.comm_params.timeout_connect  # type: ignore[union-attr]
+            assert 0.100 < used < 0.130, used
+        finally:
+            link.close()
+    tcp = ModbusLink(BusSettings(id="b", transport="tcp", host="127.0.0.1", port=5020, timeout_ms=100))
+    assert tcp._wire_s(8, 113) == 0.0  # no wire time on TCP: the timeout is timeout_ms
+    even = ModbusLink(BusSettings(id="b", transport="rtu", port="/dev/null", baudrate=9600, parity="E"))
+    assert even._wire_s(8, 113) > link._wire_s(8, 113)  # a parity bit a character
 
 
 async def test_power_up_bit_restores_the_state(sim: PtlSimulator, bus: PtlBus, rec: Recorder) -> None:

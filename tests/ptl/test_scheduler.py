@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 from drivers.ptl import BusSettings, Colour, KeyPress, ModuleFault, ModuleOffline, ModuleOnline, ModuleState, Pattern
 from drivers.ptl.codec import ST_CONFIRM, ST_FAULT, ST_JOB_ACTIVE, ST_POWER_UP, ST_SHORTAGE, Status
-from drivers.ptl.errors import BadReply, NoResponse
+from drivers.ptl.errors import BadReply, ExceptionReply, NoResponse
 from drivers.ptl.scheduler import Action, Clear, Event, Poll, Scheduler, Write
 from gateway.clock import ManualClock
 
@@ -341,6 +342,42 @@ def test_the_fault_bit_is_reported_at_the_first_poll_and_then_once_per_change() 
     assert ok(s, clock, Poll(1), faulty) == []  # unchanged: said once
     assert ok(s, clock, Poll(1), IDLE) == [ModuleFault("bus-a", 1, False)]
     assert ok(s, clock, Poll(1), IDLE) == []
+
+
+def test_a_module_that_refuses_its_job_write_is_a_fault_not_a_flapping_module() -> None:
+    """It answers its polls and refuses the FC16 job write (another register map or firmware). Counted as
+    misses, it went offline, answered the next probe, was "restored", refused again: about 5 offline and online
+    events a second, all journaled. Now: one fault, still online and polled, the write tried again with a
+    growing backoff; the fault clears when a write is taken."""
+    clock = ManualClock()
+    s = make(clock, 1, 2)
+    settle(s, clock)
+    s.set_state(2, JOB, clock.monotonic())
+    refused = ExceptionReply("bus-a", 2, 16, 2)
+    events: list[Event] = []
+    writes: list[float] = []
+    t0 = clock.monotonic()
+    while clock.monotonic() - t0 < 10.0:  # ten seconds of bus time
+        a = s.next_action(clock.monotonic())
+        if a is None:
+            clock.advance(0.001)
+        elif isinstance(a, Write) and a.unit == 2:
+            writes.append(clock.monotonic())
+            clock.advance(0.005)
+            events += s.on_miss(a, clock.monotonic(), 0.005, refused)
+        else:
+            events += ok(s, clock, a)
+    assert events == [ModuleFault("bus-a", 2, True, "refuses its job write (exception 2 (illegal data address) to "
+                                                    "function 16): a module of another register map or firmware?")]
+    assert s.modules[2].online and s.stats.modules[2].polls > 5  # alive, and watched
+    gaps = [b - a for a, b in pairwise(writes)]
+    assert all(b >= a - 0.01 for a, b in pairwise(gaps))  # a growing backoff,
+    assert gaps[0] >= 0.2 and gaps[-1] >= 1.6 and len(writes) < 15  # from probe_min up to probe_max
+    assert s.stats.modules[2].errors == len(writes)
+    run_until(s, clock, lambda: isinstance(s.next_action(clock.monotonic()), Write))
+    a = s.next_action(clock.monotonic())
+    assert a == Write(2, JOB)
+    assert ok(s, clock, a) == [ModuleFault("bus-a", 2, False, "takes its job write again")]
 
 
 def test_a_slow_module_gets_no_more_of_the_bus_than_the_others() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from drivers.ptl import KeyPress
+from firmware_stubs.ptl_node.registers import EX_ILLEGAL_ADDRESS, ModbusError
 from gateway.app import App
 from gateway.clock import SystemClock
 from gateway.devices.ptl import PtlDevices
@@ -291,6 +292,30 @@ async def test_a_module_reporting_a_fault_raises_an_alarm_until_it_reports_none(
         await until(lambda: count(f, "alarm.cleared") == 2, "cleared after the restart")
         assert alarm not in f.service.floor.alarms
         assert count(f, "alarm.raised") == 2
+
+
+async def test_a_module_that_refuses_its_job_write_is_one_fault_alarm_not_a_flood(tmp_path: Path) -> None:
+    """A module of another register map answers its polls and refuses the job write. It went offline and
+    online about 5 times a second, each a journaled `device.offline` / `device.online` for the hub, and kept
+    for 72 h. Now it is one `device_fault` alarm that says why, and it clears once a write is taken."""
+    alarm = "device_fault:bus-a-u003"
+    async with floor(tmp_path, "tcp") as f:
+        node = f.sim.module(3)
+        takes = node.write_holding
+
+        def refuse(addr: int, values: list[int], now_ms: int) -> None:
+            raise ModbusError(EX_ILLEGAL_ADDRESS, "no such register in this layout")
+        node.write_holding = refuse  # type: ignore[method-assign]
+        f.sim.reboot(3)  # its state is lost: the gateway writes it again, and is refused
+        await until(lambda: alarm in f.service.floor.alarms, "the fault alarm")
+        assert "refuses its job write (exception 2 (illegal data address) to function 16)" in \
+            f.service.floor.alarms[alarm].message
+        served = f.sim.served[3]
+        await until(lambda: f.sim.served[3] > served + 20, "the module still polled")
+        await f.service.journal.barrier()
+        assert not [d for d in f.events("device.offline") if d.get("device_id") == "bus-a-u003"]
+        node.write_holding = takes  # type: ignore[method-assign]
+        await until(lambda: alarm not in f.service.floor.alarms, "the alarm cleared once a write is taken")
 
 
 async def test_the_bus_link_is_a_device_of_its_own(tmp_path: Path) -> None:
