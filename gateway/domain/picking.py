@@ -115,13 +115,14 @@ def _check_item(floor: Floor, sku: Sku, bc: Barcode, line: Line, at: At) -> None
 
 
 def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Order, Line]:
+    """SPEC §6: the picker's open line of that SKU: the one in hand (its location scanned last, or its units
+    scanned last) if it is of that SKU, else the one the PDA shows first. The line in hand does not lock out the
+    others: every line is lit at once and pickers take them in any order, and a unit of another line on the
+    list was refused `wrong_item` (counted against the picker's health, and `wrong_item` rather than
+    `not_allowed` for a held order's line)."""
     hand = _in_hand(floor, operator_id)
-    if hand is not None:
-        if hand[2].sku == bc.sku:
-            return hand
-        raise Refused("wrong_item", f"wrong item: {bc.sku or bc.gtin} is not {hand[2].sku} "
-                                    f"(line {hand[2].line_no} at {hand[2].location or 'its location'})",
-                      line=hand[2].line_no)
+    if hand is not None and hand[2].sku == bc.sku:
+        return hand
     matches = [x for x in open_lines(floor, operator_id) if x[2].sku == bc.sku]
     if not matches:
         done = [(order, line) for task in picker_tasks(floor, operator_id)
@@ -231,7 +232,7 @@ def put_back_seen(floor: Floor, change: Change, operator_id: str | None) -> None
 def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Outcome:
     tasks = picker_tasks(floor, op)
     if bc.kind == "tote":
-        return bind_tote(floor, change, op, str(bc.code), tasks)
+        return bind_tote(floor, change, op, str(bc.code), tasks, at)
     if bc.kind == "location":
         if floor.rules.location_scan == "off":
             return Outcome.good("location noted", "location")
@@ -249,6 +250,7 @@ def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Ou
         picker.in_hand = (task.task_id, line.line_no)
         change.save("picker", op, picker)
         change.save("order", order.order_id, order)
+        start(floor, change, task, at)  # an accepted scan for the order: it is being picked (SPEC §1)
         return Outcome.good(f"{bc.code}: take {line.remaining} x {line.sku}", "location",
                             task_id=task.task_id, line_no=line.line_no)
     if bc.kind != "item":
@@ -313,7 +315,10 @@ def _tote_task(floor: Floor, op: str, tote: str, tasks: list[Task]) -> Task:
                                  " scan an item of the order first to give it a second tote")
 
 
-def bind_tote(floor: Floor, change: Change, op: str, tote: str, tasks: list[Task]) -> Outcome:
+def bind_tote(floor: Floor, change: Change, op: str, tote: str, tasks: list[Task], at: At) -> Outcome:
+    """Bind the tote to the task it is for. An accepted scan for the order, so its task starts (SPEC §1, the
+    first accepted scan): left `assigned`, a cold-chain task with its tote on this picker's cart was taken
+    from them after 10 minutes and given to another picker, tote and all."""
     if not tasks:
         raise Refused("no_task", "you have no pick task to put this tote on")
     task = _tote_task(floor, op, tote, tasks)
@@ -321,6 +326,8 @@ def bind_tote(floor: Floor, change: Change, op: str, tote: str, tasks: list[Task
     if other is not None and other != task.order_id:
         raise Refused("not_allowed", f"tote {tote} is in use for order {other}")
     order = floor.orders[task.order_id]
+    if order.state == ON_HOLD:
+        raise Refused("not_allowed", f"order {order.order_id} is on hold", picker_error=False)
     if task.tote == tote:
         return Outcome.good(f"tote {tote} is on task {task.task_id}", "tote")
     task.tote = tote
@@ -331,6 +338,7 @@ def bind_tote(floor: Floor, change: Change, op: str, tote: str, tasks: list[Task
     change.save("task", task.task_id, task)
     change.save("order", order.order_id, order)
     change.emit("tote.bound", {"task_id": task.task_id, "tote": tote}, order.order_id)
+    start(floor, change, task, at)
     return Outcome.good(f"tote {tote} bound to order {order.order_id}", "tote", task_id=task.task_id)
 
 

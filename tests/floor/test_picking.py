@@ -175,11 +175,43 @@ async def test_location_scan_selects_the_line_in_hand(h: Harness) -> None:
     task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
     assert (await h.scan("scan-1", "A-01-02")).ok
     assert h.floor.pickers["p1"].in_hand == (task, 2)
-    wrong = await h.item("scan-1", "4006381333931")  # SKU-1, but line 2 (SKU-2) is in hand
-    assert wrong.code == "wrong_item"
+    assert h.floor.orders["O-1"].state == "picking"  # an accepted scan for the order (SPEC §1)
     assert (await h.scan("scan-1", "A-09-09")).code == "unknown_barcode"
     assert (await h.scan("scan-1", "A-01-03")).code == "wrong_location"  # none of p1's lines is there
+    # SKU-1 with line 2 (SKU-2) in hand: it is matched to the open line of that SKU (SPEC §6), line 1
+    out = await h.item("scan-1", "4006381333931")
+    assert out.ok and out.detail["line_no"] == 1
     assert (await h.item("scan-1", "05012345678900")).ok
+    assert h.floor.orders["O-1"].state == "picked"
+
+
+async def test_a_unit_of_another_line_on_the_list_is_not_a_wrong_item(h: Harness) -> None:
+    """Every line is lit at once and pickers take them in any order. After one unit of line 1, a unit of line 2
+    was refused `wrong_item` (a bad beep, counted against the picker's health); of a held order's line 2, it
+    was `wrong_item` too, where SPEC says `not_allowed`."""
+    await h.picker_with_task(lines=[(1, "SKU-1", 3), (2, "SKU-2", 1)])
+    assert (await h.item("scan-1", "4006381333931")).ok  # one of three of line 1: in hand
+    out = await h.item("scan-1", "05012345678900")
+    assert out.ok and out.detail["line_no"] == 2, out
+    assert (await h.item("scan-1", "4006381333931")).detail["line_no"] == 1  # back to line 1
+    h.signals.clear()
+    wrong = await h.item("scan-1", "09506000134352")  # SKU-LOT: not on the list
+    assert wrong.code == "wrong_item"
+    assert ("light_error", frozenset({Light("bus-a", 1)})) in h.signals  # signalled on the line in hand
+    await h.hold("order", "O-1")
+    held = await h.item("scan-1", "4006381333931")
+    assert held.code == "not_allowed"
+
+
+async def test_tote_and_location_scans_start_the_task(h: Harness) -> None:
+    """SPEC §1: `assigned` -> `picking` at the first accepted scan. A tote bound and the shelf scanned left the
+    order `assigned` and its task "not started": a cold-chain task was taken from the picker after 10 minutes,
+    with its tote on their cart."""
+    task = await h.picker_with_task(lines=[(1, "SKU-1", 1)])
+    seq = h.seq
+    assert (await h.scan("scan-1", "TOTE-A1")).ok
+    assert h.floor.tasks[task].state == "started" and h.floor.orders["O-1"].state == "picking"
+    assert h.types(seq) == ["tote.bound", "order.state_changed"]
 
 
 async def test_a_location_scan_without_a_task_says_there_is_no_task(h: Harness) -> None:
