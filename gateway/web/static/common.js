@@ -240,9 +240,27 @@ const FG = (() => {
     state.onLogout.forEach((fn) => fn());
   }
 
+  /* Logging out drops what the outboxes still hold, and a logout the gateway never got leaves the person
+     logged in there: scans made during a Wi-Fi drop were lost that way, and the picker stayed "at work". So
+     it waits until every action is sent, and until the gateway can be told. */
   async function logout() {
-    try { await api("POST", "/api/v1/auth/logout", {}); } catch (e) { /* the session may be gone already */ }
+    const waiting = state.outboxes.reduce((n, o) => n + o.items.length, 0);
+    const el = document.getElementById("feedback");
+    if (waiting) {
+      if (el) feedback(el, "warn", t("logout_not_yet"), t("logout_waiting", { n: waiting }), false);
+      state.outboxes.forEach((o) => o.pump());
+      return false;
+    }
+    try {
+      await api("POST", "/api/v1/auth/logout", {});
+    } catch (e) {
+      if (e.status === 0 || e.status >= 500) {
+        if (el) feedback(el, "warn", t("logout_not_yet"), t("logout_offline"), false);
+        return false;
+      } // otherwise the session is gone already (expired, or logged out elsewhere)
+    }
     logoutLocal();
+    return true;
   }
 
   // -- connection and live streams ----------------------------------------------------------------------------

@@ -7,6 +7,8 @@
   const { t, h } = FG;
   let view = null;
   let dialogOpen = false;
+  let shortFor = null; // the line the Short dialog was opened for (view.next may move on while it is open)
+  let typed = ""; // keys typed into the Short dialog: a scanner's burst is a scan, not a quantity
 
   const outbox = new FG.Outbox("pda", onAnswer, (n, retrying) => {
     $("pending").textContent = n ? (retrying ? t("waiting_n", { n }) : t("sending")) : "";
@@ -137,6 +139,8 @@
   function openShort() {
     if (!view || !view.next) return;
     const n = view.next;
+    shortFor = { task_id: n.task_id, line_no: n.line_no };
+    typed = "";
     $("short-line").textContent = `${t("line")} ${n.line_no} · ${n.location || ""} · ${n.sku} · ${t("picked_of", { p: n.picked, q: n.qty })}`;
     $("short-qty").value = "0";
     $("short-qty").max = String(n.remaining);
@@ -159,9 +163,29 @@
       if (n) outbox.push("/api/v1/pda/confirm", { task_id: n.task_id, line_no: n.line_no, qty: n.remaining });
     });
     $("short").addEventListener("click", openShort);
+    // The scanner types into whatever has the focus: in the dialog, a barcode went into the quantity field and
+    // was lost. Keys are collected as typed; at Enter, more than a quantity's 4 digits is a scan: it is sent
+    // as one, and the dialog closes without a short (the scan's answer shows).
+    $("short-dialog").addEventListener("keydown", (e) => {
+      if (e.key === "Enter") {
+        if (typed.length > 4) {
+          e.preventDefault();
+          const text = typed;
+          typed = "";
+          $("short-dialog").close("scan");
+          outbox.push("/api/v1/pda/scan", { text }); // its answer is the feedback: no short was made
+        }
+        typed = "";
+      } else if (e.key === "Backspace") {
+        typed = typed.slice(0, -1);
+      } else if (e.key.length === 1) {
+        typed += e.key;
+      }
+    });
     $("short-dialog").addEventListener("close", () => {
       dialogOpen = false;
-      const n = view && view.next;
+      const n = shortFor;
+      shortFor = null;
       if ($("short-dialog").returnValue === "ok" && n) {
         const qty = Math.max(0, Math.min(9999, parseInt($("short-qty").value || "0", 10) || 0));
         outbox.push("/api/v1/pda/short", { task_id: n.task_id, line_no: n.line_no, qty_picked: qty });
