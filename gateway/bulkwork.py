@@ -177,7 +177,9 @@ def context() -> multiprocessing.context.BaseContext:
 
 
 SUN_PATH_MAX = 108  # Linux's limit on an AF_UNIX socket path, its terminating NUL included
-_SOCKET_NAME_LEN = 28  # "/pymp-XXXXXXXX/listener-XXXXXXXX" less the base dir's own length, as in CPython 3.13
+# what multiprocessing puts after the base dir: "/pymp-XXXXXXXX/sock-XXXXXXXX" from 3.13,
+# "/pymp-XXXXXXXX/listener-XXXXXXXX" before
+_SOCKET_NAME_LEN = 28 if sys.version_info >= (3, 13) else 32
 
 
 def short_temp_base(base: str) -> str:

@@ -91,7 +91,7 @@ class _Module:
 
     __slots__ = ("_desired", "_shown", "backoff", "dirty", "dirty_since", "fault", "last_status", "misses",
                  "next_poll", "next_probe", "not_before", "offline_since", "online", "pending_clear", "refused",
-                 "reported", "sent_token", "stats", "unit", "write_after", "write_backoff")
+                 "reported", "said", "sent_token", "stats", "unit", "write_after", "write_backoff")
 
     def __init__(self, unit: int, backoff: float, now: float) -> None:
         self.unit = unit
@@ -112,6 +112,7 @@ class _Module:
         self.last_status: Status | None = None
         self.fault: bool | None = None  # the fault bit as last reported (None: not polled yet)
         self.refused: str | None = None  # why the module refuses its job write (None: it does not)
+        self.said: tuple[bool, str] | None = None  # the fault last reported: (faulty, refusal or '')
         self.write_after = 0.0  # a refused write is not tried again before this
         self.write_backoff = 0.0
         self.stats = ModuleStats()
@@ -285,8 +286,7 @@ class Scheduler:
             self._written(m, action.state, now)
             if m.refused is not None:
                 m.refused, m.write_after, m.write_backoff = None, 0.0, 0.0
-                if not m.fault:
-                    events.append(ModuleFault(self.bus_id, m.unit, False, "takes its job write again"))
+                events.extend(self._say(m, "takes its job write again"))
         elif isinstance(action, Clear):
             if m.pending_clear == action.counter:
                 m.pending_clear = None
@@ -333,11 +333,8 @@ class Scheduler:
             # Reported once per change, and at the first poll either way: a fault alarm raised before a
             # restart must be cleared by a module that comes back healthy. (While it refuses its job write,
             # that fault stands whatever the bit says.)
-            first = m.fault is None
             m.fault = status.fault
-            if m.refused is None or first:
-                events.append(ModuleFault(self.bus_id, m.unit, status.fault or m.refused is not None,
-                                          m.refused or ""))
+            events.extend(self._say(m))
         if status.powered_up:
             # Rebooted: what it showed is gone. Rewrite the desired state first (writes go before clears),
             # then clear the power-up bit, so a failed restore is noticed again at the next poll.
@@ -405,7 +402,15 @@ class Scheduler:
             return []
         what = str(error).partition(": ")[2]
         m.refused = f"refuses its job write ({what}): a module of another register map or firmware?"
-        return [] if m.fault else [ModuleFault(self.bus_id, m.unit, True, m.refused)]
+        return self._say(m)
+
+    def _say(self, m: _Module, cleared: str = "") -> list[Event]:
+        """Report the module's fault (its bit, or its refusal, which names itself) whenever either changes."""
+        state = (bool(m.fault) or m.refused is not None, m.refused or "")
+        if state == m.said:
+            return []
+        m.said = state
+        return [ModuleFault(self.bus_id, m.unit, state[0], state[1] or ("" if state[0] else cleared))]
 
     def _go_offline(self, m: _Module, now: float) -> None:
         m.online = False

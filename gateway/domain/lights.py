@@ -120,7 +120,9 @@ def colour_slot(floor: Floor, change: Change, operator_id: str, zone: str, now: 
     """The picker's slot in the zone: kept while they have work there, else the lowest free one. With more
     pickers at work in a zone than there are slots, two share one: the least shared, and a supervisor is told
     (they may take each other's lights), until an assignment in the zone finds no slot shared. Called with the
-    new task already the picker's."""
+    new task already the picker's. While no slot is shared, no two pickers keep the same one (`_check_shared`
+    sees to it when sharing ends), so a kept slot is the picker's alone and is returned without a look at the
+    tasks: this runs for every assignment."""
     picker = floor.picker(operator_id)
     shared_before = f"{SHARED_ALARM}:{zone}" in floor.alarms
     if zone in picker.slots and not shared_before:
@@ -143,18 +145,17 @@ def colour_slot(floor: Floor, change: Change, operator_id: str, zone: str, now: 
         picker.slots[zone] = slot
         change.save("picker", operator_id, picker)
     if shared_before or slot in used:
-        _check_shared(floor, change, zone, now)
+        _check_shared(floor, change, zone, busy | {operator_id}, now)
     return slot
 
 
 SHARED_ALARM = "colours_shared"
 
 
-def _check_shared(floor: Floor, change: Change, zone: str, now: datetime) -> None:
-    """Raise or clear the zone's alarm for pickers at work there who show the same colour and pattern."""
+def _check_shared(floor: Floor, change: Change, zone: str, busy: set[str], now: datetime) -> None:
+    """Raise or clear the zone's alarm for pickers at work there (`busy`) who show the same colour and
+    pattern."""
     holders: dict[int, list[str]] = {}
-    busy = {t.operator_id for t in floor.tasks.values()
-            if t.zone == zone and t.state in (TASK_ASSIGNED, TASK_STARTED) and t.operator_id is not None}
     for o in sorted(busy):
         picker = floor.pickers.get(o)
         if picker is not None and zone in picker.slots:
@@ -162,6 +163,13 @@ def _check_shared(floor: Floor, change: Change, zone: str, now: datetime) -> Non
     shared = {i: ops for i, ops in holders.items() if len(ops) > 1}
     alarm_id = f"{SHARED_ALARM}:{zone}"
     if not shared:
+        # A picker not at work here who kept a slot that another took while both were at work gives it back:
+        # with the alarm cleared, colour_slot trusts a kept slot (that picker back at work showed the other's).
+        for p in floor.pickers.values():
+            slot = p.slots.get(zone)
+            if slot is not None and p.operator_id not in busy and slot in holders:
+                del p.slots[zone]
+                change.save("picker", p.operator_id, p)
         clear_alarm(floor, change, alarm_id, f"zone {zone}: every picker at work has a colour of their own again")
         return
     pairs = "; ".join(f"{', '.join(ops)} show {SLOTS[i][0]} ({SLOTS[i][1]})" for i, ops in sorted(shared.items()))

@@ -249,23 +249,29 @@ def ensure_identity(conn: sqlite3.Connection, site: str, gateway: str, now: str,
     `floorgate user set-password` before the first start) gives it its journal id and names. A database left
     without them was backed up into a file that `restore` refused."""
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    if "journal_id" not in meta:
-        meta = {"journal_id": str(uuid.uuid4()), "journal_start_seq": "1", "last_seq": "0",
-                "created_at": now, "site": site, "gateway": gateway, "md_gen": "1"}
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
+    if "journal_id" in meta and (meta.get("site"), meta.get("gateway")) == (site, gateway):
+        return meta  # the usual case: nothing to write
+    # Read again under the write lock: the gateway's first start and `user set-password` may both be here.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if "journal_id" not in meta:
+            meta = {"journal_id": str(uuid.uuid4()), "journal_start_seq": "1", "last_seq": "0",
+                    "created_at": now, "site": site, "gateway": gateway, "md_gen": "1"}
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
+        elif (meta.get("site"), meta.get("gateway")) != (site, gateway):
+            # The gateway was renamed in its config: the journal is its, under the new name. Kept at the first
+            # name, the gateway's own later backups were refused by `restore` as another gateway's.
+            log.warning("journal renamed to follow the config (a renamed gateway; if not, check data_dir)",
+                        extra={"fields": {"path": path, "was": f"{meta.get('site')}/{meta.get('gateway')}",
+                                          "now": f"{site}/{gateway}", "journal": meta["journal_id"]}})
+            meta = {**meta, "site": site, "gateway": gateway}
+            conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                             [("site", site), ("gateway", gateway)])
         conn.execute("COMMIT")
-    elif (meta.get("site"), meta.get("gateway")) != (site, gateway):
-        # The gateway was renamed in its config: the journal is its, under the new name. Kept at the first
-        # name, the gateway's own later backups were refused by `restore` as another gateway's.
-        log.warning("journal renamed to follow the config (a renamed gateway; if not, check data_dir)",
-                    extra={"fields": {"path": path, "was": f"{meta.get('site')}/{meta.get('gateway')}",
-                                      "now": f"{site}/{gateway}", "journal": meta["journal_id"]}})
-        meta = {**meta, "site": site, "gateway": gateway}
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                         [("site", site), ("gateway", gateway)])
-        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return meta
 
 

@@ -195,11 +195,15 @@ def test_which_parts_are_parsed_on_the_loop() -> None:
     assert not bulk._inline(0, b"x" * (bulk.INLINE_BYTES + 1))
 
 
-def test_a_long_tmpdir_does_not_stop_the_fork_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("length", [77, 120])
+def test_a_long_tmpdir_does_not_stop_the_fork_server(tmp_path: Path, length: int) -> None:
     """Under a TMPDIR too long for a socket path the fork server's socket goes under /tmp (CPython 3.13's own
-    rule), and it starts: before, the gateway's start ended in "AF_UNIX path too long" and a traceback."""
-    long_dir = tmp_path / ("d" * 90)
+    rule), and it starts: before, the gateway's start ended in "AF_UNIX path too long" and a traceback. 77
+    characters: too long for 3.11's "/pymp-XXXXXXXX/listener-XXXXXXXX", though not for 3.13's shorter name."""
+    assert len(str(tmp_path)) < length - 2
+    long_dir = tmp_path / ("d" * (length - len(str(tmp_path)) - 1))
     long_dir.mkdir()
+    assert len(str(long_dir)) == length
     assert bulkwork.short_temp_base(str(long_dir)) == "/tmp"
     assert bulkwork.short_temp_base("/tmp") == "/tmp"
     code = ("import tempfile; from gateway import bulkwork; from multiprocessing import forkserver, util; "

@@ -14,6 +14,7 @@ from gateway.domain.model import Hold
 from gateway.domain.sessions import logout
 from gateway.journal import Journal
 from gateway.service import FloorService
+from simulators.floor.world import make_gtin
 from tests.conftest import make_config
 from tests.floor.conftest import Harness
 
@@ -195,8 +196,6 @@ async def _zone_of_pickers(h: Harness, n: int) -> None:
     """`n` pickers for zone-a (x0, x1, ...), each with a SKU at a location of their own with a light."""
     ops = [{"operator_id": f"x{k}", "name": f"X{k}", "badge": f"B-X{k}", "roles": ["picker"], "zones": ["zone-a"]}
            for k in range(n)]
-    from simulators.floor.world import make_gtin
-
     skus = [{"sku": f"S{k}", "gtins": [make_gtin(900 + k)]} for k in range(n)]
     locs = [{"code": f"Z-{k}", "zone": "zone-a", "sku": f"S{k}", "light": {"bus": "bus-a", "unit": 20 + k}}
             for k in range(n)]
@@ -221,8 +220,6 @@ async def test_ten_pickers_share_a_zone_each_in_their_own_colour(h: Harness) -> 
 async def test_an_eleventh_picker_shares_a_colour_and_the_supervisor_is_told(h: Harness) -> None:
     """More pickers at work in a zone than light colours: two share one, and a warning names them (they may
     take each other's lights). It was silent. Once an assignment finds every colour its own again, it clears."""
-    from simulators.floor.world import make_gtin
-
     await _zone_of_pickers(h, 11)
     seq = h.seq
     for k in range(11):
@@ -241,6 +238,39 @@ async def test_an_eleventh_picker_shares_a_colour_and_the_supervisor_is_told(h: 
     assert h.floor.tasks["T-more~zone-a"].operator_id not in (None, "x0")
     assert "colours_shared:zone-a" not in h.floor.alarms
     assert any(t == "alarm.cleared" and d["alarm_id"] == "colours_shared:zone-a" for t, _, d in h.events(seq))
+
+
+def _slot(h: Harness, op: str) -> int | None:
+    return h.floor.pickers[op].slots.get("zone-a")
+
+
+async def test_a_picker_back_at_work_does_not_silently_share_a_colour(h: Harness) -> None:
+    """A slot taken (shared) while its first holder was at work stayed with them after; once the alarm cleared,
+    that picker back at work was given it again while another showed it and colours were free (review)."""
+    await _zone_of_pickers(h, 11)
+    for k in range(11):
+        await h.scan(f"dev-{k}", f"B-X{k}")
+        await h.order(f"T-{k}", [(1, f"S{k}", 1)])
+        await h.tick()
+    assert _slot(h, "x0") == _slot(h, "x10") == 0 and "colours_shared:zone-a" in h.floor.alarms
+    # x3 finishes and goes home (a colour is free now); x10 finishes and goes home too.
+    for k in (3, 10):
+        assert (await h.item(f"dev-{k}", make_gtin(900 + k))).ok
+        await h.scan(f"dev-{k}", f"B-X{k}")
+    # A new order goes to someone still at work: the assignment finds no colour shared and clears the alarm.
+    await h.order("T-a", [(1, "S1", 1)])
+    await h.tick()
+    assert "colours_shared:zone-a" not in h.floor.alarms
+    # x10 comes back and is given work while x0 (green steady) still works.
+    await h.scan("dev-10", "B-X10")
+    await h.order("T-b", [(1, "S10", 1)])
+    await h.tick()
+    assert h.floor.tasks["T-b~zone-a"].operator_id == "x10"
+    assert h.floor.tasks["T-0~zone-a"].active and h.floor.tasks["T-0~zone-a"].operator_id == "x0"
+    busy = {t.operator_id for t in h.floor.tasks.values() if t.active and t.operator_id}
+    slots = {o: _slot(h, o) for o in busy}
+    shared = {o for o in busy if list(slots.values()).count(slots[o]) > 1}
+    assert not shared or "colours_shared:zone-a" in h.floor.alarms, (slots, shared)
 
 
 async def test_strategies_per_zone_and_live_ab_split_come_from_the_config(tmp_path: Path,
@@ -274,8 +304,6 @@ async def test_zone_handoff_a_multi_zone_order_is_consolidated_and_picked_only_w
     """O-1 has a line in zone-a and one in zone-b (one task and tote each). When its zone-a part is done, its
     zone-b part goes ahead of a more valuable zone-b order that came first, also across a restart; the
     assignment says why, the decision is kept with the task, and O-1 is `picked` only when both parts are."""
-    from simulators.floor.world import make_gtin
-
     gtin_b, gtin_c = make_gtin(950), make_gtin(951)
     r = await h.cmd("masterdata.sync", {
         "mode": "merge", "sync_id": "zone-b", "part": 1, "parts": 1,

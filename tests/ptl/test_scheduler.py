@@ -404,3 +404,45 @@ def test_a_slow_module_gets_no_more_of_the_bus_than_the_others() -> None:
     assert all(rate[u] >= 30 for u in (1, 2, 4)), rate  # polled in turn: 9.6/s each (34/s now)
     assert 1 <= rate[3] < rate[1] / 4, rate
     assert s.modules[3].online
+
+
+REFUSED = ExceptionReply("bus-a", 1, 16, 2)
+FAULTY = Status(ST_FAULT, 0, 0, 0)
+
+
+def _refuse(s: Scheduler, clock: ManualClock) -> list[Event]:
+    s.set_state(1, JOB, clock.monotonic())
+    a = s.next_action(clock.monotonic())
+    assert a == Write(1, JOB)
+    clock.advance(0.005)
+    return s.on_miss(a, clock.monotonic(), 0.005, REFUSED)
+
+
+def test_the_fault_bit_and_a_refused_write_together_are_reported_as_they_change() -> None:
+    """Either may end while the other stands: the alarm must then say the one that is left (review). The bit
+    first: its fault, then the refusal names itself, and the bit clearing leaves the refusal."""
+    clock = ManualClock()
+    s = make(clock, 1)
+    assert ok(s, clock, Poll(1), FAULTY)[1:] == [ModuleFault("bus-a", 1, True)]
+    run_until(s, clock, lambda: not s.modules[1].dirty and s.modules[1].pending_clear is None)
+    events = _refuse(s, clock)
+    assert [(e.fault, "refuses its job write" in e.detail) for e in events if isinstance(e, ModuleFault)] == [
+        (True, True)]
+    assert ok(s, clock, Poll(1), IDLE) == []  # the bit is gone; the refusal stands, as reported
+
+
+def test_a_write_taken_again_while_the_fault_bit_is_set_leaves_the_bit_s_fault() -> None:
+    clock = ManualClock()
+    s = make(clock, 1)
+    settle(s, clock)
+    assert "refuses its job write" in _refuse(s, clock)[0].detail  # type: ignore[union-attr]
+    assert ok(s, clock, Poll(1), FAULTY) == []  # the fault bit comes on as well: still a fault, as reported
+    while True:  # polled on until the write is tried again
+        a = s.next_action(clock.monotonic())
+        if a is None:
+            clock.advance(0.001)
+        elif isinstance(a, Write):
+            break
+        else:
+            assert ok(s, clock, a, Status(ST_FAULT | ST_JOB_ACTIVE, 0, 0, 0)) == []
+    assert ok(s, clock, a) == [ModuleFault("bus-a", 1, True)]  # taken: the fault bit's fault is what is left
