@@ -28,7 +28,7 @@ from gateway.domain.commands import BULK_COMMANDS, COMMANDS, BulkPart, Command, 
 from gateway.journal import JournalError
 from gateway.jsontext import dumps, loads_strict
 from gateway.service import FloorService
-from gateway.sync.mqtt import AsyncMqtt, Message
+from gateway.sync.mqtt import LEARN_MIN, AsyncMqtt, Message, TooLarge
 from gateway.sync.publisher import OutboxPublisher
 
 log = logging.getLogger("floorgate.intake")
@@ -73,6 +73,7 @@ class CommandIntake:
         self.prefix = prefix
         self.cmd_prefix = f"{prefix}/cmd/"
         self.max_payload = max_payload_bytes
+        self._large: dict[int, dict[str, Any]] = {}  # mid -> a large result, until the client is past it
         self.clock = clock
         self.snapshot = snapshot
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -127,12 +128,41 @@ class CommandIntake:
         finally:
             self.mqtt.ack(msg)
 
+    def dropped(self, mids: list[int]) -> None:
+        """The client dropped these messages, over the broker's limit as it turned out: results among them go
+        out again, shortened to the new limit."""
+        for mid in mids:
+            result = self._large.pop(mid, None)
+            if result is not None:
+                self.publish_result(result)
+
     def _error(self, cmd_id: str | None, code: str, message: str, **extra: Any) -> dict[str, Any]:
         return {"cmd_id": cmd_id, "ok": False, "ts": rfc3339(self.clock.now()),
                 "error": {"code": code, "message": message, **extra}}
 
     def publish_result(self, result: dict[str, Any]) -> None:
-        self.mqtt.publish(f"{self.prefix}/cmd_result", dumps(result), qos=1)
+        """A result over the broker's message limit (a bulk set's `rejected` list of thousands) is sent with as
+        much of that list as fits, and `rejected_count` / `rejected_truncated` saying so; published whole, it got
+        the connection closed at every reconnect, and no later result or event went out."""
+        topic = f"{self.prefix}/cmd_result"
+        payload = dumps(result)
+        try:
+            mid = self.mqtt.publish(topic, payload, qos=1)
+            if mid is not None and len(payload) >= LEARN_MIN:  # the broker may yet prove it too large
+                self._large[mid] = result
+                while len(self._large) > 16:
+                    del self._large[next(iter(self._large))]
+            return
+        except TooLarge as e:
+            short = shortened(result, e.limit)
+        log.warning("result shortened to the broker's message limit", extra={"fields": {
+            "cmd_id": result.get("cmd_id"), "rejected": len(result.get("rejected") or []),
+            "kept": len(short.get("rejected") or [])}})
+        try:
+            self.mqtt.publish(topic, dumps(short), qos=1)
+        except TooLarge as e:
+            log.error("result not sent: over the broker's message limit even when shortened",
+                      extra={"fields": {"cmd_id": result.get("cmd_id"), "bytes": e.size, "limit": e.limit}})
 
     async def handle(self, msg: Message) -> None:
         name = msg.topic[len(self.cmd_prefix):]
@@ -294,3 +324,22 @@ class CommandIntake:
                 # as a command, it held up every command behind it for as long as the disk stayed full, and
                 # those never got their `busy`.
                 log.warning("hub's ack not saved; saved with the next one", extra={"fields": {"error": str(e)}})
+
+
+def shortened(result: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The result with the longest head of its `rejected` list that fits in `limit` bytes."""
+    rejected = result.get("rejected")
+    if not isinstance(rejected, list) or not rejected:
+        return result
+    lo, hi = 0, len(rejected)
+    while lo < hi:  # the most items that fit
+        mid = (lo + hi + 1) // 2
+        if len(dumps(_with(result, rejected, mid)).encode("utf-8")) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return _with(result, rejected, lo)
+
+
+def _with(result: dict[str, Any], rejected: list[Any], n: int) -> dict[str, Any]:
+    return {**result, "rejected": rejected[:n], "rejected_count": len(rejected), "rejected_truncated": True}

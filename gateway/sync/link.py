@@ -7,20 +7,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from gateway import __version__
 from gateway.bulk import BulkApplier
-from gateway.clock import Clock, rfc3339
+from gateway.clock import Clock, parse_rfc3339, rfc3339
 from gateway.config import Config, secret_from_file
+from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.devices import broker_status
 from gateway.domain.model import FINAL_STATES
-from gateway.journal import JournalError
-from gateway.jsontext import dumps
+from gateway.journal import JournalError, StoredEvent
+from gateway.jsontext import dumps, loads_strict
 from gateway.service import FloorService
 from gateway.sync.intake import CommandIntake
-from gateway.sync.mqtt import AsyncMqtt, MqttSettings
+from gateway.sync.mqtt import AsyncMqtt, Message, MqttSettings, TooLarge
 from gateway.sync.publisher import OutboxPublisher
 
 log = logging.getLogger("floorgate.sync")
@@ -29,6 +31,8 @@ SAVE_PROGRESS_S = 1.0
 STATUS_AGAIN_S = 2.0  # after a (re)connect, the status is published once more (HubLink.__init__)
 BROKER_GRACE_S = 30.0  # a start without a broker this long: the broker is reported offline
 BROKER_RETRY_S = 5.0
+BROKER_OFFLINE_GRACE_S = 10.0  # a broker back within this long is no outage: no offline and online events
+TWIN_CLEAR_S = 600.0  # the twin gateway alarm clears once no other journal has said "online" this long
 
 
 def settings_from_config(cfg: Config) -> MqttSettings:
@@ -37,7 +41,7 @@ def settings_from_config(cfg: Config) -> MqttSettings:
         host=m.host, port=m.port, client_id=cfg.client_id, username=m.username,
         password=secret_from_file(m.password_file), tls=m.tls, ca_file=m.ca_file, cert_file=m.cert_file,
         key_file=m.key_file, keepalive_s=m.keepalive_s, inflight=m.inflight, reconnect_max_s=m.reconnect_max_s,
-        clean_session=False, manual_ack=True)
+        clean_session=False, manual_ack=True, max_payload_bytes=m.max_payload_bytes)
 
 
 class HubLink:
@@ -51,13 +55,22 @@ class HubLink:
         self.prefix = cfg.topic_prefix
         offline = dumps({"state": "offline", "site": cfg.site, "gateway": cfg.gateway,
                          "journal": self.journal.journal_id})
-        self.mqtt = AsyncMqtt(settings_from_config(cfg), will=(f"{self.prefix}/status", offline.encode(), 1, True),
-                              subscriptions=[(f"{self.prefix}/cmd/#", 1)], name="hub")
+        # Its own status too: a status of another journal, live, is a twin gateway (`_status_seen`). QoS 1, so
+        # that it waits in the session: twins share one (one client id), and each holds it only in turns.
+        self.status_topic = f"{self.prefix}/status"
+        self.mqtt = AsyncMqtt(settings_from_config(cfg), will=(self.status_topic, offline.encode(), 1, True),
+                              subscriptions=[(f"{self.prefix}/cmd/#", 1), (self.status_topic, 1)], name="hub")
         self.publisher = OutboxPublisher(self.journal, self.mqtt, self.prefix, cfg.mqtt.inflight)
         self.bulk = BulkApplier(service, clock, self._publish_result)
         self.intake = CommandIntake(service, self.mqtt, self.publisher, self.bulk, self.prefix,
                                     cfg.mqtt.max_payload_bytes, clock, self.publish_snapshot)
-        self.mqtt.on_message = self.intake.on_message
+        self.mqtt.on_message = self._on_message
+        self.publisher.on_held_back = self._held_back
+        self.mqtt.on_too_large.append(self._too_large)
+        self.mqtt.on_flapping.append(self._flapping)
+        self._twin_seen_at: float | None = None
+        self._started_at = clock.now() - timedelta(seconds=5)
+        self._alarm_tasks: set[asyncio.Task[None]] = set()
         self.mqtt.on_connect.append(lambda present: self.publish_status())
         # ... and again a moment later: on a reconnect the client sends the publishes the broker never
         # acknowledged again (older statuses among them) after this one, and the retained status went back
@@ -90,6 +103,88 @@ class HubLink:
     def _publish_result(self, result: dict[str, Any]) -> None:
         self.intake.publish_result(result)
 
+    # -- what the broker link itself goes through ------------------------------------------------------
+
+    def _on_message(self, msg: Message) -> None:
+        if msg.topic == self.status_topic:
+            self._status_seen(msg)
+            self.mqtt.ack(msg)
+        else:
+            self.intake.on_message(msg)
+
+    def _status_seen(self, msg: Message) -> None:
+        """A live `online` status of another journal under this gateway's topics: a second gateway with this
+        site and gateway id on the broker. The two took the one client id from each other ten times a second,
+        both journals filled with broker events, and the hub's commands went to whichever was connected (one
+        without master data refused them); nothing said why. A retained status is the last one stored, maybe
+        this gateway's own before a restore: only a live one counts."""
+        if msg.retain:
+            return
+        try:
+            status = loads_strict(msg.payload)
+        except ValueError:
+            return
+        if not isinstance(status, dict) or status.get("state") != "online":
+            return
+        other = status.get("journal")
+        if not isinstance(other, str) or other == self.journal.journal_id:
+            return
+        try:
+            sent = parse_rfc3339(str(status.get("ts")))
+        except ValueError:
+            return
+        if sent < self._started_at:
+            return  # from before this process (its own, queued in the session before a restore changed the id)
+        first = self._twin_seen_at is None
+        self._twin_seen_at = self.clock.monotonic()
+        if first:
+            log.error("another gateway publishes as this one", extra={"fields": {"journal": other}})
+        self._alarm("twin_gateway", "critical",
+                    f"another gateway (journal {other}) is connected to the broker as {self.cfg.site}/"
+                    f"{self.cfg.gateway}: the two take the connection from each other and the hub's commands go "
+                    "to either. Stop one, or give it its own site and gateway in its config")
+
+    def _flapping(self, short_run: int) -> None:
+        if short_run == 0:
+            self._clear("broker_flapping", "connections to the broker last again")
+            return
+        self._alarm("broker_flapping", "warning",
+                    "the broker closes this gateway's connection right after each connect (reconnecting more "
+                    f"slowly): another client with client id {self.mqtt.settings.client_id!r} (a second gateway "
+                    "with this site and gateway?), or a message over the broker's limit")
+
+    def _too_large(self, size: int, limit: int, dropped: list[int]) -> None:
+        self.intake.dropped(dropped)
+        self._alarm("mqtt_message_limit", "critical",
+                    f"the broker closed the connection after a message of {size} bytes: its message limit is below "
+                    f"mqtt.max_payload_bytes ({self.cfg.mqtt.max_payload_bytes}). Nothing over {limit} bytes is "
+                    "sent until the gateway restarts: set mqtt.max_payload_bytes to the broker's limit, or raise "
+                    "the broker's")
+
+    def _held_back(self, ev: StoredEvent, e: TooLarge) -> None:
+        self._alarm("event_too_large", "critical",
+                    f"events over the broker's message limit ({e.limit} bytes) are held back in the journal, the "
+                    f"latest seq {ev.seq} ({ev.type}, {e.size} bytes): raise the broker's limit and "
+                    "mqtt.max_payload_bytes, restart, and the hub's sync.replay of the gap brings them")
+
+    def _alarm(self, alarm_id: str, severity: str, message: str) -> None:
+        """Raise an alarm from a callback of the link (not a coroutine): in a task of its own, kept."""
+        self._in_task(lambda f, c: raise_alarm(f, c, alarm_id, alarm_id, severity, message, self.clock.now()))
+
+    def _clear(self, alarm_id: str, message: str) -> None:
+        if alarm_id in self.service.floor.alarms:
+            self._in_task(lambda f, c: clear_alarm(f, c, alarm_id, message))
+
+    def _in_task(self, op: Callable[[Any, Any], Any]) -> None:
+        async def run() -> None:
+            try:
+                await self.service.execute(op)
+            except JournalError as e:
+                log.warning("sync alarm not stored", extra={"fields": {"error": str(e)}})
+        task = asyncio.get_running_loop().create_task(run(), name="sync-alarm")
+        self._alarm_tasks.add(task)
+        task.add_done_callback(self._alarm_tasks.discard)
+
     # -- status, snapshot, telemetry -------------------------------------------------------------------
 
     def publish_status(self) -> None:
@@ -100,13 +195,25 @@ class HubLink:
         self._status_seq = j.last_seq
 
     async def publish_snapshot(self) -> None:
+        """The snapshot, whole or not at all: SPEC has no parts for it, and a hub reading a part as the whole
+        would take the orders left out for gone. Over the broker's limit it is not sent, and an alarm says so."""
         await self.journal.barrier()
         floor = self.service.floor
         orders = [{"order_id": o.order_id, "state": o.state, "updated_seq": o.updated_seq}
                   for o in floor.orders.values() if o.state not in FINAL_STATES]
         snap = {"ts": rfc3339(self.clock.now()), "journal": self.journal.journal_id,
                 "last_seq": self.journal.last_seq, "orders": orders}
-        self.mqtt.publish(f"{self.prefix}/snapshot", dumps(snap), qos=1)
+        try:
+            self.mqtt.publish(f"{self.prefix}/snapshot", dumps(snap), qos=1)
+        except TooLarge as e:
+            log.error("snapshot not sent: over the broker's message limit", extra={"fields": {
+                "orders": len(orders), "bytes": e.size, "limit": e.limit}})
+            self._alarm("snapshot_too_large", "warning",
+                        f"the snapshot of {len(orders)} open orders ({e.size} bytes) is over the broker's message "
+                        f"limit ({e.limit} bytes) and is not sent: raise the broker's limit and "
+                        "mqtt.max_payload_bytes")
+            return
+        self._clear("snapshot_too_large", "the snapshot fits the broker's message limit again")
 
     def telemetry(self) -> dict[str, Any]:
         devices: list[dict[str, Any]] = []
@@ -145,9 +252,17 @@ class HubLink:
             if self._status_again_at is not None and now >= self._status_again_at:
                 self._status_again_at = None
                 self.publish_status()
+            if self._twin_seen_at is not None and now - self._twin_seen_at >= TWIN_CLEAR_S:
+                self._twin_seen_at = None
+                self._clear("twin_gateway", "no other gateway has said it is this one for "
+                                            f"{TWIN_CLEAR_S / 60:.0f} minutes")
             if now >= next_tele:
                 next_tele = now + tele_every
-                self.mqtt.publish(f"{self.prefix}/telemetry", dumps(self.telemetry()), qos=0)
+                try:
+                    self.mqtt.publish(f"{self.prefix}/telemetry", dumps(self.telemetry()), qos=0)
+                except TooLarge as e:  # QoS 0, and may be dropped (SPEC): said in the log only
+                    log.warning("telemetry not sent: over the broker's message limit",
+                                extra={"fields": {"bytes": e.size, "limit": e.limit}})
                 if self.journal.last_seq != self._status_seq:
                     self.publish_status()  # a fresh last_seq lets the hub see a gap at the tail
             if now >= next_snap:
@@ -169,10 +284,21 @@ class HubLink:
             if self._broker_retell:
                 self._broker_retell, told = False, None
             online = self.mqtt.connected.is_set()
+            at = self.service.at()
+            if not online and told:
+                # A broker back within the grace is no outage: a link that the broker closed again and again
+                # (a twin gateway, a message over its limit) wrote an offline and an online event each time.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(BROKER_OFFLINE_GRACE_S):
+                        await self.mqtt.connected.wait()
+                online = self.mqtt.connected.is_set()
+                if online:
+                    await asyncio.sleep(0)  # let the reconnect's own signal land, then look again
+                    continue
             if online != told and not self._stopping:
                 try:
                     await self.service.execute(partial(
-                        broker_status, online=online, at=self.service.at(),
+                        broker_status, online=online, at=at,
                         detail=f"connected to {where}" if online
                         else f"connection to {where} lost" if told else f"cannot reach {where}"))
                 except JournalError as e:

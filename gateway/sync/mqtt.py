@@ -6,7 +6,17 @@ needed around our state. Only the blocking TCP/TLS connect runs in an executor; 
 handed back to the loop.
 
 Reconnects are ours, not paho's: capped exponential backoff (default cap 1 s), so the client is back
-within a second of the broker returning.
+within a second of the broker returning. A connection the broker closes again within SHORT_S of its CONNACK,
+time after time, backs off further (to FLAP_MAX_S) and is reported (`on_flapping`): a second client with this
+client id (a twin gateway with the same site and gateway) took the session from this one and back, about ten
+times a second each, and both journals filled with broker offline/online events.
+
+Nothing over `max_payload_bytes` (the broker's message limit, SPEC's `mqtt.max_payload_bytes`) is published:
+`publish` raises `TooLarge` and the caller decides (an event is held back, a result shortened, a snapshot
+left out). A broker that closes the connection just after a large message came, before its PUBACK, is taken
+to have a lower limit than configured (MQTT 3.1.1 does not tell it): the limit is halved below that message,
+which paho would otherwise send again at every reconnect (the link went down twice a second, for good), and
+`on_too_large` is told.
 """
 
 from __future__ import annotations
@@ -28,6 +38,21 @@ from gateway.logs import redact
 
 log = logging.getLogger("floorgate.mqtt")
 
+SHORT_S = 2.0  # a connection closed by the broker sooner than this after its CONNACK counts as short ...
+FLAP_AFTER = 5  # ... and this many in a row, each followed by a reconnect the broker took at once (a broker
+# that went down refuses the next connect, which ends the run): it keeps closing them (a twin, a bad message)
+FLAP_MAX_S = 30.0  # the reconnect backoff while the connections keep being short
+LEARN_MIN = 64 * 1024  # a message this large, unacknowledged when the broker closed the connection, ...
+LEARN_WITHIN_S = 2.0  # ... and sent this shortly before: taken as over the broker's limit
+
+
+class TooLarge(ValueError):
+    """A message over the broker's limit: publishing it would only get the connection closed."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(f"{topic}: {size} bytes, over the broker's message limit of {limit} bytes")
+        self.topic, self.size, self.limit = topic, size, limit
+
 
 @dataclass(slots=True, frozen=True)
 class MqttSettings:
@@ -47,6 +72,7 @@ class MqttSettings:
     clean_session: bool = False
     manual_ack: bool = False
     connect_timeout_s: float = 5.0
+    max_payload_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(slots=True, frozen=True)
@@ -72,8 +98,15 @@ class AsyncMqtt:
         self.on_puback: Callable[[int], None] = lambda mid: None
         self.on_connect: list[Callable[[bool], None]] = []
         self.on_disconnect: list[Callable[[], None]] = []
+        self.on_too_large: list[Callable[[int, int, list[int]], None]] = []  # (size, new limit, mids dropped)
+        self.on_flapping: list[Callable[[int], None]] = []  # short connections in a row; 0: a lasting one again
         self.last_error = ""
         self.connects = 0
+        self.max_payload = settings.max_payload_bytes
+        self.short_run = 0  # connections in a row the broker closed within SHORT_S
+        self.flapping = False  # on_flapping has been told of a run, and not yet of its end
+        self._connected_at = 0.0
+        self._big: tuple[float, int, int] | None = None  # (when, size, mid) of the largest unacked message
         self._loop: asyncio.AbstractEventLoop | None = None
         self._disconnected = asyncio.Event()
         self._sock: socket.socket | None = None
@@ -184,22 +217,60 @@ class AsyncMqtt:
         self._disconnected.set()
         if was:
             log.warning("disconnected from broker", extra={"fields": {"client": self.name, "reason": str(reason)}})
+            self._learn_limit()
             for fn in self.on_disconnect:
                 fn()
+
+    def _learn_limit(self) -> None:
+        """The broker closed the connection with a large message of ours just sent and not acknowledged: its
+        limit is below that message. Lower ours, and drop what paho holds over it (it would send it again at
+        every reconnect, and be cut off again)."""
+        big, self._big = self._big, None
+        if big is None or self._now() - big[0] > LEARN_WITHIN_S or big[1] > self.max_payload:
+            return
+        # Halved, not just below it: the limit may be far below (a 500 KB result shortened to 499 KB for a 300
+        # KB broker was cut off again, and again); a limit lower than the broker's only shortens more.
+        self.max_payload = max(big[1] // 2, LEARN_MIN - 1)
+        dropped: list[int] = []
+        out = getattr(self.client, "_out_messages", None)
+        lock = getattr(self.client, "_out_message_mutex", None)
+        if out is not None and lock is not None:
+            with lock:
+                for mid, m in list(out.items()):
+                    if len(getattr(m, "payload", b"")) > self.max_payload:
+                        del out[mid]
+                        dropped.append(int(mid))
+        log.error("the broker closed the connection just after a message of %d bytes: its message limit is lower "
+                  "than mqtt.max_payload_bytes (%d); nothing over %d bytes is sent from now on", big[1],
+                  self.settings.max_payload_bytes, self.max_payload,
+                  extra={"fields": {"client": self.name, "dropped_mids": dropped}})
+        for fn in self.on_too_large:
+            fn(big[1], self.max_payload, dropped)
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self.on_message(Message(msg.topic, bytes(msg.payload), msg.qos, msg.mid, bool(msg.retain), self.connection))
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        if self._big is not None and self._big[2] == mid:
+            self._big = None
         self.on_puback(mid)
 
     # -- public API -------------------------------------------------------------------------------------
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> int | None:
-        """Queue a message; returns its mid (PUBACK arrives via `on_puback`), or None if paho refused it."""
+        """Queue a message; returns its mid (PUBACK arrives via `on_puback`), or None if paho refused it.
+        Raises TooLarge for a message over the broker's limit."""
+        size = len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
+        if size > self.max_payload:
+            raise TooLarge(topic, size, self.max_payload)
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             return None
+        if qos > 0 and size >= LEARN_MIN and self.connected.is_set() and (self._big is None or size > self._big[1]):
+            self._big = (self._now(), size, int(info.mid))
         return int(info.mid)
 
     def unacked_mids(self) -> set[int] | None:
@@ -243,6 +314,7 @@ class AsyncMqtt:
                         await self._loop.run_in_executor(None, self._connect_blocking)
                 except (OSError, TimeoutError, ssl.SSLError, ValueError) as e:
                     msg = f"cannot reach broker {s.host}:{s.port}: {e}"
+                    self.short_run = 0  # the broker went down: its connections were not closed on purpose
                     if msg != self.last_error:
                         log.warning(msg, extra={"fields": {"client": self.name}})
                     self.last_error = msg
@@ -262,14 +334,39 @@ class AsyncMqtt:
                     delay = min(delay * 2, s.reconnect_max_s)
                     continue
                 delay = s.reconnect_min_s
+                self._connected_at = self._loop.time()
                 await self._disconnected.wait()
                 self._force_close()
+                delay = self._after_connection(self._loop.time() - self._connected_at)
                 await asyncio.sleep(delay)
         finally:
             misc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await misc
             self._force_close()
+
+    def _after_connection(self, lasted_s: float) -> float:
+        """The wait before reconnecting after a connection that lasted `lasted_s`: the usual short one, or,
+        when the broker keeps closing connections at once, a growing one (FLAP_MAX_S at most)."""
+        s = self.settings
+        if lasted_s >= SHORT_S:
+            if self.flapping:
+                self.flapping = False
+                for fn in self.on_flapping:
+                    fn(0)
+            self.short_run = 0
+            return s.reconnect_min_s
+        self.short_run += 1
+        if self.short_run < FLAP_AFTER:
+            return s.reconnect_min_s
+        if self.short_run == FLAP_AFTER:
+            log.error("the broker closes this client's connection right after each connect: another client with "
+                      "client id %r (a second gateway with this site and gateway?) or a message it refuses",
+                      s.client_id, extra={"fields": {"client": self.name, "host": s.host}})
+        self.flapping = True
+        for fn in self.on_flapping:
+            fn(self.short_run)
+        return float(min(s.reconnect_max_s * 2.0 ** (self.short_run - FLAP_AFTER + 1), FLAP_MAX_S))
 
     async def _connected_or_closed(self) -> None:
         waits = [asyncio.ensure_future(self.connected.wait()), asyncio.ensure_future(self._disconnected.wait())]

@@ -11,6 +11,11 @@ The in-flight window is kept honest across connections: paho keeps an unacknowle
 sends it again (same mid) when the connection returns, so its PUBACK still comes; on every connect, any
 in-flight event paho no longer holds (its PUBACK can never come) leaves the window and is published again.
 
+An event over the broker's message limit (`TooLarge`) is held back: it counts as past the broker, so the
+events after it go on (published, it would only get the connection closed, and the link stopped for all of
+them), and `on_held_back` raises the alarm; it stays in the journal, and once the limit is raised (the broker's
+and `mqtt.max_payload_bytes`) the hub's `sync.replay` of the gap brings it.
+
 A range that is no longer stored when its turn comes (pruned: only events the hub has acked are pruned)
 is stepped over and counts as past the broker, so the publisher neither spins on it nor holds its
 watermark below it.
@@ -24,9 +29,10 @@ import heapq
 import logging
 import sqlite3
 from collections import deque
+from collections.abc import Callable
 
 from gateway.journal import Journal, JournalError, StoredEvent
-from gateway.sync.mqtt import AsyncMqtt
+from gateway.sync.mqtt import AsyncMqtt, TooLarge
 
 log = logging.getLogger("floorgate.publisher")
 
@@ -59,6 +65,8 @@ class OutboxPublisher:
         self._wake = asyncio.Event()
         self._saved_broker_acked = 0
         self._save_failing = False
+        self.held_back: dict[int, int] = {}  # seq -> size of the events over the broker's limit
+        self.on_held_back: Callable[[StoredEvent, TooLarge], None] = lambda ev, e: None
         journal.on_commit(self._on_commit)
         mqtt.on_puback = self._on_puback
         mqtt.on_connect.append(self._on_connect)
@@ -182,11 +190,29 @@ class OutboxPublisher:
         return self._cache[i:i + n]
 
     def _publish(self, ev: StoredEvent, replay: bool) -> bool:
-        mid = self.mqtt.publish(f"{self.prefix}/events/{ev.type}", ev.body, qos=1)
+        try:
+            mid = self.mqtt.publish(f"{self.prefix}/events/{ev.type}", ev.body, qos=1)
+        except TooLarge as e:
+            self._hold_back(ev, e, replay)
+            return True
         if mid is None:
             return False
         self._inflight[mid] = (-ev.seq if replay else ev.seq, self.mqtt.connection)
         return True
+
+    def _hold_back(self, ev: StoredEvent, e: TooLarge, replay: bool) -> None:
+        first = ev.seq not in self.held_back
+        self.held_back[ev.seq] = e.size
+        if not replay:  # past the broker for the watermark: the events after it are not held up
+            if ev.seq == self.broker_acked + 1:
+                self.broker_acked = ev.seq
+                self._advance()
+            elif ev.seq > self.broker_acked:
+                self._acked_above.add(ev.seq)
+        if first:
+            log.error("event held back: over the broker's message limit", extra={"fields": {
+                "seq": ev.seq, "type": ev.type, "bytes": e.size, "limit": e.limit}})
+        self.on_held_back(ev, e)
 
     async def run(self) -> None:
         while True:
