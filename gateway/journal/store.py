@@ -742,9 +742,10 @@ class Journal:
             await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
         await self.run_job(job)
 
-    async def earliest_seq(self) -> int:
+    async def earliest_seq(self, journal: str | None = None) -> int:
+        """The first seq still stored of this journal (or of `journal`: the one a restore replaced)."""
         rows = list(await self.reader.execute_fetchall("SELECT min(seq) FROM events WHERE journal = ?",
-                                                       (self.journal_id,)))
+                                                       (journal or self.journal_id,)))
         first = rows[0][0] if rows else None
         return int(first) if first is not None else self.last_seq + 1
 

@@ -264,17 +264,31 @@ class CommandIntake:
         return await self.service.execute_command(name, cmd.cmd_id, lambda f, c: apply_command(f, c, cmd, at))
 
     async def _replay(self, name: str, cmd: SyncReplay) -> dict[str, Any]:
+        """A range of this journal, or of the journal a restore replaced: its events before the restore's first
+        seq are still stored, under their old id, until the hub has them (gateway/ops/backup.py). They were sent
+        again only if the broker had not taken them; one the broker took and then lost could not be asked for
+        under either id, and the hub's gap stayed open."""
         j = self.journal
+        before = j.meta.get("restored_from_journal_id")
+        last = j.last_seq
         earliest = await j.earliest_seq()
-        if cmd.journal != j.journal_id:
+        if cmd.journal == before and before:
+            last = j.start_seq - 1  # the old journal ended where this one began
+            earliest = await j.earliest_seq(before)
+        if cmd.journal != j.journal_id and (cmd.journal != before or not before):
             result = self._error(cmd.cmd_id, "replay_unavailable",
                                  f"journal {cmd.journal} is not this gateway's journal ({j.journal_id})",
                                  earliest_seq=earliest, journal=j.journal_id)
+        elif cmd.journal == j.journal_id and before and cmd.from_seq < j.start_seq:
+            result = self._error(cmd.cmd_id, "replay_unavailable",
+                                 f"journal {j.journal_id} begins at seq {j.start_seq} (a restore); the events before "
+                                 f"it are journal {before}'s: ask for them under that id",
+                                 earliest_seq=j.start_seq, journal=before)
         elif cmd.from_seq < earliest:
             result = self._error(cmd.cmd_id, "replay_unavailable",
                                  f"events before seq {earliest} are no longer stored", earliest_seq=earliest)
         else:
-            to = min(cmd.to_seq or j.last_seq, j.last_seq)
+            to = min(cmd.to_seq or last, last)
             result = {"cmd_id": cmd.cmd_id, "ok": True, "ts": rfc3339(self.clock.now()), "from_seq": cmd.from_seq,
                       "to_seq": to, "count": max(to - cmd.from_seq + 1, 0)}
             if to >= cmd.from_seq:
