@@ -92,7 +92,7 @@ async def _pda(browser: Any, gate: Gate, out: Path) -> None:
     await page.set_viewport_size(DESKTOP)
     await page.screenshot(path=str(out / "pda-1280x800.png"))
     await page.set_viewport_size(PDA)
-    await _wedge(page, GTIN_2)  # SKU-1 is in hand: the wrong item
+    await _wedge(page, GTIN_LOT)  # not on the picker's list: the wrong item
     await expect(page.locator("#feedback")).to_have_attribute("data-kind", "bad")
     await page.screenshot(path=str(out / "pda-360x640.png"))
     await page.close()
