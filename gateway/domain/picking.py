@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from gateway.clock import rfc3339
 from gateway.domain.barcode import Barcode
 from gateway.domain.change import Change
 from gateway.domain.floor import Floor
@@ -140,6 +141,26 @@ def _choose_line(floor: Floor, operator_id: str, bc: Barcode) -> tuple[Task, Ord
     return min(matches, key=lambda x: _shown_first(floor, x))
 
 
+JUST_DONE_S = 600  # a unit of a line this picker completed this recently, with no task left: one too many
+
+
+def _just_completed(floor: Floor, op: str, sku: str, at: At) -> tuple[Order, Line] | None:
+    """The line of `sku` this picker completed last, within JUST_DONE_S. A double read of the last unit of
+    their last task was answered "you have no pick task right now", not told the unit in hand is extra."""
+    since = rfc3339(at.wall - timedelta(seconds=JUST_DONE_S))
+    best: tuple[str, Order, Line] | None = None
+    for task in floor.tasks.values():
+        if task.operator_id != op or task.state != TASK_COMPLETED or (task.completed_at or "") < since:
+            continue
+        order = floor.orders.get(task.order_id)
+        for no in task.line_nos:
+            line = order.line(no) if order is not None else None
+            if (order is not None and line is not None and line.sku == sku and line.done and not line.short
+                    and (best is None or (line.done_at or "") > best[0])):
+                best = (line.done_at or "", order, line)
+    return (best[1], best[2]) if best is not None else None
+
+
 def _shown_first(floor: Floor, x: tuple[Task, Order, Line]) -> tuple[bool, bool, tuple[float, ...], str, int]:
     """The order in which the PDA lists a picker's lines (after the one in hand), and so the line a scan that
     fits several of them goes to: a held order's last (a scan went to it, and was refused "put the item back",
@@ -257,6 +278,11 @@ def _pick_scan(floor: Floor, change: Change, op: str, bc: Barcode, at: At) -> Ou
         raise Refused("not_allowed", f"a {bc.kind} cannot be scanned while picking; scan an item, a location "
                                      "or a tote")
     if not tasks:
+        just_done = _just_completed(floor, op, bc.sku, at) if bc.sku is not None else None
+        if just_done is not None:
+            order, line = just_done
+            raise Refused("over_scan", f"one too many: line {line.line_no} of order {order.order_id} ({line.sku}) "
+                                       "is already complete; put the unit back")
         raise Refused("no_task", "you have no pick task right now", picker_error=False)
     if bc.sku is None:
         raise Refused("unknown_barcode", f"GTIN {bc.gtin} is not in master data")

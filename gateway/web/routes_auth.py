@@ -64,9 +64,6 @@ async def badge_login(body: BadgeLogin, request: Request, response: Response) ->
     if body.station != "pick":
         check_packing_station(web, body.station)
     operator_id = web.service.floor.md.badges.get(strip_controls(text).strip())
-    if operator_id is None:
-        web.limiter.failed(ip, account)
-        raise ApiError(401, "unknown_barcode", "that is not a badge known here: scan your badge")
     device_id = _device_id(body.station)
     scan = ScanInput(device_id, body.station, text, symbology, escape_raw(body.badge), source="page")
     at = web.service.at()
@@ -74,7 +71,12 @@ async def badge_login(body: BadgeLogin, request: Request, response: Response) ->
 
     def op(floor: Floor, change: Change) -> Outcome:
         return handle_scan(floor, change, scan, at, scale)
+    # Through the one scan pipeline whatever it is (SPEC §2): a code that is no badge is refused there as on a
+    # scanner, with its `scan.rejected` and audit row. Refused here before, it left no trace.
     out = await web.service.execute(op)
+    if operator_id is None:
+        web.limiter.failed(ip, account)
+        raise ApiError(401, "unknown_barcode", "that is not a badge known here: scan your badge")
     if not out.ok:
         raise ApiError(403, out.code or "not_allowed", out.message)
     web.limiter.succeeded(account)

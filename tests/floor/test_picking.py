@@ -527,6 +527,20 @@ async def test_one_unit_too_many_on_a_complete_line_is_over_scan_not_wrong_item(
     assert extra.code == "over_scan" and "line 1 of order O-1" in extra.message and "already complete" in extra.message
 
 
+async def test_one_unit_too_many_after_the_last_task_is_over_scan_not_no_task(h: Harness) -> None:
+    """A double read of the last unit of the picker's last task: "you have no pick task right now" told them
+    nothing of the unit in hand. Ten minutes on, it is no_task again (that unit is not this line's)."""
+    await h.picker_with_task(lines=[(1, "SKU-1", 2)])
+    assert (await h.item("scan-1", "4006381333931")).ok
+    assert (await h.item("scan-1", "4006381333931")).ok
+    assert h.floor.orders["O-1"].state == "picked"
+    extra = await h.item("scan-1", "4006381333931")
+    assert extra.code == "over_scan" and "line 1 of order O-1" in extra.message, extra
+    assert (await h.item("scan-1", "05012345678900")).code == "no_task"  # not a unit of what they picked
+    h.clock.advance(601)
+    assert (await h.item("scan-1", "4006381333931")).code == "no_task"
+
+
 async def test_a_cancelled_order_tells_its_picker_what_to_put_back_until_they_work_on(h: Harness) -> None:
     from gateway.domain.picking import picker_view
 

@@ -460,3 +460,26 @@ async def test_the_supervisor_sees_the_most_urgent_tasks_when_there_are_too_many
         assert snap["tasks_total"] == 5
         assert snap["tasks"][0]["order_id"] == "O-URGENT"
         assert len(snap["tasks"]) == 3
+
+
+async def test_a_failed_badge_login_goes_through_the_scan_pipeline(tmp_path: Path) -> None:
+    """SPEC §2: every scan from any source enters the same pipeline. A scanner's unknown badge, shelf or item
+    with nobody logged in gives `scan.rejected` and an audit row; at the PDA's badge login they left no trace."""
+    import sqlite3
+
+    async with gateway(web_config(tmp_path)) as gate:
+        codes = ["BADGE-X", "A-01-01", GTIN_1]
+        async with httpx.AsyncClient(base_url=gate.base, timeout=20) as c:
+            for code in codes:
+                r = await c.post("/api/v1/auth/badge", json={"badge": code, "station": "pick"})
+                assert r.status_code == 401 and r.json()["error"]["code"] == "unknown_barcode", r.text
+        await gate.service.journal.barrier()
+        rejected = [e["data"] for e in gate.events("scan.rejected")]
+        assert [d["raw"] for d in rejected] == codes
+        assert all(d["device_id"].startswith("pda-") for d in rejected)
+        conn = sqlite3.connect(gate.service.journal.path)
+        try:
+            rows = conn.execute("SELECT raw, device_id FROM audit WHERE kind = 'scan' ORDER BY id").fetchall()
+        finally:
+            conn.close()
+        assert [r[0] for r in rows[-3:]] == codes and all(r[1].startswith("pda-") for r in rows[-3:])
