@@ -7,8 +7,8 @@ before, not more than the line wants. A scan counts its units (a pack GTIN its p
 confirmed when its last unit is scanned, by the PTL key (the quantity shown, possibly adjusted down), or from
 the PDA page, and every confirm needs an item scan first. A serial-tracked unit counts only by its own scan: a
 serial is never copied onto units a key or the PDA would count. Units of different lots give one
-`pick.line_confirmed` per lot. A confirm can be undone within
-`picking.undo_window_s`.
+`pick.line_confirmed` per lot, and of different GTINs (a pack and single units) one per GTIN. A confirm can
+be undone within `picking.undo_window_s`.
 
 Every refusal is raised (`Refused`) before anything changed.
 """
@@ -191,13 +191,14 @@ def add_units(floor: Floor, change: Change, task: Task, line: Line, item: dict[s
 
 def finish_line(floor: Floor, change: Change, task: Task, order: Order, line: Line, via: str, at: At,
                 short_reason: str | None = None) -> None:
-    """Close a line: one `pick.line_confirmed` per lot, then `pick.line_short` for what is missing, then
+    """Close a line: one `pick.line_confirmed` per lot (SPEC §6) and per GTIN (a pack of 6 and 2 single units
+were one event naming the pack's GTIN with qty 8: read as 8 packs), then `pick.line_short` for what is missing, then
     the task and order consequences; its module is freed (done acknowledgement) for the next line."""
     missing = line.qty - line.picked
     operator = task.operator_id or ""
     by_lot: dict[tuple[Any, ...], dict[str, Any]] = {}
     for p in line.picks:
-        key = (p.lot, p.expiry)
+        key = (p.gtin, p.lot, p.expiry)
         d = by_lot.get(key)
         if d is None:
             d = by_lot[key] = {"task_id": task.task_id, "line_no": line.line_no, "sku": line.sku, "gtin": p.gtin,

@@ -134,9 +134,13 @@ async def test_pack_gtin_counts_its_pack_quantity_and_over_scan(h: Harness) -> N
     assert h.floor.orders["O-1"].lines[0].picked == 6
     over = await h.item("scan-1", "15012345678907")
     assert over.code == "over_scan"
+    seq = h.seq
     assert (await h.item("scan-1", "05012345678900")).ok
     assert (await h.item("scan-1", "05012345678900")).ok
     assert h.floor.orders["O-1"].state == "picked"
+    # One event per GTIN: it was one with the pack's GTIN and qty 8, which reads as 8 packs.
+    confirmed = [(d["gtin"], d["qty"]) for t, _, d in h.events(seq) if t == "pick.line_confirmed"]
+    assert confirmed == [("15012345678907", 6), ("05012345678900", 2)]
 
 
 async def test_key_rules_adjusted_confirm_and_shortage(h: Harness) -> None:
