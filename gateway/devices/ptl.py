@@ -123,11 +123,18 @@ class PtlDevices:
         if self._error_until.get(light, 0.0) > self._loop_time():
             return  # the error signal is showing; the job comes back when it ends
         job = desired(self.service.floor, light)
+        done_left = self._done_at.get(light, -1e9) + DONE_S - self._loop_time()
         if job is None:
             self.shown.pop(light, None)
-            if self._done_at.get(light, -1e9) + DONE_S > self._loop_time():
+            if done_left > 0:
                 return
             bus.set_state(light.unit, ModuleState.off())
+            return
+        if done_left > 0:
+            # The done acknowledgement first, then the next line on this module: shown at once, it replaced the
+            # `done` before it was written, and the display went on as it was (the same picker's next line of
+            # that SKU, for another order and tote, looked like the line just finished).
+            asyncio.get_running_loop().call_later(done_left, self.refresh, light)
             return
         key = (job.task_id, job.line_no, job.qty, job.colour, job.pattern)
         current = self.shown.get(light)

@@ -318,6 +318,35 @@ async def test_a_module_that_refuses_its_job_write_is_one_fault_alarm_not_a_floo
         await until(lambda: alarm not in f.service.floor.alarms, "the alarm cleared once a write is taken")
 
 
+async def test_a_finished_line_is_acknowledged_before_the_next_on_its_module(tmp_path: Path) -> None:
+    """The same picker's next line on the module (two orders of SKU-1 on a cart): the next job replaced `done`
+    before it was written, in the same colour and here the same quantity, so the display never changed and
+    nothing told the picker the next unit belongs to the other order's tote."""
+    async with floor(tmp_path, "tcp") as f:
+        node = f.sim.module(1)
+        modes: list[int] = []
+        write = node.write_holding
+
+        def recording(addr: int, values: list[int], now_ms: int) -> None:
+            write(addr, values, now_ms)
+            if addr == 0:
+                modes.append(values[0])
+        node.write_holding = recording  # type: ignore[method-assign]
+        assert (await f.scan("BADGE-P1")).ok
+        for order_id, qty in (("O-1", 2), ("O-2", 1)):
+            await f.cmd("order.upsert", {"order": {"order_id": order_id,
+                                                   "lines": [{"line_no": 1, "sku": "SKU-1", "qty": qty}]}})
+        assert f.app.ticker is not None
+        f.app.ticker.poke()
+        await until(lambda: all(t.operator_id == "p1" for t in f.service.floor.tasks.values()), "both assigned")
+        assert (await f.scan("4006381333931")).ok
+        assert (await f.scan("4006381333931")).ok  # O-1's last unit
+        done_order = f.service.floor.orders["O-1"].state
+        await until(lambda: node.mode == 1 and node.quantity == 1 and 4 in modes, "done, then O-2's job")
+        assert done_order == "picked"
+        assert modes[modes.index(4) + 1:].count(1) >= 1  # the next job came after the acknowledgement
+
+
 async def test_the_bus_link_is_a_device_of_its_own(tmp_path: Path) -> None:
     """SPEC kind `bus`: a lost link (the PTL server gone, the RS-485 adapter pulled) was told only as each of its
     modules going offline, and telemetry always said the bus was offline. It is now `device.offline` and
