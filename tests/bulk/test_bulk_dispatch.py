@@ -30,9 +30,7 @@ N = 30
 async def test_a_batch_is_given_out_most_urgent_first(opened: tuple[Journal, FloorService],
                                                       clock: ManualClock) -> None:
     _, s = opened
-    assert (await command(s, "masterdata.sync", {"cmd_id": "md", "mode": "replace", "sync_id": "md", "part": 1,
-                                                 "parts": 1, "skus": SKUS, "locations": LOCATIONS,
-                                                 "operators": OPERATORS}))["ok"]
+    await load_masterdata(s)
     at = s.at()
     badge = ScanInput("scan-1", "pick", "BADGE-P1", None, raw="BADGE-P1")
     assert (await s.execute(lambda f, c: handle_scan(f, c, badge, at, False))).ok
@@ -68,37 +66,45 @@ async def test_a_batch_is_given_out_most_urgent_first(opened: tuple[Journal, Flo
     assert given == [f"B-{k:02d}" for k in range(N - cap, N)], given  # the most urgent, whatever the cap
 
 
+async def load_masterdata(s: FloorService) -> None:
+    assert (await command(s, "masterdata.sync", {"cmd_id": "md", "mode": "replace", "sync_id": "md", "part": 1,
+                                                 "parts": 1, "skus": SKUS, "locations": LOCATIONS,
+                                                 "operators": OPERATORS}))["ok"]
+
+
+def stop_after(monkeypatch: pytest.MonkeyPatch, n: int, error: BaseException) -> None:
+    """The set's applier stops with `error` after `n` chunks of its orders have been committed."""
+    real = BulkApplier._orders_chunk
+    chunks = 0
+
+    async def stopping(self: BulkApplier, run: Any, batch: list[Any], part: int, start: int) -> None:
+        nonlocal chunks
+        if chunks == n:
+            raise error
+        chunks += 1
+        await real(self, run, batch, part, start)
+    monkeypatch.setattr(BulkApplier, "_orders_chunk", stopping)
+
+
 async def test_a_batch_cut_off_by_a_restart_keeps_its_tasks_parked(tmp_path: Path, clock: ManualClock,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The parking is stored with the chunks that made it. Kept in memory only, the orders applied before a
     restart mid-set were given out at once after it, least urgent first, while the set went on from its
     cursor."""
     j, s = await open_service(tmp_path, clock)
-    assert (await command(s, "masterdata.sync", {"cmd_id": "md", "mode": "replace", "sync_id": "md", "part": 1,
-                                                 "parts": 1, "skus": SKUS, "locations": LOCATIONS,
-                                                 "operators": OPERATORS}))["ok"]
+    await load_masterdata(s)
     now = clock.now()
     orders = [{"order_id": f"B-{k:02d}", "priority": {"cutoff_at": rfc3339(now + timedelta(hours=N - k))},
                "lines": [{"line_no": 1, "sku": "SKU-1", "qty": 1}]} for k in range(N)]
     results: list[dict[str, Any]] = []
     applier = await applying(s, clock, results)
     applier.chunk = 2
-    real = BulkApplier._orders_chunk
-    chunks = 0
-
-    async def killed_after_five(self: BulkApplier, run: Any, batch: list[Any], part: int, start: int) -> None:
-        nonlocal chunks
-        if chunks == 5:
-            raise asyncio.CancelledError  # stands for the process killed between two chunk commits
-        chunks += 1
-        await real(self, run, batch, part, start)
-
-    monkeypatch.setattr(BulkApplier, "_orders_chunk", killed_after_five)
+    stop_after(monkeypatch, 5, asyncio.CancelledError())  # stands for the process killed between two chunks
     part = {"cmd_id": "b-1", "sync_id": "b", "part": 1, "parts": 1, "orders": orders}
     assert (await submit(s, applier, "order.upsert_batch", part))["ok"]
     with pytest.raises(asyncio.CancelledError):
         await applier._apply(applier._queue.get_nowait())
-    monkeypatch.setattr(BulkApplier, "_orders_chunk", real)
+    monkeypatch.undo()
     await applier.close()
     await j.close()
 
@@ -129,9 +135,7 @@ async def test_a_batch_that_stops_gives_its_parked_tasks_out_meanwhile(opened: t
     """A set stopped by a fault (here the worker lost) is tried again later; its tasks do not wait for that,
     in the engine or as stored (a restart during the wait does not park them again)."""
     _, s = opened
-    assert (await command(s, "masterdata.sync", {"cmd_id": "md", "mode": "replace", "sync_id": "md", "part": 1,
-                                                 "parts": 1, "skus": SKUS, "locations": LOCATIONS,
-                                                 "operators": OPERATORS}))["ok"]
+    await load_masterdata(s)
     at = s.at()
     badge = ScanInput("scan-1", "pick", "BADGE-P1", None, raw="BADGE-P1")
     assert (await s.execute(lambda f, c: handle_scan(f, c, badge, at, False))).ok
@@ -139,17 +143,7 @@ async def test_a_batch_that_stops_gives_its_parked_tasks_out_meanwhile(opened: t
     results: list[dict[str, Any]] = []
     applier = await applying(s, clock, results)
     applier.chunk = 2
-    real = BulkApplier._orders_chunk
-    chunks = 0
-
-    async def lost_after_three(self: BulkApplier, run: Any, batch: list[Any], part: int, start: int) -> None:
-        nonlocal chunks
-        if chunks == 3:
-            raise WorkerLost("the worker died")
-        chunks += 1
-        await real(self, run, batch, part, start)
-
-    monkeypatch.setattr(BulkApplier, "_orders_chunk", lost_after_three)
+    stop_after(monkeypatch, 3, WorkerLost("the worker died"))
     part = {"cmd_id": "b-1", "sync_id": "b", "part": 1, "parts": 1, "orders": orders}
     assert (await submit(s, applier, "order.upsert_batch", part))["ok"]
     with pytest.raises(WorkerLost):
