@@ -27,6 +27,13 @@ from tests.conftest import LOCATIONS, OPERATORS, SKUS, until
 N = 30
 
 
+def due_last_first(clock: ManualClock) -> list[dict[str, Any]]:
+    """N orders of one unit; the batch's last are the most urgent: B-29 is due first."""
+    now = clock.now()
+    return [{"order_id": f"B-{k:02d}", "priority": {"cutoff_at": rfc3339(now + timedelta(hours=N - k))},
+             "lines": [{"line_no": 1, "sku": "SKU-1", "qty": 1}]} for k in range(N)]
+
+
 async def test_a_batch_is_given_out_most_urgent_first(opened: tuple[Journal, FloorService],
                                                       clock: ManualClock) -> None:
     _, s = opened
@@ -34,10 +41,7 @@ async def test_a_batch_is_given_out_most_urgent_first(opened: tuple[Journal, Flo
     at = s.at()
     badge = ScanInput("scan-1", "pick", "BADGE-P1", None, raw="BADGE-P1")
     assert (await s.execute(lambda f, c: handle_scan(f, c, badge, at, False))).ok
-    # The batch's last orders are the most urgent: B-29 is due first.
-    now = clock.now()
-    orders = [{"order_id": f"B-{k:02d}", "priority": {"cutoff_at": rfc3339(now + timedelta(hours=N - k))},
-               "lines": [{"line_no": 1, "sku": "SKU-1", "qty": 1}]} for k in range(N)]
+    orders = due_last_first(clock)
     results: list[dict[str, Any]] = []
     applier = await applying(s, clock, results)
     applier.chunk = 2
@@ -93,9 +97,7 @@ async def test_a_batch_cut_off_by_a_restart_keeps_its_tasks_parked(tmp_path: Pat
     cursor."""
     j, s = await open_service(tmp_path, clock)
     await load_masterdata(s)
-    now = clock.now()
-    orders = [{"order_id": f"B-{k:02d}", "priority": {"cutoff_at": rfc3339(now + timedelta(hours=N - k))},
-               "lines": [{"line_no": 1, "sku": "SKU-1", "qty": 1}]} for k in range(N)]
+    orders = due_last_first(clock)
     results: list[dict[str, Any]] = []
     applier = await applying(s, clock, results)
     applier.chunk = 2
