@@ -126,6 +126,10 @@ def _take_order(floor: Floor, change: Change, st: Station, session: Session, ord
         raise Refused("not_allowed", f"order {order.order_id} is being verified at {holder}")
     if order.state == PACKED:
         raise Refused("order_not_ready", f"order {order.order_id} is already packed")  # SPEC §6's code
+    if order.state == ON_HOLD:  # SPEC §1: scans for an order on hold are refused `not_allowed`
+        why = "waits for its weight review" if "review" in order.holds else "is on hold"
+        raise Refused("not_allowed", f"order {order.order_id} {why}: it cannot be packed until it is released",
+                      picker_error=False)
     if order.state not in (PICKED, SHORT_PICKED, PACKING):  # checked before anything changes
         raise Refused("order_not_ready", f"order {order.order_id} is {order.state.replace('_', ' ')}, not picked")
     units = sum(expected_items(floor, order).values())

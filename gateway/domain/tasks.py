@@ -372,6 +372,11 @@ def reopen(floor: Floor, change: Change, task: Task, at: At) -> None:
     order = floor.orders[task.order_id]
     if order.state in ("picked", SHORT_PICKED):
         transition(change, order, PICKING)
+    elif order.state == ON_HOLD and order.resume_state in ("picked", SHORT_PICKED):
+        # Held: its release must go back to `picking`, not to `picked` with this line open (it went to packing
+        # and shipped without the line, neither picked nor short).
+        order.resume_state = PICKING
+        change.save("order", order.order_id, order)
     with contextlib.suppress(DispatchError):
         floor.dispatch.add_task(task_view(task, order.priority, handoff_zone=handoff_zone(floor, task)), at.mono,
                                 operator_id=task.operator_id, started=True, strategy=task.strategy)

@@ -269,7 +269,8 @@ async def test_a_unit_missing_from_the_tote_sends_the_order_to_a_review_not_to_w
     ReviewRequiredData.model_validate(review)
     assert h.events(seq)[1][2] == {"from": "packing", "to": "on_hold"}
     assert h.floor.stations["pack-1"].order_id is None
-    assert (await h.scan("pack-scan", "O-1", station="pack-1")).code == "order_not_ready"  # it waits for review
+    waits = await h.scan("pack-scan", "O-1", station="pack-1")
+    assert waits.code == "not_allowed" and "waits for its weight review" in waits.message  # SPEC §1: on hold
     seq = h.seq
     r = await h.cmd("pack.review", {"order_id": "O-1", "decision": "approve", "operator_id": "s1"})
     assert r["ok"] and r["state"] == "packed", r
@@ -374,3 +375,28 @@ async def test_packing_refusals_say_what_happened(h: Harness) -> None:
     assert h.floor.orders["O-1"].state == "packed"
     again = await h.scan("pack-scan", "O-1", station="pack-1")
     assert (again.code, again.message) == ("order_not_ready", "order O-1 is already packed")
+
+
+async def test_an_order_on_hold_is_refused_at_packing_not_allowed(h: Harness) -> None:
+    """SPEC §1: while an order is `on_hold`, scans for it are refused `not_allowed` (by order id or tote). It was
+    `order_not_ready` ("on hold, not picked"), unlike the same order already at the station."""
+    await picked(h, tote="TOTE-H1")
+    await h.hold("order", "O-1")
+    assert (await h.scan("pack-scan", "BADGE-K1", station="pack-1")).ok
+    for code in ("O-1", "TOTE-H1"):
+        out = await h.scan("pack-scan", code, station="pack-1")
+        assert out.code == "not_allowed" and "on hold" in out.message, out
+
+
+async def test_a_line_undone_while_its_order_is_held_is_picked_again_before_packing(h: Harness) -> None:
+    """The supervisor held a picked order, undid a line, and released it: it went back to `picked` with the line
+    open, and the station packed and shipped it without that line, neither picked nor short (SPEC §1: an undo
+    on a completed task returns the order to `picking`)."""
+    await picked(h)
+    task = "O-1~zone-a"
+    await h.hold("order", "O-1")
+    assert (await h.undo(task, 1, by="s1")).ok
+    await h.hold("order", "O-1", on=False)
+    assert h.floor.orders["O-1"].state == "picking"
+    assert (await h.scan("pack-scan", "BADGE-K1", station="pack-1")).ok
+    assert (await h.scan("pack-scan", "O-1", station="pack-1")).code == "order_not_ready"
