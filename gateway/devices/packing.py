@@ -14,9 +14,8 @@ from drivers.scale import ScaleBusy, ScaleError, ScaleTimeout, ScaleUnderload, S
 from gateway.config import Config, PrinterConfig, ScaleConfig
 from gateway.devices.registry import DeviceRegistry
 from gateway.devices.status import store_status
-from gateway.domain.alarms import clear_alarm, raise_alarm
 from gateway.domain.change import Change
-from gateway.domain.devices import device_status
+from gateway.domain.devices import device_status, label_failed, label_printed
 from gateway.domain.floor import Floor
 from gateway.domain.label import ShippingLabel, render_zpl
 from gateway.domain.outcome import Outcome, attempt
@@ -225,33 +224,36 @@ class PrinterDevice:
                               parcel.get("carton"), parcel.get("weight_g"),
                               len(self.gw.packing.company_prefix), f"{self.gw.site} / {self.gw.gateway}",
                               self.service.clock.now())
-        alarm_id = f"printer:{self.cfg.id}"
         at = self.service.at()
+        sscc = str(parcel["sscc"])
         try:
             await self.printer.send(render_zpl(label))
         except PrinterError as e:
             err = str(e)
             self.registry.status(self.cfg.id, "printer", False, err)
-            await self._store(lambda f, c: (
+            stored = await self._store(lambda f, c: (
                 device_status(f, c, self.cfg.id, "printer", False, err, at),
-                raise_alarm(f, c, alarm_id, "printer_failed", "warning",
-                            f"label for {parcel['order_id']} (SSCC {parcel['sscc']}) not printed on "
-                            f"{self.cfg.id}: {err}; reprint it from the packing page", at.wall)))
+                label_failed(f, c, self.cfg.id, self.cfg.station, parcel, err, at)))
+            if not stored:  # the station is told all the same (with a commit, the signal would have)
+                self.service.notify(("station_feedback", self.cfg.station, False,
+                                     f"label for order {parcel['order_id']} not printed: {err}; press Reprint "
+                                     "label once the printer is back", "printer"))
             return False
         self.registry.status(self.cfg.id, "printer", True, "printed")
-        self.printed.append(parcel["sscc"])
+        self.printed.append(sscc)
         await self._store(lambda f, c: (
             device_status(f, c, self.cfg.id, "printer", True, "printed", at),
-            clear_alarm(f, c, alarm_id, f"{self.cfg.id} printing again")))
+            label_printed(f, c, self.cfg.id, sscc, at)))
         return True
 
-    async def _store(self, op: Callable[[Floor, Change], object]) -> None:
-        """The printer's state with its label alarm; on a full disk the state is stored later (resave), the
-        alarm not: the packing page has already told the packer."""
+    async def _store(self, op: Callable[[Floor, Change], object]) -> bool:
+        """The printer's state with its labels; on a full disk the state is stored later (resave), the labels
+        not (an unprinted one is still told at its station)."""
         gen = self.registry.devices[self.cfg.id].gen
         try:
             await self.service.execute(op)
         except JournalError:
             self.registry.saved(self.cfg.id, "status", None)
-        else:
-            self.registry.saved(self.cfg.id, "status", gen)
+            return False
+        self.registry.saved(self.cfg.id, "status", gen)
+        return True

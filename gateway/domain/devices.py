@@ -119,3 +119,52 @@ def forget_devices(floor: Floor, change: Change, configured: Callable[[str], boo
             change.emit("device.offline", {"device_id": device_id, "kind": st.kind,
                                            "detail": "removed from the config"})
     return cleared
+
+
+UNPRINTED = "unprinted_label"  # the doc kind: a parcel whose label a printer could not print, until it does
+UNPRINTED_SHOWN = 5  # labels named in the printer's alarm; the rest are counted
+
+
+class _Unprinted:
+    def __init__(self, doc: dict[str, str]) -> None:
+        self.doc = doc
+
+    def to_doc(self) -> dict[str, str]:
+        return self.doc
+
+
+def label_failed(floor: Floor, change: Change, printer_id: str, station: str, parcel: dict[str, object],
+                 error: str, at: At) -> bool:
+    """A label not printed: kept (stored) until it is, named in the printer's alarm with every other label still
+    unprinted, and told at its station. The alarm named the last failure only: after a second parcel's label
+    failed, the first unlabelled parcel was forgotten, and the packing page kept its green "packed"."""
+    sscc, order_id = str(parcel["sscc"]), str(parcel["order_id"])
+    doc = {"printer": printer_id, "station": station, "order_id": order_id, "sscc": sscc}
+    floor.extra.setdefault(UNPRINTED, {})[sscc] = doc
+    change.save(UNPRINTED, sscc, _Unprinted(doc))
+    change.signal(("station_feedback", station, False, f"label for order {order_id} (SSCC {sscc}) not printed: "
+                                                       f"{error}; press Reprint label once the printer is back",
+                   "printer"))
+    return _label_alarm(floor, change, printer_id, error, at)
+
+
+def label_printed(floor: Floor, change: Change, printer_id: str, sscc: str, at: At) -> bool:
+    """A label printed: that parcel is labelled; the printer's alarm goes once none of its labels is left."""
+    docs = floor.extra.get(UNPRINTED, {})
+    if docs.pop(sscc, None) is not None:
+        change.delete(UNPRINTED, sscc)
+    return _label_alarm(floor, change, printer_id, "", at)
+
+
+def _label_alarm(floor: Floor, change: Change, printer_id: str, error: str, at: At) -> bool:
+    """Raise, change or clear the printer's alarm for what it has left unprinted; returns whether it changed."""
+    alarm_id = f"printer:{printer_id}"
+    left = [d for d in floor.extra.get(UNPRINTED, {}).values() if d.get("printer") == printer_id]
+    if not left:
+        return clear_alarm(floor, change, alarm_id, f"{printer_id}: every label printed")
+    named = ", ".join(f"order {d['order_id']} (SSCC {d['sscc']})" for d in left[:UNPRINTED_SHOWN])
+    more = f" and {len(left) - UNPRINTED_SHOWN} more" if len(left) > UNPRINTED_SHOWN else ""
+    why = f" ({error})" if error else ""
+    return raise_alarm(floor, change, alarm_id, "printer_failed", "warning",
+                       f"{len(left)} label(s) not printed on {printer_id}{why}; {named}{more}: reprint them from the "
+                       "packing page", at.wall)

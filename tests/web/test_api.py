@@ -483,3 +483,52 @@ async def test_a_failed_badge_login_goes_through_the_scan_pipeline(tmp_path: Pat
         finally:
             conn.close()
         assert [r[0] for r in rows[-3:]] == codes and all(r[1].startswith("pda-") for r in rows[-3:])
+
+
+async def _pack(gate: Gate, order_id: str, lot: str) -> str:
+    """Pick `order_id` and pack it at pack-1; returns its SSCC."""
+    await _picked(gate, order_id, lot=lot)
+    k, _ = await badge_client(gate, "BADGE-K1", "pack-1")
+    try:
+        for code in (order_id, gs1_lot(lot), GTIN_1):
+            r = await post(k, "/api/v1/pack/pack-1/scan", text=code)
+        assert r["kind"] == "packed", r
+        return str(r["detail"]["sscc"])
+    finally:
+        await k.aclose()
+
+
+async def test_a_label_not_printed_is_told_at_its_station_and_kept_until_printed(tmp_path: Path) -> None:
+    """The printer was off: the station kept its green "packed", and the printer's alarm named only the last
+    label that failed, so a first unlabelled parcel was forgotten once a second one failed."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the printer is off
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = web_config(tmp_path, printers=[{"id": "prn-1", "station": "pack-1", "host": "127.0.0.1", "port": port}])
+    async with gateway(cfg) as gate:
+        first = await _pack(gate, "O-1", "L1")
+        await gate.until(lambda: "printer:prn-1" in gate.service.floor.alarms)
+        k, _ = await badge_client(gate, "BADGE-K1", "pack-1")
+        try:
+            await gate.until(lambda: gate.web.live.station_results.get("pack-1", {}).get("source") == "printer")
+            view = (await k.get("/api/v1/pack/pack-1/view")).json()
+            assert view["result"]["ok"] is False and "label for order O-1" in view["result"]["message"]
+        finally:
+            await k.aclose()
+        second = await _pack(gate, "O-2", "L2")
+        await gate.until(lambda: "2 label(s)" in gate.service.floor.alarms["printer:prn-1"].message)
+        message = gate.service.floor.alarms["printer:prn-1"].message
+        assert first in message and second in message, message
+        async with PrinterSimulator(port=port) as printer:  # the printer is back
+            k, _ = await badge_client(gate, "BADGE-K1", "pack-1")
+            try:
+                await post(k, "/api/v1/pack/pack-1/reprint", sscc=second)
+                await printer.wait_for_jobs(1)
+                await gate.until(lambda: "1 label(s)" in gate.service.floor.alarms["printer:prn-1"].message)
+                assert first in gate.service.floor.alarms["printer:prn-1"].message  # O-1 still unlabelled
+                await post(k, "/api/v1/pack/pack-1/reprint", sscc=first)
+                await gate.until(lambda: "printer:prn-1" not in gate.service.floor.alarms)
+            finally:
+                await k.aclose()
