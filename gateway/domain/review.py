@@ -31,11 +31,19 @@ def resolve_review(floor: Floor, change: Change, order_id: str, decision: str, o
         raise Conflict(f"{operator_id} packed order {order_id}: someone else approves its review (repack is "
                        "allowed)", order_id=order_id, operator_id=operator_id)
     change.emit("pack.review_resolved", {"decision": decision, "operator_id": operator_id}, order_id)
+    station = str(order.review.get("station") or "")
+    by = f" by {operator_id}" if operator_id else ""
     if decision == "approve":
         approve(floor, change, order, At(now, 0.0))  # pack.verified, then -> packed
+        told = (True, f"order {order_id}: its review was approved{by}; it is packed")
     else:
         order.review = None
         transition(change, order, PACKING)  # the packer scans the order again and every item
+        told = (False, f"order {order_id} goes back to packing{by}: scan the order again, then every item")
+    if station:
+        # The station's last word was the review's red "waits for a supervisor"; left there, it stood beside the
+        # parcel card saying packed.
+        change.signal(("station_feedback", station, told[0], told[1], "review"))
     order.holds = []
     change.save("order", order_id, order)
     return {"order_id": order_id, "state": order.state}

@@ -193,6 +193,9 @@ async def test_packing_a_weight_review_a_reprint_recall_and_the_csv(tmp_path: Pa
                 assert [r["order_id"] for r in snap["reviews"]] == ["O-2"]
                 r = await post(s, "/api/v1/supervisor/reviews/O-2", decision="approve")
                 assert r["state"] == "packed"
+                # The station's red "waits for a supervisor" is replaced: it stood beside the card saying packed.
+                told = gate.web.live.station_results["pack-2"]
+                assert told["ok"] and told["source"] == "review" and "approved by s1" in told["message"], told
                 again = await s.post("/api/v1/supervisor/reviews/O-2", json={"action_id": action_id(),
                                                                              "decision": "approve"})
                 assert again.status_code == 409 and "no weight review pending" in again.json()["error"]["message"]

@@ -73,7 +73,8 @@
     const r = v.result;
     // Results decided away from this page (the scale's weight, the hub cancelling the order at the bench).
     if (r && r.source !== "page" && lastResult !== null && r.ts !== lastResult) {
-      FG.feedback($("feedback"), r.ok ? "good" : "bad", r.ok ? t("ok") : t("refused"), r.message);
+      if (r.source === "review") FG.feedback($("feedback"), r.ok ? "good" : "warn", r.ok ? t("approve") : t("repack"), r.message);
+      else FG.feedback($("feedback"), r.ok ? "good" : "bad", r.ok ? t("ok") : t("refused"), r.message);
     }
     lastResult = r ? r.ts : "";
   }
