@@ -376,13 +376,18 @@ def pack_weight(floor: Floor, change: Change, station_id: str, grams: float, at:
                    {"order_id": order.order_id, "deviation_pct": deviation})
 
 
-def _missing_items(order: Order, left: dict[str, int]) -> list[dict[str, Any]]:
-    """The units still wanted, one entry per SKU, lot and serial, with a GTIN the picker scanned for them."""
+def _missing_items(floor: Floor, order: Order, left: dict[str, int]) -> list[dict[str, Any]]:
+    """The units still wanted, one entry per SKU, lot and serial, with the unit GTIN the picker scanned for them
+    (or the SKU's own): `qty` counts units, and a pack's GTIN beside it read as that many packs."""
     out = []
     for key, qty in sorted(left.items()):
         sku, lot, serial = key.split(SEP)
-        gtin = next((p.gtin for line in order.lines if line.sku == sku for p in line.picks
-                     if ((p.lot or "") == lot or not lot) and p.gtin), None)
+        item = floor.md.skus.get(sku)
+        units = set(item.gtins) if item is not None else set()
+        scanned = [p.gtin for line in order.lines if line.sku == sku for p in line.picks
+                   if ((p.lot or "") == lot or not lot) and p.gtin]
+        gtin = next((g for g in scanned if g in units), None) or (item.gtins[0] if item is not None and item.gtins
+                                                                   else next(iter(scanned), None))
         out.append({k: v for k, v in (("sku", sku), ("gtin", gtin), ("lot", lot or None), ("serial", serial or None),
                                       ("qty", qty)) if v is not None})
     return out
@@ -413,7 +418,7 @@ def report_missing(floor: Floor, change: Change, session: Session, at: At) -> Ou
     left = remaining_items(floor, order, st)
     if not left:
         raise Refused("not_allowed", "nothing is missing: every item is scanned")
-    missing = _missing_items(order, left)
+    missing = _missing_items(floor, order, left)
     expected = _scanned_weight(floor, st)
     change.emit("pack.review_required", {"station": st.station, "reason": "items_missing", "expected_g": expected,
                                          "missing": missing}, order.order_id)

@@ -400,3 +400,18 @@ async def test_a_line_undone_while_its_order_is_held_is_picked_again_before_pack
     assert h.floor.orders["O-1"].state == "picking"
     assert (await h.scan("pack-scan", "BADGE-K1", station="pack-1")).ok
     assert (await h.scan("pack-scan", "O-1", station="pack-1")).code == "order_not_ready"
+
+
+async def test_missing_units_picked_as_a_pack_are_named_by_the_unit_gtin(h: Harness) -> None:
+    """`missing` counts units: beside the 6-pack's GTIN, 3 read as 3 packs (18 units)."""
+    await h.picker_with_task("O-1", [(1, "SKU-2", 6)])
+    assert (await h.item("scan-1", "15012345678907")).ok  # one pack of 6
+    assert h.floor.orders["O-1"].state == "picked"
+    assert (await h.scan("pack-scan", "BADGE-K1", station="pack-1")).ok
+    assert (await h.scan("pack-scan", "O-1", station="pack-1")).ok
+    for _ in range(3):
+        assert (await h.item("pack-scan", "05012345678900", station="pack-1")).ok
+    seq = h.seq
+    assert (await h.scan("pack-scan", "MISSING", station="pack-1")).ok
+    review = next(d for t, _, d in h.events(seq) if t == "pack.review_required")
+    assert review["missing"] == [{"sku": "SKU-2", "gtin": "05012345678900", "qty": 3}], review
