@@ -415,7 +415,10 @@ def confirm(floor: Floor, change: Change, task_id: str, line_no: int, kind: str,
         raise Refused("not_allowed", f"{line.sku} is serial-tracked: scan each unit (its serial) instead of "
                                      f"confirming {take} by {'key' if via == 'ptl_button' else 'the PDA'}; "
                                      "a shortage with nothing more picked closes the line")
-    add_units(floor, change, task, line, line.item, take, via, at, line.location)
+    item = line.item
+    if sku is not None and sku.gtins and any(item.get("gtin") == g for g, _ in sku.pack_gtins):
+        item = {**item, "gtin": sku.gtins[0]}  # single units by the key / PDA, not packs
+    add_units(floor, change, task, line, item, take, via, at, line.location)
     finish_line(floor, change, task, order, line, via, at, short_reason=reason)
     return Outcome.good(f"line {line_no}: {line.picked} picked" + (f", {line.short} short" if line.short else ""),
                         "confirm", task_id=task_id, line_no=line_no)

@@ -72,6 +72,9 @@ class CommandIntake:
         self.bulk = bulk
         self.prefix = prefix
         self.cmd_prefix = f"{prefix}/cmd/"
+        # Other subscribed topics (the gateway's own status: HubLink._status_seen): handled and acknowledged in
+        # the queue's order, since a QoS 1 message is acknowledged in the order it arrived (MQTT 3.1.1 4.6.0-2).
+        self.other_topics: dict[str, Callable[[Message], None]] = {}
         self.max_payload = max_payload_bytes
         self._large: dict[int, dict[str, Any]] = {}  # mid -> a large result, until the client is past it
         self.clock = clock
@@ -83,7 +86,7 @@ class CommandIntake:
         self._ack_unsaved = False
 
     def on_message(self, msg: Message) -> None:
-        if msg.topic.startswith(self.cmd_prefix):
+        if msg.topic.startswith(self.cmd_prefix) or msg.topic in self.other_topics:
             self._queue.put_nowait(msg)
 
     async def run(self) -> None:
@@ -165,6 +168,13 @@ class CommandIntake:
                       extra={"fields": {"cmd_id": result.get("cmd_id"), "bytes": e.size, "limit": e.limit}})
 
     async def handle(self, msg: Message) -> None:
+        other = self.other_topics.get(msg.topic)
+        if other is not None:
+            try:
+                other(msg)
+            finally:
+                self.mqtt.ack(msg)
+            return
         name = msg.topic[len(self.cmd_prefix):]
         if msg.retain:
             # A retained command comes again at every (re)subscription, i.e. at every reconnect: answered from
@@ -289,8 +299,13 @@ class CommandIntake:
                                  f"events before seq {earliest} are no longer stored", earliest_seq=earliest)
         else:
             to = min(cmd.to_seq or last, last)
+            # Events held back (over the broker's message limit) are not sent: counted and named as such, or
+            # the hub was told they were served and its gap stayed open.
+            held = sorted(s for s in self.publisher.held_back if cmd.from_seq <= s <= to)
             result = {"cmd_id": cmd.cmd_id, "ok": True, "ts": rfc3339(self.clock.now()), "from_seq": cmd.from_seq,
-                      "to_seq": to, "count": max(to - cmd.from_seq + 1, 0)}
+                      "to_seq": to, "count": max(to - cmd.from_seq + 1 - len(held), 0)}
+            if held:
+                result["held_back"] = held[:100]
             if to >= cmd.from_seq:
                 self.publisher.replay(cmd.from_seq, to)
         return await self._store(name, cmd.cmd_id, result)

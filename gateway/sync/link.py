@@ -64,12 +64,18 @@ class HubLink:
         self.bulk = BulkApplier(service, clock, self._publish_result)
         self.intake = CommandIntake(service, self.mqtt, self.publisher, self.bulk, self.prefix,
                                     cfg.mqtt.max_payload_bytes, clock, self.publish_snapshot)
-        self.mqtt.on_message = self._on_message
+        self.mqtt.on_message = self.intake.on_message
+        self.intake.other_topics[self.status_topic] = self._status_seen
         self.publisher.on_held_back = self._held_back
         self.mqtt.on_too_large.append(self._too_large)
         self.mqtt.on_flapping.append(self._flapping)
-        self._twin_seen_at: float | None = None
+        # a twin alarm stored before a restart clears like one raised now, once no twin is seen for TWIN_CLEAR_S
+        self._twin_seen_at: float | None = clock.monotonic() if "twin_gateway" in service.floor.alarms else None
         self._started_at = clock.now() - timedelta(seconds=5)
+        # Alarms of the link stored before a restart end as they would have in the run before: flapping with the
+        # next connection that lasts, and the learned message limit with the start (it is learned afresh).
+        self.mqtt.flapping = "broker_flapping" in service.floor.alarms
+        self._limit_alarm_left = "mqtt_message_limit" in service.floor.alarms
         self._alarm_tasks: set[asyncio.Task[None]] = set()
         self.mqtt.on_connect.append(lambda present: self.publish_status())
         # ... and again a moment later: on a reconnect the client sends the publishes the broker never
@@ -91,6 +97,10 @@ class HubLink:
     def _status_again(self, present: bool) -> None:
         self._status_again_at = self.clock.monotonic() + STATUS_AGAIN_S
         self._connected_since = self.clock.monotonic()
+        if self._limit_alarm_left:
+            self._limit_alarm_left = False
+            self._clear("mqtt_message_limit", "the gateway restarted: its message limit is mqtt.max_payload_bytes "
+                                              "again (lowered again if the broker closes the link after a message)")
 
     def _disconnected(self) -> None:
         self._connected_since = None
@@ -104,13 +114,6 @@ class HubLink:
         self.intake.publish_result(result)
 
     # -- what the broker link itself goes through ------------------------------------------------------
-
-    def _on_message(self, msg: Message) -> None:
-        if msg.topic == self.status_topic:
-            self._status_seen(msg)
-            self.mqtt.ack(msg)
-        else:
-            self.intake.on_message(msg)
 
     def _status_seen(self, msg: Message) -> None:
         """A live `online` status of another journal under this gateway's topics: a second gateway with this

@@ -205,6 +205,12 @@ class AsyncMqtt:
             client.subscribe(topic, qos)
         self._disconnected.clear()
         self.connected.set()
+        # paho sends what it holds again right after this: the largest of those is watched as a fresh publish
+        out = getattr(client, "_out_messages", None) or {}
+        for mid, m in list(out.items()):
+            size = len(getattr(m, "payload", b""))
+            if m.qos > 0 and size >= LEARN_MIN and (self._big is None or size > self._big[1]):
+                self._big = (self._now(), size, int(mid))
         log.info("connected to broker", extra={"fields": {
             "client": self.name, "host": self.settings.host, "port": self.settings.port,
             "session_present": self.session_present}})
@@ -335,7 +341,12 @@ class AsyncMqtt:
                     continue
                 delay = s.reconnect_min_s
                 self._connected_at = self._loop.time()
-                await self._disconnected.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SHORT_S):
+                        await self._disconnected.wait()
+                if not self._disconnected.is_set():
+                    self._after_connection(SHORT_S)  # it lasts: a flapping run ends now, not when it ends
+                    await self._disconnected.wait()
                 self._force_close()
                 delay = self._after_connection(self._loop.time() - self._connected_at)
                 await asyncio.sleep(delay)

@@ -71,11 +71,12 @@ async def badge_login(body: BadgeLogin, request: Request, response: Response) ->
 
     def op(floor: Floor, change: Change) -> Outcome:
         return handle_scan(floor, change, scan, at, scale)
+    if operator_id is None:
+        web.limiter.failed(ip, account)  # before the await: requests at once must not all pass the limit
     # Through the one scan pipeline whatever it is (SPEC §2): a code that is no badge is refused there as on a
     # scanner, with its `scan.rejected` and audit row. Refused here before, it left no trace.
     out = await web.service.execute(op)
     if operator_id is None:
-        web.limiter.failed(ip, account)
         raise ApiError(401, "unknown_barcode", "that is not a badge known here: scan your badge")
     if not out.ok:
         raise ApiError(403, out.code or "not_allowed", out.message)

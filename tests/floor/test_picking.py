@@ -707,3 +707,14 @@ async def test_totes_go_to_the_pickers_orders_one_each_in_the_order_shown(h: Har
     assert (await h.item("scan-1", "4006381333931")).ok  # SKU-1 (O-1) in hand: its second tote
     assert (await h.scan("scan-1", "TOTE-4")).ok
     assert h.floor.totes["TOTE-4"] == "O-1" and h.floor.orders["O-1"].totes[-1] == "TOTE-4"
+
+
+async def test_key_confirm_after_a_pack_scan_does_not_name_the_pack_gtin_for_single_units(h: Harness) -> None:
+    # Line of 8 units: a pack of 6 scanned, then the PTL key confirms the 8 shown (the 2 singles taken by hand).
+    task = await h.picker_with_task(lines=[(1, "SKU-2", 8)])
+    assert (await h.item("scan-1", "15012345678907")).ok  # a pack of 6
+    seq = h.seq
+    assert (await h.key(task, 1, "confirm", qty=2)).ok
+    confirmed = [(d["gtin"], d["qty"]) for t, _, d in h.events(seq) if t == "pick.line_confirmed"]
+    # one event naming the pack's GTIN with qty 8 read as 8 packs: the two by the key are single units
+    assert confirmed == [("15012345678907", 6), ("05012345678900", 2)], confirmed

@@ -354,3 +354,16 @@ async def test_the_packing_page_logs_in_only_at_a_station_of_this_gateway(tmp_pa
         packer, me = await badge_client(gate, "BADGE-K1", station="pack-2")
         assert me["station"] == "pack-2"
         await packer.aclose()
+
+
+async def test_concurrent_bad_badges_are_held_to_the_per_ip_limit(tmp_path: Path) -> None:
+    async with gateway(web_config(tmp_path)) as gate:
+        before = len(gate.events("scan.rejected"))
+        async with httpx.AsyncClient(base_url=gate.base, timeout=30) as c:
+            rs = await asyncio.gather(*(c.post("/api/v1/auth/badge", json={"badge": f"GUESS-{i}", "station": "pick"})
+                                        for i in range(60)))
+        codes = [r.status_code for r in rs]
+        await gate.service.journal.barrier()
+        written = len(gate.events("scan.rejected")) - before
+        # per_ip = 20 failed logins per 5 min: sequentially the 21st is 429; concurrently all pass _limit
+        assert codes.count(401) <= 20 and written <= 20, (codes.count(401), codes.count(429), written)
