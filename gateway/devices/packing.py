@@ -205,6 +205,7 @@ class PrinterDevice:
         self.printer = RawTcpPrinter(cfg.host, cfg.port)
         self._jobs: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.printed: list[str] = []
+        self._printed_unsaved: set[str] = set()  # printed, its record not committed yet (retried with the next)
         service.on_signal(self._on_signal)
 
     def _on_signal(self, signal: Any) -> None:
@@ -241,9 +242,12 @@ class PrinterDevice:
             return False
         self.registry.status(self.cfg.id, "printer", True, "printed")
         self.printed.append(sscc)
-        await self._store(lambda f, c: (
-            device_status(f, c, self.cfg.id, "printer", True, "printed", at),
-            label_printed(f, c, self.cfg.id, sscc, at)))
+        self._printed_unsaved.add(sscc)
+        done = set(self._printed_unsaved)
+        if await self._store(lambda f, c: (
+                device_status(f, c, self.cfg.id, "printer", True, "printed", at),
+                [label_printed(f, c, self.cfg.id, s, at) for s in sorted(done)])):
+            self._printed_unsaved -= done
         return True
 
     async def _store(self, op: Callable[[Floor, Change], object]) -> bool:

@@ -113,6 +113,16 @@ def forget_devices(floor: Floor, change: Change, configured: Callable[[str], boo
             if alarm_id.startswith(prefix) and device_id != BROKER and not configured(device_id):
                 clear_alarm(floor, change, alarm_id, f"{device_id} is no longer in the config")
                 cleared.append(alarm_id)
+        printer_id = alarm_id[len("printer:"):]
+        if alarm_id.startswith("printer:") and not configured(printer_id):
+            # Its unprinted labels are kept: a printer still at their station clears each one it prints. The
+            # clearing message names them, for whoever reprints them.
+            left = [d for d in floor.extra.get(UNPRINTED, {}).values() if d.get("printer") == printer_id]
+            orders = ", ".join(str(d["order_id"]) for d in left[:UNPRINTED_SHOWN])
+            clear_alarm(floor, change, alarm_id, f"{printer_id} is no longer in the config" + (
+                f"; reprint the labels of orders {orders}{' and more' if len(left) > UNPRINTED_SHOWN else ''} "
+                "at their station" if left else ""))
+            cleared.append(alarm_id)
     for device_id in [d for d in floor.devices if d != BROKER and not configured(d)]:
         st = floor.devices.pop(device_id)
         if st.online:  # the hub's last word on it was `online`
@@ -151,9 +161,13 @@ def label_failed(floor: Floor, change: Change, printer_id: str, station: str, pa
 def label_printed(floor: Floor, change: Change, printer_id: str, sscc: str, at: At) -> bool:
     """A label printed: that parcel is labelled; the printer's alarm goes once none of its labels is left."""
     docs = floor.extra.get(UNPRINTED, {})
-    if docs.pop(sscc, None) is not None:
+    doc = docs.pop(sscc, None)
+    if doc is not None:
         change.delete(UNPRINTED, sscc)
-    return _label_alarm(floor, change, printer_id, "", at)
+    changed = _label_alarm(floor, change, printer_id, "", at)
+    if doc is not None and doc.get("printer") != printer_id:  # kept under another printer of the station
+        changed = _label_alarm(floor, change, str(doc.get("printer")), "", at) or changed
+    return changed
 
 
 def _label_alarm(floor: Floor, change: Change, printer_id: str, error: str, at: At) -> bool:
