@@ -21,7 +21,7 @@ class Stub:
 
     async def send(self, data: bytes) -> None:
         if not self.up:
-            raise PrinterUnreachable("127.0.0.1", 9100, "connection refused")
+            raise PrinterUnreachable("connection refused", "127.0.0.1", 9100)
 
 
 def printer(h: Harness, cfg: Config, pid: str) -> tuple[PrinterDevice, Stub]:
@@ -51,7 +51,7 @@ async def test_a_label_printed_whose_record_did_not_commit_is_recorded_with_the_
         if calls == 1:
             raise JournalError("disk I/O error")
         await real(change)
-    h.service.journal.submit = fail_once  # type: ignore[method-assign]
+    h.service.journal.submit = fail_once  # type: ignore[method-assign,assignment]
     assert await p.print(parcel(1))  # the label IS printed now; only its record failed to commit
     await h.service.reload()  # what the service does after a failed commit: the floor from the journal
     assert await p.print(parcel(2))  # the printer works on: later labels print and commit
