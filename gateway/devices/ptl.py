@@ -54,7 +54,7 @@ COLOURS = {"green": Colour.GREEN, "blue": Colour.BLUE, "yellow": Colour.YELLOW, 
 PATTERNS = {"steady": Pattern.STEADY, "blink": Pattern.BLINK_1HZ}
 UNKNOWN_BUS_ALARM = "ptl_unknown_bus"
 DONE_S = 1.5  # the module turns itself off after `done`; leave it alone meanwhile
-LINK_GRACE_S = 10.0  # modules dark only because their bus link dropped are recorded offline after this long
+LINK_GRACE_S = 10.0  # a module dark (its bus link dropped, or it stopped answering) is recorded offline after this
 
 
 class PtlDevices:
@@ -275,7 +275,10 @@ class PtlDevices:
             await store_status(self.service, self.registry, ev.bus_id, "bus", ev.up, ev.detail)
         elif kind == "link_grace":
             await self._after_link_grace(ev)
-        elif isinstance(ev, ModuleOffline) and ev.link:
+        elif isinstance(ev, ModuleOffline):
+            # Recorded after the grace, if it is still dark then: a drop of the bus's link, and a flaky module
+            # too (one losing 40% of its replies in bursts went offline and online 5-6 times in 8 s, each
+            # change a journaled event for the hub).
             dark = self._link_dark.setdefault(ev.bus_id, {})
             if ev.unit not in dark:  # each module its own grace from when it went dark (a later drop: afresh)
                 dark[ev.unit] = (ev.detail, self._loop_time() + self.link_grace_s)

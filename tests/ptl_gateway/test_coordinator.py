@@ -408,6 +408,28 @@ async def test_a_brief_link_drop_is_the_buss_event_alone_and_a_long_one_each_mod
         assert ptl_offline(f) == MODULES
 
 
+async def test_a_flaky_module_is_recorded_offline_only_when_it_stays_dark(tmp_path: Path) -> None:
+    """A module losing replies in bursts went offline and online 5-6 times in 8 s, each change a journaled
+    `device.offline` / `device.online` for the hub. Like a module dark because its bus link dropped, it is now
+    recorded offline once it has been dark `link_grace_s` (live on the technician page at once)."""
+    async with floor(tmp_path, "tcp") as f:
+        ptl, devices = await modules_online(f)
+        ptl.link_grace_s = 3600.0  # brief, whatever the machine's speed
+        for _ in range(3):
+            f.sim.set_gone(1)
+            await until(lambda: not f.app.registry.devices["bus-a-u001"].online, "the module dark (live)")
+            f.sim.set_gone(1, False)
+            await until(lambda: f.app.registry.devices["bus-a-u001"].online, "the module answering again")
+        await f.service.journal.barrier()
+        assert ptl_offline(f) == [] and devices["bus-a-u001"].online
+        ptl.link_grace_s = 0.2  # long: recorded, once
+        f.sim.set_gone(1)
+        await until(lambda: ptl_offline(f) == ["bus-a-u001"], "the module recorded offline")
+        f.sim.set_gone(1, False)
+        await until(lambda: devices["bus-a-u001"].online, "recorded online again")
+        assert ptl_offline(f) == ["bus-a-u001"]
+
+
 async def test_each_dark_module_has_its_own_grace_from_when_it_went_dark(tmp_path: Path) -> None:
     """From a review: the bus's grace timer ran from its first drop. A module that did not come back kept it
     running, and a second, brief drop was recorded for every module when that old timer fired. The grace's clock
