@@ -192,8 +192,9 @@ def add_units(floor: Floor, change: Change, task: Task, line: Line, item: dict[s
 def finish_line(floor: Floor, change: Change, task: Task, order: Order, line: Line, via: str, at: At,
                 short_reason: str | None = None) -> None:
     """Close a line: one `pick.line_confirmed` per lot (SPEC §6) and per GTIN (a pack of 6 and 2 single units
-were one event naming the pack's GTIN with qty 8: read as 8 packs), then `pick.line_short` for what is missing, then
-    the task and order consequences; its module is freed (done acknowledgement) for the next line."""
+    were one event naming the pack's GTIN with qty 8: read as 8 packs), then `pick.line_short` for what is
+    missing, then the task and order consequences; its module is freed (done acknowledgement) for the next
+    line."""
     missing = line.qty - line.picked
     operator = task.operator_id or ""
     by_lot: dict[tuple[Any, ...], dict[str, Any]] = {}
