@@ -366,14 +366,25 @@ async def started(cfg: Config, clock: ManualClock) -> tuple[Journal, Harness]:
     return j, Harness(s, clock)
 
 
-async def test_a_restart_keeps_the_escalation_timers_and_levels(tmp_path: Path) -> None:
-    """Found by restarting a gateway: the timer of a task given out 25 minutes before restarted from zero (the
-    level 2 came at minute 54, not 30), and an escalated task went up the whole ladder again."""
+async def ladder_floor(tmp_path: Path) -> tuple[Config, ManualClock, Journal, Harness]:
+    """A floor for the escalation ladder's tests, master data loaded: the breaker is off, since it would rest a
+    picker sitting on an unstarted task long before the ladder's 30 minutes. The caller closes the journal."""
     cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
     clock = ManualClock()
     j, h = await started(cfg, clock)
     try:
         await h.load()
+    except BaseException:
+        await j.close()
+        raise
+    return cfg, clock, j, h
+
+
+async def test_a_restart_keeps_the_escalation_timers_and_levels(tmp_path: Path) -> None:
+    """Found by restarting a gateway: the timer of a task given out 25 minutes before restarted from zero (the
+    level 2 came at minute 54, not 30), and an escalated task went up the whole ladder again."""
+    cfg, clock, j, h = await ladder_floor(tmp_path)
+    try:
         await h.scan("scan-1", "BADGE-P1")
         await h.order("O-1", [(1, "SKU-1", 1)])
         await h.tick()
@@ -443,10 +454,8 @@ async def test_a_restart_keeps_an_open_breaker_until_its_trial_closes_it_and_its
 async def test_an_escalated_task_held_and_released_is_escalated_again(tmp_path: Path) -> None:
     """From a review: holding the order ended the escalation alarm, and after the release the task sat unstarted
     for hours with none (its ladder was left at its end). The supervisor's action starts the ladder over."""
-    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
-    j, h = await started(cfg, ManualClock())
+    _cfg, _clock, j, h = await ladder_floor(tmp_path)
     try:
-        await h.load()
         await h.scan("scan-1", "BADGE-P1")
         await h.order("O-1", [(1, "SKU-1", 1)])
         await h.tick()
@@ -469,11 +478,8 @@ async def test_a_task_assigned_by_hand_after_level_2_is_timed_afresh(tmp_path: P
     escalated again."""
     from gateway.domain.tasks import manual_reassign
 
-    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
-    clock = ManualClock()
-    j, h = await started(cfg, clock)
+    cfg, clock, j, h = await ladder_floor(tmp_path)
     try:
-        await h.load()
         await h.scan("scan-1", "BADGE-P1")
         await h.order("O-1", [(1, "SKU-1", 1)])
         await h.order("O-2", [(1, "SKU-2", 1)])
@@ -498,11 +504,8 @@ async def test_a_task_assigned_by_hand_after_level_2_is_timed_afresh(tmp_path: P
 async def test_an_order_held_over_a_restart_is_given_out_after_its_release(tmp_path: Path) -> None:
     """From a review: its task came back held as a task of its own, which releasing the order did not end: the
     order was never given out again (also after any failed commit, which rebuilds the floor the same way)."""
-    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
-    clock = ManualClock()
-    j, h = await started(cfg, clock)
+    cfg, clock, j, h = await ladder_floor(tmp_path)
     try:
-        await h.load()
         await h.order("O-1", [(1, "SKU-1", 1)])
         await h.hold("order", "O-1")
         await j.close()
@@ -599,11 +602,8 @@ async def logged_out(h: Harness, device: str = "scan-1") -> None:
 async def test_a_restart_times_the_started_task_of_a_picker_who_left_before_it(tmp_path: Path) -> None:
     """A review: the picker logged out before a restart; after it the engine never saw them leave, and their
     started task was never timed."""
-    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
-    clock = ManualClock()
-    j, h = await started(cfg, clock)
+    cfg, clock, j, h = await ladder_floor(tmp_path)
     try:
-        await h.load()
         task = await h.picker_with_task(lines=[(1, "SKU-1", 1), (2, "SKU-2", 1)])
         assert (await h.item("scan-1", "4006381333931")).ok  # started
         await logged_out(h)
@@ -625,11 +625,8 @@ async def test_a_restart_times_a_requeued_task_from_when_it_was_last_given_out(t
     wait was taken from the order's arrival, and it went to level 2 at the first tick."""
     from gateway.domain.sessions import set_break
 
-    cfg = make_config(tmp_path, dispatch={"breaker_threshold": 0})
-    clock = ManualClock()
-    j, h = await started(cfg, clock)
+    cfg, clock, j, h = await ladder_floor(tmp_path)
     try:
-        await h.load()
         task = await h.picker_with_task(lines=[(1, "SKU-1", 1)])
         assert (await h.scan("scan-2", "BADGE-P2")).ok
         await minutes(h, 31)
