@@ -177,8 +177,8 @@ def context() -> multiprocessing.context.BaseContext:
 
 
 SUN_PATH_MAX = 108  # Linux's limit on an AF_UNIX socket path, its terminating NUL included
-# what multiprocessing puts after the base dir: "/pymp-XXXXXXXX/sock-XXXXXXXX" from 3.13,
-# "/pymp-XXXXXXXX/listener-XXXXXXXX" before
+# what multiprocessing puts after the base dir: "/pymp-" and 8 random characters, then "/sock-" (3.13 on) or
+# "/listener-" (before) and 8 more
 _SOCKET_NAME_LEN = 28 if sys.version_info >= (3, 13) else 32
 
 

@@ -313,8 +313,8 @@ class PtlDevices:
             when, self._events.put_nowait, ("link_grace", bus_id))
 
     async def _after_link_grace(self, bus_id: str) -> None:
-        """Record offline the modules of the bus dark for their whole grace since the link dropped (it is still
-        down, or they did not answer when it came back); the others wait for theirs."""
+        """Record offline the modules of the bus dark for their whole grace, each from when it went dark (its link
+        dropped, or it stopped answering) and still dark; the others wait for theirs."""
         self._link_timers.pop(bus_id, None)
         dark = self._link_dark.get(bus_id, {})
         now = self._loop_time()

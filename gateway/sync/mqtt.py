@@ -269,7 +269,9 @@ class AsyncMqtt:
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> int | None:
         """Queue a message; returns its mid (PUBACK arrives via `on_puback`), or None if paho refused it.
         Raises TooLarge for a message over the broker's limit."""
-        size = len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
+        size = len(payload)
+        if isinstance(payload, str) and 4 * size > self.max_payload:  # only then can its UTF-8 be over: measure it
+            size = len(payload.encode("utf-8"))
         if size > self.max_payload:
             raise TooLarge(topic, size, self.max_payload)
         info = self.client.publish(topic, payload, qos=qos, retain=retain)

@@ -199,7 +199,8 @@ def test_which_parts_are_parsed_on_the_loop() -> None:
 def test_a_long_tmpdir_does_not_stop_the_fork_server(tmp_path: Path, length: int) -> None:
     """Under a TMPDIR too long for a socket path the fork server's socket goes under /tmp (CPython 3.13's own
     rule), and it starts: before, the gateway's start ended in "AF_UNIX path too long" and a traceback. 77
-    characters: too long for 3.11's "/pymp-XXXXXXXX/listener-XXXXXXXX", though not for 3.13's shorter name."""
+    characters: too long for 3.11's socket name ("/pymp-", 8 random characters, "/listener-", 8 more), though
+    not for 3.13's shorter "/sock-" one."""
     assert len(str(tmp_path)) < length - 2
     long_dir = tmp_path / ("d" * (length - len(str(tmp_path)) - 1))
     long_dir.mkdir()
